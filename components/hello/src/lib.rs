@@ -1,0 +1,52 @@
+//! `hello`: answers every request with JSON describing what the component saw — method, path
+//! (gateway prefix already removed), query, forwarded headers — and the Alga request context.
+
+use serde_json::{Map, Value, json};
+use wstd::http::{Body, Error, Request, Response};
+
+wit_bindgen::generate!({
+    path: "../../wit/context.wit",
+    world: "alga:extension/imports",
+});
+
+use alga::extension::context;
+
+#[wstd::http_server]
+async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
+    let ctx = context::get();
+    let uri = request.uri();
+    let raw_query = uri.query().unwrap_or("");
+    let query: Map<String, Value> = form_urlencoded::parse(raw_query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect();
+    let headers: Map<String, Value> = request
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_owned(), Value::String(value))
+        })
+        .collect();
+
+    let body = json!({
+        "greeting": format!("Hello, {}! This is {}.", ctx.tenant_id, ctx.extension_id),
+        "method": request.method().as_str(),
+        "path": uri.path(),
+        "raw_query": raw_query,
+        "query": query,
+        "headers": headers,
+        "context": {
+            "tenant_id": ctx.tenant_id,
+            "extension_id": ctx.extension_id,
+            "install_id": ctx.install_id,
+            "version_id": ctx.version_id,
+            "content_hash": ctx.content_hash,
+            "request_id": ctx.request_id,
+            "user_id": ctx.user_id,
+        },
+    });
+
+    Ok(Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from_json(&body)?)?)
+}

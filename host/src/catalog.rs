@@ -1,0 +1,162 @@
+//! Which component serves which extension for which tenant.
+//!
+//! Until the registry lands this is the development mapping given on the command line
+//! (`--component ID=PATH`), serving one fixed dev tenant. The registry will resolve
+//! tenant → enabled install → version → content hash → verified bundle instead.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+/// A bad `--component` mapping.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// Not of the form `ID=PATH`.
+    #[error("invalid component mapping '{0}': expected EXTENSION_ID=PATH_TO_COMPONENT.wasm")]
+    BadSpec(String),
+    /// The id has characters a route cannot carry.
+    #[error("invalid extension id '{0}': use 1-128 characters of A-Z a-z 0-9 . _ -")]
+    BadId(String),
+    /// The same id was mapped twice.
+    #[error("extension id '{0}' is mapped more than once")]
+    Duplicate(String),
+    /// The file cannot be read.
+    #[error("cannot read component file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// What the gateway needs to run an extension for a tenant.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The extension id of the route.
+    pub extension_id: String,
+    /// The tenant's install of it.
+    pub install_id: String,
+    /// Installed version.
+    pub version: String,
+    /// `sha256:<hex>` of the component bytes.
+    pub content_hash: String,
+    /// The component bytes (for the compile cache on a miss).
+    pub wasm: Arc<[u8]>,
+}
+
+/// The dev catalog: a fixed tenant and components from local files.
+pub struct DevCatalog {
+    tenant: String,
+    extensions: HashMap<String, Resolved>,
+}
+
+impl DevCatalog {
+    /// Reads every `ID=PATH` mapping now, so a bad path fails at startup, not on first request.
+    pub fn from_specs(tenant: &str, specs: &[String]) -> Result<Self, CatalogError> {
+        let mut extensions = HashMap::new();
+        for spec in specs {
+            let (id, path) = spec
+                .split_once('=')
+                .filter(|(id, path)| !id.is_empty() && !path.is_empty())
+                .ok_or_else(|| CatalogError::BadSpec(spec.clone()))?;
+            if !is_valid_extension_id(id) {
+                return Err(CatalogError::BadId(id.to_owned()));
+            }
+            let resolved = read_component(id, Path::new(path))?;
+            if extensions.insert(id.to_owned(), resolved).is_some() {
+                return Err(CatalogError::Duplicate(id.to_owned()));
+            }
+        }
+        Ok(Self {
+            tenant: tenant.to_owned(),
+            extensions,
+        })
+    }
+
+    /// The tenant every dev request runs as.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// The extension `extension_id` as installed for `tenant`, if it is.
+    pub fn resolve(&self, tenant: &str, extension_id: &str) -> Option<&Resolved> {
+        (tenant == self.tenant)
+            .then(|| self.extensions.get(extension_id))
+            .flatten()
+    }
+
+    /// Every mapped extension.
+    pub fn extensions(&self) -> impl Iterator<Item = &Resolved> {
+        self.extensions.values()
+    }
+}
+
+/// Extension ids are route segments: a conservative alphabet, bounded length.
+pub fn is_valid_extension_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn read_component(id: &str, path: &Path) -> Result<Resolved, CatalogError> {
+    let bytes = std::fs::read(path).map_err(|source| CatalogError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let content_hash = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+    Ok(Resolved {
+        extension_id: id.to_owned(),
+        install_id: format!("dev-install-{id}"),
+        version: "0.0.0-dev".to_owned(),
+        content_hash,
+        wasm: bytes.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_malformed_specs_and_ids() {
+        assert!(matches!(
+            DevCatalog::from_specs("t", &["no-equals".into()]),
+            Err(CatalogError::BadSpec(_))
+        ));
+        assert!(matches!(
+            DevCatalog::from_specs("t", &["=x.wasm".into()]),
+            Err(CatalogError::BadSpec(_))
+        ));
+        assert!(matches!(
+            DevCatalog::from_specs("t", &["a/b=x.wasm".into()]),
+            Err(CatalogError::BadId(_))
+        ));
+        assert!(matches!(
+            DevCatalog::from_specs("t", &["ok=/definitely/missing.wasm".into()]),
+            Err(CatalogError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn resolves_only_for_the_dev_tenant() {
+        let dir = std::env::temp_dir().join(format!("alga-catalog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.wasm");
+        std::fs::write(&file, b"abc").unwrap();
+        let catalog =
+            DevCatalog::from_specs("dev", &[format!("hello={}", file.display())]).unwrap();
+        let hello = catalog.resolve("dev", "hello").unwrap();
+        // sha256("abc")
+        assert_eq!(
+            hello.content_hash,
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(catalog.resolve("other-tenant", "hello").is_none());
+        assert!(catalog.resolve("dev", "missing").is_none());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

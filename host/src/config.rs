@@ -1,0 +1,48 @@
+//! Settings with embedded defaults that work on one machine with no setup (DESIGN §8).
+//! The binary's flags set them, each also readable from the environment variable it names.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Limits and sizing of the component engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Wall-clock deadline for one request, from instantiation to the last body byte
+    /// (`EXT_GATEWAY_TIMEOUT_MS`).
+    pub timeout: Duration,
+    /// Cap on each linear memory of an instance.
+    pub memory_limit_bytes: u64,
+    /// Instances that may run at once on this node; also sizes the pooling allocator.
+    pub max_instances: u32,
+    /// Largest response body a component may stream; the stream is cut past it.
+    pub max_response_bytes: u64,
+    /// Maximum wasm stack per instance.
+    pub max_wasm_stack_bytes: usize,
+    /// Bytes of guest stdout/stderr kept per request for the log; the rest is dropped and counted.
+    pub guest_output_bytes: usize,
+    /// Directory of precompiled components; `None` keeps compiled code in memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// Compiled components kept in memory (least recently used are evicted).
+    pub memory_cache_entries: usize,
+    /// Bound on the precompiled cache directory's size (oldest-used files are evicted).
+    pub disk_cache_bytes: u64,
+    /// Period of the epoch ticker that interrupts running guests.
+    pub epoch_tick: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_millis(5000),
+            memory_limit_bytes: 128 << 20,
+            max_instances: 256,
+            max_response_bytes: 64 << 20,
+            max_wasm_stack_bytes: 512 << 10,
+            guest_output_bytes: 16 << 10,
+            cache_dir: None,
+            memory_cache_entries: 128,
+            disk_cache_bytes: 2 << 30,
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+}

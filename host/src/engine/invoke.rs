@@ -1,0 +1,234 @@
+//! One request through one fresh instance: create the store with its limits, instantiate,
+//! call `wasi:http/incoming-handler.handle`, and turn every way that can end into a response or
+//! a [`GatewayError`].
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Body;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+use super::{Engine, HostState, Prepared};
+use crate::capabilities::context::RequestContext;
+use crate::error::GatewayError;
+use crate::server::HostBody;
+
+/// Extra time granted past the deadline to a guest blocked in host I/O (which epoch checks
+/// cannot interrupt) before its task is cancelled.
+const CANCEL_GRACE: Duration = Duration::from_millis(100);
+
+/// How a guest's run ended, read from its store before the store is dropped.
+struct Finished {
+    result: wasmtime::Result<()>,
+    memory_denied: bool,
+    stdout: (String, u64),
+    stderr: (String, u64),
+}
+
+impl Engine {
+    /// Serves `request` with a fresh instance of `component`, for `context`.
+    ///
+    /// The deadline covers everything the guest does, including streaming the response body;
+    /// a body cut by the deadline or the response-size cap ends the connection abruptly.
+    pub async fn run<B>(
+        &self,
+        component: &Prepared,
+        request: http::Request<B>,
+        context: RequestContext,
+    ) -> Result<http::Response<HostBody>, GatewayError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let config = &self.config;
+        let permit =
+            self.slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| GatewayError::AtCapacity {
+                    max: config.max_instances,
+                })?;
+        let request_id = context.request_id.clone();
+        let deadline = Instant::now() + config.timeout;
+        let state = HostState::new(
+            context,
+            config.memory_limit_bytes,
+            config.guest_output_bytes,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        // Check the clock at every epoch tick; yield in between so a spinning guest never
+        // monopolises a runtime worker.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+
+        let internal = |e: wasmtime::Error| GatewayError::Internal(format!("{e:#}"));
+        let (response_tx, response_rx) = oneshot::channel();
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(internal)?;
+        let outparam = store
+            .data_mut()
+            .http()
+            .new_response_outparam(response_tx)
+            .map_err(internal)?;
+
+        let component = component.clone();
+        let task: JoinHandle<Finished> = tokio::spawn(async move {
+            let _slot = permit;
+            let result = async {
+                let proxy = component.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, outparam)
+                    .await
+            }
+            .await;
+            let state = store.data();
+            Finished {
+                result,
+                memory_denied: state.limiter.memory_denied(),
+                stdout: state.stdout.take(),
+                stderr: state.stderr.take(),
+            }
+            // The store drops here, which drops an unset response outparam and wakes the caller.
+        });
+
+        let limits = Limits::of(self);
+        let cancel_at = tokio::time::Instant::from_std(deadline + CANCEL_GRACE);
+        match tokio::time::timeout_at(cancel_at, response_rx).await {
+            Ok(Ok(Ok(response))) => {
+                tokio::spawn(watch(task, request_id, limits, cancel_at));
+                let max = usize::try_from(config.max_response_bytes).unwrap_or(usize::MAX);
+                Ok(response.map(|body| Limited::new(body, max).boxed_unsync()))
+            }
+            Ok(Ok(Err(code))) => {
+                tokio::spawn(watch(task, request_id, limits, cancel_at));
+                Err(GatewayError::BadGuestResponse(format!(
+                    "it answered with the error {code:?}"
+                )))
+            }
+            Ok(Err(_no_response)) => match tokio::time::timeout_at(cancel_at, task).await {
+                Ok(Ok(finished)) => {
+                    log_guest_output(&request_id, &finished);
+                    let error = classify(&finished, limits);
+                    tracing::warn!(%request_id, error = error.code(), "extension failed: {}", describe(&finished));
+                    Err(error)
+                }
+                Ok(Err(join)) => Err(GatewayError::Internal(format!(
+                    "extension task failed: {join}"
+                ))),
+                Err(_) => Err(limits.timeout()),
+            },
+            Err(_elapsed) => {
+                task.abort();
+                Err(limits.timeout())
+            }
+        }
+    }
+}
+
+/// The limits a failure is reported against.
+#[derive(Clone, Copy)]
+struct Limits {
+    timeout_ms: u64,
+    memory_limit_bytes: u64,
+}
+
+impl Limits {
+    fn of(engine: &Engine) -> Self {
+        Self {
+            timeout_ms: engine.config.timeout.as_millis() as u64,
+            memory_limit_bytes: engine.config.memory_limit_bytes,
+        }
+    }
+
+    fn timeout(self) -> GatewayError {
+        GatewayError::Timeout {
+            timeout_ms: self.timeout_ms,
+        }
+    }
+}
+
+/// Follows a guest that already sent its response head until it finishes streaming, so traps
+/// and timeouts mid-body are still logged.
+async fn watch(
+    task: JoinHandle<Finished>,
+    request_id: String,
+    limits: Limits,
+    cancel_at: tokio::time::Instant,
+) {
+    let abort = task.abort_handle();
+    match tokio::time::timeout_at(cancel_at, task).await {
+        Ok(Ok(finished)) => {
+            log_guest_output(&request_id, &finished);
+            if finished.result.is_err() {
+                let error = classify(&finished, limits);
+                tracing::warn!(%request_id, error = error.code(), "extension failed after responding: {}", describe(&finished));
+            }
+        }
+        Ok(Err(join)) => tracing::error!(%request_id, "extension task failed: {join}"),
+        Err(_) => {
+            abort.abort();
+            tracing::warn!(%request_id, error = "extension_timeout", "extension cancelled while streaming its response");
+        }
+    }
+}
+
+/// Maps how a guest ended (without a usable response) to the error the caller sees.
+fn classify(finished: &Finished, limits: Limits) -> GatewayError {
+    let error = match &finished.result {
+        Ok(()) => {
+            return GatewayError::BadGuestResponse("it returned without setting a response".into());
+        }
+        Err(error) => error,
+    };
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => limits.timeout(),
+        Some(Trap::StackOverflow) => GatewayError::StackOverflow,
+        _ if finished.memory_denied => GatewayError::MemoryLimit {
+            limit_mib: limits.memory_limit_bytes >> 20,
+        },
+        Some(trap) => GatewayError::GuestTrap(trap.to_string()),
+        None if error.is::<PoolConcurrencyLimitError>() => GatewayError::AtCapacity { max: 0 },
+        None => GatewayError::GuestTrap(error.to_string()),
+    }
+}
+
+/// The error chain and, when wasmtime captured one, the guest's wasm backtrace (what an
+/// extension author needs; the host's native backtrace is noise here).
+fn describe(finished: &Finished) -> String {
+    match &finished.result {
+        Ok(()) => "no response was set".into(),
+        Err(error) => match error.downcast_ref::<wasmtime::WasmBacktrace>() {
+            Some(backtrace) => format!("{error:#}\n{backtrace}"),
+            None => format!("{error:#}"),
+        },
+    }
+}
+
+/// One log event per line of guest output, each carrying the request id, so aggregated logs
+/// can always attribute a line to its request.
+fn log_guest_output(request_id: &str, finished: &Finished) {
+    for (stream, (text, dropped)) in [("stdout", &finished.stdout), ("stderr", &finished.stderr)] {
+        for line in text.lines().filter(|line| !line.trim().is_empty()) {
+            tracing::info!(target: "guest", %request_id, stream, "{line}");
+        }
+        if *dropped > 0 {
+            tracing::warn!(target: "guest", %request_id, stream, dropped_bytes = dropped, "guest output past the per-request bound was dropped");
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Every failure a caller can see, with its HTTP status and the JSON body
+//! `{error, message, request_id}` (DESIGN §5).
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+
+use crate::server::HostBody;
+
+/// Why a gateway request was not answered by the extension.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No route matches the request path.
+    #[error("no route for {0}")]
+    NoRoute(String),
+    /// The path names no extension the tenant can use.
+    #[error("extension '{0}' is not installed for this tenant")]
+    UnknownExtension(String),
+    /// The request itself is malformed (bad extension id, bad path).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The component trapped: a panic, `unreachable`, a bad memory access…
+    #[error("the extension crashed: {0}")]
+    GuestTrap(String),
+    /// The component tried to grow its memory past the per-instance cap.
+    #[error("the extension exceeded its memory limit of {limit_mib} MiB")]
+    MemoryLimit {
+        /// The cap, in MiB.
+        limit_mib: u64,
+    },
+    /// The component overflowed the wasm stack.
+    #[error("the extension overflowed its stack")]
+    StackOverflow,
+    /// The component answered with an HTTP error code instead of a response, or never answered.
+    #[error("the extension returned no valid response: {0}")]
+    BadGuestResponse(String),
+    /// The component did not finish within the deadline.
+    #[error("the extension did not answer within {timeout_ms} ms")]
+    Timeout {
+        /// The deadline that passed.
+        timeout_ms: u64,
+    },
+    /// Every instance slot of this node is busy.
+    #[error("this node is at capacity ({max} concurrent instances); retry shortly")]
+    AtCapacity {
+        /// The node-wide instance cap.
+        max: u32,
+    },
+    /// A failure of the host itself (compile error of a stored component, I/O…).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoRoute(_) | Self::UnknownExtension(_) => StatusCode::NOT_FOUND,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::GuestTrap(_)
+            | Self::MemoryLimit { .. }
+            | Self::StackOverflow
+            | Self::BadGuestResponse(_) => StatusCode::BAD_GATEWAY,
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable machine-readable class, the `error` field of the JSON body and a metrics label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NoRoute(_) => "not_found",
+            Self::UnknownExtension(_) => "extension_not_found",
+            Self::BadRequest(_) => "bad_request",
+            Self::GuestTrap(_) => "extension_trap",
+            Self::MemoryLimit { .. } => "extension_memory_limit",
+            Self::StackOverflow => "extension_stack_overflow",
+            Self::BadGuestResponse(_) => "extension_bad_response",
+            Self::Timeout { .. } => "extension_timeout",
+            Self::AtCapacity { .. } => "node_at_capacity",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The full HTTP response for this error.
+    pub fn into_response(self, request_id: &str) -> Response<HostBody> {
+        let mut response = json_response(
+            self.status(),
+            &serde_json::json!({
+                "error": self.code(),
+                "message": self.to_string(),
+                "request_id": request_id,
+            }),
+        );
+        if let Self::AtCapacity { .. } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// A JSON response with `status` and `no-store` caching (errors and API answers are never cached).
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<HostBody> {
+    let body = Full::new(Bytes::from(value.to_string()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

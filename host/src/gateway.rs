@@ -1,0 +1,226 @@
+//! `/api/ext/{extensionId}/{path…}`: resolve the extension for the tenant, prepare its component,
+//! and forward the request to a fresh instance with the route prefix removed (DESIGN §2, §5).
+//!
+//! Tenant authentication arrives with the gateway-auth work; until then every request runs as
+//! the dev catalog's fixed tenant.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri};
+use hyper::body::Body;
+
+use crate::capabilities::context::RequestContext;
+use crate::catalog::{DevCatalog, is_valid_extension_id};
+use crate::engine::Engine;
+use crate::error::GatewayError;
+use crate::server::HostBody;
+
+/// Path prefix of gateway routes.
+pub const ROUTE_PREFIX: &str = "/api/ext/";
+
+/// Request headers a component may see (DESIGN §5); everything else, notably the end user's
+/// `authorization` and `cookie`, is dropped. `content-length` describes the forwarded body.
+const FORWARDED_HEADERS: [HeaderName; 7] = [
+    header::ACCEPT,
+    header::ACCEPT_ENCODING,
+    header::CONTENT_LENGTH,
+    header::CONTENT_TYPE,
+    header::USER_AGENT,
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("x-idempotency-key"),
+];
+
+/// Runs extension routes.
+pub struct Gateway {
+    engine: Arc<Engine>,
+    catalog: DevCatalog,
+}
+
+impl Gateway {
+    /// A gateway resolving through `catalog` and running on `engine`.
+    pub fn new(engine: Arc<Engine>, catalog: DevCatalog) -> Self {
+        Self { engine, catalog }
+    }
+
+    /// Compiles every catalogued component now, so broken components fail at startup.
+    pub async fn warm_up(&self) -> Result<usize, GatewayError> {
+        let mut count = 0;
+        for extension in self.catalog.extensions() {
+            self.engine
+                .prepare(&extension.content_hash, || async {
+                    Ok(extension.wasm.clone())
+                })
+                .await
+                .map_err(|e| {
+                    GatewayError::Internal(format!("extension '{}': {e}", extension.extension_id))
+                })?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Serves one gateway request; `request_id` is already chosen by the server.
+    pub async fn handle<B>(
+        &self,
+        request: Request<B>,
+        request_id: &str,
+    ) -> Result<Response<HostBody>, GatewayError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let (extension_id, path) = split_route(request.uri().path())?;
+        let (extension_id, path) = (extension_id.to_owned(), path.to_owned());
+        let extension_id = extension_id.as_str();
+        let tenant = self.catalog.tenant();
+        let extension = self
+            .catalog
+            .resolve(tenant, extension_id)
+            .ok_or_else(|| GatewayError::UnknownExtension(extension_id.to_owned()))?;
+        let component = self
+            .engine
+            .prepare(&extension.content_hash, || async {
+                Ok(extension.wasm.clone())
+            })
+            .await
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+
+        let forwarded = forward(request, path, tenant, extension_id, request_id)?;
+        let context = RequestContext {
+            tenant_id: tenant.to_owned(),
+            extension_id: extension.extension_id.clone(),
+            install_id: extension.install_id.clone(),
+            version_id: extension.version.clone(),
+            content_hash: extension.content_hash.clone(),
+            request_id: request_id.to_owned(),
+            user_id: None,
+        };
+        self.engine.run(&component, forwarded, context).await
+    }
+}
+
+/// Splits `/api/ext/{id}/{rest…}` into the extension id and the path the component sees
+/// (`/{rest…}`, or `/` when there is none).
+pub fn split_route(path: &str) -> Result<(&str, &str), GatewayError> {
+    let rest = path
+        .strip_prefix(ROUTE_PREFIX)
+        .ok_or_else(|| GatewayError::NoRoute(path.to_owned()))?;
+    let (id, inner) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, "/"),
+    };
+    if id.is_empty() {
+        return Err(GatewayError::BadRequest(
+            "missing extension id: use /api/ext/{extensionId}/{path}".into(),
+        ));
+    }
+    if !is_valid_extension_id(id) {
+        return Err(GatewayError::BadRequest(format!(
+            "invalid extension id '{id}': use 1-128 characters of A-Z a-z 0-9 . _ -"
+        )));
+    }
+    Ok((id, inner))
+}
+
+/// The request the component receives: prefix-free path, original query, allowlisted headers,
+/// and the gateway's `x-request-id`, `x-alga-tenant`, `x-alga-extension`.
+fn forward<B>(
+    request: Request<B>,
+    path: String,
+    tenant: &str,
+    extension_id: &str,
+    request_id: &str,
+) -> Result<Request<B>, GatewayError> {
+    let (mut parts, body) = request.into_parts();
+    let path_and_query = match parts.uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    let authority = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .filter(|host| host.parse::<http::uri::Authority>().is_ok())
+        .unwrap_or("localhost")
+        .to_owned();
+    parts.uri = Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|e| GatewayError::BadRequest(format!("invalid request path: {e}")))?;
+
+    let mut headers = HeaderMap::with_capacity(FORWARDED_HEADERS.len() + 3);
+    for name in &FORWARDED_HEADERS {
+        for value in parts.headers.get_all(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let value = |s: &str| {
+        HeaderValue::from_str(s)
+            .map_err(|_| GatewayError::BadRequest(format!("invalid header value '{s}'")))
+    };
+    headers.insert("x-request-id", value(request_id)?);
+    headers.insert("x-alga-tenant", value(tenant)?);
+    headers.insert("x-alga-extension", value(extension_id)?);
+    parts.headers = headers;
+    Ok(Request::from_parts(parts, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_routes() {
+        assert_eq!(
+            split_route("/api/ext/hello/greet").unwrap(),
+            ("hello", "/greet")
+        );
+        assert_eq!(
+            split_route("/api/ext/hello/a/b/").unwrap(),
+            ("hello", "/a/b/")
+        );
+        assert_eq!(split_route("/api/ext/hello").unwrap(), ("hello", "/"));
+        assert_eq!(split_route("/api/ext/hello/").unwrap(), ("hello", "/"));
+        assert!(matches!(
+            split_route("/api/ext/"),
+            Err(GatewayError::BadRequest(_))
+        ));
+        assert!(matches!(
+            split_route("/api/ext/%2e%2e/x"),
+            Err(GatewayError::BadRequest(_))
+        ));
+        assert!(matches!(
+            split_route("/other"),
+            Err(GatewayError::NoRoute(_))
+        ));
+    }
+
+    #[test]
+    fn forwards_only_allowlisted_headers_and_sets_alga_ones() {
+        let request = Request::builder()
+            .uri("/api/ext/hello/greet?x=1")
+            .header("host", "edge.example:8080")
+            .header("authorization", "Bearer secret")
+            .header("cookie", "session=1")
+            .header("x-alga-tenant", "spoofed")
+            .header("accept", "application/json")
+            .body(())
+            .unwrap();
+        let forwarded = forward(request, "/greet".into(), "t1", "hello", "rid-1").unwrap();
+        assert_eq!(
+            forwarded.uri().to_string(),
+            "http://edge.example:8080/greet?x=1"
+        );
+        let headers = forwarded.headers();
+        assert!(headers.get("authorization").is_none());
+        assert!(headers.get("cookie").is_none());
+        assert_eq!(headers["x-alga-tenant"], "t1");
+        assert_eq!(headers["x-alga-extension"], "hello");
+        assert_eq!(headers["x-request-id"], "rid-1");
+        assert_eq!(headers["accept"], "application/json");
+    }
+}

@@ -1,0 +1,173 @@
+//! Harness for end-to-end tests: starts the real `alga-edge` binary on a free loopback port with
+//! real components built from `components/`, and talks HTTP to it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub use ureq;
+
+/// How long a node may take to compile its components and start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// A built guest component (`ALGA_COMPONENTS_DIR`, default `<repo>/target/components`).
+pub fn component(name: &str) -> PathBuf {
+    let dir = std::env::var_os("ALGA_COMPONENTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/components"));
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build the guest components first (scripts/build-components.sh)",
+        path.display()
+    );
+    path
+}
+
+/// Precompiled-component cache shared by test nodes, so each test doesn't recompile.
+fn shared_cache_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current test executable");
+    exe.parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("e2e-compiled")
+}
+
+/// A running `alga-edge serve` process, killed when dropped.
+pub struct Node {
+    child: Child,
+    addr: String,
+    _data: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Node {
+    /// Starts `binary serve` (the `alga-edge` under test) with the `hello` and `faulty`
+    /// components and `extra` arguments; `env` sets environment variables of the process.
+    pub fn start(binary: &str, extra: &[&str], env: &[(&str, &str)]) -> Node {
+        let data = tempfile::tempdir().expect("temp data dir");
+        let log = data.path().join("node.log");
+        let mut command = Command::new(binary);
+        command
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--cache-dir")
+            .arg(shared_cache_dir())
+            .arg("--component")
+            .arg(format!("hello={}", component("hello").display()))
+            .arg("--component")
+            .arg(format!("faulty={}", component("faulty").display()))
+            .args(extra)
+            .env_remove("EXT_GATEWAY_TIMEOUT_MS")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        let mut child = command.spawn().expect("spawn alga-edge");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("alga-edge listening on http://") {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let mut node = Node {
+            child,
+            addr: String::new(),
+            _data: data,
+            log,
+        };
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => node.addr = addr,
+            Err(_) => panic!("alga-edge did not start; its log:\n{}", node.log_text()),
+        }
+        node
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `base()` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+
+    /// The process id (for RSS checks).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the node wrote to stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Resident set size of the node, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS line")
+            * 1024
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client that returns non-2xx responses instead of failing, with a bounded timeout.
+pub fn client() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// A GET that returns status, headers and the body parsed as JSON (Null when not JSON).
+pub fn get_json(agent: &ureq::Agent, url: &str) -> (u16, http::HeaderMap, serde_json::Value) {
+    let mut response = agent
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    (status, headers, json)
+}
+
+/// Runs `f` and returns its result with the elapsed time.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let started = Instant::now();
+    let value = f();
+    (value, started.elapsed())
+}

@@ -1,0 +1,258 @@
+//! The foundation over the real binary: hello round trip, and every guest fault contained
+//! (trap, infinite loop, memory bomb, stack overflow, huge body) while the node keeps serving.
+
+use std::time::Duration;
+
+use alga_edge_e2e::{client, get_json, timed};
+
+/// A node running the `alga-edge` binary cargo built for this test.
+struct Node;
+
+impl Node {
+    fn start(extra: &[&str], env: &[(&str, &str)]) -> alga_edge_e2e::Node {
+        alga_edge_e2e::Node::start(env!("CARGO_BIN_EXE_alga-edge"), extra, env)
+    }
+}
+
+/// The node still answers a normal request after a fault.
+fn assert_still_serving(node: &alga_edge_e2e::Node) {
+    let (status, _, body) = get_json(&client(), &node.url("/api/ext/hello/after-fault"));
+    assert_eq!(
+        status,
+        200,
+        "node stopped serving; log:\n{}",
+        node.log_text()
+    );
+    assert_eq!(body["path"], "/after-fault");
+}
+
+/// The JSON error contract: `{error, message, request_id}` with the id also in the header.
+fn assert_error_body(headers: &http::HeaderMap, body: &serde_json::Value, error: &str) {
+    assert_eq!(body["error"], error, "body: {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "body: {body}"
+    );
+    assert_eq!(
+        body["request_id"].as_str(),
+        headers.get("x-request-id").and_then(|v| v.to_str().ok()),
+        "request id in body and header differ"
+    );
+}
+
+#[test]
+fn hello_echoes_path_query_and_context() {
+    let node = Node::start(&[], &[]);
+    let agent = client();
+    let mut response = agent
+        .get(&node.url("/api/ext/hello/greet?x=1&name=Ada%20L"))
+        .header("authorization", "Bearer end-user-token")
+        .header("x-alga-tenant", "spoofed-tenant")
+        .header("x-request-id", "e2e-req-1")
+        .call()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(response.headers()["x-request-id"], "e2e-req-1");
+    let body: serde_json::Value = response.body_mut().read_json().unwrap();
+
+    assert_eq!(body["method"], "GET");
+    assert_eq!(
+        body["path"], "/greet",
+        "gateway prefix must be removed: {body}"
+    );
+    assert_eq!(body["query"]["x"], "1");
+    assert_eq!(body["query"]["name"], "Ada L");
+    assert_eq!(body["context"]["tenant_id"], "dev-tenant");
+    assert_eq!(body["context"]["extension_id"], "hello");
+    assert_eq!(body["context"]["request_id"], "e2e-req-1");
+    assert!(
+        body["context"]["content_hash"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert!(body["greeting"].as_str().unwrap().contains("dev-tenant"));
+    // Gateway headers are set by the host, never taken from the caller.
+    assert_eq!(body["headers"]["x-alga-tenant"], "dev-tenant");
+    assert_eq!(body["headers"]["x-alga-extension"], "hello");
+    assert!(
+        body["headers"].get("authorization").is_none(),
+        "end-user credential leaked: {body}"
+    );
+}
+
+#[test]
+fn unknown_extension_and_route_are_404() {
+    let node = Node::start(&[], &[]);
+    let agent = client();
+    let (status, headers, body) = get_json(&agent, &node.url("/api/ext/nope/x"));
+    assert_eq!(status, 404);
+    assert_error_body(&headers, &body, "extension_not_found");
+
+    let (status, headers, body) = get_json(&agent, &node.url("/elsewhere"));
+    assert_eq!(status, 404);
+    assert_error_body(&headers, &body, "not_found");
+
+    let (status, headers, body) = get_json(&agent, &node.url("/api/ext/bad%20id/x"));
+    assert_eq!(status, 400);
+    assert_error_body(&headers, &body, "bad_request");
+
+    let (status, _, body) = get_json(&agent, &node.url("/healthz"));
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+}
+
+#[test]
+fn trap_is_502_and_node_keeps_serving() {
+    let node = Node::start(&[], &[]);
+    let (status, headers, body) = get_json(&client(), &node.url("/api/ext/faulty/trap"));
+    assert_eq!(status, 502);
+    assert_error_body(&headers, &body, "extension_trap");
+    assert_still_serving(&node);
+    // The guest's panic message is in the node's log, tied to the request id.
+    let request_id = body["request_id"].as_str().unwrap();
+    let log = node.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(request_id) && l.contains("faulty: deliberate trap")),
+        "guest stderr not logged for {request_id}:\n{log}"
+    );
+}
+
+#[test]
+fn infinite_loop_is_504_within_deadline_and_next_request_succeeds() {
+    const TIMEOUT_MS: u64 = 1000;
+    let node = Node::start(&[], &[("EXT_GATEWAY_TIMEOUT_MS", "1000")]);
+    let agent = client();
+    // Two loops at once on a 2-core node: neither may starve the other or the deadline.
+    let loops: Vec<_> = (0..2)
+        .map(|_| {
+            let url = node.url("/api/ext/faulty/loop");
+            let agent = agent.clone();
+            std::thread::spawn(move || timed(|| get_json(&agent, &url)))
+        })
+        .collect();
+    for handle in loops {
+        let ((status, headers, body), elapsed) = handle.join().unwrap();
+        eprintln!("infinite loop answered {status} after {elapsed:?} (deadline {TIMEOUT_MS} ms)");
+        assert_eq!(status, 504, "body: {body}");
+        assert_error_body(&headers, &body, "extension_timeout");
+        assert!(
+            elapsed >= Duration::from_millis(TIMEOUT_MS - 50),
+            "answered before the deadline: {elapsed:?}"
+        );
+        assert!(
+            elapsed <= Duration::from_millis(TIMEOUT_MS + 200),
+            "deadline overshot: {elapsed:?}"
+        );
+    }
+    assert_still_serving(&node);
+}
+
+#[test]
+fn memory_bomb_is_502_and_rss_stays_bounded() {
+    const CAP_MIB: u64 = 64;
+    let node = Node::start(&["--memory-limit-mib", "64"], &[]);
+    let agent = client();
+    assert_still_serving(&node);
+    let baseline = node.rss_bytes();
+    for _ in 0..5 {
+        let (status, headers, body) = get_json(&agent, &node.url("/api/ext/faulty/oom"));
+        assert_eq!(status, 502, "body: {body}");
+        assert_error_body(&headers, &body, "extension_memory_limit");
+        assert!(
+            body["message"].as_str().unwrap().contains("64 MiB"),
+            "body: {body}"
+        );
+    }
+    assert_still_serving(&node);
+    let after = node.rss_bytes();
+    eprintln!(
+        "RSS before 5 memory bombs: {} MiB, after: {} MiB",
+        baseline >> 20,
+        after >> 20
+    );
+    // Five bombs each filled 64 MiB; freed instance memory must be returned, so growth stays
+    // under one instance's cap.
+    assert!(
+        after < baseline + (CAP_MIB << 20),
+        "RSS grew from {} MiB to {} MiB",
+        baseline >> 20,
+        after >> 20
+    );
+}
+
+#[test]
+fn stack_overflows_are_502() {
+    let node = Node::start(&[], &[]);
+    let agent = client();
+    // The wasm call stack: the engine's stack limit traps.
+    let (status, headers, body) = get_json(&agent, &node.url("/api/ext/faulty/stack"));
+    assert_eq!(status, 502, "body: {body}");
+    assert_error_body(&headers, &body, "extension_stack_overflow");
+    // Rust's shadow stack in linear memory: runs off the start of memory, an ordinary trap.
+    let (status, headers, body) = get_json(&agent, &node.url("/api/ext/faulty/shadow-stack"));
+    assert_eq!(status, 502, "body: {body}");
+    assert_error_body(&headers, &body, "extension_trap");
+    assert_still_serving(&node);
+}
+
+#[test]
+fn hundred_concurrent_hello_requests_all_succeed() {
+    let node = Node::start(&[], &[]);
+    let agent = client();
+    let workers: Vec<_> = (0..100)
+        .map(|i| {
+            let url = node.url(&format!("/api/ext/hello/req/{i}"));
+            let agent = agent.clone();
+            std::thread::spawn(move || (i, get_json(&agent, &url)))
+        })
+        .collect();
+    let mut request_ids = std::collections::HashSet::new();
+    for handle in workers {
+        let (i, (status, _, body)) = handle.join().unwrap();
+        assert_eq!(status, 200, "request {i}: {body}");
+        assert_eq!(body["path"], format!("/req/{i}"));
+        request_ids.insert(body["context"]["request_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        request_ids.len(),
+        100,
+        "each request gets its own id and instance"
+    );
+}
+
+#[test]
+fn huge_body_streams_and_is_cut_at_the_response_cap() {
+    let node = Node::start(&["--max-response-mib", "4"], &[]);
+    let agent = client();
+
+    // Under the cap: streamed whole.
+    let mut response = agent
+        .get(&node.url("/api/ext/faulty/huge?mb=3"))
+        .call()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let received = std::io::copy(&mut response.body_mut().as_reader(), &mut std::io::sink())
+        .expect("a body under the cap arrives whole");
+    assert_eq!(received, 3 << 20);
+
+    // Over the cap: the stream is cut (the connection aborts mid-body); never more than the cap.
+    let mut response = agent
+        .get(&node.url("/api/ext/faulty/huge?mb=1024"))
+        .call()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
+    let mut received = 0u64;
+    let mut buf = vec![0u8; 64 << 10];
+    while let Ok(n) = std::io::Read::read(&mut reader, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        received += n as u64;
+    }
+    assert!(received <= 4 << 20, "got {received} bytes past a 4 MiB cap");
+    assert!(received > 0, "nothing was streamed before the cut");
+    assert_still_serving(&node);
+}
