@@ -28,6 +28,11 @@ pub struct EngineConfig {
     pub disk_cache_bytes: u64,
     /// Period of the epoch ticker that interrupts running guests.
     pub epoch_tick: Duration,
+    /// Freed instance resources returned to the OS per batch. Batching cuts the cross-core TLB
+    /// shootdowns of one `madvise` per request (about +20% hello throughput at 8 on 2 cores);
+    /// the price is that up to `min(cores, 16) * (batch - 1)` freed memories stay resident until
+    /// their batch flushes. 1 disables batching.
+    pub decommit_batch: usize,
 }
 
 impl Default for EngineConfig {
@@ -43,6 +48,7 @@ impl Default for EngineConfig {
             memory_cache_entries: 128,
             disk_cache_bytes: 2 << 30,
             epoch_tick: Duration::from_millis(10),
+            decommit_batch: 8,
         }
     }
 }

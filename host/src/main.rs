@@ -72,6 +72,9 @@ struct ServeArgs {
     /// Largest response body an extension may stream, in MiB.
     #[arg(long, env = "EXT_MAX_RESPONSE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     max_response_mib: u64,
+    /// Freed instance memories returned to the OS per batch (1 = immediately; see README).
+    #[arg(long, env = "EXT_POOL_DECOMMIT_BATCH", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pool_decommit_batch: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -92,6 +95,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         memory_limit_bytes: args.memory_limit_mib << 20,
         max_instances: args.max_instances,
         max_response_bytes: args.max_response_mib << 20,
+        decommit_batch: args.pool_decommit_batch as usize,
         cache_dir: (!args.no_disk_cache).then(|| {
             args.cache_dir
                 .unwrap_or_else(|| args.data_dir.join("compiled"))

@@ -12,7 +12,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
@@ -78,6 +78,9 @@ fn request_id_for<B>(request: &Request<B>) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// How long a client may take to send request headers (slow-loris protection).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long shutdown waits for in-flight requests before closing their connections.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -109,6 +112,8 @@ pub async fn serve(
             async move { Ok::<_, Infallible>(app.route(request).await) }
         });
         let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);

@@ -143,6 +143,33 @@ impl Drop for Node {
     }
 }
 
+/// Runs `binary` with `args` until it exits (killed after `limit`); returns whether it exited
+/// successfully and its stderr. For commands that must fail fast.
+pub fn run_to_exit(binary: &str, args: &[&str], limit: Duration) -> (bool, String) {
+    let mut child = Command::new(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{binary} {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.success(), stderr)
+}
+
 /// An HTTP client that returns non-2xx responses instead of failing, with a bounded timeout.
 pub fn client() -> ureq::Agent {
     ureq::Agent::config_builder()

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use alga_edge_e2e::{client, get_json, timed};
+use alga_edge_e2e::{client, get_json, run_to_exit, timed};
 
 /// A node running the `alga-edge` binary cargo built for this test.
 struct Node;
@@ -149,36 +149,58 @@ fn infinite_loop_is_504_within_deadline_and_next_request_succeeds() {
     assert_still_serving(&node);
 }
 
-#[test]
-fn memory_bomb_is_502_and_rss_stays_bounded() {
-    const CAP_MIB: u64 = 64;
-    let node = Node::start(&["--memory-limit-mib", "64"], &[]);
+/// Fires `bombs` memory bombs at `node` (cap `cap_mib`), each a 502 naming the cap; returns the
+/// node's RSS growth in bytes.
+fn rss_growth_after_memory_bombs(node: &alga_edge_e2e::Node, bombs: usize, cap_mib: u64) -> u64 {
     let agent = client();
-    assert_still_serving(&node);
+    assert_still_serving(node);
     let baseline = node.rss_bytes();
-    for _ in 0..5 {
+    for _ in 0..bombs {
         let (status, headers, body) = get_json(&agent, &node.url("/api/ext/faulty/oom"));
         assert_eq!(status, 502, "body: {body}");
         assert_error_body(&headers, &body, "extension_memory_limit");
-        assert!(
-            body["message"].as_str().unwrap().contains("64 MiB"),
-            "body: {body}"
-        );
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(&format!("{cap_mib} MiB")), "body: {body}");
     }
-    assert_still_serving(&node);
+    assert_still_serving(node);
     let after = node.rss_bytes();
     eprintln!(
-        "RSS before 5 memory bombs: {} MiB, after: {} MiB",
+        "RSS before {bombs} memory bombs of {cap_mib} MiB: {} MiB, after: {} MiB",
         baseline >> 20,
         after >> 20
     );
-    // Five bombs each filled 64 MiB; freed instance memory must be returned, so growth stays
-    // under one instance's cap.
+    after.saturating_sub(baseline)
+}
+
+#[test]
+fn memory_bomb_is_502_and_freed_memory_is_returned() {
+    // Unbatched decommit: every bomb's memory goes back to the OS when its instance ends, so
+    // five bombs grow RSS by less than one instance's cap.
+    let node = Node::start(
+        &["--memory-limit-mib", "64", "--pool-decommit-batch", "1"],
+        &[],
+    );
+    let growth = rss_growth_after_memory_bombs(&node, 5, 64);
+    assert!(growth < 64 << 20, "RSS grew by {} MiB", growth >> 20);
+}
+
+#[test]
+fn memory_bombs_with_default_decommit_batching_stay_within_the_documented_bound() {
+    // With the default batch of 8, up to min(cores, 16) * 7 freed memories may wait for their
+    // batch (README). Twice that many bombs must still not grow RSS past that bound plus one cap.
+    const CAP_MIB: u64 = 64;
+    let shards = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(16) as u64;
+    let pending = shards * 7;
+    let node = Node::start(&["--memory-limit-mib", "64"], &[]);
+    let bombs = 2 * (pending + 1) as usize;
+    let growth = rss_growth_after_memory_bombs(&node, bombs, CAP_MIB);
     assert!(
-        after < baseline + (CAP_MIB << 20),
-        "RSS grew from {} MiB to {} MiB",
-        baseline >> 20,
-        after >> 20
+        growth < (pending + 1) * (CAP_MIB << 20),
+        "RSS grew by {} MiB after {bombs} bombs (bound {} MiB)",
+        growth >> 20,
+        ((pending + 1) * CAP_MIB)
     );
 }
 
@@ -255,4 +277,82 @@ fn huge_body_streams_and_is_cut_at_the_response_cap() {
     assert!(received <= 4 << 20, "got {received} bytes past a 4 MiB cap");
     assert!(received > 0, "nothing was streamed before the cut");
     assert_still_serving(&node);
+}
+
+#[test]
+fn busy_node_answers_503_with_retry_after_then_recovers() {
+    let node = Node::start(
+        &["--max-instances", "1"],
+        &[("EXT_GATEWAY_TIMEOUT_MS", "1500")],
+    );
+    let agent = client();
+    let url = node.url("/api/ext/faulty/loop");
+    let looping = {
+        let agent = agent.clone();
+        std::thread::spawn(move || get_json(&agent, &url))
+    };
+    // Wait (bounded) until the loop holds the only slot, then a second request is refused.
+    let mut refused = None;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(20));
+        let (status, headers, body) = get_json(&agent, &node.url("/api/ext/hello/x"));
+        if status == 503 {
+            refused = Some((headers, body));
+            break;
+        }
+    }
+    let (headers, body) = refused.expect("no 503 while the only instance slot was busy");
+    assert_error_body(&headers, &body, "node_at_capacity");
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(looping.join().unwrap().0, 504);
+    assert_still_serving(&node);
+}
+
+#[test]
+fn invalid_component_fails_startup_with_a_clear_error() {
+    let dir = tempfile_dir();
+    let garbage = dir.join("garbage.wasm");
+    std::fs::write(&garbage, b"\0asm definitely not a component").unwrap();
+    let spec = format!("broken={}", garbage.display());
+    let data = dir.join("data");
+    let (ok, stderr) = run_to_exit(
+        env!("CARGO_BIN_EXE_alga-edge"),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--component",
+            &spec,
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(!ok, "startup with a broken component must fail");
+    assert!(stderr.contains("extension 'broken'"), "stderr: {stderr}");
+    assert!(stderr.contains("does not compile"), "stderr: {stderr}");
+
+    let (ok, stderr) = run_to_exit(
+        env!("CARGO_BIN_EXE_alga-edge"),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--component",
+            "missing-equals",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("expected EXTENSION_ID=PATH"),
+        "stderr: {stderr}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("alga-e2e-{}-{}", std::process::id(), line!()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

@@ -146,6 +146,7 @@ impl Engine {
 struct Limits {
     timeout_ms: u64,
     memory_limit_bytes: u64,
+    max_instances: u32,
 }
 
 impl Limits {
@@ -153,6 +154,7 @@ impl Limits {
         Self {
             timeout_ms: engine.config.timeout.as_millis() as u64,
             memory_limit_bytes: engine.config.memory_limit_bytes,
+            max_instances: engine.config.max_instances,
         }
     }
 
@@ -203,7 +205,9 @@ fn classify(finished: &Finished, limits: Limits) -> GatewayError {
             limit_mib: limits.memory_limit_bytes >> 20,
         },
         Some(trap) => GatewayError::GuestTrap(trap.to_string()),
-        None if error.is::<PoolConcurrencyLimitError>() => GatewayError::AtCapacity { max: 0 },
+        None if error.is::<PoolConcurrencyLimitError>() => GatewayError::AtCapacity {
+            max: limits.max_instances,
+        },
         None => GatewayError::GuestTrap(error.to_string()),
     }
 }

@@ -111,7 +111,8 @@ fn wasmtime_config(config: &EngineConfig) -> Result<wasmtime::Config, EngineErro
         .max_core_instances_per_component(64)
         .max_memories_per_component(8)
         .max_tables_per_component(32)
-        .table_elements(100_000);
+        .table_elements(100_000)
+        .decommit_batch_size(config.decommit_batch.max(1));
 
     let mut wt = wasmtime::Config::new();
     wt.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
