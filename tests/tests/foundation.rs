@@ -173,6 +173,28 @@ fn rss_growth_after_memory_bombs(node: &alga_edge_e2e::Node, bombs: usize, cap_m
 }
 
 #[test]
+fn guest_blocked_in_the_host_is_cancelled_at_the_deadline() {
+    // No wasm runs while the guest waits on a host timer, so epoch checks cannot stop it: the
+    // host cancels the call instead.
+    const TIMEOUT_MS: u64 = 800;
+    let node = Node::start(&[], &[("EXT_GATEWAY_TIMEOUT_MS", "800")]);
+    let ((status, headers, body), elapsed) =
+        timed(|| get_json(&client(), &node.url("/api/ext/faulty/sleep")));
+    eprintln!("sleeping guest answered {status} after {elapsed:?} (deadline {TIMEOUT_MS} ms)");
+    assert_eq!(status, 504, "body: {body}");
+    assert_error_body(&headers, &body, "extension_timeout");
+    assert!(
+        elapsed >= Duration::from_millis(TIMEOUT_MS - 50),
+        "{elapsed:?}"
+    );
+    assert!(
+        elapsed <= Duration::from_millis(TIMEOUT_MS + 200),
+        "{elapsed:?}"
+    );
+    assert_still_serving(&node);
+}
+
+#[test]
 fn memory_bomb_is_502_and_freed_memory_is_returned() {
     // Unbatched decommit: every bomb's memory goes back to the OS when its instance ends, so
     // five bombs grow RSS by less than one instance's cap.

@@ -3,6 +3,7 @@
 //!
 //! - `/trap`: panics (an abort, so a wasm trap)
 //! - `/loop`: spins forever without yielding
+//! - `/sleep`: waits an hour on a host timer (blocked in the host, not running wasm)
 //! - `/oom`: allocates (and touches) memory without bound
 //! - `/stack`: recurses until the wasm call stack overflows
 //! - `/shadow-stack`: recurses until Rust's in-memory (shadow) stack runs out of linear memory
@@ -23,6 +24,10 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
         "/trap" => panic!("faulty: deliberate trap"),
         "/loop" => spin_forever(),
         "/oom" => hoard_memory(),
+        "/sleep" => {
+            wstd::task::sleep(wstd::time::Duration::from_secs(3600)).await;
+            Ok(Response::new("woke up\n".into()))
+        }
         "/stack" => {
             let depth = recurse_call_stack(black_box(1));
             Ok(Response::new(format!("unreachable depth {depth}").into()))

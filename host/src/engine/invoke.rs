@@ -18,9 +18,10 @@ use crate::capabilities::context::RequestContext;
 use crate::error::GatewayError;
 use crate::server::HostBody;
 
-/// Extra time granted past the deadline to a guest blocked in host I/O (which epoch checks
-/// cannot interrupt) before its task is cancelled.
-const CANCEL_GRACE: Duration = Duration::from_millis(100);
+/// How long past the deadline the host waits before cancelling the call. A guest running wasm
+/// traps at the first epoch tick past the deadline (10 ms) and its output is logged; one blocked
+/// in host I/O never reaches an epoch check and is cancelled when this grace ends.
+const CANCEL_GRACE: Duration = Duration::from_millis(25);
 
 /// How a guest's run ended, read from its store before the store is dropped.
 struct Finished {
@@ -107,6 +108,7 @@ impl Engine {
             // The store drops here, which drops an unset response outparam and wakes the caller.
         });
 
+        let abort = task.abort_handle();
         let limits = Limits::of(self);
         let cancel_at = tokio::time::Instant::from_std(deadline + CANCEL_GRACE);
         match tokio::time::timeout_at(cancel_at, response_rx).await {
@@ -131,10 +133,13 @@ impl Engine {
                 Ok(Err(join)) => Err(GatewayError::Internal(format!(
                     "extension task failed: {join}"
                 ))),
-                Err(_) => Err(limits.timeout()),
+                Err(_) => {
+                    abort.abort();
+                    Err(limits.timeout())
+                }
             },
             Err(_elapsed) => {
-                task.abort();
+                abort.abort();
                 Err(limits.timeout())
             }
         }
