@@ -1,8 +1,10 @@
 //! `alga-edge`: the edge node binary.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -109,11 +111,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let engine = Arc::new(Engine::new(config)?);
-    let gateway = Gateway::new(engine, catalog);
+    let gateway = Gateway::new(engine.clone(), catalog);
     let started = std::time::Instant::now();
     let ready = gateway.warm_up().await?;
+    let stats = engine.cache_stats();
     tracing::info!(
         extensions = ready,
+        compiled = stats.compiles.load(Ordering::Relaxed),
+        from_disk_cache = stats.disk_hits.load(Ordering::Relaxed),
         ms = started.elapsed().as_millis() as u64,
         "components ready"
     );
@@ -154,7 +159,9 @@ fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
     });
+    // Colour only for a person at a terminal; log files and collectors get plain text.
     let builder = tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub use tempfile;
 pub use ureq;
 
 /// How long a node may take to compile its components and start listening.
@@ -63,13 +64,16 @@ impl Node {
             .args(["--listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data.path())
-            .arg("--cache-dir")
-            .arg(shared_cache_dir())
             .arg("--component")
             .arg(format!("hello={}", component("hello").display()))
             .arg("--component")
             .arg(format!("faulty={}", component("faulty").display()))
             .args(extra)
+            .args(if extra.contains(&"--cache-dir") {
+                vec![]
+            } else {
+                vec!["--cache-dir".into(), shared_cache_dir()]
+            })
             .env_remove("EXT_GATEWAY_TIMEOUT_MS")
             .envs(env.iter().copied())
             .stdin(Stdio::null())

@@ -331,8 +331,33 @@ fn busy_node_answers_503_with_retry_after_then_recovers() {
 }
 
 #[test]
+fn a_restarted_node_loads_precompiled_components_from_disk() {
+    let cache = alga_edge_e2e::tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().to_str().unwrap();
+    let first = Node::start(&["--cache-dir", cache_dir], &[]);
+    assert_still_serving(&first);
+    assert!(
+        first.log_text().contains("compiled=2 from_disk_cache=0"),
+        "{}",
+        first.log_text()
+    );
+    drop(first);
+    let artifacts = std::fs::read_dir(cache.path()).unwrap().count();
+    assert_eq!(artifacts, 2, "one precompiled artifact per component");
+
+    let second = Node::start(&["--cache-dir", cache_dir], &[]);
+    assert!(
+        second.log_text().contains("compiled=0 from_disk_cache=2"),
+        "{}",
+        second.log_text()
+    );
+    assert_still_serving(&second);
+}
+
+#[test]
 fn invalid_component_fails_startup_with_a_clear_error() {
-    let dir = tempfile_dir();
+    let dir = alga_edge_e2e::tempfile::tempdir().unwrap();
+    let dir = dir.path();
     let garbage = dir.join("garbage.wasm");
     std::fs::write(&garbage, b"\0asm definitely not a component").unwrap();
     let spec = format!("broken={}", garbage.display());
@@ -370,11 +395,4 @@ fn invalid_component_fails_startup_with_a_clear_error() {
         stderr.contains("expected EXTENSION_ID=PATH"),
         "stderr: {stderr}"
     );
-    std::fs::remove_dir_all(dir).unwrap();
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("alga-e2e-{}-{}", std::process::id(), line!()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
