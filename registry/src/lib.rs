@@ -1,12 +1,176 @@
-//! Alga Edge registry: what extensions exist, which versions were published, and the signed,
-//! content-addressed bundles behind them (DESIGN §4).
+//! Alga Edge registry: what extensions exist, which versions were published, the signed,
+//! content-addressed bundles behind them, and what each tenant installed (DESIGN §4).
 //!
 //! - [`manifest`]: manifest v2, its validation rules and normalisation.
 //! - [`bundle`]: tar + zstd bundles, content hashes, safe unpacking.
 //! - [`signing`]: Ed25519 compact-JWS bundle signatures and the trust bundle that verifies them.
 //! - [`store`]: the content-addressed bundle store (local directory).
+//! - [`Registry`]: the libsql database with [`publish`](Registry::publish) and the per-tenant
+//!   install lifecycle ([`installs`]).
 
 pub mod bundle;
+mod db;
+pub mod installs;
 pub mod manifest;
+mod publish;
 pub mod signing;
 pub mod store;
+
+use std::path::Path;
+
+pub use installs::{Install, InstallRequest, ResolvedInstall};
+pub use publish::{Published, VersionInfo};
+
+/// The registry database.
+pub struct Registry {
+    _db: libsql::Database,
+    conn: libsql::Connection,
+}
+
+impl Registry {
+    /// Opens (creating and migrating if needed) the registry at `path`.
+    pub async fn open(path: &Path) -> Result<Self, RegistryError> {
+        let (db, conn) = db::open(path).await?;
+        Ok(Self { _db: db, conn })
+    }
+}
+
+/// Everything the registry can refuse or fail with. [`RegistryError::status`] gives the HTTP
+/// status an API should answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The bundle archive is malformed or unsafe.
+    #[error(transparent)]
+    Bundle(#[from] bundle::BundleError),
+    /// The manifest breaks a rule.
+    #[error(transparent)]
+    Manifest(#[from] manifest::ManifestError),
+    /// The signature is not trusted or not for this bundle.
+    #[error("signature rejected: {0}")]
+    Signature(#[from] signing::SigningError),
+    /// The name belongs to another publisher.
+    #[error("extension '{name}' belongs to publisher '{owner}', not '{publisher}'")]
+    PublisherMismatch {
+        /// Extension name.
+        name: String,
+        /// Its registered publisher.
+        owner: String,
+        /// The publisher that tried.
+        publisher: String,
+    },
+    /// The version exists with different content.
+    #[error(
+        "{name}@{version} is already published with bundle {existing}; publish a new version instead"
+    )]
+    VersionConflict {
+        /// Extension name.
+        name: String,
+        /// Version.
+        version: String,
+        /// The content hash already published.
+        existing: String,
+    },
+    /// No such extension.
+    #[error("extension '{0}' is not published")]
+    UnknownExtension(String),
+    /// No such version.
+    #[error("{name}@{version} is not published")]
+    UnknownVersion {
+        /// Extension name.
+        name: String,
+        /// Version.
+        version: String,
+    },
+    /// The version is deprecated and cannot be newly installed.
+    #[error("{name}@{version} is deprecated; install a newer version")]
+    Deprecated {
+        /// Extension name.
+        name: String,
+        /// Version.
+        version: String,
+    },
+    /// The tenant has no install of the extension.
+    #[error("tenant '{tenant}' has no install of '{name}'")]
+    NotInstalled {
+        /// Tenant.
+        tenant: String,
+        /// Extension name.
+        name: String,
+    },
+    /// The tenant already installed the extension.
+    #[error("tenant '{tenant}' already installed '{name}'; use update to change its version")]
+    AlreadyInstalled {
+        /// Tenant.
+        tenant: String,
+        /// Extension name.
+        name: String,
+    },
+    /// A grant names a capability the installed version's manifest does not request.
+    #[error(
+        "cannot grant '{capability}': {name}@{version} does not request it (requested: {requested})"
+    )]
+    GrantNotRequested {
+        /// The capability.
+        capability: String,
+        /// Extension name.
+        name: String,
+        /// Version.
+        version: String,
+        /// What the manifest requests.
+        requested: String,
+    },
+    /// A tenant id is empty or too long.
+    #[error("invalid tenant id '{0}': use 1-128 characters of A-Z a-z 0-9 . _ -")]
+    BadTenant(String),
+    /// The bundle store failed.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The database file could not be opened.
+    #[error("cannot open the registry database {path}: {reason}")]
+    Open {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The database was migrated by a newer alga-edge.
+    #[error(
+        "the registry schema is at version {found}, newer than this alga-edge knows ({known}); upgrade alga-edge"
+    )]
+    SchemaTooNew {
+        /// Schema version found.
+        found: usize,
+        /// Newest this build knows.
+        known: usize,
+    },
+    /// A database operation failed.
+    #[error("registry database: {0}")]
+    Db(#[from] libsql::Error),
+    /// A stored value could not be decoded.
+    #[error("registry data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl RegistryError {
+    /// The HTTP status an API answers this error with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Bundle(_)
+            | Self::Manifest(_)
+            | Self::GrantNotRequested { .. }
+            | Self::BadTenant(_) => 400,
+            Self::Signature(_) | Self::PublisherMismatch { .. } => 403,
+            Self::UnknownExtension(_) | Self::UnknownVersion { .. } | Self::NotInstalled { .. } => {
+                404
+            }
+            Self::VersionConflict { .. }
+            | Self::Deprecated { .. }
+            | Self::AlreadyInstalled { .. } => 409,
+            Self::Store(_)
+            | Self::Open { .. }
+            | Self::SchemaTooNew { .. }
+            | Self::Db(_)
+            | Self::Corrupt(_) => 500,
+        }
+    }
+}

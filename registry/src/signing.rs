@@ -171,38 +171,55 @@ impl TrustBundle {
         self.keys.iter().map(|(_, print)| print.as_str())
     }
 
+    /// The claims of `signature` when a trusted key made it. Callers must still compare every
+    /// claim with what they hold; [`TrustBundle::verify`] does that.
+    pub fn signed_claims(&self, signature: &str) -> Result<(BundleClaims, Verified), SigningError> {
+        let signature = signature.trim();
+        self.keys
+            .iter()
+            .find_map(|(key, print)| {
+                let token = key.verify_token::<BundleClaims>(signature, None).ok()?;
+                Some((
+                    token.custom,
+                    Verified {
+                        key_fingerprint: print.clone(),
+                    },
+                ))
+            })
+            .ok_or(SigningError::Untrusted)
+    }
+
     /// Checks that `signature` was made by a trusted key for exactly `expected`.
     pub fn verify(
         &self,
         signature: &str,
         expected: &BundleClaims,
     ) -> Result<Verified, SigningError> {
-        let signature = signature.trim();
-        for (key, print) in &self.keys {
-            let Ok(token) = key.verify_token::<BundleClaims>(signature, None) else {
-                continue;
-            };
-            let signed = token.custom;
-            let fields = [
-                ("content_hash", &signed.content_hash, &expected.content_hash),
-                ("name", &signed.name, &expected.name),
-                ("version", &signed.version, &expected.version),
-                ("publisher", &signed.publisher, &expected.publisher),
-            ];
-            for (field, signed, expected) in fields {
-                if signed != expected {
-                    return Err(SigningError::Mismatch {
-                        field,
-                        signed: signed.clone(),
-                        expected: expected.clone(),
-                    });
-                }
+        let (signed, verified) = self.signed_claims(signature)?;
+        signed.check_matches(expected)?;
+        Ok(verified)
+    }
+}
+
+impl BundleClaims {
+    /// Errors naming the first claim that differs from `expected`.
+    pub fn check_matches(&self, expected: &BundleClaims) -> Result<(), SigningError> {
+        let fields = [
+            ("content_hash", &self.content_hash, &expected.content_hash),
+            ("name", &self.name, &expected.name),
+            ("version", &self.version, &expected.version),
+            ("publisher", &self.publisher, &expected.publisher),
+        ];
+        for (field, signed, expected) in fields {
+            if signed != expected {
+                return Err(SigningError::Mismatch {
+                    field,
+                    signed: signed.clone(),
+                    expected: expected.clone(),
+                });
             }
-            return Ok(Verified {
-                key_fingerprint: print.clone(),
-            });
         }
-        Err(SigningError::Untrusted)
+        Ok(())
     }
 }
 

@@ -1,0 +1,135 @@
+//! The registry database (libsql): opening, WAL mode, and schema migrations.
+//!
+//! Migrations are numbered; `PRAGMA user_version` records the last one applied, and each runs
+//! in its own transaction so a crash never leaves a half-migrated schema.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use libsql::{Builder, Connection, Database};
+
+use crate::RegistryError;
+
+/// Schema migrations, in order; never edit one that has shipped, add a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE extension_registry (
+    name        TEXT PRIMARY KEY,      -- reverse-domain manifest name, the route's extensionId
+    publisher   TEXT NOT NULL,         -- first publisher owns the name
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE extension_bundle (
+    content_hash TEXT PRIMARY KEY,     -- sha256:<hex> of the archive
+    size_bytes   INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+CREATE TABLE extension_version (
+    id                 TEXT PRIMARY KEY,
+    extension_name     TEXT NOT NULL REFERENCES extension_registry(name),
+    version            TEXT NOT NULL,
+    content_hash       TEXT NOT NULL REFERENCES extension_bundle(content_hash),
+    manifest_json      TEXT NOT NULL,  -- normalised manifest
+    signature          TEXT NOT NULL,  -- compact JWS
+    signer_fingerprint TEXT NOT NULL,
+    deprecated         INTEGER NOT NULL DEFAULT 0,
+    created_at         INTEGER NOT NULL,
+    UNIQUE (extension_name, version)
+);
+CREATE TABLE tenant_extension_install (
+    id                   TEXT PRIMARY KEY,
+    tenant_id            TEXT NOT NULL,
+    extension_name       TEXT NOT NULL REFERENCES extension_registry(name),
+    version_id           TEXT NOT NULL REFERENCES extension_version(id),
+    granted_capabilities TEXT NOT NULL,  -- JSON array of cap:* names
+    config               TEXT NOT NULL,  -- JSON object of strings
+    sealed_secrets       BLOB,           -- AEAD envelope, never plaintext
+    enabled              INTEGER NOT NULL DEFAULT 1,
+    created_at           INTEGER NOT NULL,
+    updated_at           INTEGER NOT NULL,
+    UNIQUE (tenant_id, extension_name)
+);
+CREATE TABLE extension_execution_log (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id      TEXT NOT NULL,
+    extension_name TEXT NOT NULL,
+    version        TEXT NOT NULL,
+    content_hash   TEXT NOT NULL,
+    request_id     TEXT NOT NULL,
+    status         INTEGER NOT NULL,
+    duration_ms    INTEGER NOT NULL,
+    error_class    TEXT,
+    created_at     INTEGER NOT NULL
+);
+CREATE INDEX extension_execution_log_by_tenant ON extension_execution_log (tenant_id, created_at);
+CREATE TABLE extension_quota_usage (
+    tenant_id      TEXT NOT NULL,
+    extension_name TEXT NOT NULL,
+    window_start   INTEGER NOT NULL,
+    requests       INTEGER NOT NULL DEFAULT 0,
+    cpu_ms         INTEGER NOT NULL DEFAULT 0,
+    egress_bytes   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, extension_name, window_start)
+);
+"#];
+
+/// Opens (creating if needed) the registry database at `path` and brings its schema up to date.
+pub(crate) async fn open(path: &Path) -> Result<(Database, Connection), RegistryError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| RegistryError::Open {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    let db = Builder::new_local(path)
+        .build()
+        .await
+        .map_err(|e| RegistryError::Open {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    let conn = db.connect()?;
+    // WAL: readers never block the writer, and the replication issue serves frames from it.
+    pragma(&conn, "PRAGMA journal_mode=WAL").await?;
+    pragma(&conn, "PRAGMA foreign_keys=ON").await?;
+    pragma(&conn, "PRAGMA busy_timeout=5000").await?;
+    migrate(&conn).await?;
+    Ok((db, conn))
+}
+
+/// Runs a pragma; some answer with a row, which `execute` would refuse.
+async fn pragma(conn: &Connection, sql: &str) -> Result<(), RegistryError> {
+    let mut rows = conn.query(sql, ()).await?;
+    while rows.next().await?.is_some() {}
+    Ok(())
+}
+
+async fn migrate(conn: &Connection) -> Result<(), RegistryError> {
+    let current: i64 = {
+        let mut rows = conn.query("PRAGMA user_version", ()).await?;
+        match rows.next().await? {
+            Some(row) => row.get(0)?,
+            None => 0,
+        }
+    };
+    let current = usize::try_from(current).unwrap_or(0);
+    if current > MIGRATIONS.len() {
+        return Err(RegistryError::SchemaTooNew {
+            found: current,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction().await?;
+        tx.execute_batch(sql).await?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1))
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Seconds since the Unix epoch, the registry's timestamp unit.
+pub(crate) fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

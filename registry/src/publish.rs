@@ -1,0 +1,248 @@
+//! Publishing: validate → verify signature → store bundle → insert version, and reading
+//! published versions back.
+//!
+//! The signature is checked first, against the hash of the raw bytes, so unsigned input is never
+//! decompressed or parsed. Everything that can reject a bundle runs before anything is written; a database failure
+//! after the store write removes a bundle this publish created, so a refused publish leaves
+//! nothing behind. A crash between the two leaves at most an unreferenced bundle file, never a
+//! half-visible version (the version row is the only thing that makes a bundle visible).
+
+use libsql::params;
+
+use crate::bundle::{self, ContentHash, UnpackLimits};
+use crate::db::now;
+use crate::manifest::Manifest;
+use crate::signing::{BundleClaims, SigningError, TrustBundle};
+use crate::store::{LocalBundleStore, Stored};
+use crate::{Registry, RegistryError};
+
+/// The outcome of a publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// Extension name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Bundle content hash.
+    pub content_hash: ContentHash,
+    /// `false` when the identical bundle was already published under this version.
+    pub created: bool,
+}
+
+/// A published version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionInfo {
+    /// Row id (what installs reference).
+    pub id: String,
+    /// Extension name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Bundle content hash.
+    pub content_hash: ContentHash,
+    /// The normalised manifest.
+    pub manifest: Manifest,
+    /// The compact JWS it was published with (re-verified before a bundle is loaded).
+    pub signature: String,
+    /// Whether it was deprecated.
+    pub deprecated: bool,
+}
+
+impl Registry {
+    /// Publishes a bundle signed by a key in `trust`, storing its bytes in `store`.
+    pub async fn publish(
+        &self,
+        bundle_bytes: &[u8],
+        signature: &str,
+        trust: &TrustBundle,
+        store: &LocalBundleStore,
+    ) -> Result<Published, RegistryError> {
+        // Authenticate before parsing: bytes no trusted publisher signed are never decompressed.
+        let content_hash = ContentHash::of(bundle_bytes);
+        let (signed, verified) = trust.signed_claims(signature)?;
+        if signed.content_hash != content_hash.as_str() {
+            return Err(SigningError::Mismatch {
+                field: "content_hash",
+                signed: signed.content_hash,
+                expected: content_hash.to_string(),
+            }
+            .into());
+        }
+        let files = bundle::unpack(bundle_bytes, UnpackLimits::default())?;
+        let manifest = Manifest::from_bundle(&files)?;
+        files.component()?;
+        signed.check_matches(&BundleClaims {
+            content_hash: content_hash.to_string(),
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            publisher: manifest.publisher.clone(),
+        })?;
+
+        // Checks that need the database, before the store is touched.
+        if let Some(owner) = self.publisher_of(&manifest.name).await?
+            && owner != manifest.publisher
+        {
+            return Err(RegistryError::PublisherMismatch {
+                name: manifest.name,
+                owner,
+                publisher: manifest.publisher,
+            });
+        }
+        if let Some(existing) = self.version(&manifest.name, &manifest.version).await? {
+            if existing.content_hash == content_hash {
+                return Ok(Published {
+                    name: manifest.name,
+                    version: manifest.version,
+                    content_hash,
+                    created: false,
+                });
+            }
+            return Err(RegistryError::VersionConflict {
+                name: manifest.name,
+                version: manifest.version,
+                existing: existing.content_hash.to_string(),
+            });
+        }
+
+        let stored = store.put(&content_hash, bundle_bytes)?;
+        let manifest_json =
+            serde_json::to_string(&manifest).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+        let insert = async {
+            let tx = self.conn.transaction().await?;
+            let at = now();
+            tx.execute(
+                "INSERT INTO extension_registry (name, publisher, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO NOTHING",
+                params![manifest.name.clone(), manifest.publisher.clone(), at],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO extension_bundle (content_hash, size_bytes, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (content_hash) DO NOTHING",
+                params![content_hash.to_string(), bundle_bytes.len() as i64, at],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO extension_version
+                   (id, extension_name, version, content_hash, manifest_json, signature, signer_fingerprint, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    uuid::Uuid::new_v4().to_string(),
+                    manifest.name.clone(),
+                    manifest.version.clone(),
+                    content_hash.to_string(),
+                    manifest_json,
+                    signature.trim().to_owned(),
+                    verified.key_fingerprint,
+                    at
+                ],
+            )
+            .await?;
+            tx.commit().await
+        };
+        if let Err(e) = insert.await {
+            if stored == Stored::Created {
+                let _ = store.remove(&content_hash);
+            }
+            return Err(e.into());
+        }
+        Ok(Published {
+            name: manifest.name,
+            version: manifest.version,
+            content_hash,
+            created: true,
+        })
+    }
+
+    /// The publisher that owns `name`, if it was ever published.
+    pub async fn publisher_of(&self, name: &str) -> Result<Option<String>, RegistryError> {
+        let mut rows = self
+            .conn
+            .query(
+                "SELECT publisher FROM extension_registry WHERE name = ?1",
+                [name],
+            )
+            .await?;
+        Ok(match rows.next().await? {
+            Some(row) => Some(row.get(0)?),
+            None => None,
+        })
+    }
+
+    /// One published version.
+    pub async fn version(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<VersionInfo>, RegistryError> {
+        let mut versions = self
+            .versions_where("extension_name = ?1 AND version = ?2", [name, version])
+            .await?;
+        Ok(versions.pop())
+    }
+
+    /// Every published version of `name`, oldest first.
+    pub async fn versions(&self, name: &str) -> Result<Vec<VersionInfo>, RegistryError> {
+        self.versions_where("extension_name = ?1", [name]).await
+    }
+
+    /// Marks a version deprecated: existing installs keep it, new installs are refused.
+    pub async fn deprecate(&self, name: &str, version: &str) -> Result<(), RegistryError> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE extension_version SET deprecated = 1 WHERE extension_name = ?1 AND version = ?2",
+                [name, version],
+            )
+            .await?;
+        if changed == 0 {
+            return Err(RegistryError::UnknownVersion {
+                name: name.to_owned(),
+                version: version.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Every published extension name, sorted.
+    pub async fn extensions(&self) -> Result<Vec<String>, RegistryError> {
+        let mut rows = self
+            .conn
+            .query("SELECT name FROM extension_registry ORDER BY name", ())
+            .await?;
+        let mut names = Vec::new();
+        while let Some(row) = rows.next().await? {
+            names.push(row.get(0)?);
+        }
+        Ok(names)
+    }
+
+    async fn versions_where<const N: usize>(
+        &self,
+        condition: &str,
+        values: [&str; N],
+    ) -> Result<Vec<VersionInfo>, RegistryError> {
+        let sql = format!(
+            "SELECT id, extension_name, version, content_hash, manifest_json, signature, deprecated
+             FROM extension_version WHERE {condition} ORDER BY created_at, rowid"
+        );
+        let mut rows = self.conn.query(&sql, values).await?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next().await? {
+            let hash: String = row.get(3)?;
+            let manifest: String = row.get(4)?;
+            found.push(VersionInfo {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                version: row.get(2)?,
+                content_hash: ContentHash::parse(&hash)
+                    .map_err(|e| RegistryError::Corrupt(e.to_string()))?,
+                manifest: serde_json::from_str(&manifest)
+                    .map_err(|e| RegistryError::Corrupt(e.to_string()))?,
+                signature: row.get(5)?,
+                deprecated: row.get::<i64>(6)? != 0,
+            });
+        }
+        Ok(found)
+    }
+}

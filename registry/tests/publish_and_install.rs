@@ -1,0 +1,436 @@
+//! Publishing into a real libsql registry file and a real bundle store, and the install
+//! lifecycle on top of it.
+
+use std::path::Path;
+
+use alga_edge_registry::bundle::{self, ContentHash};
+use alga_edge_registry::signing::{BundleClaims, SigningKey, TrustBundle};
+use alga_edge_registry::store::LocalBundleStore;
+use alga_edge_registry::{InstallRequest, Registry, RegistryError};
+use serde_json::json;
+
+mod common;
+use common::{entry, raw_archive};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    registry: Registry,
+    store: LocalBundleStore,
+    store_root: std::path::PathBuf,
+    publisher: SigningKey,
+    trust: TrustBundle,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::open(&dir.path().join("registry.db"))
+        .await
+        .unwrap();
+    let store_root = dir.path().join("bundles");
+    let store = LocalBundleStore::open(&store_root).unwrap();
+    let publisher = SigningKey::generate();
+    let trust = TrustBundle::from_pem(&publisher.public_pem()).unwrap();
+    Fixture {
+        _dir: dir,
+        registry,
+        store,
+        store_root,
+        publisher,
+        trust,
+    }
+}
+
+/// Bundle bytes for `name@version` with `capabilities`; `component` varies the content.
+fn bundle_bytes(
+    name: &str,
+    publisher: &str,
+    version: &str,
+    capabilities: &[&str],
+    component: &[u8],
+) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("dist")).unwrap();
+    std::fs::create_dir_all(root.join("ui")).unwrap();
+    let manifest = json!({
+        "name": name, "publisher": publisher, "version": version,
+        "runtime": "wasm-component@1", "capabilities": capabilities,
+        "ui": {"type": "iframe", "entry": "ui/index.html"}
+    });
+    std::fs::write(root.join("manifest.json"), manifest.to_string()).unwrap();
+    std::fs::write(root.join("dist/main.wasm"), component).unwrap();
+    std::fs::write(root.join("ui/index.html"), b"<p>ui</p>").unwrap();
+    bundle::pack(root).unwrap().bytes
+}
+
+fn sign(key: &SigningKey, bytes: &[u8], name: &str, publisher: &str, version: &str) -> String {
+    key.sign(&BundleClaims {
+        content_hash: ContentHash::of(bytes).to_string(),
+        name: name.into(),
+        version: version.into(),
+        publisher: publisher.into(),
+    })
+    .unwrap()
+}
+
+fn store_files(root: &Path) -> usize {
+    std::fs::read_dir(root.join("sha256")).unwrap().count()
+}
+
+#[tokio::test]
+async fn publish_is_verified_idempotent_and_conflict_checked() {
+    let f = fixture().await;
+    let bytes = bundle_bytes("com.acme.hello", "Acme", "1.0.0", &["http.fetch"], b"v1");
+    let signature = sign(&f.publisher, &bytes, "com.acme.hello", "Acme", "1.0.0");
+
+    let published = f
+        .registry
+        .publish(&bytes, &signature, &f.trust, &f.store)
+        .await
+        .unwrap();
+    assert!(published.created);
+    assert_eq!(published.content_hash, ContentHash::of(&bytes));
+    assert!(f.store.contains(&published.content_hash));
+
+    // Same bundle again: nothing new.
+    let again = f
+        .registry
+        .publish(&bytes, &signature, &f.trust, &f.store)
+        .await
+        .unwrap();
+    assert!(!again.created);
+
+    let version = f
+        .registry
+        .version("com.acme.hello", "1.0.0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(version.manifest.capabilities, vec!["cap:http.fetch"]);
+    assert_eq!(version.signature, signature);
+    assert_eq!(
+        f.registry.extensions().await.unwrap(),
+        vec!["com.acme.hello"]
+    );
+
+    // Same version, different content.
+    let other = bundle_bytes("com.acme.hello", "Acme", "1.0.0", &[], b"v1-changed");
+    let other_signature = sign(&f.publisher, &other, "com.acme.hello", "Acme", "1.0.0");
+    let error = f
+        .registry
+        .publish(&other, &other_signature, &f.trust, &f.store)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, RegistryError::VersionConflict { .. }),
+        "{error}"
+    );
+    assert_eq!(error.status(), 409);
+    assert!(
+        !f.store.contains(&ContentHash::of(&other)),
+        "a refused bundle stays out of the store"
+    );
+
+    // Another publisher (even with a trusted key) cannot take over the name.
+    let intruder = bundle_bytes("com.acme.hello", "Mallory", "2.0.0", &[], b"evil");
+    let intruder_signature = sign(
+        &f.publisher,
+        &intruder,
+        "com.acme.hello",
+        "Mallory",
+        "2.0.0",
+    );
+    let error = f
+        .registry
+        .publish(&intruder, &intruder_signature, &f.trust, &f.store)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, RegistryError::PublisherMismatch { .. }),
+        "{error}"
+    );
+    assert_eq!(error.status(), 403);
+}
+
+#[tokio::test]
+async fn rejected_bundles_leave_nothing_in_the_store_or_the_tables() {
+    let f = fixture().await;
+    let name = "com.acme.hello";
+    let bytes = bundle_bytes(name, "Acme", "1.0.0", &[], b"component");
+    let good_signature = sign(&f.publisher, &bytes, name, "Acme", "1.0.0");
+
+    let mut tampered = bytes.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x01;
+    let untrusted = sign(&SigningKey::generate(), &bytes, name, "Acme", "1.0.0");
+    let other_bytes = bundle_bytes(name, "Acme", "1.0.0", &[], b"other component");
+    let for_other_hash = sign(&f.publisher, &other_bytes, name, "Acme", "1.0.0");
+    let manifest = json!({"name": name, "publisher": "Acme", "version": "1.0.0", "runtime": "wasm-component@1"});
+    let traversal = raw_archive(&[
+        entry("manifest.json", b'0', manifest.to_string().as_bytes()),
+        entry("dist/main.wasm", b'0', b"component"),
+        entry("../escape.sh", b'0', b"#!/bin/sh"),
+    ]);
+    let traversal_signature = sign(&f.publisher, &traversal, name, "Acme", "1.0.0");
+    let mut symlink = entry("ui/passwd", b'2', b"");
+    symlink.link = b"/etc/passwd".to_vec();
+    let with_symlink = raw_archive(&[
+        entry("manifest.json", b'0', manifest.to_string().as_bytes()),
+        entry("dist/main.wasm", b'0', b"component"),
+        symlink,
+    ]);
+    let symlink_signature = sign(&f.publisher, &with_symlink, name, "Acme", "1.0.0");
+
+    // A signed manifest that disagrees with the signature's claims.
+    let renamed = bundle_bytes("com.acme.other", "Acme", "1.0.0", &[], b"component");
+    let renamed_signature = sign(&f.publisher, &renamed, name, "Acme", "1.0.0");
+    let cases: Vec<(&str, &[u8], &str, u16)> = vec![
+        (
+            "manifest name differs from the signed name",
+            &renamed,
+            &renamed_signature,
+            403,
+        ),
+        // Refused before unpacking: the signature does not cover these bytes.
+        ("one byte changed", &tampered, &good_signature, 403),
+        ("untrusted key", &bytes, &untrusted, 403),
+        ("signature for another hash", &bytes, &for_other_hash, 403),
+        ("../ entry", &traversal, &traversal_signature, 400),
+        ("symlink entry", &with_symlink, &symlink_signature, 400),
+    ];
+    for (what, bundle, signature, status) in cases {
+        let error = f
+            .registry
+            .publish(bundle, signature, &f.trust, &f.store)
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), status, "{what}: {error}");
+        assert_eq!(
+            store_files(&f.store_root),
+            0,
+            "{what} left a bundle in the store"
+        );
+        assert!(
+            f.registry.extensions().await.unwrap().is_empty(),
+            "{what} left a registry row"
+        );
+        assert!(
+            f.registry.versions(name).await.unwrap().is_empty(),
+            "{what} left a version row"
+        );
+    }
+}
+
+#[tokio::test]
+async fn install_lifecycle_and_per_tenant_versions() {
+    let f = fixture().await;
+    let name = "com.acme.hello";
+    let mut hashes = Vec::new();
+    for (version, caps) in [
+        ("1.0.0", vec!["cap:storage.kv", "cap:log.emit"]),
+        ("2.0.0", vec!["cap:storage.kv"]),
+    ] {
+        let bytes = bundle_bytes(name, "Acme", version, &caps, version.as_bytes());
+        let signature = sign(&f.publisher, &bytes, name, "Acme", version);
+        hashes.push(
+            f.registry
+                .publish(&bytes, &signature, &f.trust, &f.store)
+                .await
+                .unwrap()
+                .content_hash,
+        );
+    }
+
+    let request = |tenant: &str, version: &str, grants: &[&str]| InstallRequest {
+        tenant: tenant.into(),
+        extension: name.into(),
+        version: version.into(),
+        grants: grants.iter().map(|g| g.to_string()).collect(),
+        config: [("greeting".to_string(), "hi".to_string())].into(),
+    };
+
+    // Grants must be requested by the manifest.
+    let error = f
+        .registry
+        .install(&request("tenant-a", "1.0.0", &["cap:http.fetch"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, RegistryError::GrantNotRequested { .. }),
+        "{error}"
+    );
+    assert_eq!(error.status(), 400);
+    assert!(
+        f.registry
+            .install_of("tenant-a", name)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let a = f
+        .registry
+        .install(&request(
+            "tenant-a",
+            "1.0.0",
+            &["storage.kv", "cap:log.emit"],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(a.grants, vec!["cap:log.emit", "cap:storage.kv"]);
+    assert_eq!(a.config["greeting"], "hi");
+    f.registry
+        .install(&request("tenant-b", "2.0.0", &["cap:storage.kv"]))
+        .await
+        .unwrap();
+
+    // Each tenant gets its own version.
+    let resolved_a = f.registry.resolve("tenant-a", name).await.unwrap().unwrap();
+    let resolved_b = f.registry.resolve("tenant-b", name).await.unwrap().unwrap();
+    assert_eq!(resolved_a.content_hash, hashes[0]);
+    assert_eq!(resolved_b.content_hash, hashes[1]);
+    assert!(
+        f.registry
+            .resolve("tenant-c", name)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let error = f
+        .registry
+        .install(&request("tenant-a", "2.0.0", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), 409, "{error}");
+
+    // Disable → not resolvable; enable → back.
+    f.registry
+        .set_enabled("tenant-a", name, false)
+        .await
+        .unwrap();
+    assert!(
+        f.registry
+            .resolve("tenant-a", name)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    f.registry
+        .set_enabled("tenant-a", name, true)
+        .await
+        .unwrap();
+    assert!(
+        f.registry
+            .resolve("tenant-a", name)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // 2.0.0 no longer requests log.emit, which tenant-a granted: the update is refused.
+    let error = f
+        .registry
+        .update("tenant-a", name, "2.0.0")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, RegistryError::GrantNotRequested { .. }),
+        "{error}"
+    );
+    f.registry.uninstall("tenant-b", name).await.unwrap();
+    f.registry
+        .install(&request("tenant-b", "1.0.0", &[]))
+        .await
+        .unwrap();
+    let updated = f.registry.update("tenant-b", name, "2.0.0").await.unwrap();
+    assert_eq!(updated.version, "2.0.0");
+    assert_eq!(
+        f.registry
+            .resolve("tenant-b", name)
+            .await
+            .unwrap()
+            .unwrap()
+            .content_hash,
+        hashes[1]
+    );
+
+    // Deprecated versions keep their installs but take no new ones.
+    f.registry.deprecate(name, "1.0.0").await.unwrap();
+    assert!(
+        f.registry
+            .resolve("tenant-a", name)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let error = f
+        .registry
+        .install(&request("tenant-c", "1.0.0", &[]))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, RegistryError::Deprecated { .. }), "{error}");
+
+    // Uninstall → gone; a second uninstall says so.
+    f.registry.uninstall("tenant-a", name).await.unwrap();
+    assert!(
+        f.registry
+            .resolve("tenant-a", name)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        f.registry
+            .uninstall("tenant-a", name)
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+    assert_eq!(
+        f.registry
+            .set_enabled("nobody", name, true)
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+    assert!(matches!(
+        f.registry
+            .install(&request("bad tenant!", "2.0.0", &[]))
+            .await
+            .unwrap_err(),
+        RegistryError::BadTenant(_)
+    ));
+    assert!(matches!(
+        f.registry
+            .install(&InstallRequest {
+                extension: "com.nobody.x".into(),
+                ..request("t", "1.0.0", &[])
+            })
+            .await
+            .unwrap_err(),
+        RegistryError::UnknownExtension(_)
+    ));
+}
+
+#[tokio::test]
+async fn registry_data_survives_reopening_and_migrations_run_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    let store = LocalBundleStore::open(dir.path().join("bundles")).unwrap();
+    let key = SigningKey::generate();
+    let trust = TrustBundle::from_pem(&key.public_pem()).unwrap();
+    {
+        let registry = Registry::open(&path).await.unwrap();
+        let bytes = bundle_bytes("com.acme.kept", "Acme", "0.1.0", &[], b"kept");
+        let signature = sign(&key, &bytes, "com.acme.kept", "Acme", "0.1.0");
+        registry
+            .publish(&bytes, &signature, &trust, &store)
+            .await
+            .unwrap();
+    }
+    let registry = Registry::open(&path).await.unwrap();
+    assert_eq!(registry.extensions().await.unwrap(), vec!["com.acme.kept"]);
+}
