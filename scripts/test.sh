@@ -8,7 +8,9 @@ ensure_host_toolchain
 bash "$ALGA_ROOT/scripts/build-components.sh"
 
 cd "$ALGA_ROOT"
-log "building alga-edge"
-cargo build --locked --workspace --bins
-log "running tests"
+# One cargo invocation: the end-to-end tests are targets of the alga-edge package, so this also
+# builds the binary they drive, and dependencies are compiled once with one feature set (a
+# separate `cargo build` first would resolve features without dev-dependencies and build the
+# wasmtime stack twice).
+log "building and running tests"
 cargo test --locked --workspace

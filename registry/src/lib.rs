@@ -5,11 +5,13 @@
 //! - [`bundle`]: tar + zstd bundles, content hashes, safe unpacking.
 //! - [`signing`]: Ed25519 compact-JWS bundle signatures and the trust bundle that verifies them.
 //! - [`store`]: the content-addressed bundle store (local directory).
+//! - [`imports`]: a component's imports checked against its manifest's capabilities.
 //! - [`Registry`]: the libsql database with [`publish`](Registry::publish) and the per-tenant
 //!   install lifecycle ([`installs`]).
 
 pub mod bundle;
 mod db;
+pub mod imports;
 pub mod installs;
 pub mod manifest;
 mod publish;
@@ -45,6 +47,9 @@ pub enum RegistryError {
     /// The manifest breaks a rule.
     #[error(transparent)]
     Manifest(#[from] manifest::ManifestError),
+    /// The component imports what its manifest does not declare, or is no component.
+    #[error(transparent)]
+    Imports(#[from] imports::ImportError),
     /// The signature is not trusted or not for this bundle.
     #[error("signature rejected: {0}")]
     Signature(#[from] signing::SigningError),
@@ -157,6 +162,7 @@ impl RegistryError {
         match self {
             Self::Bundle(_)
             | Self::Manifest(_)
+            | Self::Imports(_)
             | Self::GrantNotRequested { .. }
             | Self::BadTenant(_) => 400,
             Self::Signature(_) | Self::PublisherMismatch { .. } => 403,

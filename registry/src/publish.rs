@@ -1,5 +1,5 @@
-//! Publishing: validate → verify signature → store bundle → insert version, and reading
-//! published versions back.
+//! Publishing: verify signature → validate manifest and component imports → store bundle →
+//! insert version; and reading published versions back.
 //!
 //! The signature is checked first, against the hash of the raw bytes, so unsigned input is never
 //! decompressed or parsed. Everything that can reject a bundle runs before anything is written; a database failure
@@ -11,6 +11,7 @@ use libsql::params;
 
 use crate::bundle::{self, ContentHash, UnpackLimits};
 use crate::db::now;
+use crate::imports::check_imports;
 use crate::manifest::Manifest;
 use crate::signing::{BundleClaims, SigningError, TrustBundle};
 use crate::store::{LocalBundleStore, Stored};
@@ -70,7 +71,7 @@ impl Registry {
         }
         let files = bundle::unpack(bundle_bytes, UnpackLimits::default())?;
         let manifest = Manifest::from_bundle(&files)?;
-        files.component()?;
+        check_imports(files.component()?, &manifest.capability_set())?;
         signed.check_matches(&BundleClaims {
             content_hash: content_hash.to_string(),
             name: manifest.name.clone(),

@@ -40,8 +40,49 @@ async fn fixture() -> Fixture {
     }
 }
 
-/// Bundle bytes for `name@version` with `capabilities`; `component` varies the content.
+/// A real (empty) component importing `imports`; `marker` goes into a custom section so tests
+/// can make components with different content hashes.
+fn component(imports: &[&str], marker: &[u8]) -> Vec<u8> {
+    use wasm_encoder::{
+        ComponentImportSection, ComponentTypeRef, ComponentTypeSection, CustomSection, InstanceType,
+    };
+    let mut component = wasm_encoder::Component::new();
+    if !imports.is_empty() {
+        let mut types = ComponentTypeSection::new();
+        types.instance(&InstanceType::new());
+        component.section(&types);
+        let mut section = ComponentImportSection::new();
+        for name in imports {
+            section.import(*name, ComponentTypeRef::Instance(0));
+        }
+        component.section(&section);
+    }
+    component.section(&CustomSection {
+        name: "alga-test".into(),
+        data: marker.into(),
+    });
+    component.finish()
+}
+
+/// Bundle bytes for `name@version` with `capabilities`; `marker` varies the component.
 fn bundle_bytes(
+    name: &str,
+    publisher: &str,
+    version: &str,
+    capabilities: &[&str],
+    marker: &[u8],
+) -> Vec<u8> {
+    bundle_with_component(
+        name,
+        publisher,
+        version,
+        capabilities,
+        &component(&[], marker),
+    )
+}
+
+/// Bundle bytes for `name@version` with `capabilities` around `component`.
+fn bundle_with_component(
     name: &str,
     publisher: &str,
     version: &str,
@@ -166,9 +207,10 @@ async fn rejected_bundles_leave_nothing_in_the_store_or_the_tables() {
     let other_bytes = bundle_bytes(name, "Acme", "1.0.0", &[], b"other component");
     let for_other_hash = sign(&f.publisher, &other_bytes, name, "Acme", "1.0.0");
     let manifest = json!({"name": name, "publisher": "Acme", "version": "1.0.0", "runtime": "wasm-component@1"});
+    let valid_component = component(&[], b"component");
     let traversal = raw_archive(&[
         entry("manifest.json", b'0', manifest.to_string().as_bytes()),
-        entry("dist/main.wasm", b'0', b"component"),
+        entry("dist/main.wasm", b'0', &valid_component),
         entry("../escape.sh", b'0', b"#!/bin/sh"),
     ]);
     let traversal_signature = sign(&f.publisher, &traversal, name, "Acme", "1.0.0");
@@ -176,7 +218,7 @@ async fn rejected_bundles_leave_nothing_in_the_store_or_the_tables() {
     symlink.link = b"/etc/passwd".to_vec();
     let with_symlink = raw_archive(&[
         entry("manifest.json", b'0', manifest.to_string().as_bytes()),
-        entry("dist/main.wasm", b'0', b"component"),
+        entry("dist/main.wasm", b'0', &valid_component),
         symlink,
     ]);
     let symlink_signature = sign(&f.publisher, &with_symlink, name, "Acme", "1.0.0");
@@ -219,6 +261,64 @@ async fn rejected_bundles_leave_nothing_in_the_store_or_the_tables() {
             "{what} left a version row"
         );
     }
+}
+
+#[tokio::test]
+async fn component_imports_must_be_covered_by_the_manifest_capabilities() {
+    let f = fixture().await;
+    let kv_component = component(
+        &[
+            "wasi:keyvalue/store@0.2.0-draft",
+            "alga:extension/context@0.1.0",
+        ],
+        b"kv",
+    );
+    async fn publish(
+        f: &Fixture,
+        capabilities: &[&str],
+        wasm: Vec<u8>,
+        version: &str,
+    ) -> Result<alga_edge_registry::Published, RegistryError> {
+        let name = "com.acme.kv";
+        let bytes = bundle_with_component(name, "Acme", version, capabilities, &wasm);
+        let signature = sign(&f.publisher, &bytes, name, "Acme", version);
+        f.registry
+            .publish(&bytes, &signature, &f.trust, &f.store)
+            .await
+    }
+
+    let error = publish(&f, &[], kv_component.clone(), "1.0.0")
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), 400);
+    assert!(
+        error.to_string().contains("wasi:keyvalue/store")
+            && error.to_string().contains("cap:storage.kv"),
+        "{error}"
+    );
+
+    let error = publish(
+        &f,
+        &["cap:storage.kv"],
+        component(&["acme:evil/rootkit"], b"evil"),
+        "1.0.1",
+    )
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("does not provide"), "{error}");
+    let error = publish(&f, &[], b"\0asm\x01\0\0\0".to_vec(), "1.0.2")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("core module"), "{error}");
+    assert_eq!(
+        store_files(&f.store_root),
+        0,
+        "refused components left bundles behind"
+    );
+
+    publish(&f, &["storage.kv"], kv_component, "1.0.3")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

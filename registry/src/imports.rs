@@ -1,0 +1,148 @@
+//! What a component imports, and whether its manifest's capabilities cover it (DESIGN §2):
+//! publishing refuses a component that imports a capability it did not declare, or an
+//! interface this host does not provide at all.
+
+use wasmparser::{Encoding, Parser, Payload};
+
+/// Why a component's imports are not acceptable.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// Not a WebAssembly component (a core module, or not wasm at all).
+    #[error("dist/main.wasm is not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    /// An import needs a capability the manifest does not request.
+    #[error(
+        "dist/main.wasm imports '{import}', which needs the capability '{capability}': add it to the manifest's capabilities"
+    )]
+    Undeclared {
+        /// The import name.
+        import: String,
+        /// The capability that grants it.
+        capability: &'static str,
+    },
+    /// An import no capability provides.
+    #[error("dist/main.wasm imports '{0}', which this host does not provide")]
+    Unsupported(String),
+}
+
+/// The interfaces a component imports at its top level (nested components' imports are
+/// satisfied inside it).
+pub fn component_imports(wasm: &[u8]) -> Result<Vec<String>, ImportError> {
+    let bad = |e: wasmparser::BinaryReaderError| ImportError::NotAComponent(e.to_string());
+    let mut imports = Vec::new();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.map_err(bad)? {
+            Payload::Version { encoding, .. } if depth == 0 && encoding != Encoding::Component => {
+                return Err(ImportError::NotAComponent(
+                    "it is a core module; build a component (e.g. for wasm32-wasip2)".into(),
+                ));
+            }
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) if depth == 0 => break,
+            Payload::End(_) => depth -= 1,
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    let name = import.map_err(bad)?.name;
+                    // A named import of an interface is judged by the interface it implements.
+                    imports.push(name.implements.unwrap_or(name.name).to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(imports)
+}
+
+/// The capability an import needs: `Ok(None)` for interfaces every extension gets (context,
+/// wasi:http types, stdio, clocks, random; filesystem and sockets link but grant nothing).
+pub fn capability_for_import(import: &str) -> Result<Option<&'static str>, ImportError> {
+    let interface = import.split('@').next().unwrap_or(import);
+    let package = interface.split('/').next().unwrap_or(interface);
+    Ok(match (package, interface) {
+        (_, "wasi:http/outgoing-handler") => Some("cap:http.fetch"),
+        ("wasi:keyvalue", _) => Some("cap:storage.kv"),
+        ("wasi:config", _) => Some("cap:config.get"),
+        (_, "alga:extension/secrets") => Some("cap:secrets.get"),
+        ("wasi:logging", _) => Some("cap:log.emit"),
+        (_, "alga:extension/context" | "wasi:http/types") => None,
+        (
+            "wasi:io" | "wasi:clocks" | "wasi:random" | "wasi:cli" | "wasi:filesystem"
+            | "wasi:sockets",
+            _,
+        ) => None,
+        _ => return Err(ImportError::Unsupported(import.to_owned())),
+    })
+}
+
+/// Checks every import of `wasm` against the manifest's canonical `capabilities`.
+pub fn check_imports(
+    wasm: &[u8],
+    capabilities: &std::collections::BTreeSet<String>,
+) -> Result<(), ImportError> {
+    for import in component_imports(wasm)? {
+        if let Some(capability) = capability_for_import(&import)?
+            && !capabilities.contains(capability)
+        {
+            return Err(ImportError::Undeclared { import, capability });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_imports_to_capabilities() {
+        assert_eq!(
+            capability_for_import("wasi:http/outgoing-handler@0.2.12").unwrap(),
+            Some("cap:http.fetch")
+        );
+        assert_eq!(
+            capability_for_import("wasi:keyvalue/atomics@0.2.0-draft").unwrap(),
+            Some("cap:storage.kv")
+        );
+        assert_eq!(
+            capability_for_import("wasi:config/store@0.2.0-draft").unwrap(),
+            Some("cap:config.get")
+        );
+        assert_eq!(
+            capability_for_import("alga:extension/secrets@0.1.0").unwrap(),
+            Some("cap:secrets.get")
+        );
+        assert_eq!(
+            capability_for_import("wasi:logging/logging@0.1.0-draft").unwrap(),
+            Some("cap:log.emit")
+        );
+        assert_eq!(
+            capability_for_import("alga:extension/context@0.1.0").unwrap(),
+            None
+        );
+        assert_eq!(
+            capability_for_import("wasi:cli/stdout@0.2.12").unwrap(),
+            None
+        );
+        assert!(matches!(
+            capability_for_import("acme:evil/rootkit"),
+            Err(ImportError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_core_modules_and_garbage() {
+        assert!(matches!(
+            component_imports(b"\0asm\x01\0\0\0"),
+            Err(ImportError::NotAComponent(_))
+        ));
+        assert!(matches!(
+            component_imports(b"not wasm"),
+            Err(ImportError::NotAComponent(_))
+        ));
+        assert_eq!(
+            component_imports(b"\0asm\x0d\0\x01\0").unwrap(),
+            Vec::<String>::new()
+        );
+    }
+}
