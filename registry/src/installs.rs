@@ -10,6 +10,7 @@ use crate::bundle::ContentHash;
 use crate::db::now;
 use crate::manifest::canonical_capability;
 use crate::publish::VersionInfo;
+use crate::secrets::Secrets;
 use crate::{Registry, RegistryError};
 
 /// What to install for a tenant.
@@ -25,6 +26,8 @@ pub struct InstallRequest {
     pub grants: Vec<String>,
     /// The install's config map.
     pub config: BTreeMap<String, String>,
+    /// Secrets, sealed with the node key before they are stored.
+    pub secrets: Secrets,
 }
 
 /// A tenant's install.
@@ -59,6 +62,8 @@ pub struct ResolvedInstall {
     pub signature: String,
     /// Manifest publisher (part of the signed claims).
     pub publisher: String,
+    /// The sealed secrets envelope, if the install has secrets.
+    pub sealed_secrets: Option<Vec<u8>>,
 }
 
 impl Registry {
@@ -81,11 +86,16 @@ impl Registry {
         }
         let at = now();
         let id = uuid::Uuid::new_v4().to_string();
+        let sealed = match (&self.sealer, request.secrets.is_empty()) {
+            (_, true) => None,
+            (Some(sealer), false) => Some(sealer.seal(&id, &request.secrets)?),
+            (None, false) => return Err(RegistryError::NoSecretsKey),
+        };
         self.conn
             .execute(
                 "INSERT INTO tenant_extension_install
-                   (id, tenant_id, extension_name, version_id, granted_capabilities, config, enabled, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)",
+                   (id, tenant_id, extension_name, version_id, granted_capabilities, config, sealed_secrets, enabled, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8)",
                 params![
                     id.clone(),
                     request.tenant.clone(),
@@ -93,6 +103,7 @@ impl Registry {
                     version.id.clone(),
                     to_json(&grants)?,
                     to_json(&request.config)?,
+                    sealed.map_or(libsql::Value::Null, libsql::Value::Blob),
                     at
                 ],
             )
@@ -167,7 +178,7 @@ impl Registry {
     pub async fn installs(&self, tenant: &str) -> Result<Vec<Install>, RegistryError> {
         self.installs_where("i.tenant_id = ?1", [tenant])
             .await
-            .map(|rows| rows.into_iter().map(|(install, _)| install).collect())
+            .map(|rows| rows.into_iter().map(|row| row.install).collect())
     }
 
     /// The install of `extension` by `tenant`, enabled or not.
@@ -182,7 +193,7 @@ impl Registry {
                 [tenant, extension],
             )
             .await?;
-        Ok(rows.pop().map(|(install, _)| install))
+        Ok(rows.pop().map(|row| row.install))
     }
 
     /// The enabled install the gateway should run for `tenant` and `extension`, if any.
@@ -197,13 +208,30 @@ impl Registry {
                 [tenant, extension],
             )
             .await?;
-        Ok(rows.pop().map(|(install, version)| ResolvedInstall {
-            version_id: version.id,
-            content_hash: version.content_hash,
-            signature: version.signature,
-            publisher: version.manifest.publisher,
-            install,
+        Ok(rows.pop().map(|row| ResolvedInstall {
+            version_id: row.version.id,
+            content_hash: row.version.content_hash,
+            signature: row.version.signature,
+            publisher: row.version.manifest.publisher,
+            sealed_secrets: row.sealed_secrets,
+            install: row.install,
         }))
+    }
+
+    /// The opened secrets of `tenant`'s install of `extension` (for the host, at call time).
+    pub async fn secrets(&self, tenant: &str, extension: &str) -> Result<Secrets, RegistryError> {
+        let mut rows = self
+            .installs_where(
+                "i.tenant_id = ?1 AND i.extension_name = ?2",
+                [tenant, extension],
+            )
+            .await?;
+        let row = rows.pop().ok_or_else(|| not_installed(tenant, extension))?;
+        match (row.sealed_secrets, &self.sealer) {
+            (None, _) => Ok(Secrets::default()),
+            (Some(envelope), Some(sealer)) => Ok(sealer.open(&row.install.id, &envelope)?),
+            (Some(_), None) => Err(RegistryError::NoSecretsKey),
+        }
     }
 
     async fn require_install(
@@ -243,10 +271,10 @@ impl Registry {
         &self,
         condition: &str,
         values: [&str; N],
-    ) -> Result<Vec<(Install, VersionInfo)>, RegistryError> {
+    ) -> Result<Vec<InstallRow>, RegistryError> {
         let sql = format!(
             "SELECT i.id, i.tenant_id, i.extension_name, i.granted_capabilities, i.config, i.enabled,
-                    v.version
+                    v.version, i.sealed_secrets
              FROM tenant_extension_install i JOIN extension_version v ON v.id = i.version_id
              WHERE {condition} ORDER BY i.extension_name"
         );
@@ -272,10 +300,25 @@ impl Registry {
                     install.id
                 ))
             })?;
-            found.push((install, info));
+            let sealed_secrets = match row.get_value(7)? {
+                libsql::Value::Blob(envelope) => Some(envelope),
+                _ => None,
+            };
+            found.push(InstallRow {
+                install,
+                version: info,
+                sealed_secrets,
+            });
         }
         Ok(found)
     }
+}
+
+/// One install with its version and sealed secrets, as read from the database.
+struct InstallRow {
+    install: Install,
+    version: VersionInfo,
+    sealed_secrets: Option<Vec<u8>>,
 }
 
 /// Canonical grants, each requested by `version`'s manifest.

@@ -6,6 +6,7 @@
 //! - [`signing`]: Ed25519 compact-JWS bundle signatures and the trust bundle that verifies them.
 //! - [`store`]: the content-addressed bundle store (local directory).
 //! - [`imports`]: a component's imports checked against its manifest's capabilities.
+//! - [`secrets`]: install secrets sealed at rest with the node key.
 //! - [`Registry`]: the libsql database with [`publish`](Registry::publish) and the per-tenant
 //!   install lifecycle ([`installs`]).
 
@@ -15,6 +16,7 @@ pub mod imports;
 pub mod installs;
 pub mod manifest;
 mod publish;
+pub mod secrets;
 pub mod signing;
 pub mod store;
 
@@ -27,13 +29,24 @@ pub use publish::{Published, VersionInfo};
 pub struct Registry {
     _db: libsql::Database,
     conn: libsql::Connection,
+    sealer: Option<secrets::SecretSealer>,
 }
 
 impl Registry {
     /// Opens (creating and migrating if needed) the registry at `path`.
     pub async fn open(path: &Path) -> Result<Self, RegistryError> {
         let (db, conn) = db::open(path).await?;
-        Ok(Self { _db: db, conn })
+        Ok(Self {
+            _db: db,
+            conn,
+            sealer: None,
+        })
+    }
+
+    /// Lets installs carry secrets, sealed and opened with `sealer`'s node key.
+    pub fn with_secret_sealer(mut self, sealer: secrets::SecretSealer) -> Self {
+        self.sealer = Some(sealer);
+        self
     }
 }
 
@@ -124,6 +137,12 @@ pub enum RegistryError {
         /// What the manifest requests.
         requested: String,
     },
+    /// Secrets were given but this node has no secrets key.
+    #[error("this node has no secrets key configured, so it cannot store install secrets")]
+    NoSecretsKey,
+    /// Sealing or opening secrets failed.
+    #[error(transparent)]
+    Secrets(#[from] secrets::SecretsError),
     /// A tenant id is empty or too long.
     #[error("invalid tenant id '{0}': use 1-128 characters of A-Z a-z 0-9 . _ -")]
     BadTenant(String),
@@ -172,7 +191,9 @@ impl RegistryError {
             Self::VersionConflict { .. }
             | Self::Deprecated { .. }
             | Self::AlreadyInstalled { .. } => 409,
-            Self::Store(_)
+            Self::NoSecretsKey
+            | Self::Secrets(_)
+            | Self::Store(_)
             | Self::Open { .. }
             | Self::SchemaTooNew { .. }
             | Self::Db(_)

@@ -347,6 +347,7 @@ async fn install_lifecycle_and_per_tenant_versions() {
         version: version.into(),
         grants: grants.iter().map(|g| g.to_string()).collect(),
         config: [("greeting".to_string(), "hi".to_string())].into(),
+        secrets: Default::default(),
     };
 
     // Grants must be requested by the manifest.
@@ -533,4 +534,87 @@ async fn registry_data_survives_reopening_and_migrations_run_once() {
     }
     let registry = Registry::open(&path).await.unwrap();
     assert_eq!(registry.extensions().await.unwrap(), vec!["com.acme.kept"]);
+}
+
+#[tokio::test]
+async fn install_secrets_are_sealed_at_rest_and_open_for_their_install_only() {
+    use alga_edge_registry::secrets::{SecretSealer, Secrets};
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("registry.db");
+    let key = SecretSealer::generate_key_hex();
+    let registry = Registry::open(&db_path)
+        .await
+        .unwrap()
+        .with_secret_sealer(SecretSealer::from_hex(&key).unwrap());
+    let store = LocalBundleStore::open(dir.path().join("bundles")).unwrap();
+    let publisher = SigningKey::generate();
+    let trust = TrustBundle::from_pem(&publisher.public_pem()).unwrap();
+    let name = "com.acme.secretive";
+    let bytes = bundle_bytes(name, "Acme", "1.0.0", &["cap:secrets.get"], b"s");
+    let signature = sign(&publisher, &bytes, name, "Acme", "1.0.0");
+    registry
+        .publish(&bytes, &signature, &trust, &store)
+        .await
+        .unwrap();
+
+    let plaintext = "plaintext-token-4f1c9e";
+    let request = InstallRequest {
+        tenant: "tenant-a".into(),
+        extension: name.into(),
+        version: "1.0.0".into(),
+        grants: vec!["cap:secrets.get".into()],
+        config: Default::default(),
+        secrets: Secrets::new([("api_token".to_string(), plaintext.to_string())].into()),
+    };
+    registry.install(&request).await.unwrap();
+    let opened = registry.secrets("tenant-a", name).await.unwrap();
+    assert_eq!(opened.get("api_token"), Some(plaintext));
+    assert!(
+        registry
+            .resolve("tenant-a", name)
+            .await
+            .unwrap()
+            .unwrap()
+            .sealed_secrets
+            .is_some()
+    );
+
+    // Nowhere in the database files (main file and WAL) is the plaintext.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let raw = std::fs::read(&path).unwrap();
+            assert!(
+                !raw.windows(plaintext.len())
+                    .any(|w| w == plaintext.as_bytes()),
+                "plaintext secret found in {}",
+                path.display()
+            );
+        }
+    }
+
+    // A registry without the node key can neither store nor open secrets.
+    drop(registry);
+    let keyless = Registry::open(&db_path).await.unwrap();
+    assert!(matches!(
+        keyless.secrets("tenant-a", name).await.unwrap_err(),
+        RegistryError::NoSecretsKey
+    ));
+    let error = keyless
+        .install(&InstallRequest {
+            tenant: "tenant-b".into(),
+            ..request.clone()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(error, RegistryError::NoSecretsKey), "{error}");
+    // With the wrong key, the envelope does not open.
+    let wrong = Registry::open(&db_path)
+        .await
+        .unwrap()
+        .with_secret_sealer(SecretSealer::from_hex(&SecretSealer::generate_key_hex()).unwrap());
+    assert!(matches!(
+        wrong.secrets("tenant-a", name).await.unwrap_err(),
+        RegistryError::Secrets(_)
+    ));
 }
