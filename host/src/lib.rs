@@ -9,7 +9,9 @@
 //! - [`capabilities`]: host interfaces linked into every component (`alga:extension/*`).
 //! - [`error`]: the JSON error contract and HTTP status of every failure.
 //! - [`config`]: settings with embedded defaults, overridable by flags and environment.
+//! - [`authoring`]: local author commands (keygen, pack, sign).
 
+pub mod authoring;
 pub mod capabilities;
 pub mod catalog;
 pub mod config;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use alga_edge::authoring;
 use alga_edge::catalog::DevCatalog;
 use alga_edge::config::EngineConfig;
 use alga_edge::engine::Engine;
@@ -40,6 +41,35 @@ enum LogFormat {
 enum Command {
     /// Serve the gateway (`/api/ext/{extensionId}/…`) and `/healthz`.
     Serve(ServeArgs),
+    /// Create a publisher key pair (publisher.pem, publisher.pub.pem) in DIR.
+    Keygen {
+        /// Folder to write the keys into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite existing key files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Pack an extension folder (manifest.json, dist/main.wasm, ui/) into a bundle; prints its
+    /// content hash.
+    Pack {
+        /// The extension folder.
+        ext_dir: PathBuf,
+        /// Bundle path [default: <name>-<version>.tar.zst].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Sign a bundle with a publisher key, writing the detached signature.
+    Sign {
+        /// The bundle (.tar.zst).
+        bundle: PathBuf,
+        /// The publisher's private key (PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// Signature path [default: <bundle>.sig].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -88,6 +118,32 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Keygen { out, force } => {
+            let key = authoring::keygen(&out, force)?;
+            println!("private key: {}", key.private_key.display());
+            println!(
+                "public key:  {} (add it to the node's SIGNING_TRUST_BUNDLE)",
+                key.public_key.display()
+            );
+            println!("fingerprint: {}", key.fingerprint);
+            Ok(())
+        }
+        Command::Pack { ext_dir, out } => {
+            let packed = authoring::pack(&ext_dir, out.as_deref())?;
+            println!(
+                "{} {}@{} {}",
+                packed.content_hash,
+                packed.name,
+                packed.version,
+                packed.path.display()
+            );
+            Ok(())
+        }
+        Command::Sign { bundle, key, out } => {
+            let path = authoring::sign(&bundle, &key, out.as_deref())?;
+            println!("{}", path.display());
+            Ok(())
+        }
     }
 }
 

@@ -147,16 +147,47 @@ impl Drop for Node {
     }
 }
 
-/// Runs `binary` with `args` until it exits (killed after `limit`); returns whether it exited
-/// successfully and its stderr. For commands that must fail fast.
-pub fn run_to_exit(binary: &str, args: &[&str], limit: Duration) -> (bool, String) {
+/// What a finished command printed.
+pub struct Finished {
+    /// Whether it exited successfully.
+    pub ok: bool,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// Runs `binary` with `args` until it exits (killed, and the test failed, after `limit`).
+pub fn run_to_exit(binary: &str, args: &[&str], limit: Duration) -> Finished {
     let mut child = Command::new(binary)
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    // Drain both pipes on threads so a chatty command cannot block on a full pipe.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -169,9 +200,11 @@ pub fn run_to_exit(binary: &str, args: &[&str], limit: Duration) -> (bool, Strin
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    (status.success(), stderr)
+    Finished {
+        ok: status.success(),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
 }
 
 /// An HTTP client that returns non-2xx responses instead of failing, with a bounded timeout.

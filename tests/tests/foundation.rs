@@ -362,7 +362,7 @@ fn invalid_component_fails_startup_with_a_clear_error() {
     std::fs::write(&garbage, b"\0asm definitely not a component").unwrap();
     let spec = format!("broken={}", garbage.display());
     let data = dir.join("data");
-    let (ok, stderr) = run_to_exit(
+    let finished = run_to_exit(
         env!("CARGO_BIN_EXE_alga-edge"),
         &[
             "serve",
@@ -375,11 +375,12 @@ fn invalid_component_fails_startup_with_a_clear_error() {
         ],
         Duration::from_secs(60),
     );
+    let (ok, stderr) = (finished.ok, finished.stderr);
     assert!(!ok, "startup with a broken component must fail");
     assert!(stderr.contains("extension 'broken'"), "stderr: {stderr}");
     assert!(stderr.contains("does not compile"), "stderr: {stderr}");
 
-    let (ok, stderr) = run_to_exit(
+    let finished = run_to_exit(
         env!("CARGO_BIN_EXE_alga-edge"),
         &[
             "serve",
@@ -390,6 +391,7 @@ fn invalid_component_fails_startup_with_a_clear_error() {
         ],
         Duration::from_secs(60),
     );
+    let (ok, stderr) = (finished.ok, finished.stderr);
     assert!(!ok);
     assert!(
         stderr.contains("expected EXTENSION_ID=PATH"),
