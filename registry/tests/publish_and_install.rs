@@ -21,6 +21,17 @@ struct Fixture {
     trust: TrustBundle,
 }
 
+impl Fixture {
+    /// The gateway's view of `tenant`'s install of `name`.
+    async fn resolved(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Option<alga_edge_registry::ResolvedInstall> {
+        self.registry.resolve(tenant, name).await.unwrap()
+    }
+}
+
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::open(&dir.path().join("registry.db"))
@@ -386,17 +397,11 @@ async fn install_lifecycle_and_per_tenant_versions() {
         .unwrap();
 
     // Each tenant gets its own version.
-    let resolved_a = f.registry.resolve("tenant-a", name).await.unwrap().unwrap();
-    let resolved_b = f.registry.resolve("tenant-b", name).await.unwrap().unwrap();
+    let resolved_a = f.resolved("tenant-a", name).await.unwrap();
+    let resolved_b = f.resolved("tenant-b", name).await.unwrap();
     assert_eq!(resolved_a.content_hash, hashes[0]);
     assert_eq!(resolved_b.content_hash, hashes[1]);
-    assert!(
-        f.registry
-            .resolve("tenant-c", name)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(f.resolved("tenant-c", name).await.is_none());
 
     let error = f
         .registry
@@ -410,24 +415,12 @@ async fn install_lifecycle_and_per_tenant_versions() {
         .set_enabled("tenant-a", name, false)
         .await
         .unwrap();
-    assert!(
-        f.registry
-            .resolve("tenant-a", name)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(f.resolved("tenant-a", name).await.is_none());
     f.registry
         .set_enabled("tenant-a", name, true)
         .await
         .unwrap();
-    assert!(
-        f.registry
-            .resolve("tenant-a", name)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(f.resolved("tenant-a", name).await.is_some());
 
     // 2.0.0 no longer requests log.emit, which tenant-a granted: the update is refused.
     let error = f
@@ -447,24 +440,13 @@ async fn install_lifecycle_and_per_tenant_versions() {
     let updated = f.registry.update("tenant-b", name, "2.0.0").await.unwrap();
     assert_eq!(updated.version, "2.0.0");
     assert_eq!(
-        f.registry
-            .resolve("tenant-b", name)
-            .await
-            .unwrap()
-            .unwrap()
-            .content_hash,
+        f.resolved("tenant-b", name).await.unwrap().content_hash,
         hashes[1]
     );
 
     // Deprecated versions keep their installs but take no new ones.
     f.registry.deprecate(name, "1.0.0").await.unwrap();
-    assert!(
-        f.registry
-            .resolve("tenant-a", name)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(f.resolved("tenant-a", name).await.is_some());
     let error = f
         .registry
         .install(&request("tenant-c", "1.0.0", &[]))
@@ -474,13 +456,7 @@ async fn install_lifecycle_and_per_tenant_versions() {
 
     // Uninstall → gone; a second uninstall says so.
     f.registry.uninstall("tenant-a", name).await.unwrap();
-    assert!(
-        f.registry
-            .resolve("tenant-a", name)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(f.resolved("tenant-a", name).await.is_none());
     assert_eq!(
         f.registry
             .uninstall("tenant-a", name)
