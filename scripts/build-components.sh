@@ -6,6 +6,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_apt "${GUEST_APT_PACKAGES[@]}"
+command -v python3 >/dev/null || ensure_apt python3
 
 GUEST_TARGET_DIR="${ALGA_GUEST_TARGET_DIR:-$ALGA_ROOT/components/target}"
 cd "$ALGA_ROOT/components"

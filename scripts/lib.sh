@@ -30,8 +30,10 @@ ensure_apt() {
 # The Debian toolchain that builds wasm32-wasip2 guests (DESIGN §7).
 GUEST_APT_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-llvm wasi-libc lld-19)
 
-# The host toolchain: rustup's cargo (preinstalled on our machines) plus a C compiler for -sys crates.
+# The host toolchain: rustup's cargo (preinstalled on our machines) plus a C compiler for -sys
+# crates (libsql, zstd), and python3, which the scripts use to read `cargo metadata`.
 ensure_host_toolchain() {
   ensure_apt gcc pkg-config
+  command -v python3 >/dev/null || ensure_apt python3
   command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (https://rustup.rs)"
 }
