@@ -16,15 +16,22 @@ duration="${BENCH_DURATION:-10s}"
 connections="${BENCH_CONNECTIONS:-32}"
 threads="${BENCH_THREADS:-2}"
 work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+# start runs inside $(...), a subshell, so PIDs go to files the EXIT trap can read.
+cleanup() {
+  for pidfile in "$work"/*.pid; do
+    [ -f "$pidfile" ] || continue
+    pid=$(cat "$pidfile"); kill "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 # start NAME CMD...: runs CMD in the background and echoes the base URL it prints.
 start() {
   local name=$1; shift
   "$@" >"$work/$name.out" 2>"$work/$name.err" &
-  pids+=($!)
+  echo $! >"$work/$name.pid"
   for _ in $(seq 1 600); do
     if grep -q "listening on" "$work/$name.out"; then
       sed -n 's/.*listening on //p' "$work/$name.out"; return 0
