@@ -9,7 +9,7 @@ use libsql::params;
 use crate::bundle::ContentHash;
 use crate::db::now;
 use crate::manifest::canonical_capability;
-use crate::publish::VersionInfo;
+use crate::publish::{VERSION_COLUMNS, VersionInfo, version_from_row};
 use crate::secrets::Secrets;
 use crate::{Registry, RegistryError};
 
@@ -272,41 +272,35 @@ impl Registry {
         condition: &str,
         values: [&str; N],
     ) -> Result<Vec<InstallRow>, RegistryError> {
+        // One query: the version comes from the same join, decoded by the shared helper.
         let sql = format!(
-            "SELECT i.id, i.tenant_id, i.extension_name, i.granted_capabilities, i.config, i.enabled,
-                    v.version, i.sealed_secrets
+            "SELECT i.id, i.tenant_id, i.granted_capabilities, i.config, i.enabled, i.sealed_secrets,
+                    {VERSION_COLUMNS}
              FROM tenant_extension_install i JOIN extension_version v ON v.id = i.version_id
              WHERE {condition} ORDER BY i.extension_name"
         );
         let mut rows = self.conn.query(&sql, values).await?;
         let mut found = Vec::new();
         while let Some(row) = rows.next().await? {
-            let extension: String = row.get(2)?;
-            let version: String = row.get(6)?;
-            let grants: String = row.get(3)?;
-            let config: String = row.get(4)?;
+            let version = version_from_row(&row, 6)?;
+            let grants: String = row.get(2)?;
+            let config: String = row.get(3)?;
             let install = Install {
                 id: row.get(0)?,
                 tenant: row.get(1)?,
                 grants: from_json(&grants)?,
                 config: from_json(&config)?,
-                enabled: row.get::<i64>(5)? != 0,
-                version: version.clone(),
-                extension: extension.clone(),
+                enabled: row.get::<i64>(4)? != 0,
+                extension: version.name.clone(),
+                version: version.version.clone(),
             };
-            let info = self.version(&extension, &version).await?.ok_or_else(|| {
-                RegistryError::Corrupt(format!(
-                    "install {} references a missing version",
-                    install.id
-                ))
-            })?;
-            let sealed_secrets = match row.get_value(7)? {
+            let sealed_secrets = match row.get_value(5)? {
                 libsql::Value::Blob(envelope) => Some(envelope),
                 _ => None,
             };
             found.push(InstallRow {
                 install,
-                version: info,
+                version,
                 sealed_secrets,
             });
         }

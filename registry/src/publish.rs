@@ -177,14 +177,14 @@ impl Registry {
         version: &str,
     ) -> Result<Option<VersionInfo>, RegistryError> {
         let mut versions = self
-            .versions_where("extension_name = ?1 AND version = ?2", [name, version])
+            .versions_where("v.extension_name = ?1 AND v.version = ?2", [name, version])
             .await?;
         Ok(versions.pop())
     }
 
     /// Every published version of `name`, oldest first.
     pub async fn versions(&self, name: &str) -> Result<Vec<VersionInfo>, RegistryError> {
-        self.versions_where("extension_name = ?1", [name]).await
+        self.versions_where("v.extension_name = ?1", [name]).await
     }
 
     /// Marks a version deprecated: existing installs keep it, new installs are refused.
@@ -224,26 +224,37 @@ impl Registry {
         values: [&str; N],
     ) -> Result<Vec<VersionInfo>, RegistryError> {
         let sql = format!(
-            "SELECT id, extension_name, version, content_hash, manifest_json, signature, deprecated
-             FROM extension_version WHERE {condition} ORDER BY created_at, rowid"
+            "SELECT {VERSION_COLUMNS} FROM extension_version v WHERE {condition}
+             ORDER BY v.created_at, v.rowid"
         );
         let mut rows = self.conn.query(&sql, values).await?;
         let mut found = Vec::new();
         while let Some(row) = rows.next().await? {
-            let hash: String = row.get(3)?;
-            let manifest: String = row.get(4)?;
-            found.push(VersionInfo {
-                id: row.get(0)?,
-                name: row.get(1)?,
-                version: row.get(2)?,
-                content_hash: ContentHash::parse(&hash)
-                    .map_err(|e| RegistryError::Corrupt(e.to_string()))?,
-                manifest: serde_json::from_str(&manifest)
-                    .map_err(|e| RegistryError::Corrupt(e.to_string()))?,
-                signature: row.get(5)?,
-                deprecated: row.get::<i64>(6)? != 0,
-            });
+            found.push(version_from_row(&row, 0)?);
         }
         Ok(found)
     }
+}
+
+/// The `extension_version` columns (table alias `v`) that [`version_from_row`] decodes.
+pub(crate) const VERSION_COLUMNS: &str =
+    "v.id, v.extension_name, v.version, v.content_hash, v.manifest_json, v.signature, v.deprecated";
+
+/// Decodes the [`VERSION_COLUMNS`] that start at column `first` of `row`.
+pub(crate) fn version_from_row(
+    row: &libsql::Row,
+    first: i32,
+) -> Result<VersionInfo, RegistryError> {
+    let corrupt = |e: String| RegistryError::Corrupt(e);
+    let hash: String = row.get(first + 3)?;
+    let manifest: String = row.get(first + 4)?;
+    Ok(VersionInfo {
+        id: row.get(first)?,
+        name: row.get(first + 1)?,
+        version: row.get(first + 2)?,
+        content_hash: ContentHash::parse(&hash).map_err(|e| corrupt(e.to_string()))?,
+        manifest: serde_json::from_str(&manifest).map_err(|e| corrupt(e.to_string()))?,
+        signature: row.get(first + 5)?,
+        deprecated: row.get::<i64>(first + 6)? != 0,
+    })
 }
