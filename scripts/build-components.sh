@@ -28,6 +28,16 @@ for name in $members; do
   # Copy only on change so mtimes (and the host's compile cache) stay stable.
   cmp -s "$src" "$ALGA_COMPONENTS_DIR/$name.wasm" 2>/dev/null || cp "$src" "$ALGA_COMPONENTS_DIR/$name.wasm"
   printf '  %-10s %8d bytes  %s\n' "$name" "$(stat -c %s "$ALGA_COMPONENTS_DIR/$name.wasm")" "$ALGA_COMPONENTS_DIR/$name.wasm" >&2
+  # Samples with a manifest also get a packable extension folder (what `alga-edge pack` and
+  # `alga-edge demo` read): manifest.json, dist/main.wasm, ui/.
+  if [ -f "$name/manifest.json" ]; then
+    ext="$ALGA_COMPONENTS_DIR/extensions/$name"
+    mkdir -p "$ext/dist"
+    cp "$name/manifest.json" "$ext/manifest.json"
+    cmp -s "$src" "$ext/dist/main.wasm" 2>/dev/null || cp "$src" "$ext/dist/main.wasm"
+    rm -rf "$ext/ui"
+    if [ -d "$name/ui" ]; then cp -r "$name/ui" "$ext/ui"; fi
+  fi
 done
 
 # wit/extension.wit needs the standard WASI packages: take them from the wasip2 crate that the

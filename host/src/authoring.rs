@@ -122,13 +122,7 @@ pub fn sign(
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), AuthoringError> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(|source| io(path, source))?;
-    file.write_all(contents).map_err(|source| io(path, source))
+    crate::keys::write_private(path, contents).map_err(|e| io(&e.path, e.source))
 }
 
 fn io(path: &Path, source: std::io::Error) -> AuthoringError {

@@ -13,6 +13,12 @@ pub enum GatewayError {
     /// No route matches the request path.
     #[error("no route for {0}")]
     NoRoute(String),
+    /// No valid tenant token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A stored bundle failed verification at load (signature or hash): never run.
+    #[error("the extension's bundle failed verification: {0}")]
+    BundleRejected(String),
     /// The path names no extension the tenant can use.
     #[error("extension '{0}' is not installed for this tenant")]
     UnknownExtension(String),
@@ -57,6 +63,8 @@ impl GatewayError {
         match self {
             Self::NoRoute(_) | Self::UnknownExtension(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::BundleRejected(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::GuestTrap(_)
             | Self::MemoryLimit { .. }
             | Self::StackOverflow
@@ -73,6 +81,8 @@ impl GatewayError {
             Self::NoRoute(_) => "not_found",
             Self::UnknownExtension(_) => "extension_not_found",
             Self::BadRequest(_) => "bad_request",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::BundleRejected(_) => "bundle_rejected",
             Self::GuestTrap(_) => "extension_trap",
             Self::MemoryLimit { .. } => "extension_memory_limit",
             Self::StackOverflow => "extension_stack_overflow",
@@ -93,10 +103,18 @@ impl GatewayError {
                 "request_id": request_id,
             }),
         );
-        if let Self::AtCapacity { .. } = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match self {
+            Self::AtCapacity { .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::Unauthorized(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
         }
         response
     }

@@ -1,8 +1,9 @@
-//! `/api/ext/{extensionId}/{path…}`: resolve the extension for the tenant, prepare its component,
-//! and forward the request to a fresh instance with the route prefix removed (DESIGN §2, §5).
+//! `/api/ext/{extensionId}/{path…}`: authenticate the tenant, resolve its install, prepare the
+//! component, and forward the request to a fresh instance with the route prefix removed
+//! (DESIGN §2, §5).
 //!
-//! Tenant authentication arrives with the gateway-auth work; until then every request runs as
-//! the dev catalog's fixed tenant.
+//! Dev-mapped components (`--component`) are served without a token as the dev tenant; every
+//! other extension id needs a valid tenant token and an enabled install of that tenant.
 
 use std::sync::Arc;
 
@@ -12,10 +13,11 @@ use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use hyper::body::Body;
 
 use crate::capabilities::context::RequestContext;
-use crate::catalog::{DevCatalog, is_valid_extension_id};
-use crate::engine::Engine;
+use crate::catalog::{ComponentSource, DevCatalog, InstalledCatalog, is_valid_extension_id};
+use crate::engine::{Engine, LoadError};
 use crate::error::GatewayError;
 use crate::server::HostBody;
+use crate::tenant_auth::TenantAuth;
 
 /// Path prefix of gateway routes.
 pub const ROUTE_PREFIX: &str = "/api/ext/";
@@ -35,23 +37,37 @@ const FORWARDED_HEADERS: [HeaderName; 7] = [
 /// Runs extension routes.
 pub struct Gateway {
     engine: Arc<Engine>,
-    catalog: DevCatalog,
+    dev: DevCatalog,
+    installed: Option<InstalledCatalog>,
+    auth: TenantAuth,
 }
 
 impl Gateway {
-    /// A gateway resolving through `catalog` and running on `engine`.
-    pub fn new(engine: Arc<Engine>, catalog: DevCatalog) -> Self {
-        Self { engine, catalog }
+    /// A gateway running on `engine` that serves `dev` mappings as-is and everything else
+    /// through `installed` for callers `auth` accepts.
+    pub fn new(
+        engine: Arc<Engine>,
+        dev: DevCatalog,
+        installed: Option<InstalledCatalog>,
+        auth: TenantAuth,
+    ) -> Self {
+        Self {
+            engine,
+            dev,
+            installed,
+            auth,
+        }
     }
 
-    /// Compiles every catalogued component now, so broken components fail at startup.
+    /// Compiles every dev-mapped component now, so broken components fail at startup.
     pub async fn warm_up(&self) -> Result<usize, GatewayError> {
         let mut count = 0;
-        for extension in self.catalog.extensions() {
+        for extension in self.dev.extensions() {
+            let ComponentSource::File(wasm) = &extension.source else {
+                continue;
+            };
             self.engine
-                .prepare(&extension.content_hash, || async {
-                    Ok(extension.wasm.clone())
-                })
+                .prepare(&extension.content_hash, || async { Ok(wasm.clone()) })
                 .await
                 .map_err(|e| {
                     GatewayError::Internal(format!("extension '{}': {e}", extension.extension_id))
@@ -73,29 +89,58 @@ impl Gateway {
     {
         let (extension_id, path) = split_route(request.uri().path())?;
         let (extension_id, path) = (extension_id.to_owned(), path.to_owned());
-        let extension_id = extension_id.as_str();
-        let tenant = self.catalog.tenant();
-        let extension = self
-            .catalog
-            .resolve(tenant, extension_id)
-            .ok_or_else(|| GatewayError::UnknownExtension(extension_id.to_owned()))?;
+        let (extension, user) = match self.dev.get(&extension_id) {
+            Some(dev) => (dev.clone(), None),
+            None => {
+                let authorization = request
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                let caller = self
+                    .auth
+                    .authenticate(authorization)
+                    .map_err(|e| GatewayError::Unauthorized(e.to_string()))?;
+                let resolved = match &self.installed {
+                    Some(installed) => installed.resolve(&caller.tenant, &extension_id).await?,
+                    None => None,
+                };
+                let resolved =
+                    resolved.ok_or_else(|| GatewayError::UnknownExtension(extension_id.clone()))?;
+                (resolved, caller.user)
+            }
+        };
         let component = self
             .engine
             .prepare(&extension.content_hash, || async {
-                Ok(extension.wasm.clone())
+                match (&extension.source, &self.installed) {
+                    (ComponentSource::File(wasm), _) => Ok(wasm.clone()),
+                    (ComponentSource::Bundle, Some(installed)) => {
+                        installed.component(&extension.content_hash).await
+                    }
+                    (ComponentSource::Bundle, None) => Err(LoadError::Source {
+                        hash: extension.content_hash.clone(),
+                        reason: "no registry configured".into(),
+                    }),
+                }
             })
             .await
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
 
-        let forwarded = forward(request, path, tenant, extension_id, request_id)?;
+        let forwarded = forward(
+            request,
+            path,
+            &extension.tenant,
+            &extension.extension_id,
+            request_id,
+        )?;
         let context = RequestContext {
-            tenant_id: tenant.to_owned(),
-            extension_id: extension.extension_id.clone(),
-            install_id: extension.install_id.clone(),
-            version_id: extension.version.clone(),
-            content_hash: extension.content_hash.clone(),
+            tenant_id: extension.tenant,
+            extension_id: extension.extension_id,
+            install_id: extension.install_id,
+            version_id: extension.version_id,
+            content_hash: extension.content_hash,
             request_id: request_id.to_owned(),
-            user_id: None,
+            user_id: user,
         };
         self.engine.run(&component, forwarded, context).await
     }

@@ -1,21 +1,21 @@
 //! `alga-edge`: the edge node binary.
 
+mod cmd;
+
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use alga_edge::authoring;
-use alga_edge::catalog::DevCatalog;
 use alga_edge::config::EngineConfig;
-use alga_edge::engine::Engine;
-use alga_edge::gateway::Gateway;
-use alga_edge::server::{self, App};
+use alga_edge::tenant_auth::DevTokenIssuer;
+use cmd::demo::DemoArgs;
+use cmd::node::NodeSettings;
+use cmd::remote::RemoteCommand;
 
 #[derive(Parser)]
 #[command(
@@ -39,8 +39,30 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the gateway (`/api/ext/{extensionId}/…`) and `/healthz`.
+    /// Serve the gateway (`/api/ext/{extensionId}/…`), the admin API and `/healthz`.
     Serve(ServeArgs),
+    /// Start a node with the sample extensions published and installed for a demo tenant.
+    Demo(DemoArgs),
+    /// Mint a dev tenant token with a local node's dev key.
+    Token {
+        /// Tenant the token is for.
+        #[arg(long)]
+        tenant: String,
+        /// End user id (`sub`).
+        #[arg(long)]
+        user: Option<String>,
+        /// Scope to include. Repeatable.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Validity in seconds.
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+        ttl_secs: u64,
+        /// Data directory of the node whose dev key signs the token.
+        #[arg(long, env = "ALGA_DATA_DIR", default_value = ".alga-edge")]
+        data_dir: PathBuf,
+    },
+    #[command(flatten)]
+    Remote(RemoteCommand),
     /// Create a publisher key pair (publisher.pem, publisher.pub.pem) in DIR.
     Keygen {
         /// Folder to write the keys into.
@@ -83,7 +105,7 @@ struct ServeArgs {
     /// Tenant that dev-mapped components run for.
     #[arg(long, env = "ALGA_DEV_TENANT", default_value = "dev-tenant")]
     dev_tenant: String,
-    /// Node data directory (precompiled components live in `<data-dir>/compiled`).
+    /// Node data directory: registry.db, bundles/, compiled/, keys/.
     #[arg(long, env = "ALGA_DATA_DIR", default_value = ".alga-edge")]
     data_dir: PathBuf,
     /// Directory of precompiled components [default: <data-dir>/compiled].
@@ -107,6 +129,24 @@ struct ServeArgs {
     /// Freed instance memories returned to the OS per batch (1 = immediately; see README).
     #[arg(long, env = "EXT_POOL_DECOMMIT_BATCH", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
     pool_decommit_batch: u64,
+    /// Publisher public keys trusted for bundles: PEM text, or a PEM file path.
+    #[arg(long, env = "SIGNING_TRUST_BUNDLE", hide_env_values = true)]
+    trust_bundle: Option<String>,
+    /// Admin API token [default: generated into <data-dir>/keys/admin.token].
+    #[arg(long, env = "ALGA_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Key sealing install secrets, 64 hex chars [default: generated into <data-dir>/keys/secrets.key].
+    #[arg(long, env = "ALGA_SECRETS_KEY", hide_env_values = true)]
+    secrets_key: Option<String>,
+    /// EdDSA public key (PEM text or file) verifying tenant tokens [default: the node's dev key].
+    #[arg(long, env = "ALGA_TENANT_JWT_PUBLIC_KEY", hide_env_values = true)]
+    tenant_jwt_public_key: Option<String>,
+    /// HS256 secret verifying tenant tokens (instead of an EdDSA key).
+    #[arg(long, env = "ALGA_TENANT_JWT_HS256_SECRET", hide_env_values = true)]
+    tenant_jwt_hs256_secret: Option<String>,
+    /// Largest bundle the admin API accepts, in MiB (413 past it).
+    #[arg(long, env = "ALGA_MAX_BUNDLE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    max_bundle_mib: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -118,6 +158,25 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Demo(args) => runtime.block_on(cmd::demo::run(args)),
+        Command::Token {
+            tenant,
+            user,
+            scopes,
+            ttl_secs,
+            data_dir,
+        } => {
+            let token = DevTokenIssuer::open(&data_dir)?.mint(
+                &tenant,
+                user.as_deref(),
+                scopes,
+                Duration::from_secs(ttl_secs),
+            )?;
+            println!("{token}");
+            Ok(())
+        }
+        // Blocking HTTP client: runs outside the async runtime.
+        Command::Remote(command) => cmd::remote::run(command),
         Command::Keygen { out, force } => {
             let key = authoring::keygen(&out, force)?;
             println!("private key: {}", key.private_key.display());
@@ -148,7 +207,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = EngineConfig {
+    let engine = EngineConfig {
         timeout: Duration::from_millis(args.timeout_ms),
         memory_limit_bytes: args.memory_limit_mib << 20,
         max_instances: args.max_instances,
@@ -156,59 +215,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         decommit_batch: args.pool_decommit_batch as usize,
         cache_dir: (!args.no_disk_cache).then(|| {
             args.cache_dir
+                .clone()
                 .unwrap_or_else(|| args.data_dir.join("compiled"))
         }),
         ..EngineConfig::default()
     };
-    let catalog = DevCatalog::from_specs(&args.dev_tenant, &args.components)?;
-    if args.components.is_empty() {
-        tracing::warn!(
-            "no extensions mapped: every /api/ext request will answer 404 (use --component ID=PATH)"
-        );
-    }
-    let engine = Arc::new(Engine::new(config)?);
-    let gateway = Gateway::new(engine.clone(), catalog);
-    let started = std::time::Instant::now();
-    let ready = gateway.warm_up().await?;
-    let stats = engine.cache_stats();
-    tracing::info!(
-        extensions = ready,
-        compiled = stats.compiles.load(Ordering::Relaxed),
-        from_disk_cache = stats.disk_hits.load(Ordering::Relaxed),
-        ms = started.elapsed().as_millis() as u64,
-        "components ready"
-    );
-
-    let listener = server::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
+    let node = cmd::node::start(NodeSettings {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        engine,
+        dev_components: args.components,
+        dev_tenant: args.dev_tenant,
+        trust_bundle: args.trust_bundle,
+        admin_token: args.admin_token,
+        secrets_key: args.secrets_key,
+        tenant_jwt_public_key: args.tenant_jwt_public_key,
+        tenant_jwt_hs256_secret: args.tenant_jwt_hs256_secret,
+        max_bundle_bytes: (args.max_bundle_mib << 20) as usize,
+    })
+    .await?;
     // Tests and scripts read this line to learn the port when --listen uses port 0.
-    println!("alga-edge listening on http://{addr}");
-    server::serve(listener, Arc::new(App::new(gateway)), shutdown_signal()).await?;
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(e) => {
-                    tracing::warn!("cannot watch SIGTERM: {e}");
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    println!("alga-edge listening on http://{}", node.addr);
+    cmd::node::run(node).await
 }
 
 fn init_tracing(format: LogFormat) {

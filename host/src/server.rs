@@ -1,5 +1,5 @@
-//! The node's HTTP front: accepts connections, assigns request ids, routes `/healthz` and the
-//! gateway, and drains in-flight requests on shutdown.
+//! The node's HTTP front: accepts connections, assigns request ids, routes `/healthz`, the
+//! gateway and the admin API, and drains in-flight requests on shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::admin::{ADMIN_PREFIX, Admin};
 use crate::error::{GatewayError, json_response};
 use crate::gateway::{Gateway, ROUTE_PREFIX};
 
@@ -28,12 +29,13 @@ pub type HostBody = UnsyncBoxBody<Bytes, BoxError>;
 /// Everything a request can reach.
 pub struct App {
     gateway: Gateway,
+    admin: Option<Admin>,
 }
 
 impl App {
-    /// The app serving `gateway` routes.
-    pub fn new(gateway: Gateway) -> Self {
-        Self { gateway }
+    /// The app serving `gateway` routes, and `admin` routes when this node has them.
+    pub fn new(gateway: Gateway, admin: Option<Admin>) -> Self {
+        Self { gateway, admin }
     }
 
     /// Routes one request.
@@ -49,6 +51,16 @@ impl App {
             tracing::info!(%request_id, %method, %path, status = status.as_u16(),
                 ms = started.elapsed().as_millis() as u64, "gateway request");
             result.unwrap_or_else(|error| error.into_response(&request_id))
+        } else if let Some(admin) = self
+            .admin
+            .as_ref()
+            .filter(|_| path.starts_with(ADMIN_PREFIX))
+        {
+            let method = request.method().clone();
+            let path = path.to_owned();
+            let response = admin.handle(request, &request_id).await;
+            tracing::info!(%request_id, %method, %path, status = response.status().as_u16(), "admin request");
+            response
         } else if path == "/healthz" && matches!(*request.method(), Method::GET | Method::HEAD) {
             json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
         } else {

@@ -86,13 +86,19 @@ pub(crate) async fn open(path: &Path) -> Result<(Database, Connection), Registry
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-    let conn = db.connect()?;
+    let conn = connect(&db).await?;
     // WAL: readers never block the writer, and the replication issue serves frames from it.
     pragma(&conn, "PRAGMA journal_mode=WAL").await?;
-    pragma(&conn, "PRAGMA foreign_keys=ON").await?;
-    pragma(&conn, "PRAGMA busy_timeout=5000").await?;
     migrate(&conn).await?;
     Ok((db, conn))
+}
+
+/// A new connection with the per-connection settings every registry connection needs.
+pub(crate) async fn connect(db: &Database) -> Result<Connection, RegistryError> {
+    let conn = db.connect()?;
+    pragma(&conn, "PRAGMA foreign_keys=ON").await?;
+    pragma(&conn, "PRAGMA busy_timeout=5000").await?;
+    Ok(conn)
 }
 
 /// Runs a pragma; some answer with a row, which `execute` would refuse.

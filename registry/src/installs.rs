@@ -31,7 +31,7 @@ pub struct InstallRequest {
 }
 
 /// A tenant's install.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Install {
     /// Install id.
     pub id: String,
@@ -70,6 +70,7 @@ impl Registry {
     /// Installs `request.extension@request.version` for `request.tenant`.
     pub async fn install(&self, request: &InstallRequest) -> Result<Install, RegistryError> {
         check_tenant(&request.tenant)?;
+        let writer = self.write.lock().await;
         let version = self
             .installable_version(&request.extension, &request.version)
             .await?;
@@ -91,7 +92,7 @@ impl Registry {
             (Some(sealer), false) => Some(sealer.seal(&id, &request.secrets)?),
             (None, false) => return Err(RegistryError::NoSecretsKey),
         };
-        self.conn
+        writer
             .execute(
                 "INSERT INTO tenant_extension_install
                    (id, tenant_id, extension_name, version_id, granted_capabilities, config, sealed_secrets, enabled, created_at, updated_at)
@@ -120,10 +121,11 @@ impl Registry {
         extension: &str,
         version: &str,
     ) -> Result<Install, RegistryError> {
+        let writer = self.write.lock().await;
         let current = self.require_install(tenant, extension).await?;
         let target = self.installable_version(extension, version).await?;
         checked_grants(&current.grants, &target)?;
-        self.conn
+        writer
             .execute(
                 "UPDATE tenant_extension_install SET version_id = ?1, updated_at = ?2
                  WHERE tenant_id = ?3 AND extension_name = ?4",
@@ -141,7 +143,9 @@ impl Registry {
         enabled: bool,
     ) -> Result<(), RegistryError> {
         let changed = self
-            .conn
+            .write
+            .lock()
+            .await
             .execute(
                 "UPDATE tenant_extension_install SET enabled = ?1, updated_at = ?2
                  WHERE tenant_id = ?3 AND extension_name = ?4",
@@ -162,7 +166,9 @@ impl Registry {
     /// Removes an install.
     pub async fn uninstall(&self, tenant: &str, extension: &str) -> Result<(), RegistryError> {
         let changed = self
-            .conn
+            .write
+            .lock()
+            .await
             .execute(
                 "DELETE FROM tenant_extension_install WHERE tenant_id = ?1 AND extension_name = ?2",
                 [tenant, extension],
@@ -279,7 +285,7 @@ impl Registry {
              FROM tenant_extension_install i JOIN extension_version v ON v.id = i.version_id
              WHERE {condition} ORDER BY i.extension_name"
         );
-        let mut rows = self.conn.query(&sql, values).await?;
+        let mut rows = self.read.query(&sql, values).await?;
         let mut found = Vec::new();
         while let Some(row) = rows.next().await? {
             let version = version_from_row(&row, 6)?;

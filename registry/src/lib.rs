@@ -26,19 +26,26 @@ pub use installs::{Install, InstallRequest, ResolvedInstall};
 pub use publish::{Published, VersionInfo};
 
 /// The registry database.
+///
+/// Reads use their own connection; every write operation holds the writer connection for its
+/// whole check-then-write sequence, so concurrent admin calls cannot interleave inside one
+/// transaction or race past each other's checks, and readers only ever see committed state.
 pub struct Registry {
     _db: libsql::Database,
-    conn: libsql::Connection,
+    read: libsql::Connection,
+    write: tokio::sync::Mutex<libsql::Connection>,
     sealer: Option<secrets::SecretSealer>,
 }
 
 impl Registry {
     /// Opens (creating and migrating if needed) the registry at `path`.
     pub async fn open(path: &Path) -> Result<Self, RegistryError> {
-        let (db, conn) = db::open(path).await?;
+        let (db, write) = db::open(path).await?;
+        let read = db::connect(&db).await?;
         Ok(Self {
             _db: db,
-            conn,
+            read,
+            write: tokio::sync::Mutex::new(write),
             sealer: None,
         })
     }

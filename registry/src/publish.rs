@@ -79,7 +79,9 @@ impl Registry {
             publisher: manifest.publisher.clone(),
         })?;
 
-        // Checks that need the database, before the store is touched.
+        // Checks that need the database, before the store is touched, under the writer lock so
+        // two publishes of one version cannot both pass them.
+        let writer = self.write.lock().await;
         if let Some(owner) = self.publisher_of(&manifest.name).await?
             && owner != manifest.publisher
         {
@@ -109,7 +111,7 @@ impl Registry {
         let manifest_json =
             serde_json::to_string(&manifest).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
         let insert = async {
-            let tx = self.conn.transaction().await?;
+            let tx = writer.transaction().await?;
             let at = now();
             tx.execute(
                 "INSERT INTO extension_registry (name, publisher, created_at) VALUES (?1, ?2, ?3)
@@ -158,7 +160,7 @@ impl Registry {
     /// The publisher that owns `name`, if it was ever published.
     pub async fn publisher_of(&self, name: &str) -> Result<Option<String>, RegistryError> {
         let mut rows = self
-            .conn
+            .read
             .query(
                 "SELECT publisher FROM extension_registry WHERE name = ?1",
                 [name],
@@ -190,7 +192,9 @@ impl Registry {
     /// Marks a version deprecated: existing installs keep it, new installs are refused.
     pub async fn deprecate(&self, name: &str, version: &str) -> Result<(), RegistryError> {
         let changed = self
-            .conn
+            .write
+            .lock()
+            .await
             .execute(
                 "UPDATE extension_version SET deprecated = 1 WHERE extension_name = ?1 AND version = ?2",
                 [name, version],
@@ -208,7 +212,7 @@ impl Registry {
     /// Every published extension name, sorted.
     pub async fn extensions(&self) -> Result<Vec<String>, RegistryError> {
         let mut rows = self
-            .conn
+            .read
             .query("SELECT name FROM extension_registry ORDER BY name", ())
             .await?;
         let mut names = Vec::new();
@@ -227,7 +231,7 @@ impl Registry {
             "SELECT {VERSION_COLUMNS} FROM extension_version v WHERE {condition}
              ORDER BY v.created_at, v.rowid"
         );
-        let mut rows = self.conn.query(&sql, values).await?;
+        let mut rows = self.read.query(&sql, values).await?;
         let mut found = Vec::new();
         while let Some(row) = rows.next().await? {
             found.push(version_from_row(&row, 0)?);

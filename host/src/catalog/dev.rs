@@ -1,14 +1,12 @@
-//! Which component serves which extension for which tenant.
-//!
-//! Until the registry lands this is the development mapping given on the command line
-//! (`--component ID=PATH`), serving one fixed dev tenant. The registry will resolve
-//! tenant → enabled install → version → content hash → verified bundle instead.
+//! The dev shortcut: components from local files (`--component ID=PATH`), served without a
+//! token as one fixed dev tenant. Never a substitute for the registry in production.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+
+use super::{ComponentSource, Resolved, is_valid_extension_id};
 
 /// A bad `--component` mapping.
 #[derive(Debug, thiserror::Error)]
@@ -32,21 +30,6 @@ pub enum CatalogError {
     },
 }
 
-/// What the gateway needs to run an extension for a tenant.
-#[derive(Debug, Clone)]
-pub struct Resolved {
-    /// The extension id of the route.
-    pub extension_id: String,
-    /// The tenant's install of it.
-    pub install_id: String,
-    /// Installed version.
-    pub version: String,
-    /// `sha256:<hex>` of the component bytes.
-    pub content_hash: String,
-    /// The component bytes (for the compile cache on a miss).
-    pub wasm: Arc<[u8]>,
-}
-
 /// The dev catalog: a fixed tenant and components from local files.
 pub struct DevCatalog {
     tenant: String,
@@ -65,7 +48,7 @@ impl DevCatalog {
             if !is_valid_extension_id(id) {
                 return Err(CatalogError::BadId(id.to_owned()));
             }
-            let resolved = read_component(id, Path::new(path))?;
+            let resolved = read_component(tenant, id, Path::new(path))?;
             if extensions.insert(id.to_owned(), resolved).is_some() {
                 return Err(CatalogError::Duplicate(id.to_owned()));
             }
@@ -81,11 +64,9 @@ impl DevCatalog {
         &self.tenant
     }
 
-    /// The extension `extension_id` as installed for `tenant`, if it is.
-    pub fn resolve(&self, tenant: &str, extension_id: &str) -> Option<&Resolved> {
-        (tenant == self.tenant)
-            .then(|| self.extensions.get(extension_id))
-            .flatten()
+    /// The dev-mapped extension `extension_id`, if there is one.
+    pub fn get(&self, extension_id: &str) -> Option<&Resolved> {
+        self.extensions.get(extension_id)
     }
 
     /// Every mapped extension.
@@ -94,26 +75,20 @@ impl DevCatalog {
     }
 }
 
-/// Extension ids are route segments: a conservative alphabet, bounded length.
-pub fn is_valid_extension_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-fn read_component(id: &str, path: &Path) -> Result<Resolved, CatalogError> {
+fn read_component(tenant: &str, id: &str, path: &Path) -> Result<Resolved, CatalogError> {
     let bytes = std::fs::read(path).map_err(|source| CatalogError::Read {
         path: path.to_owned(),
         source,
     })?;
     let content_hash = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
     Ok(Resolved {
+        tenant: tenant.to_owned(),
         extension_id: id.to_owned(),
         install_id: format!("dev-install-{id}"),
         version: "0.0.0-dev".to_owned(),
+        version_id: "dev".to_owned(),
         content_hash,
-        wasm: bytes.into(),
+        source: ComponentSource::File(bytes.into()),
     })
 }
 
@@ -142,21 +117,21 @@ mod tests {
     }
 
     #[test]
-    fn resolves_only_for_the_dev_tenant() {
+    fn maps_ids_to_hashed_components_for_the_dev_tenant() {
         let dir = std::env::temp_dir().join(format!("alga-catalog-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.wasm");
         std::fs::write(&file, b"abc").unwrap();
         let catalog =
             DevCatalog::from_specs("dev", &[format!("hello={}", file.display())]).unwrap();
-        let hello = catalog.resolve("dev", "hello").unwrap();
+        let hello = catalog.get("hello").unwrap();
+        assert_eq!(hello.tenant, "dev");
         // sha256("abc")
         assert_eq!(
             hello.content_hash,
             "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert!(catalog.resolve("other-tenant", "hello").is_none());
-        assert!(catalog.resolve("dev", "missing").is_none());
+        assert!(catalog.get("missing").is_none());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

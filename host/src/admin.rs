@@ -1,0 +1,425 @@
+//! The admin API (primary role): publish bundles, list extensions and versions, deprecate, and
+//! manage per-tenant installs. Every route needs `authorization: Bearer <admin token>`.
+//!
+//! Routes, under [`ADMIN_PREFIX`]:
+//! - `POST bundles` (body: the bundle archive; header `x-alga-signature`: the detached JWS)
+//! - `GET extensions`, `GET extensions/{name}`,
+//!   `POST extensions/{name}/versions/{version}/deprecate`
+//! - `GET|POST tenants/{tenant}/installs`,
+//!   `GET|PATCH|DELETE tenants/{tenant}/installs/{name}`,
+//!   `POST tenants/{tenant}/installs/{name}/enable|disable`
+//!
+//! Errors are `{error, message, request_id}` with 400 (bad input), 401 (token), 403 (signature
+//! or publisher refused), 404, 405, 409 (conflicts), 413 (body too large).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Body;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use alga_edge_registry::secrets::Secrets;
+use alga_edge_registry::signing::TrustBundle;
+use alga_edge_registry::store::LocalBundleStore;
+use alga_edge_registry::{InstallRequest, Registry, RegistryError, VersionInfo};
+
+use crate::error::json_response;
+use crate::server::HostBody;
+
+/// Path prefix of admin routes.
+pub const ADMIN_PREFIX: &str = "/admin/v1/";
+
+/// Header carrying a published bundle's detached signature.
+pub const SIGNATURE_HEADER: &str = "x-alga-signature";
+
+/// Largest JSON body an admin call accepts.
+const MAX_JSON_BYTES: usize = 1 << 20;
+
+/// The admin API of a primary node.
+pub struct Admin {
+    registry: Arc<Registry>,
+    store: LocalBundleStore,
+    trust: Option<Arc<TrustBundle>>,
+    token_digest: [u8; 32],
+    max_bundle_bytes: usize,
+}
+
+/// A refused admin call.
+#[derive(Debug)]
+struct AdminError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl AdminError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl From<RegistryError> for AdminError {
+    fn from(error: RegistryError) -> Self {
+        let status =
+            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let code = match status {
+            StatusCode::BAD_REQUEST => "invalid",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::CONFLICT => "conflict",
+            _ => "internal_error",
+        };
+        if status.is_server_error() {
+            tracing::error!("admin call failed: {error}");
+        }
+        Self::new(status, code, error.to_string())
+    }
+}
+
+/// Body of `POST tenants/{tenant}/installs`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstallBody {
+    extension: String,
+    version: String,
+    #[serde(default)]
+    grants: Vec<String>,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
+}
+
+/// Body of `PATCH tenants/{tenant}/installs/{name}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    version: String,
+}
+
+impl Admin {
+    /// The admin API over `registry`, storing bundles in `store`, verifying publishes with
+    /// `trust`, and accepting `token`.
+    pub fn new(
+        registry: Arc<Registry>,
+        store: LocalBundleStore,
+        trust: Option<Arc<TrustBundle>>,
+        token: &str,
+        max_bundle_bytes: usize,
+    ) -> Self {
+        Self {
+            registry,
+            store,
+            trust,
+            token_digest: Sha256::digest(token.as_bytes()).into(),
+            max_bundle_bytes,
+        }
+    }
+
+    /// Serves one admin request.
+    pub async fn handle<B>(&self, request: Request<B>, request_id: &str) -> Response<HostBody>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<crate::server::BoxError>,
+    {
+        let result = match self.authorize(&request) {
+            Ok(()) => self.dispatch(request).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok((status, body)) => json_response(status, &body),
+            Err(e) => {
+                let mut response = json_response(
+                    e.status,
+                    &json!({"error": e.code, "message": e.message, "request_id": request_id}),
+                );
+                if e.status == StatusCode::UNAUTHORIZED {
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        http::HeaderValue::from_static("Bearer"),
+                    );
+                }
+                response
+            }
+        }
+    }
+
+    fn authorize<B>(&self, request: &Request<B>) -> Result<(), AdminError> {
+        let unauthorized = |m: &str| AdminError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        let token = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or_else(|| {
+                unauthorized("missing admin token: send 'authorization: Bearer <admin token>'")
+            })?;
+        // Compare digests so the comparison time does not depend on how much of the token matched.
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let differs = digest
+            .iter()
+            .zip(self.token_digest.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if differs != 0 {
+            return Err(unauthorized("the admin token is not valid"));
+        }
+        Ok(())
+    }
+
+    async fn dispatch<B>(&self, request: Request<B>) -> Result<(StatusCode, Value), AdminError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<crate::server::BoxError>,
+    {
+        let path = request.uri().path().to_owned();
+        let rest = path.strip_prefix(ADMIN_PREFIX).unwrap_or_default();
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        let method = request.method().clone();
+        let not_allowed = || {
+            AdminError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not supported on {path}"),
+            )
+        };
+        match segments.as_slice() {
+            ["bundles"] => match method {
+                Method::POST => self.publish(request).await,
+                _ => Err(not_allowed()),
+            },
+            ["extensions"] => match method {
+                Method::GET => self.list_extensions().await,
+                _ => Err(not_allowed()),
+            },
+            ["extensions", name] => match method {
+                Method::GET => self.get_extension(name).await,
+                _ => Err(not_allowed()),
+            },
+            ["extensions", name, "versions", version, "deprecate"] => match method {
+                Method::POST => {
+                    self.registry.deprecate(name, version).await?;
+                    let info = self.registry.version(name, version).await?;
+                    Ok((
+                        StatusCode::OK,
+                        info.map(version_json).unwrap_or(Value::Null),
+                    ))
+                }
+                _ => Err(not_allowed()),
+            },
+            ["tenants", tenant, "installs"] => match method {
+                Method::GET => {
+                    let installs = self.registry.installs(tenant).await?;
+                    Ok((StatusCode::OK, json!({ "installs": installs })))
+                }
+                Method::POST => {
+                    let body: InstallBody = read_json(request).await?;
+                    let install = self
+                        .registry
+                        .install(&InstallRequest {
+                            tenant: (*tenant).to_owned(),
+                            extension: body.extension,
+                            version: body.version,
+                            grants: body.grants,
+                            config: body.config,
+                            secrets: Secrets::new(body.secrets),
+                        })
+                        .await?;
+                    Ok((StatusCode::CREATED, json!(install)))
+                }
+                _ => Err(not_allowed()),
+            },
+            ["tenants", tenant, "installs", name] => match method {
+                Method::GET => {
+                    let install =
+                        self.registry
+                            .install_of(tenant, name)
+                            .await?
+                            .ok_or_else(|| {
+                                AdminError::not_found(format!(
+                                    "tenant '{tenant}' has no install of '{name}'"
+                                ))
+                            })?;
+                    Ok((StatusCode::OK, json!(install)))
+                }
+                Method::PATCH => {
+                    let body: UpdateBody = read_json(request).await?;
+                    let install = self.registry.update(tenant, name, &body.version).await?;
+                    Ok((StatusCode::OK, json!(install)))
+                }
+                Method::DELETE => {
+                    self.registry.uninstall(tenant, name).await?;
+                    Ok((
+                        StatusCode::OK,
+                        json!({"tenant": tenant, "extension": name, "uninstalled": true}),
+                    ))
+                }
+                _ => Err(not_allowed()),
+            },
+            [
+                "tenants",
+                tenant,
+                "installs",
+                name,
+                action @ ("enable" | "disable"),
+            ] => match method {
+                Method::POST => {
+                    self.registry
+                        .set_enabled(tenant, name, *action == "enable")
+                        .await?;
+                    let install = self.registry.install_of(tenant, name).await?;
+                    Ok((StatusCode::OK, json!(install)))
+                }
+                _ => Err(not_allowed()),
+            },
+            _ => Err(AdminError::not_found(format!("no admin route {path}"))),
+        }
+    }
+
+    async fn publish<B>(&self, request: Request<B>) -> Result<(StatusCode, Value), AdminError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<crate::server::BoxError>,
+    {
+        let signature = request
+            .headers()
+            .get(SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                AdminError::bad_request(format!(
+                    "missing {SIGNATURE_HEADER} header: send the bundle's detached signature (alga-edge sign)"
+                ))
+            })?
+            .to_owned();
+        let trust = self.trust.clone().ok_or_else(|| {
+            AdminError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this node has no trust bundle (SIGNING_TRUST_BUNDLE), so it accepts no publish",
+            )
+        })?;
+        let bundle = read_body(request, self.max_bundle_bytes, "bundle").await?;
+        if bundle.is_empty() {
+            return Err(AdminError::bad_request(
+                "the request body (the bundle) is empty",
+            ));
+        }
+        let published = self
+            .registry
+            .publish(&bundle, &signature, &trust, &self.store)
+            .await?;
+        tracing::info!(name = %published.name, version = %published.version,
+            content_hash = %published.content_hash, created = published.created, "bundle published");
+        let status = if published.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((
+            status,
+            json!({
+                "name": published.name,
+                "version": published.version,
+                "content_hash": published.content_hash.to_string(),
+                "created": published.created,
+            }),
+        ))
+    }
+
+    async fn list_extensions(&self) -> Result<(StatusCode, Value), AdminError> {
+        let mut extensions = Vec::new();
+        for name in self.registry.extensions().await? {
+            extensions.push(self.extension_json(&name).await?);
+        }
+        Ok((StatusCode::OK, json!({ "extensions": extensions })))
+    }
+
+    async fn get_extension(&self, name: &str) -> Result<(StatusCode, Value), AdminError> {
+        if self.registry.publisher_of(name).await?.is_none() {
+            return Err(RegistryError::UnknownExtension(name.to_owned()).into());
+        }
+        Ok((StatusCode::OK, self.extension_json(name).await?))
+    }
+
+    async fn extension_json(&self, name: &str) -> Result<Value, AdminError> {
+        let publisher = self.registry.publisher_of(name).await?;
+        let versions = self.registry.versions(name).await?;
+        Ok(json!({
+            "name": name,
+            "publisher": publisher,
+            "versions": versions.into_iter().map(version_json).collect::<Vec<_>>(),
+        }))
+    }
+}
+
+fn version_json(info: VersionInfo) -> Value {
+    json!({
+        "version": info.version,
+        "content_hash": info.content_hash.to_string(),
+        "deprecated": info.deprecated,
+        "capabilities": info.manifest.capability_set(),
+        "manifest": info.manifest,
+    })
+}
+
+/// The whole body, refused with 413 past `limit` bytes (before reading it when the declared
+/// length already says so).
+async fn read_body<B>(request: Request<B>, limit: usize, what: &str) -> Result<Bytes, AdminError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<crate::server::BoxError>,
+{
+    let too_large = || {
+        AdminError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the {what} is larger than this node accepts ({limit} bytes)"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(AdminError::bad_request(format!(
+            "could not read the request body: {e}"
+        ))),
+    }
+}
+
+async fn read_json<B, T>(request: Request<B>) -> Result<T, AdminError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<crate::server::BoxError>,
+    T: serde::de::DeserializeOwned,
+{
+    let body = read_body(request, MAX_JSON_BYTES, "JSON body").await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| AdminError::bad_request(format!("invalid JSON body: {e}")))
+}

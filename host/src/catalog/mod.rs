@@ -1,0 +1,49 @@
+//! Which component serves which extension for which tenant.
+//!
+//! - [`installed`]: the registry path: tenant → enabled install → version → content hash →
+//!   bundle verified by hash and signature → component.
+//! - [`dev`]: the `--component ID=PATH` dev shortcut.
+
+pub mod dev;
+pub mod installed;
+
+use std::sync::Arc;
+
+pub use dev::{CatalogError, DevCatalog};
+pub use installed::InstalledCatalog;
+
+/// What the gateway needs to run an extension for a tenant.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Tenant the request runs as.
+    pub tenant: String,
+    /// The extension id of the route (the manifest name for registry installs).
+    pub extension_id: String,
+    /// The tenant's install of it.
+    pub install_id: String,
+    /// Installed version.
+    pub version: String,
+    /// Registry id of that version.
+    pub version_id: String,
+    /// `sha256:<hex>`: of the bundle for installs, of the component file for dev mappings.
+    pub content_hash: String,
+    /// Where the component bytes come from on a compile-cache miss.
+    pub source: ComponentSource,
+}
+
+/// Where a resolved component's bytes come from.
+#[derive(Debug, Clone)]
+pub enum ComponentSource {
+    /// Already read from a local file (dev shortcut).
+    File(Arc<[u8]>),
+    /// `dist/main.wasm` of the stored bundle, whose signature was verified at resolution.
+    Bundle,
+}
+
+/// Extension ids are route segments: a conservative alphabet, bounded length.
+pub fn is_valid_extension_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}

@@ -1,0 +1,9 @@
+//! The binary's commands that assemble or drive nodes (library code stays in `alga_edge`).
+//!
+//! - [`node`]: builds a serving node from its settings (`serve`, `demo`).
+//! - [`demo`]: `alga-edge demo`.
+//! - [`remote`]: admin API client commands (publish, install, …).
+
+pub mod demo;
+pub mod node;
+pub mod remote;

@@ -1,0 +1,213 @@
+//! Assembles a serving node from its settings: registry, bundle store, trust bundle, keys,
+//! engine, gateway and admin API. Shared by `serve` and `demo`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use alga_edge::admin::Admin;
+use alga_edge::catalog::{DevCatalog, InstalledCatalog};
+use alga_edge::config::EngineConfig;
+use alga_edge::engine::Engine;
+use alga_edge::gateway::Gateway;
+use alga_edge::keys;
+use alga_edge::server::{self, App};
+use alga_edge::tenant_auth::TenantAuth;
+use alga_edge_registry::Registry;
+use alga_edge_registry::secrets::SecretSealer;
+use alga_edge_registry::signing::TrustBundle;
+use alga_edge_registry::store::LocalBundleStore;
+
+/// Everything a node needs to start.
+pub struct NodeSettings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory (registry, bundles, compiled components, generated keys).
+    pub data_dir: PathBuf,
+    /// Engine limits and caches.
+    pub engine: EngineConfig,
+    /// `--component ID=PATH` dev mappings.
+    pub dev_components: Vec<String>,
+    /// Tenant the dev mappings run as.
+    pub dev_tenant: String,
+    /// `SIGNING_TRUST_BUNDLE`: PEM text or a PEM file path.
+    pub trust_bundle: Option<String>,
+    /// Admin API token; generated under the data dir when absent.
+    pub admin_token: Option<String>,
+    /// Secrets key (64 hex); generated under the data dir when absent.
+    pub secrets_key: Option<String>,
+    /// EdDSA public key (PEM text or file) verifying tenant tokens.
+    pub tenant_jwt_public_key: Option<String>,
+    /// HS256 secret verifying tenant tokens.
+    pub tenant_jwt_hs256_secret: Option<String>,
+    /// Largest bundle the admin API accepts.
+    pub max_bundle_bytes: usize,
+}
+
+/// A node that is listening but not yet serving.
+pub struct Node {
+    /// The bound listener.
+    pub listener: TcpListener,
+    /// Its address (with the real port when port 0 was asked for).
+    pub addr: SocketAddr,
+    /// The routes.
+    pub app: Arc<App>,
+    /// The registry, for in-process callers such as `demo`.
+    pub registry: Arc<Registry>,
+    /// The bundle store.
+    pub store: LocalBundleStore,
+    /// The trust bundle, if any.
+    pub trust: Option<Arc<TrustBundle>>,
+}
+
+impl NodeSettings {
+    /// The registry database file.
+    pub fn registry_path(&self) -> PathBuf {
+        self.data_dir.join("registry.db")
+    }
+}
+
+/// Opens the registry and stores, compiles dev components, and binds the listener.
+pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
+    let data_dir = &settings.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+
+    let secrets_key = match &settings.secrets_key {
+        Some(key) => key.clone(),
+        None => keys::read_or_create(
+            &key_path(data_dir, "secrets.key"),
+            SecretSealer::generate_key_hex,
+        )?,
+    };
+    let sealer = SecretSealer::from_hex(&secrets_key)
+        .context("invalid secrets key (ALGA_SECRETS_KEY must be 64 hex characters)")?;
+    let registry = Arc::new(
+        Registry::open(&settings.registry_path())
+            .await?
+            .with_secret_sealer(sealer),
+    );
+    let store = LocalBundleStore::open(data_dir.join("bundles"))?;
+    let trust = match &settings.trust_bundle {
+        Some(spec) => Some(Arc::new(
+            TrustBundle::load(spec).context("cannot load SIGNING_TRUST_BUNDLE")?,
+        )),
+        None => {
+            tracing::warn!(
+                "no SIGNING_TRUST_BUNDLE: publishes are refused and no registry bundle runs"
+            );
+            None
+        }
+    };
+    let auth = tenant_auth(&settings)?;
+    let admin_token = match &settings.admin_token {
+        Some(token) if token.len() >= 16 => token.clone(),
+        Some(_) => anyhow::bail!("the admin token must be at least 16 characters"),
+        None => {
+            let path = key_path(data_dir, "admin.token");
+            let token = keys::read_or_create(&path, keys::random_token)?;
+            tracing::info!("admin API token is in {}", path.display());
+            token
+        }
+    };
+
+    let dev = DevCatalog::from_specs(&settings.dev_tenant, &settings.dev_components)?;
+    if !settings.dev_components.is_empty() {
+        tracing::warn!(
+            tenant = %settings.dev_tenant,
+            "dev components (--component) are served without authentication"
+        );
+    }
+    let engine = Arc::new(Engine::new(settings.engine)?);
+    let installed = InstalledCatalog::new(registry.clone(), store.clone(), trust.clone());
+    let gateway = Gateway::new(engine.clone(), dev, Some(installed), auth);
+    let started = std::time::Instant::now();
+    let ready = gateway.warm_up().await?;
+    let stats = engine.cache_stats();
+    tracing::info!(
+        extensions = ready,
+        compiled = stats.compiles.load(Ordering::Relaxed),
+        from_disk_cache = stats.disk_hits.load(Ordering::Relaxed),
+        ms = started.elapsed().as_millis() as u64,
+        "components ready"
+    );
+    let admin = Admin::new(
+        registry.clone(),
+        store.clone(),
+        trust.clone(),
+        &admin_token,
+        settings.max_bundle_bytes,
+    );
+
+    let listener = server::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    Ok(Node {
+        listener,
+        addr,
+        app: Arc::new(App::new(gateway, Some(admin))),
+        registry,
+        store,
+        trust,
+    })
+}
+
+/// Serves `node` until SIGINT/SIGTERM, then drains.
+pub async fn run(node: Node) -> anyhow::Result<()> {
+    server::serve(node.listener, node.app, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Where a generated node key lives.
+pub fn key_path(data_dir: &Path, name: &str) -> PathBuf {
+    data_dir.join("keys").join(name)
+}
+
+fn tenant_auth(settings: &NodeSettings) -> anyhow::Result<TenantAuth> {
+    Ok(
+        match (
+            &settings.tenant_jwt_public_key,
+            &settings.tenant_jwt_hs256_secret,
+        ) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "set either ALGA_TENANT_JWT_PUBLIC_KEY or ALGA_TENANT_JWT_HS256_SECRET, not both"
+            ),
+            (Some(key), None) => TenantAuth::eddsa(key)?,
+            (None, Some(secret)) => TenantAuth::hs256(secret)?,
+            (None, None) => {
+                tracing::warn!(
+                    "tenant tokens are verified with this node's dev key (mint them with \
+                     'alga-edge token'); set ALGA_TENANT_JWT_PUBLIC_KEY in production"
+                );
+                TenantAuth::dev(&settings.data_dir)?
+            }
+        },
+    )
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::warn!("cannot watch SIGTERM: {e}");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

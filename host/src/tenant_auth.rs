@@ -1,0 +1,260 @@
+//! Tenant authentication for gateway routes: the platform sends a short-lived JWT (EdDSA or
+//! HS256, by config) whose claims name the tenant, the end user and their scopes (DESIGN §5).
+//!
+//! With no key configured a node uses a dev Ed25519 key kept in its data directory, and
+//! `alga-edge token` mints tokens with it, so one machine works with no setup.
+
+use std::path::Path;
+
+use jwt_simple::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{self, KeyFileError};
+
+/// Largest clock skew accepted between the platform and this node.
+const CLOCK_SKEW: Duration = Duration::from_secs(30);
+
+/// The platform-specific claims of a tenant token (`sub` carries the user id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantClaims {
+    /// Tenant id.
+    pub tenant: String,
+    /// What the user may do (checked by policies; carried through unchanged for now).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Tenant id.
+    pub tenant: String,
+    /// End user id (`sub`), when the platform named one.
+    pub user: Option<String>,
+    /// Scopes.
+    pub scopes: Vec<String>,
+}
+
+/// Why a token was refused. Messages are safe to return to the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No bearer token in `authorization`.
+    #[error("missing bearer token: send 'authorization: Bearer <tenant JWT>'")]
+    Missing,
+    /// The token failed verification (signature, expiry, format).
+    #[error("invalid tenant token: {0}")]
+    Invalid(String),
+    /// Verified, but without the claims every token must carry.
+    #[error("tenant token lacks {0}")]
+    MissingClaim(&'static str),
+}
+
+/// Why the verifier could not be configured.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    /// The configured key cannot be parsed.
+    #[error("invalid tenant token key: {0}")]
+    BadKey(String),
+    /// A key file cannot be read or created.
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+}
+
+enum VerifyKey {
+    EdDsa(Ed25519PublicKey),
+    Hs256(HS256Key),
+}
+
+/// Verifies tenant tokens.
+pub struct TenantAuth {
+    key: VerifyKey,
+}
+
+impl TenantAuth {
+    /// Verifies EdDSA tokens with a public key: PEM text, or the path of a PEM file.
+    pub fn eddsa(spec: &str) -> Result<Self, AuthConfigError> {
+        let pem = if spec.contains("-----BEGIN") {
+            spec.to_owned()
+        } else {
+            std::fs::read_to_string(spec).map_err(|source| KeyFileError {
+                path: spec.into(),
+                source,
+            })?
+        };
+        let key = Ed25519PublicKey::from_pem(&pem)
+            .map_err(|e| AuthConfigError::BadKey(format!("Ed25519 public key: {e}")))?;
+        Ok(Self {
+            key: VerifyKey::EdDsa(key),
+        })
+    }
+
+    /// Verifies HS256 tokens with a shared secret.
+    pub fn hs256(secret: &str) -> Result<Self, AuthConfigError> {
+        if secret.len() < 32 {
+            return Err(AuthConfigError::BadKey(
+                "the HS256 secret must be at least 32 bytes".into(),
+            ));
+        }
+        Ok(Self {
+            key: VerifyKey::Hs256(HS256Key::from_bytes(secret.as_bytes())),
+        })
+    }
+
+    /// Verifies tokens minted by the dev key of `data_dir` (see [`DevTokenIssuer`]).
+    pub fn dev(data_dir: &Path) -> Result<Self, AuthConfigError> {
+        let issuer = DevTokenIssuer::open(data_dir)?;
+        Ok(Self {
+            key: VerifyKey::EdDsa(issuer.pair.public_key()),
+        })
+    }
+
+    /// The caller named by the `authorization` header value, if its token verifies.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
+        let token = authorization
+            .and_then(|value| {
+                let (scheme, token) = value.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|token| !token.is_empty())
+            .ok_or(AuthError::Missing)?;
+        let options = VerificationOptions {
+            time_tolerance: Some(CLOCK_SKEW),
+            ..VerificationOptions::default()
+        };
+        let claims = match &self.key {
+            VerifyKey::EdDsa(key) => key.verify_token::<TenantClaims>(token, Some(options)),
+            VerifyKey::Hs256(key) => key.verify_token::<TenantClaims>(token, Some(options)),
+        }
+        .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        // Tokens must be short-lived: one without an expiry would be valid forever.
+        if claims.expires_at.is_none() {
+            return Err(AuthError::MissingClaim("an expiry ('exp')"));
+        }
+        if claims.custom.tenant.is_empty() {
+            return Err(AuthError::MissingClaim("a 'tenant' claim"));
+        }
+        Ok(Caller {
+            tenant: claims.custom.tenant,
+            user: claims.subject,
+            scopes: claims.custom.scopes,
+        })
+    }
+}
+
+/// Mints dev tenant tokens with the node's dev key (`<data-dir>/keys/tenant-token.pem`).
+pub struct DevTokenIssuer {
+    pair: Ed25519KeyPair,
+}
+
+impl DevTokenIssuer {
+    /// The dev key of `data_dir`, created on first use.
+    pub fn open(data_dir: &Path) -> Result<Self, AuthConfigError> {
+        let path = data_dir.join("keys").join("tenant-token.pem");
+        let pem = keys::read_or_create(&path, || Ed25519KeyPair::generate().to_pem())?;
+        let pair = Ed25519KeyPair::from_pem(&pem)
+            .map_err(|e| AuthConfigError::BadKey(format!("{}: {e}", path.display())))?;
+        Ok(Self { pair })
+    }
+
+    /// A token for `tenant` (and `user`) valid for `ttl`.
+    pub fn mint(
+        &self,
+        tenant: &str,
+        user: Option<&str>,
+        scopes: Vec<String>,
+        ttl: std::time::Duration,
+    ) -> Result<String, AuthConfigError> {
+        let custom = TenantClaims {
+            tenant: tenant.to_owned(),
+            scopes,
+        };
+        let mut claims = Claims::with_custom_claims(custom, Duration::from_secs(ttl.as_secs()));
+        if let Some(user) = user {
+            claims = claims.with_subject(user);
+        }
+        self.pair
+            .sign(claims)
+            .map_err(|e| AuthConfigError::BadKey(format!("cannot sign: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_tokens_verify_and_carry_their_claims() {
+        let dir = tempfile_dir("dev-tokens");
+        let issuer = DevTokenIssuer::open(&dir).unwrap();
+        let auth = TenantAuth::dev(&dir).unwrap();
+        let token = issuer
+            .mint("acme", Some("u1"), vec!["ext:read".into()], HOUR)
+            .unwrap();
+        let caller = auth.authenticate(Some(&format!("Bearer {token}"))).unwrap();
+        assert_eq!(caller.tenant, "acme");
+        assert_eq!(caller.user.as_deref(), Some("u1"));
+        assert_eq!(caller.scopes, vec!["ext:read".to_owned()]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_missing_foreign_and_tampered_tokens() {
+        let dir = tempfile_dir("bad-tokens");
+        let other = tempfile_dir("other-key");
+        let auth = TenantAuth::dev(&dir).unwrap();
+        assert!(matches!(auth.authenticate(None), Err(AuthError::Missing)));
+        assert!(matches!(
+            auth.authenticate(Some("Basic abc")),
+            Err(AuthError::Missing)
+        ));
+        let foreign = DevTokenIssuer::open(&other)
+            .unwrap()
+            .mint("acme", None, vec![], HOUR)
+            .unwrap();
+        assert!(matches!(
+            auth.authenticate(Some(&format!("Bearer {foreign}"))),
+            Err(AuthError::Invalid(_))
+        ));
+        let mut token = DevTokenIssuer::open(&dir)
+            .unwrap()
+            .mint("acme", None, vec![], HOUR)
+            .unwrap();
+        // Flip the claims to another tenant without re-signing.
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged_claims = parts[1].replace('a', "b");
+        token = format!("{}.{}.{}", parts[0], forged_claims, parts[2]);
+        assert!(auth.authenticate(Some(&format!("Bearer {token}"))).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(other).unwrap();
+    }
+
+    #[test]
+    fn hs256_needs_a_long_secret_and_verifies() {
+        assert!(TenantAuth::hs256("short").is_err());
+        let secret = "0123456789abcdef0123456789abcdef";
+        let auth = TenantAuth::hs256(secret).unwrap();
+        let key = HS256Key::from_bytes(secret.as_bytes());
+        let claims = Claims::with_custom_claims(
+            TenantClaims {
+                tenant: "t9".into(),
+                scopes: vec![],
+            },
+            Duration::from_secs(60),
+        );
+        let token = key.authenticate(claims).unwrap();
+        let caller = auth.authenticate(Some(&format!("bearer {token}"))).unwrap();
+        assert_eq!(caller.tenant, "t9");
+    }
+
+    const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
+    fn tempfile_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "alga-auth-{name}-{}-{}",
+            std::process::id(),
+            keys::random_token()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
