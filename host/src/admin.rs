@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Body;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -382,35 +382,50 @@ fn version_json(info: VersionInfo) -> Value {
     })
 }
 
-/// The whole body, refused with 413 past `limit` bytes (before reading it when the declared
-/// length already says so).
+/// Bytes of an oversized body still read (and dropped) before answering 413, so a client that
+/// sends its whole body before reading the answer sees the 413 instead of a reset connection.
+const OVERSIZE_DRAIN_BYTES: usize = 16 << 20;
+
+/// The whole body, refused with 413 past `limit` bytes.
 async fn read_body<B>(request: Request<B>, limit: usize, what: &str) -> Result<Bytes, AdminError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<crate::server::BoxError>,
 {
-    let too_large = || {
-        AdminError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the {what} is larger than this node accepts ({limit} bytes)"),
-        )
-    };
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
+    let mut too_large = declared.is_some_and(|n| n > limit as u64);
+    let mut body = std::pin::pin!(request.into_body());
+    let mut collected = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            AdminError::bad_request(format!("could not read the request body: {}", e.into()))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        too_large |= seen > limit;
+        if too_large {
+            if seen > limit.saturating_add(OVERSIZE_DRAIN_BYTES) {
+                break;
+            }
+        } else {
+            collected.extend_from_slice(&data);
+        }
     }
-    match Limited::new(request.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(AdminError::bad_request(format!(
-            "could not read the request body: {e}"
-        ))),
+    if too_large {
+        return Err(AdminError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the {what} is larger than this node accepts ({limit} bytes)"),
+        ));
     }
+    Ok(collected.freeze())
 }
 
 async fn read_json<B, T>(request: Request<B>) -> Result<T, AdminError>

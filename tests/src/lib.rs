@@ -48,26 +48,41 @@ fn shared_cache_dir() -> PathBuf {
 pub struct Node {
     child: Child,
     addr: String,
-    _data: tempfile::TempDir,
+    data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
     log: PathBuf,
 }
 
 impl Node {
     /// Starts `binary serve` (the `alga-edge` under test) with the `hello` and `faulty`
-    /// components and `extra` arguments; `env` sets environment variables of the process.
+    /// components dev-mapped and `extra` arguments; `env` sets environment variables of the
+    /// process. Its data directory is a fresh temporary one.
     pub fn start(binary: &str, extra: &[&str], env: &[(&str, &str)]) -> Node {
-        let data = tempfile::tempdir().expect("temp data dir");
-        let log = data.path().join("node.log");
+        let temp = tempfile::tempdir().expect("temp data dir");
+        let hello = format!("hello={}", component("hello").display());
+        let faulty = format!("faulty={}", component("faulty").display());
+        let mut args = vec!["--component", &hello, "--component", &faulty];
+        args.extend_from_slice(extra);
+        let mut node = Self::spawn(binary, temp.path(), &args, env);
+        node._temp = Some(temp);
+        node
+    }
+
+    /// Starts `binary serve` on the data directory `data_dir` (which outlives the node, so a
+    /// restart finds its registry), without dev components.
+    pub fn start_in(binary: &str, data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Node {
+        Self::spawn(binary, data_dir, extra, env)
+    }
+
+    fn spawn(binary: &str, data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Node {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let log = data_dir.join(format!("node-{}.log", unique()));
         let mut command = Command::new(binary);
         command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .arg("--data-dir")
-            .arg(data.path())
-            .arg("--component")
-            .arg(format!("hello={}", component("hello").display()))
-            .arg("--component")
-            .arg(format!("faulty={}", component("faulty").display()))
+            .arg(data_dir)
             .args(extra)
             .args(if extra.contains(&"--cache-dir") {
                 vec![]
@@ -92,7 +107,8 @@ impl Node {
         let mut node = Node {
             child,
             addr: String::new(),
-            _data: data,
+            data_dir: data_dir.to_owned(),
+            _temp: None,
             log,
         };
         match rx.recv_timeout(START_TIMEOUT) {
@@ -110,6 +126,17 @@ impl Node {
     /// `base()` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base())
+    }
+
+    /// The node's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Kills the process with SIGKILL (no drain, no cleanup) and waits for it.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The process id (for RSS checks).
@@ -227,6 +254,13 @@ pub fn get_json(agent: &ureq::Agent, url: &str) -> (u16, http::HeaderMap, serde_
     let text = response.body_mut().read_to_string().unwrap_or_default();
     let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
     (status, headers, json)
+}
+
+/// A number unique within this test process.
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Runs `f` and returns its result with the elapsed time.

@@ -86,9 +86,33 @@ fn hello_echoes_path_query_and_context() {
 fn unknown_extension_and_route_are_404() {
     let node = Node::start(&[], &[]);
     let agent = client();
+    // Ids that are not dev-mapped go through tenant auth first: no token is 401 …
     let (status, headers, body) = get_json(&agent, &node.url("/api/ext/nope/x"));
-    assert_eq!(status, 404);
-    assert_error_body(&headers, &body, "extension_not_found");
+    assert_eq!(status, 401);
+    assert_error_body(&headers, &body, "unauthorized");
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    // … and a valid tenant token for an extension the tenant has not installed is 404.
+    let token = run_to_exit(
+        env!("CARGO_BIN_EXE_alga-edge"),
+        &[
+            "token",
+            "--tenant",
+            "acme",
+            "--data-dir",
+            node.data_dir().to_str().unwrap(),
+        ],
+        std::time::Duration::from_secs(60),
+    );
+    assert!(token.ok, "{}", token.stderr);
+    let mut response = agent
+        .get(&node.url("/api/ext/nope/x"))
+        .header("authorization", &format!("Bearer {}", token.stdout.trim()))
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let body: serde_json::Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["error"], "extension_not_found");
 
     let (status, headers, body) = get_json(&agent, &node.url("/elsewhere"));
     assert_eq!(status, 404);

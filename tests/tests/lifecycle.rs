@@ -1,0 +1,513 @@
+//! The registry lifecycle over the real binary: keygen → pack → sign → publish → install →
+//! request, then disable, update, uninstall; two tenants on different versions; admin API
+//! errors; and a kill -9 during publishing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alga_edge_e2e::{Finished, Node, client, component, run_to_exit, tempfile, ureq};
+use alga_edge_registry::bundle::ContentHash;
+
+const BIN: &str = env!("CARGO_BIN_EXE_alga-edge");
+const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
+const NAME: &str = "com.alga.test.greeter";
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn cli(args: &[&str]) -> Finished {
+    run_to_exit(BIN, args, LIMIT)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A publisher key and a place for bundles and node data.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let fixture = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let out = cli(&["keygen", "--out", path(&fixture.keys())]);
+        assert!(out.ok, "keygen: {}", out.stderr);
+        fixture
+    }
+
+    fn keys(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("node")
+    }
+
+    /// An extension folder for `name@version` running the built `component`, packed and signed
+    /// with the CLI; returns the bundle path (its signature is `<bundle>.sig`).
+    fn bundle(&self, name: &str, version: &str, component_name: &str) -> PathBuf {
+        let ext = self.dir.path().join(format!("src-{name}-{version}"));
+        std::fs::create_dir_all(ext.join("dist")).unwrap();
+        let manifest = serde_json::json!({
+            "name": name,
+            "publisher": "E2E Publisher",
+            "version": version,
+            "runtime": "wasm-component@1",
+            "capabilities": [],
+        });
+        std::fs::write(ext.join("manifest.json"), manifest.to_string()).unwrap();
+        std::fs::copy(component(component_name), ext.join("dist/main.wasm")).unwrap();
+        let bundle = self.dir.path().join(format!("{name}-{version}.tar.zst"));
+        let out = cli(&["pack", path(&ext), "--out", path(&bundle)]);
+        assert!(out.ok, "pack: {}", out.stderr);
+        let key = self.keys().join("publisher.pem");
+        let out = cli(&["sign", path(&bundle), "--key", path(&key)]);
+        assert!(out.ok, "sign: {}", out.stderr);
+        bundle
+    }
+
+    fn start(&self, extra: &[&str]) -> Node {
+        let trust = self.keys().join("publisher.pub.pem");
+        let mut args = vec!["--trust-bundle", path(&trust), "--admin-token", ADMIN_TOKEN];
+        args.extend_from_slice(extra);
+        Node::start_in(BIN, &self.data(), &args, &[])
+    }
+}
+
+/// Runs an admin CLI command against `node`.
+fn admin(node: &Node, command: &[&str]) -> Finished {
+    let base = node.base();
+    let mut args = command.to_vec();
+    args.extend_from_slice(&["--registry", &base, "--token", ADMIN_TOKEN]);
+    cli(&args)
+}
+
+fn admin_ok(node: &Node, command: &[&str]) -> String {
+    let out = admin(node, command);
+    assert!(out.ok, "{command:?} failed: {}", out.stderr);
+    out.stdout
+}
+
+/// A tenant token minted with the node's dev key.
+fn token(node: &Node, tenant: &str) -> String {
+    let out = cli(&[
+        "token",
+        "--tenant",
+        tenant,
+        "--data-dir",
+        path(node.data_dir()),
+    ]);
+    assert!(out.ok, "token: {}", out.stderr);
+    out.stdout.trim().to_owned()
+}
+
+/// GET with an optional bearer token: status and body text.
+fn get(agent: &ureq::Agent, url: &str, bearer: Option<&str>) -> (u16, String) {
+    let mut request = agent.get(url);
+    if let Some(bearer) = bearer {
+        request = request.header("authorization", &format!("Bearer {bearer}"));
+    }
+    let mut response = request.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    (
+        status,
+        response.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn publish_install_request_disable_update_uninstall_over_the_cli() {
+    let fixture = Fixture::new();
+    let v1 = fixture.bundle(NAME, "1.0.0", "hello");
+    let v2 = fixture.bundle(NAME, "2.0.0", "faulty");
+    let v1_hash = ContentHash::of(&std::fs::read(&v1).unwrap()).to_string();
+    let node = fixture.start(&[]);
+    let agent = client();
+    let route = node.url(&format!("/api/ext/{NAME}/greet?n=1"));
+    let acme = token(&node, "acme");
+
+    let out = admin_ok(&node, &["publish", path(&v1)]);
+    assert!(
+        out.starts_with(&format!("{v1_hash} {NAME}@1.0.0 published")),
+        "{out}"
+    );
+    let again = admin_ok(&node, &["publish", path(&v1)]);
+    assert!(again.contains("already published"), "{again}");
+    admin_ok(&node, &["publish", path(&v2)]);
+    let listed = admin_ok(&node, &["list"]);
+    assert!(
+        listed.contains(&format!("{NAME}@1.0.0 {v1_hash}")),
+        "{listed}"
+    );
+    assert!(listed.contains(&format!("{NAME}@2.0.0 ")), "{listed}");
+
+    // Published is not installed.
+    assert_eq!(get(&agent, &route, Some(&acme)).0, 404);
+
+    admin_ok(
+        &node,
+        &["install", NAME, "--version", "1.0.0", "--tenant", "acme"],
+    );
+    let (status, body) = get(&agent, &route, Some(&acme));
+    assert_eq!(status, 200, "{body}");
+    let body = json(&body);
+    assert_eq!(body["path"], "/greet");
+    assert_eq!(body["context"]["tenant_id"], "acme");
+    assert_eq!(body["context"]["extension_id"], NAME);
+    assert_eq!(body["context"]["content_hash"], v1_hash.as_str());
+    assert!(
+        body["headers"].get("authorization").is_none(),
+        "the tenant token must not reach the component: {body}"
+    );
+
+    // No token, a garbage token, another node's key: 401 before any lookup.
+    assert_eq!(get(&agent, &route, None).0, 401);
+    assert_eq!(get(&agent, &route, Some("not-a-jwt")).0, 401);
+
+    admin_ok(&node, &["disable", NAME, "--tenant", "acme"]);
+    assert_eq!(get(&agent, &route, Some(&acme)).0, 404);
+    let listed = admin_ok(&node, &["list", "--tenant", "acme"]);
+    assert!(
+        listed.contains(&format!("{NAME}@1.0.0 disabled")),
+        "{listed}"
+    );
+    admin_ok(&node, &["enable", NAME, "--tenant", "acme"]);
+    assert_eq!(get(&agent, &route, Some(&acme)).0, 200);
+
+    // Version 2 is other code (the faulty sample answers plain "ok").
+    admin_ok(
+        &node,
+        &["update", NAME, "--version", "2.0.0", "--tenant", "acme"],
+    );
+    let (status, body) = get(&agent, &route, Some(&acme));
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+
+    admin_ok(&node, &["uninstall", NAME, "--tenant", "acme"]);
+    assert_eq!(get(&agent, &route, Some(&acme)).0, 404);
+    let out = admin(&node, &["uninstall", NAME, "--tenant", "acme"]);
+    assert!(
+        !out.ok && out.stderr.contains("HTTP 404") && out.stderr.contains("no install"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn two_tenants_on_different_versions_each_get_their_own() {
+    let fixture = Fixture::new();
+    let v1 = fixture.bundle(NAME, "1.0.0", "hello");
+    let v2 = fixture.bundle(NAME, "2.0.0", "faulty");
+    let node = fixture.start(&[]);
+    admin_ok(&node, &["publish", path(&v1)]);
+    admin_ok(&node, &["publish", path(&v2)]);
+    admin_ok(
+        &node,
+        &["install", NAME, "--version", "1.0.0", "--tenant", "acme"],
+    );
+    admin_ok(
+        &node,
+        &["install", NAME, "--version", "2.0.0", "--tenant", "globex"],
+    );
+    let agent = client();
+    let route = node.url(&format!("/api/ext/{NAME}/"));
+    let (acme, globex) = (token(&node, "acme"), token(&node, "globex"));
+    for _ in 0..3 {
+        let (status, body) = get(&agent, &route, Some(&acme));
+        assert_eq!(status, 200);
+        assert_eq!(json(&body)["context"]["tenant_id"], "acme");
+        assert_eq!(get(&agent, &route, Some(&globex)), (200, "ok\n".to_owned()));
+    }
+    // A tenant without an install sees 404, not another tenant's install.
+    let initech = token(&node, "initech");
+    assert_eq!(get(&agent, &route, Some(&initech)).0, 404);
+}
+
+/// Sends `body` to an admin route with `token`; status and JSON answer.
+fn admin_call(
+    node: &Node,
+    method: &str,
+    route: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> (u16, serde_json::Value) {
+    let agent = client();
+    let url = node.url(&format!("/admin/v1/{route}"));
+    let request = http::Request::builder().method(method).uri(&url);
+    let mut request = match token {
+        Some(token) => request.header("authorization", format!("Bearer {token}")),
+        None => request,
+    };
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut response = match body {
+        Some(body) => agent.run(request.body(body).unwrap()),
+        None => agent.run(request.body(()).unwrap()),
+    }
+    .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+#[test]
+fn admin_api_refuses_bad_calls_with_the_right_status_and_leaves_nothing_behind() {
+    let fixture = Fixture::new();
+    let v1 = fixture.bundle(NAME, "1.0.0", "hello");
+    let bytes = std::fs::read(&v1).unwrap();
+    let signature = std::fs::read_to_string(format!("{}.sig", v1.display())).unwrap();
+    let signature = signature.trim();
+    let node = fixture.start(&["--max-bundle-mib", "1"]);
+    let t = Some(ADMIN_TOKEN);
+    let sig = [("x-alga-signature", signature)];
+
+    assert_eq!(
+        admin_call(&node, "GET", "extensions", None, &[], None).0,
+        401
+    );
+    assert_eq!(
+        admin_call(&node, "GET", "extensions", Some("wrong-token"), &[], None).0,
+        401
+    );
+    assert_eq!(admin_call(&node, "GET", "nope", t, &[], None).0, 404);
+    assert_eq!(admin_call(&node, "PUT", "extensions", t, &[], None).0, 405);
+
+    // Publishing: no signature 400; one byte changed 403 (the signature is for another hash);
+    // an untrusted key 403; too large 413.
+    let (status, body) = admin_call(&node, "POST", "bundles", t, &[], Some(bytes.clone()));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("x-alga-signature")
+    );
+    let mut tampered = bytes.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x01;
+    let (status, body) = admin_call(&node, "POST", "bundles", t, &sig, Some(tampered));
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("content_hash"),
+        "{body}"
+    );
+    let other = tempfile::tempdir().unwrap();
+    assert!(cli(&["keygen", "--out", path(other.path())]).ok);
+    let foreign = other.path().join("v1.sig");
+    let out = cli(&[
+        "sign",
+        path(&v1),
+        "--key",
+        path(&other.path().join("publisher.pem")),
+        "--out",
+        path(&foreign),
+    ]);
+    assert!(out.ok, "{}", out.stderr);
+    let foreign = std::fs::read_to_string(&foreign).unwrap();
+    let (status, body) = admin_call(
+        &node,
+        "POST",
+        "bundles",
+        t,
+        &[("x-alga-signature", foreign.trim())],
+        Some(bytes.clone()),
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = admin_call(&node, "POST", "bundles", t, &sig, Some(vec![7u8; 2 << 20]));
+    assert_eq!(status, 413, "{body}");
+
+    // Nothing refused left a trace: no extension, no stored bundle.
+    let (_, listed) = admin_call(&node, "GET", "extensions", t, &[], None);
+    assert_eq!(listed["extensions"], serde_json::json!([]));
+    let stored: Vec<_> = std::fs::read_dir(fixture.data().join("bundles/sha256"))
+        .unwrap()
+        .collect();
+    assert!(stored.is_empty(), "bundle store not empty: {stored:?}");
+
+    let (status, _) = admin_call(&node, "POST", "bundles", t, &sig, Some(bytes));
+    assert_eq!(status, 201);
+
+    // Installs: unknown extension/version 404, bad JSON and ungranted capability 400,
+    // a second install 409, a deprecated version 409 for new installs.
+    let install = |tenant: &str, body: serde_json::Value| {
+        admin_call(
+            &node,
+            "POST",
+            &format!("tenants/{tenant}/installs"),
+            t,
+            &[("content-type", "application/json")],
+            Some(body.to_string().into_bytes()),
+        )
+    };
+    let body = |extension: &str, version: &str| serde_json::json!({"extension": extension, "version": version});
+    assert_eq!(install("acme", body("com.alga.nope", "1.0.0")).0, 404);
+    assert_eq!(install("acme", body(NAME, "9.9.9")).0, 404);
+    let (status, answer) = install(
+        "acme",
+        serde_json::json!({"extension": NAME, "version": "1.0.0", "grants": ["cap:storage.kv"]}),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("cap:storage.kv")
+    );
+    let (status, answer) = install("acme", serde_json::json!({"extension": NAME}));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("version"),
+        "{answer}"
+    );
+    assert_eq!(install("bad%20tenant", body(NAME, "1.0.0")).0, 400);
+    assert_eq!(install("acme", body(NAME, "1.0.0")).0, 201);
+    assert_eq!(install("acme", body(NAME, "1.0.0")).0, 409);
+    let (status, _) = admin_call(
+        &node,
+        "POST",
+        &format!("extensions/{NAME}/versions/1.0.0/deprecate"),
+        t,
+        &[],
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(install("globex", body(NAME, "1.0.0")).0, 409);
+    // The existing install keeps working.
+    let acme = token(&node, "acme");
+    let route = node.url(&format!("/api/ext/{NAME}/"));
+    assert_eq!(get(&client(), &route, Some(&acme)).0, 200);
+}
+
+/// Kill -9 while bundles are being published: after a restart every listed version is whole
+/// (stored bundle present, hash right, installable and runnable) and every bundle, including
+/// the one cut off, publishes again without conflict.
+#[test]
+fn kill_9_during_publish_leaves_no_half_visible_version() {
+    const VERSIONS: usize = 40;
+    let fixture = Fixture::new();
+    let bundles: Vec<PathBuf> = (0..VERSIONS)
+        .map(|i| fixture.bundle(NAME, &format!("1.0.{i}"), "hello"))
+        .collect();
+    let node = fixture.start(&[]);
+
+    let base = node.base();
+    let to_publish = bundles.clone();
+    let publisher = std::thread::spawn(move || {
+        let agent = client();
+        let mut outcomes = Vec::new();
+        for bundle in &to_publish {
+            let bytes = std::fs::read(bundle).unwrap();
+            let signature = std::fs::read_to_string(format!("{}.sig", bundle.display())).unwrap();
+            let result = agent
+                .post(&format!("{base}/admin/v1/bundles"))
+                .header("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+                .header("x-alga-signature", signature.trim())
+                .send(&bytes[..]);
+            match result {
+                Ok(response) => outcomes.push(Some(response.status().as_u16())),
+                Err(_) => {
+                    // The node is gone: this publish was cut off.
+                    outcomes.push(None);
+                    break;
+                }
+            }
+        }
+        outcomes
+    });
+    // Let a few publishes land, then kill in the middle of the stream.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, listed) = admin_call(
+            &node,
+            "GET",
+            &format!("extensions/{NAME}"),
+            Some(ADMIN_TOKEN),
+            &[],
+            None,
+        );
+        let published = listed["versions"].as_array().map_or(0, Vec::len);
+        if published >= 3 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    node.kill_hard();
+    let outcomes = publisher.join().unwrap();
+    assert_eq!(
+        outcomes.last(),
+        Some(&None),
+        "the kill must cut a publish off (outcomes {outcomes:?})"
+    );
+    assert!(outcomes.iter().flatten().all(|s| *s == 201), "{outcomes:?}");
+
+    let node = fixture.start(&[]);
+    let (status, listed) = admin_call(
+        &node,
+        "GET",
+        &format!("extensions/{NAME}"),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(status, 200, "{listed}");
+    let versions = listed["versions"].as_array().unwrap().clone();
+    let completed = outcomes.iter().flatten().count();
+    eprintln!(
+        "kill -9 after {completed} acknowledged publishes of {VERSIONS}; {} versions listed after restart",
+        versions.len()
+    );
+    assert!(
+        versions.len() == completed || versions.len() == completed + 1,
+        "{} versions listed after {completed} acknowledged publishes",
+        versions.len()
+    );
+    for version in &versions {
+        let hash = version["content_hash"].as_str().unwrap();
+        let hex = hash.strip_prefix("sha256:").unwrap();
+        let stored = std::fs::read(fixture.data().join("bundles/sha256").join(hex))
+            .unwrap_or_else(|e| panic!("listed version {version} has no stored bundle: {e}"));
+        assert_eq!(ContentHash::of(&stored).to_string(), hash);
+    }
+    // The last listed version installs and runs.
+    let last = versions.last().unwrap()["version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    admin_ok(
+        &node,
+        &["install", NAME, "--version", &last, "--tenant", "acme"],
+    );
+    let acme = token(&node, "acme");
+    assert_eq!(
+        get(
+            &client(),
+            &node.url(&format!("/api/ext/{NAME}/")),
+            Some(&acme)
+        )
+        .0,
+        200
+    );
+    // Every bundle, including the interrupted one, publishes cleanly now.
+    for bundle in &bundles {
+        let out = admin(&node, &["publish", path(bundle)]);
+        assert!(out.ok, "republish {}: {}", bundle.display(), out.stderr);
+    }
+    let (_, listed) = admin_call(
+        &node,
+        "GET",
+        &format!("extensions/{NAME}"),
+        Some(ADMIN_TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(listed["versions"].as_array().unwrap().len(), VERSIONS);
+}
