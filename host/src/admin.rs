@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use alga_edge_registry::secrets::Secrets;
 use alga_edge_registry::signing::TrustBundle;
-use alga_edge_registry::store::LocalBundleStore;
+use alga_edge_registry::store::BundleStore;
 use alga_edge_registry::{InstallRequest, Registry, RegistryError, VersionInfo};
 
 use crate::error::json_response;
@@ -43,7 +43,7 @@ const MAX_JSON_BYTES: usize = 1 << 20;
 /// The admin API of a primary node.
 pub struct Admin {
     registry: Arc<Registry>,
-    store: LocalBundleStore,
+    store: BundleStore,
     trust: Option<Arc<TrustBundle>>,
     token_digest: [u8; 32],
     max_bundle_bytes: usize,
@@ -119,7 +119,7 @@ impl Admin {
     /// `trust`, and accepting `token`.
     pub fn new(
         registry: Arc<Registry>,
-        store: LocalBundleStore,
+        store: BundleStore,
         trust: Option<Arc<TrustBundle>>,
         token: &str,
         max_bundle_bytes: usize,

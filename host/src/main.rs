@@ -144,6 +144,10 @@ struct ServeArgs {
     /// HS256 secret verifying tenant tokens (instead of an EdDSA key).
     #[arg(long, env = "ALGA_TENANT_JWT_HS256_SECRET", hide_env_values = true)]
     tenant_jwt_hs256_secret: Option<String>,
+    /// Bundle store: a directory, or an object-store URL (s3://bucket/prefix with AWS_* settings
+    /// from the environment, file:///dir) [default: <data-dir>/bundles].
+    #[arg(long, env = "ALGA_BUNDLE_STORE")]
+    bundle_store: Option<String>,
     /// Largest bundle the admin API accepts, in MiB (413 past it).
     #[arg(long, env = "ALGA_MAX_BUNDLE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
     max_bundle_mib: u64,
@@ -232,6 +236,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tenant_jwt_public_key: args.tenant_jwt_public_key,
         tenant_jwt_hs256_secret: args.tenant_jwt_hs256_secret,
         max_bundle_bytes: (args.max_bundle_mib << 20) as usize,
+        bundle_store: args.bundle_store,
     })
     .await?;
     // Tests and scripts read this line to learn the port when --listen uses port 0.

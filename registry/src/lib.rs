@@ -4,7 +4,7 @@
 //! - [`manifest`]: manifest v2, its validation rules and normalisation.
 //! - [`bundle`]: tar + zstd bundles, content hashes, safe unpacking.
 //! - [`signing`]: Ed25519 compact-JWS bundle signatures and the trust bundle that verifies them.
-//! - [`store`]: the content-addressed bundle store (local directory).
+//! - [`store`]: the content-addressed bundle store (local directory or object store).
 //! - [`imports`]: a component's imports checked against its manifest's capabilities.
 //! - [`secrets`]: install secrets sealed at rest with the node key.
 //! - [`Registry`]: the libsql database with [`publish`](Registry::publish) and the per-tenant

@@ -14,7 +14,7 @@ use crate::db::now;
 use crate::imports::check_imports;
 use crate::manifest::Manifest;
 use crate::signing::{BundleClaims, SigningError, TrustBundle};
-use crate::store::{LocalBundleStore, Stored};
+use crate::store::{BundleStore, Stored};
 use crate::{Registry, RegistryError};
 
 /// The outcome of a publish.
@@ -56,7 +56,7 @@ impl Registry {
         bundle_bytes: &[u8],
         signature: &str,
         trust: &TrustBundle,
-        store: &LocalBundleStore,
+        store: &BundleStore,
     ) -> Result<Published, RegistryError> {
         // Authenticate before parsing: bytes no trusted publisher signed are never decompressed.
         let content_hash = ContentHash::of(bundle_bytes);
@@ -107,7 +107,7 @@ impl Registry {
             });
         }
 
-        let stored = store.put(&content_hash, bundle_bytes)?;
+        let stored = store.put(&content_hash, bundle_bytes).await?;
         let manifest_json =
             serde_json::to_string(&manifest).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
         let insert = async {
@@ -145,7 +145,7 @@ impl Registry {
         };
         if let Err(e) = insert.await {
             if stored == Stored::Created {
-                let _ = store.remove(&content_hash);
+                let _ = store.remove(&content_hash).await;
             }
             return Err(e.into());
         }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use alga_edge_registry::bundle::{self, ContentHash};
 use alga_edge_registry::signing::{BundleClaims, SigningKey, TrustBundle};
-use alga_edge_registry::store::LocalBundleStore;
+use alga_edge_registry::store::BundleStore;
 use alga_edge_registry::{InstallRequest, Registry, RegistryError};
 use serde_json::json;
 
@@ -15,7 +15,7 @@ use common::{entry, raw_archive};
 struct Fixture {
     _dir: tempfile::TempDir,
     registry: Registry,
-    store: LocalBundleStore,
+    store: BundleStore,
     store_root: std::path::PathBuf,
     publisher: SigningKey,
     trust: TrustBundle,
@@ -38,7 +38,7 @@ async fn fixture() -> Fixture {
         .await
         .unwrap();
     let store_root = dir.path().join("bundles");
-    let store = LocalBundleStore::open(&store_root).unwrap();
+    let store = BundleStore::local(&store_root).unwrap();
     let publisher = SigningKey::generate();
     let trust = TrustBundle::from_pem(&publisher.public_pem()).unwrap();
     Fixture {
@@ -142,7 +142,7 @@ async fn publish_is_verified_idempotent_and_conflict_checked() {
         .unwrap();
     assert!(published.created);
     assert_eq!(published.content_hash, ContentHash::of(&bytes));
-    assert!(f.store.contains(&published.content_hash));
+    assert!(f.store.contains(&published.content_hash).await.unwrap());
 
     // Same bundle again: nothing new.
     let again = f
@@ -179,7 +179,7 @@ async fn publish_is_verified_idempotent_and_conflict_checked() {
     );
     assert_eq!(error.status(), 409);
     assert!(
-        !f.store.contains(&ContentHash::of(&other)),
+        !f.store.contains(&ContentHash::of(&other)).await.unwrap(),
         "a refused bundle stays out of the store"
     );
 
@@ -496,7 +496,7 @@ async fn install_lifecycle_and_per_tenant_versions() {
 async fn registry_data_survives_reopening_and_migrations_run_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.db");
-    let store = LocalBundleStore::open(dir.path().join("bundles")).unwrap();
+    let store = BundleStore::local(dir.path().join("bundles")).unwrap();
     let key = SigningKey::generate();
     let trust = TrustBundle::from_pem(&key.public_pem()).unwrap();
     {
@@ -522,7 +522,7 @@ async fn install_secrets_are_sealed_at_rest_and_open_for_their_install_only() {
         .await
         .unwrap()
         .with_secret_sealer(SecretSealer::from_hex(&key).unwrap());
-    let store = LocalBundleStore::open(dir.path().join("bundles")).unwrap();
+    let store = BundleStore::local(dir.path().join("bundles")).unwrap();
     let publisher = SigningKey::generate();
     let trust = TrustBundle::from_pem(&publisher.public_pem()).unwrap();
     let name = "com.acme.secretive";

@@ -35,6 +35,14 @@ pub fn component(name: &str) -> PathBuf {
     path
 }
 
+/// The packable sample extension folders build-components.sh lays out.
+pub fn samples_dir() -> PathBuf {
+    component("hello")
+        .parent()
+        .expect("components dir")
+        .join("extensions")
+}
+
 /// Precompiled-component cache shared by test nodes, so each test doesn't recompile.
 fn shared_cache_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current test executable");
@@ -51,6 +59,7 @@ pub struct Node {
     data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     log: PathBuf,
+    stdout: mpsc::Receiver<String>,
 }
 
 impl Node {
@@ -74,15 +83,37 @@ impl Node {
         Self::spawn(binary, data_dir, extra, env)
     }
 
+    /// Starts `binary demo` on `data_dir` with the built samples.
+    pub fn start_demo(binary: &str, data_dir: &Path) -> Node {
+        let samples = samples_dir();
+        let args = [
+            "--data-dir",
+            data_dir.to_str().expect("utf-8 path"),
+            "--samples",
+            samples.to_str().expect("utf-8 path"),
+        ];
+        Self::spawn_subcommand(binary, "demo", data_dir, &args, &[])
+    }
+
     fn spawn(binary: &str, data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Node {
+        let mut args = vec!["--data-dir", data_dir.to_str().expect("utf-8 path")];
+        args.extend_from_slice(extra);
+        Self::spawn_subcommand(binary, "serve", data_dir, &args, env)
+    }
+
+    fn spawn_subcommand(
+        binary: &str,
+        subcommand: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Node {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let log = data_dir.join(format!("node-{}.log", unique()));
         let mut command = Command::new(binary);
         command
-            .arg("serve")
+            .arg(subcommand)
             .args(["--listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data_dir)
             .args(extra)
             .args(if extra.contains(&"--cache-dir") {
                 vec![]
@@ -99,8 +130,8 @@ impl Node {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("alga-edge listening on http://") {
-                    let _ = tx.send(addr.to_owned());
+                if tx.send(line).is_err() {
+                    break;
                 }
             }
         });
@@ -110,12 +141,26 @@ impl Node {
             data_dir: data_dir.to_owned(),
             _temp: None,
             log,
+            stdout: rx,
         };
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => node.addr = addr,
-            Err(_) => panic!("alga-edge did not start; its log:\n{}", node.log_text()),
+        match node.wait_for_line("alga-edge listening on http://", START_TIMEOUT) {
+            Some(addr) => node.addr = addr,
+            None => panic!("alga-edge did not start; its log:\n{}", node.log_text()),
         }
         node
+    }
+
+    /// The rest of the next stdout line starting with `prefix` (earlier lines are skipped);
+    /// `None` when the process ends or `limit` passes first.
+    pub fn wait_for_line(&self, prefix: &str, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let line = self.stdout.recv_timeout(left).ok()?;
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return Some(rest.to_owned());
+            }
+        }
     }
 
     /// `http://127.0.0.1:PORT`.

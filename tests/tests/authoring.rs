@@ -8,7 +8,7 @@ use alga_edge_e2e::{component, run_to_exit, tempfile};
 use alga_edge_registry::Registry;
 use alga_edge_registry::bundle::ContentHash;
 use alga_edge_registry::signing::TrustBundle;
-use alga_edge_registry::store::LocalBundleStore;
+use alga_edge_registry::store::BundleStore;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -103,7 +103,7 @@ async fn keygen_pack_sign_then_the_bundle_verifies_and_publishes() {
     let registry = Registry::open(&dir.path().join("registry.db"))
         .await
         .unwrap();
-    let store = LocalBundleStore::open(dir.path().join("bundles")).unwrap();
+    let store = BundleStore::local(dir.path().join("bundles")).unwrap();
     let published = registry
         .publish(&bytes, &signature, &trust, &store)
         .await

@@ -511,3 +511,81 @@ fn kill_9_during_publish_leaves_no_half_visible_version() {
     );
     assert_eq!(listed["versions"].as_array().unwrap().len(), VERSIONS);
 }
+
+#[test]
+fn bundles_can_live_in_an_object_store() {
+    let fixture = Fixture::new();
+    let v1 = fixture.bundle(NAME, "1.0.0", "hello");
+    let hash = ContentHash::of(&std::fs::read(&v1).unwrap());
+    let objects = fixture.dir.path().join("objects");
+    let url = format!("file://{}", objects.display());
+    let node = fixture.start(&["--bundle-store", &url]);
+    admin_ok(&node, &["publish", path(&v1)]);
+    assert!(
+        objects.join("sha256").join(hash.hex()).is_file(),
+        "the bundle is stored under its hash in the object store"
+    );
+    assert!(!fixture.data().join("bundles").exists());
+    admin_ok(
+        &node,
+        &["install", NAME, "--version", "1.0.0", "--tenant", "acme"],
+    );
+    let acme = token(&node, "acme");
+    let (status, body) = get(
+        &client(),
+        &node.url(&format!("/api/ext/{NAME}/")),
+        Some(&acme),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // An unusable store URL stops startup with the reason.
+    let data = fixture.dir.path().join("other-node");
+    let out = cli(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        path(&data),
+        "--bundle-store",
+        "ftp://example.invalid/bundles",
+    ]);
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("unsupported scheme 'ftp'"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn demo_publishes_installs_and_prints_working_urls_and_reuses_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let agent = client();
+    let mut hashes = Vec::new();
+    for run in 0..2 {
+        let demo = Node::start_demo(BIN, &data);
+        let hello = demo
+            .wait_for_line("com.alga.samples.hello ", LIMIT)
+            .expect("the demo prints the hello sample's URL");
+        assert_eq!(
+            hello,
+            demo.url("/api/ext/com.alga.samples.hello/"),
+            "run {run}"
+        );
+        let token = demo
+            .wait_for_line("tenant demo-tenant token: ", LIMIT)
+            .expect("the demo prints a tenant token");
+        let (status, body) = get(&agent, &format!("{hello}greet"), Some(&token));
+        assert_eq!(status, 200, "run {run}: {body}");
+        let body = json(&body);
+        assert_eq!(body["context"]["tenant_id"], "demo-tenant");
+        hashes.push(body["context"]["content_hash"].as_str().unwrap().to_owned());
+        assert_eq!(get(&agent, &hello, None).0, 401);
+        let published = demo.log_text().matches("sample published").count();
+        // The first run publishes both samples; the second finds them already published.
+        assert_eq!(published, if run == 0 { 2 } else { 0 }, "run {run}");
+        demo.kill_hard();
+    }
+    assert_eq!(hashes[0], hashes[1], "re-running serves the same bundle");
+}

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use alga_edge_registry::Registry;
 use alga_edge_registry::bundle::{self, ContentHash, UnpackLimits};
 use alga_edge_registry::signing::{BundleClaims, TrustBundle};
-use alga_edge_registry::store::LocalBundleStore;
+use alga_edge_registry::store::BundleStore;
 
 use super::{ComponentSource, Resolved};
 use crate::engine::LoadError;
@@ -21,7 +21,7 @@ const VERIFIED_CAP: usize = 100_000;
 /// Resolves installs through the registry.
 pub struct InstalledCatalog {
     registry: Arc<Registry>,
-    store: LocalBundleStore,
+    store: BundleStore,
     trust: Option<Arc<TrustBundle>>,
     verified: Mutex<HashSet<String>>,
 }
@@ -31,7 +31,7 @@ impl InstalledCatalog {
     /// signatures (without one, nothing from the registry runs).
     pub fn new(
         registry: Arc<Registry>,
-        store: LocalBundleStore,
+        store: BundleStore,
         trust: Option<Arc<TrustBundle>>,
     ) -> Self {
         Self {
@@ -83,12 +83,14 @@ impl InstalledCatalog {
             reason,
         };
         let hash = ContentHash::parse(content_hash).map_err(|e| source_error(e.to_string()))?;
-        let store = self.store.clone();
+        let bytes = self
+            .store
+            .get(&hash)
+            .await
+            .map_err(|e| source_error(e.to_string()))?
+            .ok_or_else(|| source_error("the bundle is missing from the bundle store".into()))?;
+        // Decompression and untar are CPU work: keep them off the request workers.
         tokio::task::spawn_blocking(move || {
-            let bytes = store
-                .get(&hash)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| "the bundle is missing from the bundle store".to_owned())?;
             let files =
                 bundle::unpack(&bytes, UnpackLimits::default()).map_err(|e| e.to_string())?;
             let component: Arc<[u8]> = files.component().map_err(|e| e.to_string())?.into();

@@ -33,6 +33,9 @@ pub struct DemoArgs {
         default_value = "target/components/extensions"
     )]
     pub samples: PathBuf,
+    /// Directory of precompiled components [default: <data-dir>/compiled].
+    #[arg(long, env = "ALGA_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Tenant the samples are installed for.
     #[arg(long, default_value = "demo-tenant")]
     pub tenant: String,
@@ -52,7 +55,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let node = node::start(NodeSettings {
         listen: args.listen,
         engine: EngineConfig {
-            cache_dir: Some(data_dir.join("compiled")),
+            cache_dir: Some(args.cache_dir.unwrap_or_else(|| data_dir.join("compiled"))),
             ..EngineConfig::default()
         },
         dev_components: Vec::new(),
@@ -63,6 +66,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         tenant_jwt_public_key: None,
         tenant_jwt_hs256_secret: None,
         max_bundle_bytes: 64 << 20,
+        bundle_store: None,
         data_dir: data_dir.clone(),
     })
     .await?;

@@ -20,7 +20,7 @@ use alga_edge::tenant_auth::TenantAuth;
 use alga_edge_registry::Registry;
 use alga_edge_registry::secrets::SecretSealer;
 use alga_edge_registry::signing::TrustBundle;
-use alga_edge_registry::store::LocalBundleStore;
+use alga_edge_registry::store::BundleStore;
 
 /// Everything a node needs to start.
 pub struct NodeSettings {
@@ -46,6 +46,8 @@ pub struct NodeSettings {
     pub tenant_jwt_hs256_secret: Option<String>,
     /// Largest bundle the admin API accepts.
     pub max_bundle_bytes: usize,
+    /// Bundle store: a directory or an object-store URL [default: <data-dir>/bundles].
+    pub bundle_store: Option<String>,
 }
 
 /// A node that is listening but not yet serving.
@@ -59,7 +61,7 @@ pub struct Node {
     /// The registry, for in-process callers such as `demo`.
     pub registry: Arc<Registry>,
     /// The bundle store.
-    pub store: LocalBundleStore,
+    pub store: BundleStore,
     /// The trust bundle, if any.
     pub trust: Option<Arc<TrustBundle>>,
 }
@@ -91,7 +93,11 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
             .await?
             .with_secret_sealer(sealer),
     );
-    let store = LocalBundleStore::open(data_dir.join("bundles"))?;
+    let store = match &settings.bundle_store {
+        Some(spec) => BundleStore::open(spec)?,
+        None => BundleStore::local(data_dir.join("bundles"))?,
+    };
+    tracing::info!(store = %store.describe(), "bundle store");
     let trust = match &settings.trust_bundle {
         Some(spec) => Some(Arc::new(
             TrustBundle::load(spec).context("cannot load SIGNING_TRUST_BUNDLE")?,

@@ -1,46 +1,16 @@
-//! The content-addressed bundle store: `<root>/sha256/<hex>` on a local directory.
+//! Bundles in a local directory: `<root>/sha256/<hex>`.
 //!
 //! Writes are atomic (temp file, fsync, rename), so a crash mid-write leaves either nothing or
 //! the whole bundle; re-storing the same hash is a no-op. Reads re-check the hash, so a bundle
-//! altered on disk is refused rather than served. (An S3-compatible backend through
-//! `object_store` is not built yet.)
+//! altered on disk is refused rather than served.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::{StoreError, Stored};
 use crate::bundle::ContentHash;
-
-/// Why the store refused or failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The bytes do not hash to the content hash they were stored under.
-    #[error("bundle bytes hash to {actual}, not {expected}")]
-    HashMismatch {
-        /// The hash asked for.
-        expected: ContentHash,
-        /// The hash of the bytes.
-        actual: ContentHash,
-    },
-    /// A filesystem operation failed.
-    #[error("bundle store {path}: {source}")]
-    Io {
-        /// The file or folder.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-}
-
-/// Whether a put wrote anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stored {
-    /// The bundle was written.
-    Created,
-    /// The same content was already there.
-    AlreadyPresent,
-}
 
 /// Bundles by content hash in a local directory.
 #[derive(Debug, Clone)]
@@ -61,6 +31,11 @@ impl LocalBundleStore {
             }
         }
         Ok(Self { root })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// Where `hash` lives (whether or not it is stored).
