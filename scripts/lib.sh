@@ -37,3 +37,21 @@ ensure_host_toolchain() {
   command -v python3 >/dev/null || ensure_apt python3
   command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (https://rustup.rs)"
 }
+
+# ensure_s3_server: an S3-compatible server for the object-store tests (moto, from PyPI, in a
+# venv under $ALGA_TOOLS_DIR); exports ALGA_MOTO_SERVER. Installed once, reused afterwards.
+ensure_s3_server() {
+  local tools="${ALGA_TOOLS_DIR:-$ALGA_ROOT/target/tools}"
+  local venv="$tools/s3-venv"
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    command -v python3 >/dev/null || ensure_apt python3
+    python3 -c 'import ensurepip' 2>/dev/null || ensure_apt python3-venv
+    log "installing moto (S3-compatible test server) into $venv"
+    rm -rf "$venv"
+    mkdir -p "$tools"
+    python3 -m venv "$venv" || die "cannot create a Python venv (apt-get install python3-venv)"
+    "$venv/bin/pip" install -q --disable-pip-version-check 'moto[s3,server]==5.*' \
+      || die "pip install moto failed"
+  fi
+  export ALGA_MOTO_SERVER="$venv/bin/moto_server"
+}

@@ -5,6 +5,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_host_toolchain
+ensure_s3_server
 bash "$ALGA_ROOT/scripts/build-components.sh"
 
 cd "$ALGA_ROOT"

@@ -314,3 +314,86 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let value = f();
     (value, started.elapsed())
 }
+
+/// A local S3-compatible server (moto, installed by `scripts/test.sh`) on a free loopback port,
+/// killed when dropped.
+pub struct S3Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    /// Starts `$ALGA_MOTO_SERVER` and waits until it answers.
+    pub fn start() -> S3Server {
+        let binary = std::env::var("ALGA_MOTO_SERVER").expect(
+            "ALGA_MOTO_SERVER is not set: run the suite with scripts/test.sh, which installs moto",
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        let server = S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let agent = client();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while agent.get(&server.endpoint).call().is_err() {
+            assert!(Instant::now() < deadline, "moto did not start on {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Creates `bucket`.
+    pub fn create_bucket(&self, bucket: &str) {
+        let response = client()
+            .put(&format!("{}/{bucket}", self.endpoint))
+            .send_empty()
+            .expect("create bucket");
+        assert!(
+            response.status().is_success(),
+            "create bucket: {}",
+            response.status()
+        );
+    }
+
+    /// The size of `key` in `bucket` from a bucket listing (anonymous object reads are refused
+    /// by the server; listings are not), if the key exists.
+    pub fn object_size(&self, bucket: &str, key: &str) -> Option<u64> {
+        let mut response = client()
+            .get(&format!(
+                "{}/{bucket}?list-type=2&prefix={key}",
+                self.endpoint
+            ))
+            .call()
+            .expect("list bucket");
+        assert_eq!(response.status(), 200, "list bucket");
+        let listing = response.body_mut().read_to_string().expect("listing");
+        let entry = listing
+            .split("<Contents>")
+            .skip(1)
+            .find(|entry| entry.contains(&format!("<Key>{key}</Key>")))?;
+        let size = entry.split("<Size>").nth(1)?.split('<').next()?;
+        size.parse().ok()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -519,7 +519,7 @@ fn bundles_can_live_in_an_object_store() {
     let hash = ContentHash::of(&std::fs::read(&v1).unwrap());
     let objects = fixture.dir.path().join("objects");
     let url = format!("file://{}", objects.display());
-    let node = fixture.start(&["--bundle-store", &url]);
+    let node = fixture.start(&["--bundle-store", &url, "--no-disk-cache"]);
     admin_ok(&node, &["publish", path(&v1)]);
     assert!(
         objects.join("sha256").join(hash.hex()).is_file(),
@@ -588,4 +588,57 @@ fn demo_publishes_installs_and_prints_working_urls_and_reuses_its_data() {
         demo.kill_hard();
     }
     assert_eq!(hashes[0], hashes[1], "re-running serves the same bundle");
+}
+
+#[test]
+fn bundles_can_live_in_an_s3_bucket() {
+    let s3 = alga_edge_e2e::S3Server::start();
+    s3.create_bucket("alga-bundles");
+    let fixture = Fixture::new();
+    let v1 = fixture.bundle(NAME, "1.0.0", "hello");
+    let bytes = std::fs::read(&v1).unwrap();
+    let hash = ContentHash::of(&bytes);
+    let trust = fixture.keys().join("publisher.pub.pem");
+    let env = [
+        ("AWS_ENDPOINT", s3.endpoint()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ];
+    let node = Node::start_in(
+        BIN,
+        &fixture.data(),
+        &[
+            "--trust-bundle",
+            path(&trust),
+            "--admin-token",
+            ADMIN_TOKEN,
+            "--bundle-store",
+            "s3://alga-bundles/edge",
+            // Compile from the bundle read back from the bucket, not a cached artifact.
+            "--no-disk-cache",
+        ],
+        &env,
+    );
+    admin_ok(&node, &["publish", path(&v1)]);
+    let key = format!("edge/sha256/{}", hash.hex());
+    assert_eq!(
+        s3.object_size("alga-bundles", &key),
+        Some(bytes.len() as u64),
+        "the bundle is in the bucket under its hash"
+    );
+    assert!(
+        !fixture.data().join("bundles").exists(),
+        "nothing stored locally"
+    );
+    assert!(admin_ok(&node, &["publish", path(&v1)]).contains("already published"));
+    admin_ok(
+        &node,
+        &["install", NAME, "--version", "1.0.0", "--tenant", "acme"],
+    );
+    let acme = token(&node, "acme");
+    let route = node.url(&format!("/api/ext/{NAME}/"));
+    let (status, body) = get(&client(), &route, Some(&acme));
+    assert_eq!(status, 200, "{body}");
 }
