@@ -387,6 +387,12 @@ fn admin_api_refuses_bad_calls_with_the_right_status_and_leaves_nothing_behind()
     assert_eq!(get(&client(), &route, Some(&acme)).0, 200);
 }
 
+/// The status and answer of `GET extensions/{NAME}`.
+fn listed_versions(node: &Node) -> (u16, serde_json::Value) {
+    let route = format!("extensions/{NAME}");
+    admin_call(node, "GET", &route, Some(ADMIN_TOKEN), &[], None)
+}
+
 /// Kill -9 while bundles are being published: after a restart every listed version is whole
 /// (stored bundle present, hash right, installable and runnable) and every bundle, including
 /// the one cut off, publishes again without conflict.
@@ -426,14 +432,7 @@ fn kill_9_during_publish_leaves_no_half_visible_version() {
     // Let a few publishes land, then kill in the middle of the stream.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let (_, listed) = admin_call(
-            &node,
-            "GET",
-            &format!("extensions/{NAME}"),
-            Some(ADMIN_TOKEN),
-            &[],
-            None,
-        );
+        let (_, listed) = listed_versions(&node);
         let published = listed["versions"].as_array().map_or(0, Vec::len);
         if published >= 3 || std::time::Instant::now() > deadline {
             break;
@@ -450,14 +449,7 @@ fn kill_9_during_publish_leaves_no_half_visible_version() {
     assert!(outcomes.iter().flatten().all(|s| *s == 201), "{outcomes:?}");
 
     let node = fixture.start(&[]);
-    let (status, listed) = admin_call(
-        &node,
-        "GET",
-        &format!("extensions/{NAME}"),
-        Some(ADMIN_TOKEN),
-        &[],
-        None,
-    );
+    let (status, listed) = listed_versions(&node);
     assert_eq!(status, 200, "{listed}");
     let versions = listed["versions"].as_array().unwrap().clone();
     let completed = outcomes.iter().flatten().count();
@@ -501,14 +493,7 @@ fn kill_9_during_publish_leaves_no_half_visible_version() {
         let out = admin(&node, &["publish", path(bundle)]);
         assert!(out.ok, "republish {}: {}", bundle.display(), out.stderr);
     }
-    let (_, listed) = admin_call(
-        &node,
-        "GET",
-        &format!("extensions/{NAME}"),
-        Some(ADMIN_TOKEN),
-        &[],
-        None,
-    );
+    let (_, listed) = listed_versions(&node);
     assert_eq!(listed["versions"].as_array().unwrap().len(), VERSIONS);
 }
 
