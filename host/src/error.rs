@@ -19,6 +19,23 @@ pub enum GatewayError {
     /// A stored bundle failed verification at load (signature or hash): never run.
     #[error("the extension's bundle failed verification: {0}")]
     BundleRejected(String),
+    /// The request body is over the cap.
+    #[error("the request body is larger than {limit_bytes} bytes")]
+    BodyTooLarge {
+        /// The cap.
+        limit_bytes: u64,
+    },
+    /// Too many or too large request headers.
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    /// A rate or concurrency limit refused the request.
+    #[error("{reason}; retry after {retry_after} s")]
+    RateLimited {
+        /// Seconds until a retry can succeed.
+        retry_after: u64,
+        /// Which limit.
+        reason: String,
+    },
     /// The path names no extension the tenant can use.
     #[error("extension '{0}' is not installed for this tenant")]
     UnknownExtension(String),
@@ -64,6 +81,9 @@ impl GatewayError {
             Self::NoRoute(_) | Self::UnknownExtension(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BundleRejected(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::GuestTrap(_)
             | Self::MemoryLimit { .. }
@@ -82,6 +102,9 @@ impl GatewayError {
             Self::UnknownExtension(_) => "extension_not_found",
             Self::BadRequest(_) => "bad_request",
             Self::Unauthorized(_) => "unauthorized",
+            Self::BodyTooLarge { .. } => "payload_too_large",
+            Self::HeadersTooLarge(_) => "request_headers_too_large",
+            Self::RateLimited { .. } => "rate_limited",
             Self::BundleRejected(_) => "bundle_rejected",
             Self::GuestTrap(_) => "extension_trap",
             Self::MemoryLimit { .. } => "extension_memory_limit",
@@ -108,6 +131,11 @@ impl GatewayError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::RateLimited { retry_after, .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             Self::Unauthorized(_) => {
                 response

@@ -10,12 +10,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response, Uri};
+use http_body_util::BodyExt;
 use hyper::body::Body;
 
 use crate::capabilities::context::RequestContext;
 use crate::catalog::{ComponentSource, DevCatalog, InstalledCatalog, is_valid_extension_id};
 use crate::engine::{Engine, LoadError};
 use crate::error::GatewayError;
+use crate::policy::{CappedBody, Policies};
 use crate::server::HostBody;
 use crate::tenant_auth::TenantAuth;
 
@@ -34,12 +36,25 @@ const FORWARDED_HEADERS: [HeaderName; 7] = [
     HeaderName::from_static("x-idempotency-key"),
 ];
 
+/// Response headers a component may set (DESIGN §5, plus the entity headers that describe the
+/// body it sent); `cache-control` only when it does not allow shared caching, and `x-ext-*`.
+/// Everything else, notably `set-cookie` and hop-by-hop headers, is dropped.
+const RETURNED_HEADERS: [HeaderName; 6] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LANGUAGE,
+    header::ETAG,
+    header::LAST_MODIFIED,
+];
+
 /// Runs extension routes.
 pub struct Gateway {
     engine: Arc<Engine>,
     dev: DevCatalog,
     installed: Option<InstalledCatalog>,
     auth: TenantAuth,
+    policies: Policies,
 }
 
 impl Gateway {
@@ -50,12 +65,14 @@ impl Gateway {
         dev: DevCatalog,
         installed: Option<InstalledCatalog>,
         auth: TenantAuth,
+        policies: Policies,
     ) -> Self {
         Self {
             engine,
             dev,
             installed,
             auth,
+            policies,
         }
     }
 
@@ -84,9 +101,11 @@ impl Gateway {
         request_id: &str,
     ) -> Result<Response<HostBody>, GatewayError>
     where
-        B: Body<Data = Bytes> + Send + 'static,
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        self.policies.check_headers(request.headers())?;
+        self.policies.check_declared_body(request.headers())?;
         let (extension_id, path) = split_route(request.uri().path())?;
         let (extension_id, path) = (extension_id.to_owned(), path.to_owned());
         let (extension, user) = match self.dev.get(&extension_id) {
@@ -109,6 +128,9 @@ impl Gateway {
                 (resolved, caller.user)
             }
         };
+        let admission = self
+            .policies
+            .admit(&extension.tenant, &extension.extension_id)?;
         let component = self
             .engine
             .prepare(&extension.content_hash, || async {
@@ -126,6 +148,8 @@ impl Gateway {
             .await
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
 
+        let body_limit = self.policies.config().max_body_bytes;
+        let request = request.map(|body| CappedBody::new(body, body_limit));
         let forwarded = forward(
             request,
             path,
@@ -142,7 +166,41 @@ impl Gateway {
             request_id: request_id.to_owned(),
             user_id: user,
         };
-        self.engine.run(&component, forwarded, context).await
+        let mut response = self.engine.run(&component, forwarded, context).await?;
+        filter_response_headers(response.headers_mut());
+        // The concurrency slots are held until the response body has streamed: the instance
+        // runs until then.
+        Ok(response.map(move |body| {
+            body.map_err(move |e| {
+                let _held = &admission;
+                e
+            })
+            .boxed_unsync()
+        }))
+    }
+}
+
+/// Drops every response header outside [`RETURNED_HEADERS`], `x-ext-*` and private
+/// `cache-control`.
+fn filter_response_headers(headers: &mut HeaderMap) {
+    let kept = std::mem::take(headers);
+    let mut name = None;
+    for (next, value) in kept {
+        // `HeaderMap`'s owned iterator yields a name only for the first value of each name.
+        if let Some(next) = next {
+            name = Some(next);
+        }
+        let Some(name) = name.as_ref() else { continue };
+        let allowed = RETURNED_HEADERS.contains(name)
+            || name.as_str().starts_with("x-ext-")
+            || (name == header::CACHE_CONTROL
+                && !value
+                    .to_str()
+                    .map(|v| v.to_ascii_lowercase().contains("public"))
+                    .unwrap_or(true));
+        if allowed {
+            headers.append(name.clone(), value);
+        }
     }
 }
 
@@ -242,6 +300,32 @@ mod tests {
             split_route("/other"),
             Err(GatewayError::NoRoute(_))
         ));
+    }
+
+    #[test]
+    fn returns_only_allowlisted_response_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("text/plain"));
+        headers.append("set-cookie", HeaderValue::from_static("a=1"));
+        headers.append("set-cookie", HeaderValue::from_static("b=2"));
+        headers.insert("connection", HeaderValue::from_static("close"));
+        headers.append("x-ext-trace", HeaderValue::from_static("1"));
+        headers.append("x-ext-trace", HeaderValue::from_static("2"));
+        headers.insert(
+            "cache-control",
+            HeaderValue::from_static("public, max-age=60"),
+        );
+        filter_response_headers(&mut headers);
+        assert_eq!(headers.len(), 3, "{headers:?}");
+        assert_eq!(headers["content-type"], "text/plain");
+        assert_eq!(headers.get_all("x-ext-trace").iter().count(), 2);
+        let mut private = HeaderMap::new();
+        private.insert(
+            "cache-control",
+            HeaderValue::from_static("private, max-age=5"),
+        );
+        filter_response_headers(&mut private);
+        assert_eq!(private["cache-control"], "private, max-age=5");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! The modules follow the data path of a request:
 //! - [`server`]: accepts connections and routes `/healthz`, `/api/ext/…` and `/admin/v1/…`.
 //! - [`tenant_auth`]: the tenant JWT on gateway routes.
+//! - [`policy`]: body/header caps, per-tenant and per-extension concurrency, per-tenant rate.
 //! - [`gateway`]: turns `/api/ext/{extensionId}/{path…}` into a component call for a tenant.
 //! - [`catalog`]: which component serves which extension: registry installs, or dev mappings.
 //! - [`engine`]: compiles, caches and instantiates components, enforces per-request limits.
@@ -23,5 +24,6 @@ pub mod engine;
 pub mod error;
 pub mod gateway;
 pub mod keys;
+pub mod policy;
 pub mod server;
 pub mod tenant_auth;

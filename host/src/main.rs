@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use alga_edge::authoring;
 use alga_edge::config::EngineConfig;
+use alga_edge::policy::PolicyConfig;
 use alga_edge::tenant_auth::DevTokenIssuer;
 use cmd::demo::DemoArgs;
 use cmd::node::NodeSettings;
@@ -129,6 +130,27 @@ struct ServeArgs {
     /// Freed instance memories returned to the OS per batch (1 = immediately; see README).
     #[arg(long, env = "EXT_POOL_DECOMMIT_BATCH", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
     pool_decommit_batch: u64,
+    /// Largest request body to an extension, in KiB (413 past it).
+    #[arg(long, env = "EXT_MAX_BODY_KIB", default_value_t = 10240, value_parser = clap::value_parser!(u64).range(1..))]
+    max_body_kib: u64,
+    /// Most request headers (431 past it).
+    #[arg(long, env = "EXT_MAX_HEADERS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_headers: u32,
+    /// Largest total size of request headers, in KiB (431 past it).
+    #[arg(long, env = "EXT_MAX_HEADER_KIB", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    max_header_kib: u32,
+    /// Concurrent requests per tenant (429 past it).
+    #[arg(long, env = "EXT_TENANT_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    tenant_concurrency: u32,
+    /// Concurrent requests per extension, across tenants (429 past it).
+    #[arg(long, env = "EXT_EXTENSION_CONCURRENCY", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    extension_concurrency: u32,
+    /// Sustained requests per second per tenant; 0 disables the limit (429 past it).
+    #[arg(long, env = "EXT_TENANT_RATE", default_value_t = 200.0)]
+    tenant_rate: f64,
+    /// Burst of the per-tenant rate limit.
+    #[arg(long, env = "EXT_TENANT_BURST", default_value_t = 400.0)]
+    tenant_burst: f64,
     /// Publisher public keys trusted for bundles: PEM text, or a PEM file path.
     #[arg(long, env = "SIGNING_TRUST_BUNDLE", hide_env_values = true)]
     trust_bundle: Option<String>,
@@ -224,8 +246,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }),
         ..EngineConfig::default()
     };
+    anyhow::ensure!(
+        args.tenant_rate >= 0.0 && args.tenant_rate.is_finite(),
+        "--tenant-rate must be a finite number >= 0"
+    );
+    anyhow::ensure!(
+        args.tenant_burst >= 1.0 && args.tenant_burst.is_finite(),
+        "--tenant-burst must be a finite number >= 1"
+    );
+    let policy = PolicyConfig {
+        max_body_bytes: args.max_body_kib << 10,
+        max_headers: args.max_headers as usize,
+        max_header_bytes: (args.max_header_kib as usize) << 10,
+        tenant_concurrency: args.tenant_concurrency,
+        extension_concurrency: args.extension_concurrency,
+        tenant_rate_per_sec: args.tenant_rate,
+        tenant_rate_burst: args.tenant_burst,
+    };
     let node = cmd::node::start(NodeSettings {
         listen: args.listen,
+        policy,
         data_dir: args.data_dir,
         engine,
         dev_components: args.components,

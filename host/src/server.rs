@@ -93,6 +93,9 @@ fn request_id_for<B>(request: &Request<B>) -> String {
 /// How long a client may take to send request headers (slow-loris protection).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Most headers the HTTP parser accepts at all (it answers 431 past it, before any routing).
+pub const MAX_PARSED_HEADERS: usize = 1000;
+
 /// How long shutdown waits for in-flight requests before closing their connections.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -126,6 +129,8 @@ pub async fn serve(
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
+            // The parser's own cap; the gateway's (configurable, lower) cap answers first.
+            .max_headers(MAX_PARSED_HEADERS)
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);

@@ -2,123 +2,17 @@
 //! request, then disable, update, uninstall; two tenants on different versions; admin API
 //! errors; and a kill -9 during publishing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use alga_edge_e2e::{Finished, Node, client, component, run_to_exit, tempfile, ureq};
+use alga_edge_e2e::publishing::{
+    ADMIN_TOKEN, Fixture, LIMIT, admin, admin_ok, cli, get, json, path, token,
+};
+use alga_edge_e2e::{Node, client, tempfile};
 use alga_edge_registry::bundle::ContentHash;
 
 const BIN: &str = env!("CARGO_BIN_EXE_alga-edge");
-const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
 const NAME: &str = "com.alga.test.greeter";
-const LIMIT: Duration = Duration::from_secs(120);
-
-fn cli(args: &[&str]) -> Finished {
-    run_to_exit(BIN, args, LIMIT)
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// A publisher key and a place for bundles and node data.
-struct Fixture {
-    dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        let fixture = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let out = cli(&["keygen", "--out", path(&fixture.keys())]);
-        assert!(out.ok, "keygen: {}", out.stderr);
-        fixture
-    }
-
-    fn keys(&self) -> PathBuf {
-        self.dir.path().join("keys")
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("node")
-    }
-
-    /// An extension folder for `name@version` running the built `component`, packed and signed
-    /// with the CLI; returns the bundle path (its signature is `<bundle>.sig`).
-    fn bundle(&self, name: &str, version: &str, component_name: &str) -> PathBuf {
-        let ext = self.dir.path().join(format!("src-{name}-{version}"));
-        std::fs::create_dir_all(ext.join("dist")).unwrap();
-        let manifest = serde_json::json!({
-            "name": name,
-            "publisher": "E2E Publisher",
-            "version": version,
-            "runtime": "wasm-component@1",
-            "capabilities": [],
-        });
-        std::fs::write(ext.join("manifest.json"), manifest.to_string()).unwrap();
-        std::fs::copy(component(component_name), ext.join("dist/main.wasm")).unwrap();
-        let bundle = self.dir.path().join(format!("{name}-{version}.tar.zst"));
-        let out = cli(&["pack", path(&ext), "--out", path(&bundle)]);
-        assert!(out.ok, "pack: {}", out.stderr);
-        let key = self.keys().join("publisher.pem");
-        let out = cli(&["sign", path(&bundle), "--key", path(&key)]);
-        assert!(out.ok, "sign: {}", out.stderr);
-        bundle
-    }
-
-    fn start(&self, extra: &[&str]) -> Node {
-        let trust = self.keys().join("publisher.pub.pem");
-        let mut args = vec!["--trust-bundle", path(&trust), "--admin-token", ADMIN_TOKEN];
-        args.extend_from_slice(extra);
-        Node::start_in(BIN, &self.data(), &args, &[])
-    }
-}
-
-/// Runs an admin CLI command against `node`.
-fn admin(node: &Node, command: &[&str]) -> Finished {
-    let base = node.base();
-    let mut args = command.to_vec();
-    args.extend_from_slice(&["--registry", &base, "--token", ADMIN_TOKEN]);
-    cli(&args)
-}
-
-fn admin_ok(node: &Node, command: &[&str]) -> String {
-    let out = admin(node, command);
-    assert!(out.ok, "{command:?} failed: {}", out.stderr);
-    out.stdout
-}
-
-/// A tenant token minted with the node's dev key.
-fn token(node: &Node, tenant: &str) -> String {
-    let out = cli(&[
-        "token",
-        "--tenant",
-        tenant,
-        "--data-dir",
-        path(node.data_dir()),
-    ]);
-    assert!(out.ok, "token: {}", out.stderr);
-    out.stdout.trim().to_owned()
-}
-
-/// GET with an optional bearer token: status and body text.
-fn get(agent: &ureq::Agent, url: &str, bearer: Option<&str>) -> (u16, String) {
-    let mut request = agent.get(url);
-    if let Some(bearer) = bearer {
-        request = request.header("authorization", &format!("Bearer {bearer}"));
-    }
-    let mut response = request.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = response.status().as_u16();
-    (
-        status,
-        response.body_mut().read_to_string().unwrap_or_default(),
-    )
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
 
 #[test]
 fn publish_install_request_disable_update_uninstall_over_the_cli() {

@@ -46,7 +46,15 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
         },
     });
 
-    Ok(Response::builder()
-        .header("content-type", "application/json")
-        .body(Body::from_json(&body)?)?)
+    // `?response_header=name:value` (repeatable) adds response headers, so tests can check
+    // which ones the gateway lets through.
+    let mut response = Response::builder().header("content-type", "application/json");
+    for (key, value) in form_urlencoded::parse(raw_query.as_bytes()) {
+        if key == "response_header"
+            && let Some((name, value)) = value.split_once(':')
+        {
+            response = response.header(name.trim(), value.trim());
+        }
+    }
+    Ok(response.body(Body::from_json(&body)?)?)
 }

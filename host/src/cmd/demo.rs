@@ -10,6 +10,7 @@ use anyhow::Context as _;
 
 use alga_edge::authoring;
 use alga_edge::config::EngineConfig;
+use alga_edge::policy::PolicyConfig;
 use alga_edge::tenant_auth::DevTokenIssuer;
 use alga_edge_registry::manifest::Manifest;
 use alga_edge_registry::{InstallRequest, RegistryError};
@@ -58,6 +59,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             cache_dir: Some(args.cache_dir.unwrap_or_else(|| data_dir.join("compiled"))),
             ..EngineConfig::default()
         },
+        policy: PolicyConfig::default(),
         dev_components: Vec::new(),
         dev_tenant: args.tenant.clone(),
         trust_bundle: Some(keys.join("publisher.pub.pem").display().to_string()),

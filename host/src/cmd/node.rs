@@ -15,6 +15,7 @@ use alga_edge::config::EngineConfig;
 use alga_edge::engine::Engine;
 use alga_edge::gateway::Gateway;
 use alga_edge::keys;
+use alga_edge::policy::{Policies, PolicyConfig};
 use alga_edge::server::{self, App};
 use alga_edge::tenant_auth::TenantAuth;
 use alga_edge_registry::Registry;
@@ -30,6 +31,8 @@ pub struct NodeSettings {
     pub data_dir: PathBuf,
     /// Engine limits and caches.
     pub engine: EngineConfig,
+    /// Gateway policies.
+    pub policy: PolicyConfig,
     /// `--component ID=PATH` dev mappings.
     pub dev_components: Vec<String>,
     /// Tenant the dev mappings run as.
@@ -130,7 +133,13 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
     }
     let engine = Arc::new(Engine::new(settings.engine)?);
     let installed = InstalledCatalog::new(registry.clone(), store.clone(), trust.clone());
-    let gateway = Gateway::new(engine.clone(), dev, Some(installed), auth);
+    let gateway = Gateway::new(
+        engine.clone(),
+        dev,
+        Some(installed),
+        auth,
+        Policies::new(settings.policy),
+    );
     let started = std::time::Instant::now();
     let ready = gateway.warm_up().await?;
     let stats = engine.cache_stats();
