@@ -234,6 +234,35 @@ mod tests {
     }
 
     #[test]
+    fn refuses_expired_tokens_past_the_clock_skew_and_tokens_without_expiry() {
+        let dir = tempfile_dir("expired");
+        let issuer = DevTokenIssuer::open(&dir).unwrap();
+        let auth = TenantAuth::dev(&dir).unwrap();
+        let custom = TenantClaims {
+            tenant: "acme".into(),
+            scopes: vec![],
+        };
+        let mut expired = Claims::with_custom_claims(custom.clone(), Duration::from_secs(60));
+        let now = Clock::now_since_epoch();
+        expired.issued_at = Some(now - Duration::from_secs(600));
+        expired.invalid_before = Some(now - Duration::from_secs(600));
+        expired.expires_at = Some(now - Duration::from_secs(120));
+        let token = issuer.pair.sign(expired).unwrap();
+        assert!(matches!(
+            auth.authenticate(Some(&format!("Bearer {token}"))),
+            Err(AuthError::Invalid(_))
+        ));
+        let mut forever = Claims::with_custom_claims(custom, Duration::from_secs(60));
+        forever.expires_at = None;
+        let token = issuer.pair.sign(forever).unwrap();
+        assert!(matches!(
+            auth.authenticate(Some(&format!("Bearer {token}"))),
+            Err(AuthError::MissingClaim(_))
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn hs256_needs_a_long_secret_and_verifies() {
         assert!(TenantAuth::hs256("short").is_err());
         let secret = "0123456789abcdef0123456789abcdef";
