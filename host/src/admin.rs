@@ -28,8 +28,10 @@ use alga_edge_registry::signing::TrustBundle;
 use alga_edge_registry::store::BundleStore;
 use alga_edge_registry::{InstallRequest, Registry, RegistryError, VersionInfo};
 
-use crate::error::json_response;
+use crate::error::{error_response, json_response};
+use crate::policy::declared_length;
 use crate::server::HostBody;
+use crate::tenant_auth::bearer_token;
 
 /// Path prefix of admin routes.
 pub const ADMIN_PREFIX: &str = "/admin/v1/";
@@ -145,34 +147,19 @@ impl Admin {
         };
         match result {
             Ok((status, body)) => json_response(status, &body),
-            Err(e) => {
-                let mut response = json_response(
-                    e.status,
-                    &json!({"error": e.code, "message": e.message, "request_id": request_id}),
-                );
-                if e.status == StatusCode::UNAUTHORIZED {
-                    response.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        http::HeaderValue::from_static("Bearer"),
-                    );
-                }
-                response
-            }
+            Err(e) => error_response(e.status, e.code, &e.message, request_id),
         }
     }
 
     fn authorize<B>(&self, request: &Request<B>) -> Result<(), AdminError> {
         let unauthorized = |m: &str| AdminError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
-        let token = request
+        let authorization = request
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(|| {
-                unauthorized("missing admin token: send 'authorization: Bearer <admin token>'")
-            })?;
+            .and_then(|v| v.to_str().ok());
+        let token = bearer_token(authorization).ok_or_else(|| {
+            unauthorized("missing admin token: send 'authorization: Bearer <admin token>'")
+        })?;
         // Compare digests so the comparison time does not depend on how much of the token matched.
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let differs = digest
@@ -355,14 +342,16 @@ impl Admin {
     }
 
     async fn get_extension(&self, name: &str) -> Result<(StatusCode, Value), AdminError> {
-        if self.registry.publisher_of(name).await?.is_none() {
-            return Err(RegistryError::UnknownExtension(name.to_owned()).into());
-        }
         Ok((StatusCode::OK, self.extension_json(name).await?))
     }
 
+    /// `name` with its publisher and versions; unknown names are 404.
     async fn extension_json(&self, name: &str) -> Result<Value, AdminError> {
-        let publisher = self.registry.publisher_of(name).await?;
+        let publisher = self
+            .registry
+            .publisher_of(name)
+            .await?
+            .ok_or_else(|| RegistryError::UnknownExtension(name.to_owned()))?;
         let versions = self.registry.versions(name).await?;
         Ok(json!({
             "name": name,
@@ -392,12 +381,7 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<crate::server::BoxError>,
 {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let mut too_large = declared.is_some_and(|n| n > limit as u64);
+    let mut too_large = declared_length(request.headers()).is_some_and(|n| n > limit as u64);
     let mut body = std::pin::pin!(request.into_body());
     let mut collected = bytes::BytesMut::new();
     let mut seen = 0usize;

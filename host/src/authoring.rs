@@ -1,5 +1,5 @@
 //! Author commands that work on local files: `keygen`, `pack`, `sign`. (`publish` and the
-//! install commands talk to a node's admin API, which is not built yet.)
+//! install commands talk to a node's admin API: see the binary's `cmd::remote`.)
 
 use std::path::{Path, PathBuf};
 

@@ -118,34 +118,40 @@ impl GatewayError {
 
     /// The full HTTP response for this error.
     pub fn into_response(self, request_id: &str) -> Response<HostBody> {
-        let mut response = json_response(
-            self.status(),
-            &serde_json::json!({
-                "error": self.code(),
-                "message": self.to_string(),
-                "request_id": request_id,
-            }),
-        );
-        match self {
-            Self::AtCapacity { .. } => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            Self::RateLimited { retry_after, .. } => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            }
-            Self::Unauthorized(_) => {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            _ => {}
+        let mut response =
+            error_response(self.status(), self.code(), &self.to_string(), request_id);
+        let retry_after = match self {
+            Self::AtCapacity { .. } => Some(1),
+            Self::RateLimited { retry_after, .. } => Some(retry_after),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
+}
+
+/// The error contract every route answers with: `{error, message, request_id}`, plus the
+/// `www-authenticate: Bearer` challenge HTTP requires on a 401.
+pub fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &str,
+) -> Response<HostBody> {
+    let mut response = json_response(
+        status,
+        &serde_json::json!({"error": code, "message": message, "request_id": request_id}),
+    );
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
 }
 
 /// A JSON response with `status` and `no-store` caching (errors and API answers are never cached).

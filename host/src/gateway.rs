@@ -15,7 +15,7 @@ use hyper::body::Body;
 
 use crate::capabilities::context::RequestContext;
 use crate::catalog::{ComponentSource, DevCatalog, InstalledCatalog, is_valid_extension_id};
-use crate::engine::{Engine, LoadError};
+use crate::engine::Engine;
 use crate::error::GatewayError;
 use crate::policy::{CappedBody, Policies};
 use crate::server::HostBody;
@@ -52,7 +52,7 @@ const RETURNED_HEADERS: [HeaderName; 6] = [
 pub struct Gateway {
     engine: Arc<Engine>,
     dev: DevCatalog,
-    installed: Option<InstalledCatalog>,
+    installed: InstalledCatalog,
     auth: TenantAuth,
     policies: Policies,
 }
@@ -63,7 +63,7 @@ impl Gateway {
     pub fn new(
         engine: Arc<Engine>,
         dev: DevCatalog,
-        installed: Option<InstalledCatalog>,
+        installed: InstalledCatalog,
         auth: TenantAuth,
         policies: Policies,
     ) -> Self {
@@ -119,12 +119,11 @@ impl Gateway {
                     .auth
                     .authenticate(authorization)
                     .map_err(|e| GatewayError::Unauthorized(e.to_string()))?;
-                let resolved = match &self.installed {
-                    Some(installed) => installed.resolve(&caller.tenant, &extension_id).await?,
-                    None => None,
-                };
-                let resolved =
-                    resolved.ok_or_else(|| GatewayError::UnknownExtension(extension_id.clone()))?;
+                let resolved = self
+                    .installed
+                    .resolve(&caller.tenant, &extension_id)
+                    .await?
+                    .ok_or_else(|| GatewayError::UnknownExtension(extension_id.clone()))?;
                 (resolved, caller.user)
             }
         };
@@ -134,15 +133,11 @@ impl Gateway {
         let component = self
             .engine
             .prepare(&extension.content_hash, || async {
-                match (&extension.source, &self.installed) {
-                    (ComponentSource::File(wasm), _) => Ok(wasm.clone()),
-                    (ComponentSource::Bundle, Some(installed)) => {
-                        installed.component(&extension.content_hash).await
+                match &extension.source {
+                    ComponentSource::File(wasm) => Ok(wasm.clone()),
+                    ComponentSource::Bundle => {
+                        self.installed.component(&extension.content_hash).await
                     }
-                    (ComponentSource::Bundle, None) => Err(LoadError::Source {
-                        hash: extension.content_hash.clone(),
-                        reason: "no registry configured".into(),
-                    }),
                 }
             })
             .await

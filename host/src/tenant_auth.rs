@@ -110,13 +110,7 @@ impl TenantAuth {
 
     /// The caller named by the `authorization` header value, if its token verifies.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
-        let token = authorization
-            .and_then(|value| {
-                let (scheme, token) = value.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .filter(|token| !token.is_empty())
-            .ok_or(AuthError::Missing)?;
+        let token = bearer_token(authorization).ok_or(AuthError::Missing)?;
         let options = VerificationOptions {
             time_tolerance: Some(CLOCK_SKEW),
             ..VerificationOptions::default()
@@ -139,6 +133,13 @@ impl TenantAuth {
             scopes: claims.custom.scopes,
         })
     }
+}
+
+/// The token of an `authorization: Bearer <token>` header value (scheme case-insensitive),
+/// if there is a non-empty one.
+pub fn bearer_token(authorization: Option<&str>) -> Option<&str> {
+    let (scheme, token) = authorization?.trim().split_once(' ')?;
+    Some(token.trim()).filter(|t| scheme.eq_ignore_ascii_case("bearer") && !t.is_empty())
 }
 
 /// Mints dev tenant tokens with the node's dev key (`<data-dir>/keys/tenant-token.pem`).

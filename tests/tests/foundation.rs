@@ -92,26 +92,11 @@ fn unknown_extension_and_route_are_404() {
     assert_error_body(&headers, &body, "unauthorized");
     assert_eq!(headers["www-authenticate"], "Bearer");
     // … and a valid tenant token for an extension the tenant has not installed is 404.
-    let token = run_to_exit(
-        env!("CARGO_BIN_EXE_alga-edge"),
-        &[
-            "token",
-            "--tenant",
-            "acme",
-            "--data-dir",
-            node.data_dir().to_str().unwrap(),
-        ],
-        std::time::Duration::from_secs(60),
-    );
-    assert!(token.ok, "{}", token.stderr);
-    let mut response = agent
-        .get(&node.url("/api/ext/nope/x"))
-        .header("authorization", &format!("Bearer {}", token.stdout.trim()))
-        .call()
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 404);
-    let body: serde_json::Value =
-        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    let token = alga_edge_e2e::publishing::token(&node, "acme");
+    let (status, body) =
+        alga_edge_e2e::publishing::get(&agent, &node.url("/api/ext/nope/x"), Some(&token));
+    assert_eq!(status, 404);
+    let body = alga_edge_e2e::publishing::json(&body);
     assert_eq!(body["error"], "extension_not_found");
 
     let (status, headers, body) = get_json(&agent, &node.url("/elsewhere"));

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use alga_edge_registry::bundle::ContentHash;
 
 use super::{ComponentSource, Resolved, is_valid_extension_id};
 
@@ -30,9 +30,8 @@ pub enum CatalogError {
     },
 }
 
-/// The dev catalog: a fixed tenant and components from local files.
+/// The dev catalog: components from local files, each resolved for the fixed dev tenant.
 pub struct DevCatalog {
-    tenant: String,
     extensions: HashMap<String, Resolved>,
 }
 
@@ -53,15 +52,7 @@ impl DevCatalog {
                 return Err(CatalogError::Duplicate(id.to_owned()));
             }
         }
-        Ok(Self {
-            tenant: tenant.to_owned(),
-            extensions,
-        })
-    }
-
-    /// The tenant every dev request runs as.
-    pub fn tenant(&self) -> &str {
-        &self.tenant
+        Ok(Self { extensions })
     }
 
     /// The dev-mapped extension `extension_id`, if there is one.
@@ -80,7 +71,7 @@ fn read_component(tenant: &str, id: &str, path: &Path) -> Result<Resolved, Catal
         path: path.to_owned(),
         source,
     })?;
-    let content_hash = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+    let content_hash = ContentHash::of(&bytes).to_string();
     Ok(Resolved {
         tenant: tenant.to_owned(),
         extension_id: id.to_owned(),

@@ -69,13 +69,6 @@ pub struct Node {
     pub trust: Option<Arc<TrustBundle>>,
 }
 
-impl NodeSettings {
-    /// The registry database file.
-    pub fn registry_path(&self) -> PathBuf {
-        self.data_dir.join("registry.db")
-    }
-}
-
 /// Opens the registry and stores, compiles dev components, and binds the listener.
 pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
     let data_dir = &settings.data_dir;
@@ -92,7 +85,7 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
     let sealer = SecretSealer::from_hex(&secrets_key)
         .context("invalid secrets key (ALGA_SECRETS_KEY must be 64 hex characters)")?;
     let registry = Arc::new(
-        Registry::open(&settings.registry_path())
+        Registry::open(&data_dir.join("registry.db"))
             .await?
             .with_secret_sealer(sealer),
     );
@@ -136,7 +129,7 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
     let gateway = Gateway::new(
         engine.clone(),
         dev,
-        Some(installed),
+        installed,
         auth,
         Policies::new(settings.policy),
     );

@@ -105,11 +105,7 @@ impl Policies {
     /// A declared body length over the cap is refused before anything runs; bodies without a
     /// length are capped while streaming.
     pub fn check_declared_body(&self, headers: &HeaderMap) -> Result<(), GatewayError> {
-        let declared = headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        match declared {
+        match declared_length(headers) {
             Some(length) if length > self.config.max_body_bytes => Err(self.body_too_large()),
             _ => Ok(()),
         }
@@ -158,6 +154,14 @@ impl Policies {
             _extension: extension_slot,
         })
     }
+}
+
+/// The request's `content-length`, when it declares a valid one.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Whole seconds to wait, at least one.
