@@ -11,7 +11,8 @@ use libsql::{Builder, Connection, Database};
 use crate::RegistryError;
 
 /// Schema migrations, in order; never edit one that has shipped, add a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE extension_registry (
     name        TEXT PRIMARY KEY,      -- reverse-domain manifest name, the route's extensionId
     publisher   TEXT NOT NULL,         -- first publisher owns the name
@@ -69,7 +70,13 @@ CREATE TABLE extension_quota_usage (
     egress_bytes   INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant_id, extension_name, window_start)
 );
-"#];
+"#,
+    r#"
+-- Per-install overrides of the node's gateway policies (JSON object, see InstallPolicy).
+ALTER TABLE tenant_extension_install ADD COLUMN policy TEXT NOT NULL DEFAULT '{}';
+CREATE INDEX extension_execution_log_by_time ON extension_execution_log (created_at);
+"#,
+];
 
 /// Opens (creating if needed) the registry database at `path` and brings its schema up to date.
 pub(crate) async fn open(path: &Path) -> Result<(Database, Connection), RegistryError> {

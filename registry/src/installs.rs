@@ -8,7 +8,8 @@ use libsql::params;
 
 use crate::bundle::ContentHash;
 use crate::db::now;
-use crate::manifest::canonical_capability;
+use crate::install_policy::InstallPolicy;
+use crate::manifest::{Endpoint, canonical_capability};
 use crate::publish::{VERSION_COLUMNS, VersionInfo, version_from_row};
 use crate::secrets::Secrets;
 use crate::{Registry, RegistryError};
@@ -28,6 +29,8 @@ pub struct InstallRequest {
     pub config: BTreeMap<String, String>,
     /// Secrets, sealed with the node key before they are stored.
     pub secrets: Secrets,
+    /// Overrides of the node's gateway policies.
+    pub policy: InstallPolicy,
 }
 
 /// A tenant's install.
@@ -47,6 +50,8 @@ pub struct Install {
     pub config: BTreeMap<String, String>,
     /// Whether requests are served.
     pub enabled: bool,
+    /// Overrides of the node's gateway policies.
+    pub policy: InstallPolicy,
 }
 
 /// What the gateway needs to run a tenant's enabled install.
@@ -64,12 +69,15 @@ pub struct ResolvedInstall {
     pub publisher: String,
     /// The sealed secrets envelope, if the install has secrets.
     pub sealed_secrets: Option<Vec<u8>>,
+    /// The version's declared `api.endpoints` (enforced only when the policy says so).
+    pub endpoints: Vec<Endpoint>,
 }
 
 impl Registry {
     /// Installs `request.extension@request.version` for `request.tenant`.
     pub async fn install(&self, request: &InstallRequest) -> Result<Install, RegistryError> {
         check_tenant(&request.tenant)?;
+        request.policy.validate()?;
         let writer = self.write.lock().await;
         let version = self
             .installable_version(&request.extension, &request.version)
@@ -95,8 +103,8 @@ impl Registry {
         writer
             .execute(
                 "INSERT INTO tenant_extension_install
-                   (id, tenant_id, extension_name, version_id, granted_capabilities, config, sealed_secrets, enabled, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8)",
+                   (id, tenant_id, extension_name, version_id, granted_capabilities, config, sealed_secrets, policy, enabled, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?9)",
                 params![
                     id.clone(),
                     request.tenant.clone(),
@@ -105,6 +113,7 @@ impl Registry {
                     to_json(&grants)?,
                     to_json(&request.config)?,
                     sealed.map_or(libsql::Value::Null, libsql::Value::Blob),
+                    to_json(&request.policy)?,
                     at
                 ],
             )
@@ -132,6 +141,35 @@ impl Registry {
                 params![target.id, now(), tenant.to_owned(), extension.to_owned()],
             )
             .await?;
+        self.require_install(tenant, extension).await
+    }
+
+    /// Replaces an install's policy overrides.
+    pub async fn set_policy(
+        &self,
+        tenant: &str,
+        extension: &str,
+        policy: &InstallPolicy,
+    ) -> Result<Install, RegistryError> {
+        policy.validate()?;
+        let changed = self
+            .write
+            .lock()
+            .await
+            .execute(
+                "UPDATE tenant_extension_install SET policy = ?1, updated_at = ?2
+                 WHERE tenant_id = ?3 AND extension_name = ?4",
+                params![
+                    to_json(policy)?,
+                    now(),
+                    tenant.to_owned(),
+                    extension.to_owned()
+                ],
+            )
+            .await?;
+        if changed == 0 {
+            return Err(not_installed(tenant, extension));
+        }
         self.require_install(tenant, extension).await
     }
 
@@ -215,6 +253,12 @@ impl Registry {
             )
             .await?;
         Ok(rows.pop().map(|row| ResolvedInstall {
+            endpoints: row
+                .version
+                .manifest
+                .api
+                .map(|api| api.endpoints)
+                .unwrap_or_default(),
             version_id: row.version.id,
             content_hash: row.version.content_hash,
             signature: row.version.signature,
@@ -280,7 +324,7 @@ impl Registry {
     ) -> Result<Vec<InstallRow>, RegistryError> {
         // One query: the version comes from the same join, decoded by the shared helper.
         let sql = format!(
-            "SELECT i.id, i.tenant_id, i.granted_capabilities, i.config, i.enabled, i.sealed_secrets,
+            "SELECT i.id, i.tenant_id, i.granted_capabilities, i.config, i.enabled, i.sealed_secrets, i.policy,
                     {VERSION_COLUMNS}
              FROM tenant_extension_install i JOIN extension_version v ON v.id = i.version_id
              WHERE {condition} ORDER BY i.extension_name"
@@ -288,15 +332,17 @@ impl Registry {
         let mut rows = self.read.query(&sql, values).await?;
         let mut found = Vec::new();
         while let Some(row) = rows.next().await? {
-            let version = version_from_row(&row, 6)?;
+            let version = version_from_row(&row, 7)?;
             let grants: String = row.get(2)?;
             let config: String = row.get(3)?;
+            let policy: String = row.get(6)?;
             let install = Install {
                 id: row.get(0)?,
                 tenant: row.get(1)?,
                 grants: from_json(&grants)?,
                 config: from_json(&config)?,
                 enabled: row.get::<i64>(4)? != 0,
+                policy: from_json(&policy)?,
                 extension: version.name.clone(),
                 version: version.version.clone(),
             };

@@ -7,12 +7,16 @@
 //! - [`store`]: the content-addressed bundle store (local directory or object store).
 //! - [`imports`]: a component's imports checked against its manifest's capabilities.
 //! - [`secrets`]: install secrets sealed at rest with the node key.
+//! - [`install_policy`]: per-install overrides of the gateway policies.
+//! - execution log and quota usage: [`Registry::record_executions`] and its queries.
 //! - [`Registry`]: the libsql database with [`publish`](Registry::publish) and the per-tenant
 //!   install lifecycle ([`installs`]).
 
 pub mod bundle;
 mod db;
+mod executions;
 pub mod imports;
+pub mod install_policy;
 pub mod installs;
 pub mod manifest;
 mod publish;
@@ -22,6 +26,8 @@ pub mod store;
 
 use std::path::Path;
 
+pub use executions::{ExecutionRecord, LoggedExecution, USAGE_WINDOW_SECS, Usage};
+pub use install_policy::InstallPolicy;
 pub use installs::{Install, InstallRequest, ResolvedInstall};
 pub use publish::{Published, VersionInfo};
 
@@ -147,6 +153,9 @@ pub enum RegistryError {
     /// Secrets were given but this node has no secrets key.
     #[error("this node has no secrets key configured, so it cannot store install secrets")]
     NoSecretsKey,
+    /// An install policy value is out of range.
+    #[error(transparent)]
+    Policy(#[from] install_policy::PolicyError),
     /// Sealing or opening secrets failed.
     #[error(transparent)]
     Secrets(#[from] secrets::SecretsError),
@@ -190,6 +199,7 @@ impl RegistryError {
             | Self::Manifest(_)
             | Self::Imports(_)
             | Self::GrantNotRequested { .. }
+            | Self::Policy(_)
             | Self::BadTenant(_) => 400,
             Self::Signature(_) | Self::PublisherMismatch { .. } => 403,
             Self::UnknownExtension(_) | Self::UnknownVersion { .. } | Self::NotInstalled { .. } => {

@@ -184,6 +184,22 @@ impl Registry {
         Ok(versions.pop())
     }
 
+    /// The version of `name` published with the bundle `content_hash` (a bundle belongs to one
+    /// extension name, but the same bytes may be published under one version only).
+    pub async fn version_by_hash(
+        &self,
+        name: &str,
+        content_hash: &str,
+    ) -> Result<Option<VersionInfo>, RegistryError> {
+        let mut versions = self
+            .versions_where(
+                "v.extension_name = ?1 AND v.content_hash = ?2",
+                [name, content_hash],
+            )
+            .await?;
+        Ok(versions.pop())
+    }
+
     /// Every published version of `name`, oldest first.
     pub async fn versions(&self, name: &str) -> Result<Vec<VersionInfo>, RegistryError> {
         self.versions_where("v.extension_name = ?1", [name]).await

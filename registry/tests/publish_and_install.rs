@@ -6,7 +6,9 @@ use std::path::Path;
 use alga_edge_registry::bundle::{self, ContentHash};
 use alga_edge_registry::signing::{BundleClaims, SigningKey, TrustBundle};
 use alga_edge_registry::store::BundleStore;
-use alga_edge_registry::{InstallRequest, Registry, RegistryError};
+use alga_edge_registry::{
+    ExecutionRecord, InstallPolicy, InstallRequest, Registry, RegistryError, USAGE_WINDOW_SECS,
+};
 use serde_json::json;
 
 mod common;
@@ -107,7 +109,8 @@ fn bundle_with_component(
     let manifest = json!({
         "name": name, "publisher": publisher, "version": version,
         "runtime": "wasm-component@1", "capabilities": capabilities,
-        "ui": {"type": "iframe", "entry": "ui/index.html"}
+        "ui": {"type": "iframe", "entry": "ui/index.html"},
+        "api": {"endpoints": [{"method": "GET", "path": "/greet", "handler": "greet"}]}
     });
     std::fs::write(root.join("manifest.json"), manifest.to_string()).unwrap();
     std::fs::write(root.join("dist/main.wasm"), component).unwrap();
@@ -359,6 +362,7 @@ async fn install_lifecycle_and_per_tenant_versions() {
         grants: grants.iter().map(|g| g.to_string()).collect(),
         config: [("greeting".to_string(), "hi".to_string())].into(),
         secrets: Default::default(),
+        policy: Default::default(),
     };
 
     // Grants must be requested by the manifest.
@@ -541,6 +545,7 @@ async fn install_secrets_are_sealed_at_rest_and_open_for_their_install_only() {
         grants: vec!["cap:secrets.get".into()],
         config: Default::default(),
         secrets: Secrets::new([("api_token".to_string(), plaintext.to_string())].into()),
+        policy: Default::default(),
     };
     registry.install(&request).await.unwrap();
     let opened = registry.secrets("tenant-a", name).await.unwrap();
@@ -593,4 +598,103 @@ async fn install_secrets_are_sealed_at_rest_and_open_for_their_install_only() {
         wrong.secrets("tenant-a", name).await.unwrap_err(),
         RegistryError::Secrets(_)
     ));
+}
+
+#[tokio::test]
+async fn install_policies_are_validated_stored_and_resolved_with_the_endpoints() {
+    let f = fixture().await;
+    let name = "com.acme.hello";
+    let bytes = bundle_bytes(name, "Acme", "1.0.0", &[], b"p");
+    let signature = sign(&f.publisher, &bytes, name, "Acme", "1.0.0");
+    f.registry
+        .publish(&bytes, &signature, &f.trust, &f.store)
+        .await
+        .unwrap();
+    let mut policy = InstallPolicy::default();
+    policy.set("timeout_ms=300").unwrap();
+    let mut request = InstallRequest {
+        tenant: "t".into(),
+        extension: name.into(),
+        version: "1.0.0".into(),
+        policy: InstallPolicy {
+            timeout_ms: Some(0),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let error = f.registry.install(&request).await.unwrap_err();
+    assert_eq!(error.status(), 400, "{error}");
+    assert!(f.registry.install_of("t", name).await.unwrap().is_none());
+    request.policy = policy.clone();
+    assert_eq!(f.registry.install(&request).await.unwrap().policy, policy);
+    let resolved = f.registry.resolve("t", name).await.unwrap().unwrap();
+    assert_eq!(resolved.install.policy.timeout_ms, Some(300));
+    let endpoints: Vec<_> = resolved
+        .endpoints
+        .iter()
+        .map(|e| (e.method.as_str(), e.path.as_str()))
+        .collect();
+    assert_eq!(endpoints, [("GET", "/greet")]);
+    policy.set("enforce_endpoints=true").unwrap();
+    let updated = f.registry.set_policy("t", name, &policy).await.unwrap();
+    assert_eq!(updated.policy.enforce_endpoints, Some(true));
+    assert!(matches!(
+        f.registry
+            .set_policy("nobody", name, &policy)
+            .await
+            .unwrap_err(),
+        RegistryError::NotInstalled { .. }
+    ));
+}
+
+#[tokio::test]
+async fn execution_records_land_in_the_log_and_the_usage_windows() {
+    let f = fixture().await;
+    let record = |tenant: &str, request_id: &str, status: u16, at: i64| ExecutionRecord {
+        tenant: tenant.into(),
+        extension: "com.acme.hello".into(),
+        version: "1.0.0".into(),
+        content_hash: format!("sha256:{}", "0".repeat(64)),
+        request_id: request_id.into(),
+        status,
+        duration_ms: 7,
+        error_class: (status >= 400).then(|| "extension_trap".to_string()),
+        at,
+    };
+    let hour = USAGE_WINDOW_SECS;
+    let records = [
+        record("a", "r1", 200, 10 * hour + 5),
+        record("a", "r2", 502, 10 * hour + 6),
+        record("a", "r3", 200, 11 * hour),
+        record("b", "r4", 200, 10 * hour),
+    ];
+    f.registry.record_executions(&records).await.unwrap();
+    f.registry.record_executions(&records[..1]).await.unwrap();
+
+    let logged = f.registry.executions("a", None, 10).await.unwrap();
+    let ids: Vec<_> = logged
+        .iter()
+        .map(|l| l.record.request_id.as_str())
+        .collect();
+    assert_eq!(ids, ["r1", "r3", "r2", "r1"], "newest first");
+    assert_eq!(logged[2].record, records[1]);
+    assert_eq!(f.registry.executions("a", None, 1).await.unwrap().len(), 1);
+    assert!(
+        f.registry
+            .executions("a", Some("other"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let usage = f.registry.usage("a", 0).await.unwrap();
+    let windows: Vec<_> = usage
+        .iter()
+        .map(|u| (u.window_start, u.requests, u.cpu_ms))
+        .collect();
+    assert_eq!(windows, [(10 * hour, 3, 21), (11 * hour, 1, 7)]);
+
+    assert_eq!(f.registry.prune_executions(11 * hour).await.unwrap(), 4);
+    assert_eq!(f.registry.executions("a", None, 10).await.unwrap().len(), 1);
+    assert_eq!(f.registry.usage("a", 0).await.unwrap().len(), 1);
 }

@@ -1,0 +1,153 @@
+//! Per-install overrides of the node's gateway policies. Operators set them per install (admin
+//! API / `install --policy`); unset fields fall back to the node's defaults.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest body cap an override may set (the node streams bodies, but a cap is a promise).
+const MAX_BODY_BYTES: u64 = 1 << 30;
+/// Longest deadline an override may set.
+const MAX_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+
+/// Policy overrides of one install; `None` means "the node's default".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallPolicy {
+    /// Request body cap in bytes (413 past it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+    /// Deadline of one request in milliseconds (504 past it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Most request headers (431 past it); can only tighten the node's cap, which is checked
+    /// before the install is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_headers: Option<usize>,
+    /// Largest total header size in bytes (431 past it); tightens like `max_headers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_header_bytes: Option<usize>,
+    /// Concurrent requests for this install (429 past it), on top of the tenant and extension caps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Sustained requests per second for this install (429 past it), on top of the tenant rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_sec: Option<f64>,
+    /// Burst of this install's token bucket (defaults to twice the rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_burst: Option<f64>,
+    /// Only the manifest's `api.endpoints` are routable (404 otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforce_endpoints: Option<bool>,
+}
+
+/// A policy value out of range.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid install policy: {0}")]
+pub struct PolicyError(String);
+
+impl InstallPolicy {
+    /// Checks every set value is in range.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        let bad = |field: &str, rule: &str| Err(PolicyError(format!("{field} must be {rule}")));
+        if let Some(v) = self.max_body_bytes
+            && v > MAX_BODY_BYTES
+        {
+            return bad("max_body_bytes", &format!("at most {MAX_BODY_BYTES}"));
+        }
+        if let Some(v) = self.timeout_ms
+            && !(1..=MAX_TIMEOUT_MS).contains(&v)
+        {
+            return bad("timeout_ms", &format!("1..={MAX_TIMEOUT_MS}"));
+        }
+        if self.max_headers == Some(0) {
+            return bad("max_headers", "at least 1");
+        }
+        if self.max_header_bytes == Some(0) {
+            return bad("max_header_bytes", "at least 1");
+        }
+        if self.concurrency == Some(0) {
+            return bad("concurrency", "at least 1");
+        }
+        for (field, value) in [
+            ("rate_per_sec", self.rate_per_sec),
+            ("rate_burst", self.rate_burst),
+        ] {
+            if let Some(v) = value
+                && !(v.is_finite() && v >= 0.0)
+            {
+                return bad(field, "a finite number >= 0");
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses one `key=value` setting (the CLI's `--policy`) into this policy.
+    pub fn set(&mut self, setting: &str) -> Result<(), PolicyError> {
+        let (key, value) = setting
+            .split_once('=')
+            .ok_or_else(|| PolicyError(format!("'{setting}' is not KEY=VALUE")))?;
+        let number = |what: &str| PolicyError(format!("{key}: '{value}' is not {what}"));
+        match key.trim() {
+            "max_body_bytes" => {
+                self.max_body_bytes = Some(value.parse().map_err(|_| number("an integer"))?)
+            }
+            "timeout_ms" => {
+                self.timeout_ms = Some(value.parse().map_err(|_| number("an integer"))?)
+            }
+            "max_headers" => {
+                self.max_headers = Some(value.parse().map_err(|_| number("an integer"))?)
+            }
+            "max_header_bytes" => {
+                self.max_header_bytes = Some(value.parse().map_err(|_| number("an integer"))?)
+            }
+            "concurrency" => {
+                self.concurrency = Some(value.parse().map_err(|_| number("an integer"))?)
+            }
+            "rate_per_sec" => {
+                self.rate_per_sec = Some(value.parse().map_err(|_| number("a number"))?)
+            }
+            "rate_burst" => self.rate_burst = Some(value.parse().map_err(|_| number("a number"))?),
+            "enforce_endpoints" => {
+                self.enforce_endpoints = Some(value.parse().map_err(|_| number("true or false"))?)
+            }
+            other => {
+                return Err(PolicyError(format!(
+                    "unknown policy '{other}': use max_body_bytes, timeout_ms, max_headers, \
+                     max_header_bytes, concurrency, rate_per_sec, rate_burst or enforce_endpoints"
+                )));
+            }
+        }
+        self.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_settings_and_refuses_bad_ones() {
+        let mut policy = InstallPolicy::default();
+        policy.set("timeout_ms=250").unwrap();
+        policy.set("enforce_endpoints=true").unwrap();
+        policy.set("rate_per_sec=2.5").unwrap();
+        assert_eq!(policy.timeout_ms, Some(250));
+        assert_eq!(policy.enforce_endpoints, Some(true));
+        assert_eq!(policy.rate_per_sec, Some(2.5));
+        for bad in [
+            "timeout_ms=0",
+            "timeout_ms=x",
+            "colour=red",
+            "concurrency=0",
+            "rate_per_sec=-1",
+            "nonsense",
+        ] {
+            assert!(InstallPolicy::default().set(bad).is_err(), "{bad}");
+        }
+        let json = serde_json::to_value(&policy).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"timeout_ms": 250, "rate_per_sec": 2.5, "enforce_endpoints": true})
+        );
+        assert!(serde_json::from_str::<InstallPolicy>(r#"{"timeout":1}"#).is_err());
+    }
+}
