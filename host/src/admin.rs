@@ -6,8 +6,10 @@
 //! - `GET extensions`, `GET extensions/{name}`,
 //!   `POST extensions/{name}/versions/{version}/deprecate`
 //! - `GET|POST tenants/{tenant}/installs`,
-//!   `GET|PATCH|DELETE tenants/{tenant}/installs/{name}`,
+//!   `GET|PATCH|DELETE tenants/{tenant}/installs/{name}` (PATCH: `version` and/or `policy`),
 //!   `POST tenants/{tenant}/installs/{name}/enable|disable`
+//! - `GET tenants/{tenant}/executions?limit=&extension=` (execution log, newest first),
+//!   `GET tenants/{tenant}/usage?since=` (per-window quota usage)
 //!
 //! Errors are `{error, message, request_id}` with 400 (bad input), 401 (token), 403 (signature
 //! or publisher refused), 404, 405, 409 (conflicts), 413 (body too large).
@@ -21,17 +23,18 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use alga_edge_registry::secrets::Secrets;
 use alga_edge_registry::signing::TrustBundle;
 use alga_edge_registry::store::BundleStore;
-use alga_edge_registry::{InstallRequest, Registry, RegistryError, VersionInfo};
+use alga_edge_registry::{
+    InstallPolicy, InstallRequest, Registry, RegistryError, USAGE_WINDOW_SECS, VersionInfo,
+};
 
 use crate::error::{error_response, json_response};
+use crate::keys::BearerSecret;
 use crate::policy::declared_length;
 use crate::server::HostBody;
-use crate::tenant_auth::bearer_token;
 
 /// Path prefix of admin routes.
 pub const ADMIN_PREFIX: &str = "/admin/v1/";
@@ -47,7 +50,7 @@ pub struct Admin {
     registry: Arc<Registry>,
     store: BundleStore,
     trust: Option<Arc<TrustBundle>>,
-    token_digest: [u8; 32],
+    token: BearerSecret,
     max_bundle_bytes: usize,
 }
 
@@ -107,14 +110,23 @@ struct InstallBody {
     config: BTreeMap<String, String>,
     #[serde(default)]
     secrets: BTreeMap<String, String>,
+    #[serde(default)]
+    policy: InstallPolicy,
 }
 
-/// Body of `PATCH tenants/{tenant}/installs/{name}`.
+/// Body of `PATCH tenants/{tenant}/installs/{name}`: a new version, new policy overrides
+/// (replacing the old ones), or both.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
-    version: String,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    policy: Option<InstallPolicy>,
 }
+
+/// Most execution-log rows one call returns.
+const MAX_EXECUTIONS: u32 = 1000;
 
 impl Admin {
     /// The admin API over `registry`, storing bundles in `store`, verifying publishes with
@@ -130,7 +142,7 @@ impl Admin {
             registry,
             store,
             trust,
-            token_digest: Sha256::digest(token.as_bytes()).into(),
+            token: BearerSecret::new(token),
             max_bundle_bytes,
         }
     }
@@ -157,19 +169,13 @@ impl Admin {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let token = bearer_token(authorization).ok_or_else(|| {
-            unauthorized("missing admin token: send 'authorization: Bearer <admin token>'")
-        })?;
-        // Compare digests so the comparison time does not depend on how much of the token matched.
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let differs = digest
-            .iter()
-            .zip(self.token_digest.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if differs != 0 {
-            return Err(unauthorized("the admin token is not valid"));
+        match self.token.check(authorization) {
+            None => Err(unauthorized(
+                "missing admin token: send 'authorization: Bearer <admin token>'",
+            )),
+            Some(false) => Err(unauthorized("the admin token is not valid")),
+            Some(true) => Ok(()),
         }
-        Ok(())
     }
 
     async fn dispatch<B>(&self, request: Request<B>) -> Result<(StatusCode, Value), AdminError>
@@ -228,6 +234,7 @@ impl Admin {
                             grants: body.grants,
                             config: body.config,
                             secrets: Secrets::new(body.secrets),
+                            policy: body.policy,
                         })
                         .await?;
                     Ok((StatusCode::CREATED, json!(install)))
@@ -249,7 +256,25 @@ impl Admin {
                 }
                 Method::PATCH => {
                     let body: UpdateBody = read_json(request).await?;
-                    let install = self.registry.update(tenant, name, &body.version).await?;
+                    if body.version.is_none() && body.policy.is_none() {
+                        return Err(AdminError::bad_request(
+                            "nothing to change: send 'version', 'policy' or both",
+                        ));
+                    }
+                    if let Some(policy) = &body.policy {
+                        // Validate before changing anything, so a bad policy leaves the
+                        // version unchanged too.
+                        policy
+                            .validate()
+                            .map_err(|e| AdminError::bad_request(e.to_string()))?;
+                    }
+                    let mut install = None;
+                    if let Some(version) = &body.version {
+                        install = Some(self.registry.update(tenant, name, version).await?);
+                    }
+                    if let Some(policy) = &body.policy {
+                        install = Some(self.registry.set_policy(tenant, name, policy).await?);
+                    }
                     Ok((StatusCode::OK, json!(install)))
                 }
                 Method::DELETE => {
@@ -274,6 +299,46 @@ impl Admin {
                         .await?;
                     let install = self.registry.install_of(tenant, name).await?;
                     Ok((StatusCode::OK, json!(install)))
+                }
+                _ => Err(not_allowed()),
+            },
+            ["tenants", tenant, "executions"] => match method {
+                Method::GET => {
+                    let query = query_map(request.uri().query());
+                    let limit = match query.get("limit") {
+                        Some(v) => v
+                            .parse::<u32>()
+                            .ok()
+                            .filter(|n| (1..=MAX_EXECUTIONS).contains(n))
+                            .ok_or_else(|| {
+                                AdminError::bad_request(format!(
+                                    "limit must be 1..={MAX_EXECUTIONS}"
+                                ))
+                            })?,
+                        None => 100,
+                    };
+                    let rows = self
+                        .registry
+                        .executions(tenant, query.get("extension").map(String::as_str), limit)
+                        .await?;
+                    Ok((StatusCode::OK, json!({ "executions": rows })))
+                }
+                _ => Err(not_allowed()),
+            },
+            ["tenants", tenant, "usage"] => match method {
+                Method::GET => {
+                    let query = query_map(request.uri().query());
+                    let since = match query.get("since") {
+                        Some(v) => v
+                            .parse::<i64>()
+                            .map_err(|_| AdminError::bad_request("since must be Unix seconds"))?,
+                        None => 0,
+                    };
+                    let usage = self.registry.usage(tenant, since).await?;
+                    Ok((
+                        StatusCode::OK,
+                        json!({ "window_secs": USAGE_WINDOW_SECS, "usage": usage }),
+                    ))
                 }
                 _ => Err(not_allowed()),
             },
@@ -421,4 +486,11 @@ where
     let body = read_body(request, MAX_JSON_BYTES, "JSON body").await?;
     serde_json::from_slice(&body)
         .map_err(|e| AdminError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// The query string's parameters (last value wins).
+fn query_map(query: Option<&str>) -> BTreeMap<String, String> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
 }

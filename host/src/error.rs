@@ -31,6 +31,8 @@ pub enum GatewayError {
     /// A rate or concurrency limit refused the request.
     #[error("{reason}; retry after {retry_after} s")]
     RateLimited {
+        /// Which limit refused (`tenant_rate`, `install_concurrency`…), a metrics label.
+        limit: &'static str,
         /// Seconds until a retry can succeed.
         retry_after: u64,
         /// Which limit.
@@ -39,6 +41,14 @@ pub enum GatewayError {
     /// The path names no extension the tenant can use.
     #[error("extension '{0}' is not installed for this tenant")]
     UnknownExtension(String),
+    /// Endpoint enforcement is on and the manifest declares no such method + path.
+    #[error("{method} {path} is not an endpoint declared in the extension's manifest")]
+    EndpointNotDeclared {
+        /// Request method.
+        method: String,
+        /// Path the component would have seen.
+        path: String,
+    },
     /// The request itself is malformed (bad extension id, bad path).
     #[error("{0}")]
     BadRequest(String),
@@ -78,7 +88,9 @@ impl GatewayError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NoRoute(_) | Self::UnknownExtension(_) => StatusCode::NOT_FOUND,
+            Self::NoRoute(_) | Self::UnknownExtension(_) | Self::EndpointNotDeclared { .. } => {
+                StatusCode::NOT_FOUND
+            }
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -100,6 +112,7 @@ impl GatewayError {
         match self {
             Self::NoRoute(_) => "not_found",
             Self::UnknownExtension(_) => "extension_not_found",
+            Self::EndpointNotDeclared { .. } => "endpoint_not_found",
             Self::BadRequest(_) => "bad_request",
             Self::Unauthorized(_) => "unauthorized",
             Self::BodyTooLarge { .. } => "payload_too_large",
@@ -113,6 +126,29 @@ impl GatewayError {
             Self::Timeout { .. } => "extension_timeout",
             Self::AtCapacity { .. } => "node_at_capacity",
             Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// Why the gateway refused the request before running anything (a metrics label), or
+    /// `None` when the extension ran and failed.
+    pub fn denial_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::RateLimited { limit, .. } => Some(limit),
+            Self::NoRoute(_)
+            | Self::Unauthorized(_)
+            | Self::UnknownExtension(_)
+            | Self::EndpointNotDeclared { .. }
+            | Self::BadRequest(_)
+            | Self::BodyTooLarge { .. }
+            | Self::HeadersTooLarge(_)
+            | Self::BundleRejected(_)
+            | Self::AtCapacity { .. } => Some(self.code()),
+            Self::GuestTrap(_)
+            | Self::MemoryLimit { .. }
+            | Self::StackOverflow
+            | Self::BadGuestResponse(_)
+            | Self::Timeout { .. }
+            | Self::Internal(_) => None,
         }
     }
 

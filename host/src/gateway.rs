@@ -14,11 +14,14 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 
 use crate::capabilities::context::RequestContext;
-use crate::catalog::{ComponentSource, DevCatalog, InstalledCatalog, is_valid_extension_id};
+use crate::catalog::{
+    ComponentSource, DevCatalog, InstalledCatalog, Resolved, is_valid_extension_id,
+};
 use crate::engine::Engine;
 use crate::error::GatewayError;
-use crate::policy::{CappedBody, Policies};
+use crate::policy::{CappedBody, Policies, endpoint_declared};
 use crate::server::HostBody;
+use crate::telemetry::{Metrics, RequestTrace, Target, Telemetry};
 use crate::tenant_auth::TenantAuth;
 
 /// Path prefix of gateway routes.
@@ -53,19 +56,21 @@ pub struct Gateway {
     engine: Arc<Engine>,
     dev: DevCatalog,
     installed: InstalledCatalog,
-    auth: TenantAuth,
+    auth: Arc<TenantAuth>,
     policies: Policies,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Gateway {
     /// A gateway running on `engine` that serves `dev` mappings as-is and everything else
-    /// through `installed` for callers `auth` accepts.
+    /// through `installed` for callers `auth` accepts, reporting to `telemetry`.
     pub fn new(
         engine: Arc<Engine>,
         dev: DevCatalog,
         installed: InstalledCatalog,
-        auth: TenantAuth,
+        auth: Arc<TenantAuth>,
         policies: Policies,
+        telemetry: Arc<Telemetry>,
     ) -> Self {
         Self {
             engine,
@@ -73,7 +78,28 @@ impl Gateway {
             installed,
             auth,
             policies,
+            telemetry,
         }
+    }
+
+    /// The registry-backed catalog (the runner resolves bundles through it too).
+    pub fn installed(&self) -> &InstalledCatalog {
+        &self.installed
+    }
+
+    /// The node's default request deadline, in milliseconds.
+    pub fn default_timeout_ms(&self) -> u64 {
+        self.engine.config().timeout.as_millis() as u64
+    }
+
+    /// The node's default request body cap, in bytes.
+    pub fn max_body_bytes(&self) -> u64 {
+        self.policies.config().max_body_bytes
+    }
+
+    /// Metrics and execution log.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     /// Compiles every dev-mapped component now, so broken components fail at startup.
@@ -94,18 +120,34 @@ impl Gateway {
         Ok(count)
     }
 
-    /// Serves one gateway request; `request_id` is already chosen by the server.
-    pub async fn handle<B>(
+    /// Serves one gateway request; `request_id` is already chosen by the server. Every
+    /// outcome is reported to metrics, and to the execution log once the install is known.
+    pub async fn handle<B>(&self, request: Request<B>, request_id: &str) -> Response<HostBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let mut trace = self.telemetry.begin("gateway", request_id);
+        match self.serve(request, request_id, &mut trace).await {
+            Ok(response) => trace.succeed(response),
+            Err(error) => {
+                trace.fail(&error);
+                error.into_response(request_id)
+            }
+        }
+    }
+
+    async fn serve<B>(
         &self,
         request: Request<B>,
         request_id: &str,
+        trace: &mut RequestTrace,
     ) -> Result<Response<HostBody>, GatewayError>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         self.policies.check_headers(request.headers())?;
-        self.policies.check_declared_body(request.headers())?;
         let (extension_id, path) = split_route(request.uri().path())?;
         let (extension_id, path) = (extension_id.to_owned(), path.to_owned());
         let (extension, user) = match self.dev.get(&extension_id) {
@@ -127,9 +169,51 @@ impl Gateway {
                 (resolved, caller.user)
             }
         };
-        let admission = self
-            .policies
-            .admit(&extension.tenant, &extension.extension_id)?;
+        self.run(extension, request, path, user, request_id, trace)
+            .await
+    }
+
+    /// Runs `request` on the resolved `extension` under every policy: header and body caps,
+    /// endpoint enforcement, rate and concurrency admission, deadline. `path` is what the
+    /// component sees. Shared by the gateway route and the runner API.
+    pub async fn run<B>(
+        &self,
+        extension: Resolved,
+        request: Request<B>,
+        path: String,
+        user: Option<String>,
+        request_id: &str,
+        trace: &mut RequestTrace,
+    ) -> Result<Response<HostBody>, GatewayError>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        trace.resolved(Target {
+            tenant: extension.tenant.clone(),
+            extension: extension.extension_id.clone(),
+            version: extension.version.clone(),
+            content_hash: extension.content_hash.clone(),
+        });
+        let effective = self.policies.effective(&extension.policy);
+        self.policies
+            .check_install_headers(request.headers(), &extension.policy)?;
+        self.policies
+            .check_declared_body(request.headers(), effective.max_body_bytes)?;
+        if effective.enforce_endpoints
+            && !endpoint_declared(&extension.endpoints, request.method().as_str(), &path)
+        {
+            return Err(GatewayError::EndpointNotDeclared {
+                method: request.method().to_string(),
+                path,
+            });
+        }
+        let admission = self.policies.admit(
+            &extension.tenant,
+            &extension.extension_id,
+            &extension.install_id,
+            &extension.policy,
+        )?;
         let component = self
             .engine
             .prepare(&extension.content_hash, || async {
@@ -143,8 +227,14 @@ impl Gateway {
             .await
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
 
-        let body_limit = self.policies.config().max_body_bytes;
-        let request = request.map(|body| CappedBody::new(body, body_limit));
+        let bytes_in = self
+            .telemetry
+            .metrics
+            .bytes_in
+            .get_or_create(&Metrics::extension(&extension.extension_id))
+            .clone();
+        let request =
+            request.map(|body| CappedBody::new(body, effective.max_body_bytes).counting(bytes_in));
         let forwarded = forward(
             request,
             path,
@@ -161,7 +251,10 @@ impl Gateway {
             request_id: request_id.to_owned(),
             user_id: user,
         };
-        let mut response = self.engine.run(&component, forwarded, context).await?;
+        let mut response = self
+            .engine
+            .run(&component, forwarded, context, effective.timeout)
+            .await?;
         filter_response_headers(response.headers_mut());
         // The concurrency slots are held until the response body has streamed: the instance
         // runs until then.

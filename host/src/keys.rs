@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use sha2::Digest;
+
 /// A key file could not be read or created.
 #[derive(Debug, thiserror::Error)]
 #[error("key file {path}: {source}")]
@@ -74,4 +76,31 @@ fn write_with(path: &Path, contents: &[u8], create_new: bool) -> Result<(), KeyF
     let mut file = options.open(path).map_err(error)?;
     file.write_all(contents).map_err(error)?;
     file.sync_all().map_err(error)
+}
+
+/// A static bearer secret (admin token, runner service token), kept only as its SHA-256 and
+/// compared without early exit, so timing does not reveal how much of a guess matched.
+pub struct BearerSecret {
+    digest: [u8; 32],
+}
+
+impl BearerSecret {
+    /// Accepts exactly `secret`.
+    pub fn new(secret: &str) -> Self {
+        Self {
+            digest: sha2::Sha256::digest(secret.as_bytes()).into(),
+        }
+    }
+
+    /// Whether the `authorization` header value carries the secret as a bearer token; `None`
+    /// when there is no bearer token at all.
+    pub fn check(&self, authorization: Option<&str>) -> Option<bool> {
+        let token = crate::tenant_auth::bearer_token(authorization)?;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let differs = digest
+            .iter()
+            .zip(self.digest.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        Some(differs == 0)
+    }
 }

@@ -2,10 +2,14 @@
 //! components) behind an HTTP gateway.
 //!
 //! The modules follow the data path of a request:
-//! - [`server`]: accepts connections and routes `/healthz`, `/api/ext/…` and `/admin/v1/…`.
-//! - [`tenant_auth`]: the tenant JWT on gateway routes.
-//! - [`policy`]: body/header caps, per-tenant and per-extension concurrency, per-tenant rate.
+//! - [`server`]: accepts connections and routes `/api/ext/…`, `/v1/execute`, `/admin/v1/…`,
+//!   `/healthz`, `/readyz` and `/metrics`.
+//! - [`tenant_auth`]: the tenant JWT on gateway routes (verified tokens cached until expiry).
+//! - [`policy`]: body/header caps, concurrency and rate limits, endpoint enforcement, with
+//!   per-install overrides.
 //! - [`gateway`]: turns `/api/ext/{extensionId}/{path…}` into a component call for a tenant.
+//! - [`runner`]: `POST /v1/execute`, the Alga runner envelope over the same path.
+//! - [`telemetry`]: Prometheus metrics and the batched execution log.
 //! - [`catalog`]: which component serves which extension: registry installs, or dev mappings.
 //! - [`engine`]: compiles, caches and instantiates components, enforces per-request limits.
 //! - [`capabilities`]: host interfaces linked into every component (`alga:extension/*`).
@@ -25,5 +29,7 @@ pub mod error;
 pub mod gateway;
 pub mod keys;
 pub mod policy;
+pub mod runner;
 pub mod server;
+pub mod telemetry;
 pub mod tenant_auth;

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use alga_edge::authoring;
 use alga_edge::config::EngineConfig;
 use alga_edge::policy::PolicyConfig;
+use alga_edge::telemetry::ExecutionLogConfig;
 use alga_edge::tenant_auth::DevTokenIssuer;
 use cmd::demo::DemoArgs;
 use cmd::node::NodeSettings;
@@ -40,7 +41,8 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the gateway (`/api/ext/{extensionId}/…`), the admin API and `/healthz`.
+    /// Serve the gateway (`/api/ext/{extensionId}/…`), the runner API (`/v1/execute`), the admin
+    /// API, `/metrics`, `/healthz` and `/readyz`.
     Serve(ServeArgs),
     /// Start a node with the sample extensions published and installed for a demo tenant.
     Demo(DemoArgs),
@@ -151,6 +153,22 @@ struct ServeArgs {
     /// Burst of the per-tenant rate limit.
     #[arg(long, env = "EXT_TENANT_BURST", default_value_t = 400.0)]
     tenant_burst: f64,
+    /// Serve only the routes a manifest declares in `api.endpoints` (404 otherwise); installs
+    /// can override this with their `enforce_endpoints` policy.
+    #[arg(long, env = "EXT_ENFORCE_ENDPOINTS")]
+    enforce_endpoints: bool,
+    /// Service token `POST /v1/execute` requires [default: generated into <data-dir>/keys/service.token].
+    #[arg(long, env = "ALGA_RUNNER_SERVICE_TOKEN", hide_env_values = true)]
+    service_token: Option<String>,
+    /// Bearer token `/metrics` requires [default: none, /metrics is open].
+    #[arg(long, env = "ALGA_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// Days execution-log rows and usage windows are kept.
+    #[arg(long, env = "ALGA_EXECUTION_LOG_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    execution_log_retention_days: u64,
+    /// Execution-log rows queued for writing before new ones are dropped (and counted).
+    #[arg(long, env = "ALGA_EXECUTION_LOG_QUEUE", default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    execution_log_queue: u64,
     /// Publisher public keys trusted for bundles: PEM text, or a PEM file path.
     #[arg(long, env = "SIGNING_TRUST_BUNDLE", hide_env_values = true)]
     trust_bundle: Option<String>,
@@ -262,6 +280,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         extension_concurrency: args.extension_concurrency,
         tenant_rate_per_sec: args.tenant_rate,
         tenant_rate_burst: args.tenant_burst,
+        enforce_endpoints: args.enforce_endpoints,
     };
     let node = cmd::node::start(NodeSettings {
         listen: args.listen,
@@ -277,6 +296,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tenant_jwt_hs256_secret: args.tenant_jwt_hs256_secret,
         max_bundle_bytes: (args.max_bundle_mib << 20) as usize,
         bundle_store: args.bundle_store,
+        service_token: args.service_token,
+        metrics_token: args.metrics_token,
+        execution_log: ExecutionLogConfig {
+            queue: args.execution_log_queue as usize,
+            retention: Duration::from_secs(args.execution_log_retention_days * 86_400),
+        },
     })
     .await?;
     // Tests and scripts read this line to learn the port when --listen uses port 0.

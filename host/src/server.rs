@@ -1,5 +1,6 @@
-//! The node's HTTP front: accepts connections, assigns request ids, routes `/healthz`, the
-//! gateway and the admin API, and drains in-flight requests on shutdown.
+//! The node's HTTP front: accepts connections, assigns request ids, routes the gateway, the
+//! runner API, the admin API and the probes (`/healthz`, `/readyz`, `/metrics`), and drains
+//! in-flight requests on shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,9 +17,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use alga_edge_registry::Registry;
+use http_body_util::{BodyExt, Full};
+
 use crate::admin::{ADMIN_PREFIX, Admin};
 use crate::error::{GatewayError, json_response};
 use crate::gateway::{Gateway, ROUTE_PREFIX};
+use crate::keys::BearerSecret;
+use crate::runner::{EXECUTE_PATH, Runner};
 
 /// Error type of response bodies (a guest's body stream can fail mid-way).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -28,48 +34,113 @@ pub type HostBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Everything a request can reach.
 pub struct App {
-    gateway: Gateway,
+    gateway: Arc<Gateway>,
+    runner: Runner,
     admin: Option<Admin>,
+    registry: Arc<Registry>,
+    metrics_token: Option<BearerSecret>,
 }
 
 impl App {
-    /// The app serving `gateway` routes, and `admin` routes when this node has them.
-    pub fn new(gateway: Gateway, admin: Option<Admin>) -> Self {
-        Self { gateway, admin }
+    /// The app serving `gateway` and `runner` routes, `admin` routes when this node has them,
+    /// and the probes (`/readyz` asks `registry`); `/metrics` needs `metrics_token` when set.
+    pub fn new(
+        gateway: Arc<Gateway>,
+        runner: Runner,
+        admin: Option<Admin>,
+        registry: Arc<Registry>,
+        metrics_token: Option<&str>,
+    ) -> Self {
+        Self {
+            gateway,
+            runner,
+            admin,
+            registry,
+            metrics_token: metrics_token.map(BearerSecret::new),
+        }
     }
 
     /// Routes one request.
     pub async fn route(&self, request: Request<Incoming>) -> Response<HostBody> {
         let request_id = request_id_for(&request);
-        let path = request.uri().path();
-        let mut response = if path.starts_with(ROUTE_PREFIX) {
-            let method = request.method().clone();
-            let path = path.to_owned();
-            let started = std::time::Instant::now();
-            let result = self.gateway.handle(request, &request_id).await;
-            let status = result.as_ref().map_or_else(|e| e.status(), |r| r.status());
-            tracing::info!(%request_id, %method, %path, status = status.as_u16(),
-                ms = started.elapsed().as_millis() as u64, "gateway request");
-            result.unwrap_or_else(|error| error.into_response(&request_id))
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let started = std::time::Instant::now();
+        let (kind, mut response) = if path.starts_with(ROUTE_PREFIX) {
+            ("gateway", self.gateway.handle(request, &request_id).await)
+        } else if path == EXECUTE_PATH {
+            ("execute", self.runner.handle(request, &request_id).await)
         } else if let Some(admin) = self
             .admin
             .as_ref()
             .filter(|_| path.starts_with(ADMIN_PREFIX))
         {
-            let method = request.method().clone();
-            let path = path.to_owned();
-            let response = admin.handle(request, &request_id).await;
-            tracing::info!(%request_id, %method, %path, status = response.status().as_u16(), "admin request");
-            response
-        } else if path == "/healthz" && matches!(*request.method(), Method::GET | Method::HEAD) {
-            json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+            ("admin", admin.handle(request, &request_id).await)
         } else {
-            GatewayError::NoRoute(path.to_owned()).into_response(&request_id)
+            ("probe", self.probe(&request, &path, &request_id).await)
         };
+        if kind != "probe" {
+            tracing::info!(%request_id, %method, %path, status = response.status().as_u16(),
+                ms = started.elapsed().as_millis() as u64, "{kind} request");
+        }
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-request-id", value);
         }
         response
+    }
+
+    /// `/healthz` (the process answers), `/readyz` (the registry answers) and `/metrics`.
+    async fn probe<B>(
+        &self,
+        request: &Request<B>,
+        path: &str,
+        request_id: &str,
+    ) -> Response<HostBody> {
+        if !matches!(*request.method(), Method::GET | Method::HEAD) {
+            return GatewayError::NoRoute(path.to_owned()).into_response(request_id);
+        }
+        match path {
+            "/healthz" => json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+            "/readyz" => match self.registry.ping().await {
+                Ok(()) => json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({"status": "ready", "registry": "ok"}),
+                ),
+                Err(e) => {
+                    tracing::warn!("readiness: registry unavailable: {e}");
+                    json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &serde_json::json!({"status": "not_ready", "registry": e.to_string()}),
+                    )
+                }
+            },
+            "/metrics" => {
+                if let Some(token) = &self.metrics_token {
+                    let authorization = request
+                        .headers()
+                        .get(http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok());
+                    if token.check(authorization) != Some(true) {
+                        return GatewayError::Unauthorized(
+                            "/metrics needs 'authorization: Bearer <metrics token>'".into(),
+                        )
+                        .into_response(request_id);
+                    }
+                }
+                let text = self.gateway.telemetry().metrics.encode();
+                let mut response = Response::new(
+                    Full::new(Bytes::from(text))
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                );
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
+            }
+            _ => GatewayError::NoRoute(path.to_owned()).into_response(request_id),
+        }
     }
 }
 

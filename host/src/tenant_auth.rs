@@ -4,10 +4,15 @@
 //! With no key configured a node uses a dev Ed25519 key kept in its data directory, and
 //! `alga-edge token` mints tokens with it, so one machine works with no setup.
 
+use std::num::NonZeroUsize;
 use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use jwt_simple::prelude::*;
+use lru::LruCache;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::keys::{self, KeyFileError};
 
@@ -65,9 +70,24 @@ enum VerifyKey {
     Hs256(HS256Key),
 }
 
-/// Verifies tenant tokens.
+/// Verified tokens remembered (by SHA-256) until they expire.
+const TOKEN_CACHE_ENTRIES: usize = 10_000;
+
+/// Verifies tenant tokens, remembering verified ones until their expiry so a platform that
+/// reuses a token pays for the signature check once.
 pub struct TenantAuth {
     key: VerifyKey,
+    cache: Mutex<LruCache<[u8; 32], (Caller, u64)>>,
+    stats: TokenCacheStats,
+}
+
+/// Token cache counters, for metrics.
+#[derive(Debug, Default)]
+pub struct TokenCacheStats {
+    /// Tokens answered from the cache.
+    pub hits: AtomicU64,
+    /// Tokens whose signature was checked.
+    pub misses: AtomicU64,
 }
 
 impl TenantAuth {
@@ -83,9 +103,22 @@ impl TenantAuth {
         };
         let key = Ed25519PublicKey::from_pem(&pem)
             .map_err(|e| AuthConfigError::BadKey(format!("Ed25519 public key: {e}")))?;
-        Ok(Self {
-            key: VerifyKey::EdDsa(key),
-        })
+        Ok(Self::with_key(VerifyKey::EdDsa(key)))
+    }
+
+    fn with_key(key: VerifyKey) -> Self {
+        Self {
+            key,
+            cache: Mutex::new(LruCache::new(
+                NonZeroUsize::new(TOKEN_CACHE_ENTRIES).expect("non-zero"),
+            )),
+            stats: TokenCacheStats::default(),
+        }
+    }
+
+    /// Cache counters.
+    pub fn cache_stats(&self) -> &TokenCacheStats {
+        &self.stats
     }
 
     /// Verifies HS256 tokens with a shared secret.
@@ -95,22 +128,36 @@ impl TenantAuth {
                 "the HS256 secret must be at least 32 bytes".into(),
             ));
         }
-        Ok(Self {
-            key: VerifyKey::Hs256(HS256Key::from_bytes(secret.as_bytes())),
-        })
+        Ok(Self::with_key(VerifyKey::Hs256(HS256Key::from_bytes(
+            secret.as_bytes(),
+        ))))
     }
 
     /// Verifies tokens minted by the dev key of `data_dir` (see [`DevTokenIssuer`]).
     pub fn dev(data_dir: &Path) -> Result<Self, AuthConfigError> {
         let issuer = DevTokenIssuer::open(data_dir)?;
-        Ok(Self {
-            key: VerifyKey::EdDsa(issuer.pair.public_key()),
-        })
+        Ok(Self::with_key(VerifyKey::EdDsa(issuer.pair.public_key())))
     }
 
     /// The caller named by the `authorization` header value, if its token verifies.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
         let token = bearer_token(authorization).ok_or(AuthError::Missing)?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = Clock::now_since_epoch().as_secs();
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            match cache.get(&digest) {
+                Some((caller, expires)) if now <= expires + CLOCK_SKEW.as_secs() => {
+                    self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(caller.clone());
+                }
+                Some(_) => {
+                    cache.pop(&digest);
+                }
+                None => {}
+            }
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let options = VerificationOptions {
             time_tolerance: Some(CLOCK_SKEW),
             ..VerificationOptions::default()
@@ -121,17 +168,22 @@ impl TenantAuth {
         }
         .map_err(|e| AuthError::Invalid(e.to_string()))?;
         // Tokens must be short-lived: one without an expiry would be valid forever.
-        if claims.expires_at.is_none() {
+        let Some(expires) = claims.expires_at else {
             return Err(AuthError::MissingClaim("an expiry ('exp')"));
-        }
+        };
         if claims.custom.tenant.is_empty() {
             return Err(AuthError::MissingClaim("a 'tenant' claim"));
         }
-        Ok(Caller {
+        let caller = Caller {
             tenant: claims.custom.tenant,
             user: claims.subject,
             scopes: claims.custom.scopes,
-        })
+        };
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(digest, (caller.clone(), expires.as_secs()));
+        Ok(caller)
     }
 }
 
@@ -195,6 +247,11 @@ mod tests {
         assert_eq!(caller.tenant, "acme");
         assert_eq!(caller.user.as_deref(), Some("u1"));
         assert_eq!(caller.scopes, vec!["ext:read".to_owned()]);
+        // The second use is answered from the cache, with the same caller.
+        let again = auth.authenticate(Some(&format!("Bearer {token}"))).unwrap();
+        assert_eq!(again, caller);
+        assert_eq!(auth.cache_stats().hits.load(Ordering::Relaxed), 1);
+        assert_eq!(auth.cache_stats().misses.load(Ordering::Relaxed), 1);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -56,6 +56,13 @@ impl Registry {
         })
     }
 
+    /// Checks the database answers (readiness probes).
+    pub async fn ping(&self) -> Result<(), RegistryError> {
+        let mut rows = self.read.query("SELECT 1", ()).await?;
+        while rows.next().await?.is_some() {}
+        Ok(())
+    }
+
     /// Lets installs carry secrets, sealed and opened with `sealer`'s node key.
     pub fn with_secret_sealer(mut self, sealer: secrets::SecretSealer) -> Self {
         self.sealer = Some(sealer);

@@ -80,6 +80,8 @@ fn read_component(tenant: &str, id: &str, path: &Path) -> Result<Resolved, Catal
         version_id: "dev".to_owned(),
         content_hash,
         source: ComponentSource::File(bytes.into()),
+        policy: Default::default(),
+        endpoints: Vec::new(),
     })
 }
 

@@ -67,11 +67,73 @@ impl InstalledCatalog {
         Ok(Some(Resolved {
             tenant: tenant.to_owned(),
             extension_id: found.install.extension,
+            policy: found.install.policy,
+            endpoints: found.endpoints,
             install_id: found.install.id,
             version: found.install.version,
             version_id: found.version_id,
             content_hash: found.content_hash.to_string(),
             source: ComponentSource::Bundle,
+        }))
+    }
+
+    /// The published version of `extension_id` whose bundle is `content_hash`, signature
+    /// verified, to run for `tenant` (the runner API, where the platform already resolved the
+    /// install). The tenant's install in this registry, when there is one, supplies the install
+    /// id and policy overrides; a disabled one refuses. `None` when no such version exists.
+    pub async fn resolve_bundle(
+        &self,
+        tenant: &str,
+        extension_id: &str,
+        content_hash: &str,
+        install_id: Option<&str>,
+    ) -> Result<Option<Resolved>, GatewayError> {
+        let registry_error =
+            |e: alga_edge_registry::RegistryError| GatewayError::Internal(format!("registry: {e}"));
+        let Some(version) = self
+            .registry
+            .version_by_hash(extension_id, content_hash)
+            .await
+            .map_err(registry_error)?
+        else {
+            return Ok(None);
+        };
+        let install = self
+            .registry
+            .install_of(tenant, extension_id)
+            .await
+            .map_err(registry_error)?;
+        if install.as_ref().is_some_and(|i| !i.enabled) {
+            return Err(GatewayError::UnknownExtension(extension_id.to_owned()));
+        }
+        let claims = BundleClaims {
+            content_hash: version.content_hash.to_string(),
+            name: version.name.clone(),
+            version: version.version.clone(),
+            publisher: version.manifest.publisher.clone(),
+        };
+        self.verify_signature(&claims, &version.signature)?;
+        let (install_id, policy) = match install {
+            Some(install) => (install.id, install.policy),
+            None => (
+                install_id.map_or_else(|| format!("runner:{tenant}:{extension_id}"), str::to_owned),
+                Default::default(),
+            ),
+        };
+        Ok(Some(Resolved {
+            tenant: tenant.to_owned(),
+            extension_id: version.name,
+            install_id,
+            version: version.version,
+            version_id: version.id,
+            content_hash: version.content_hash.to_string(),
+            source: ComponentSource::Bundle,
+            policy,
+            endpoints: version
+                .manifest
+                .api
+                .map(|api| api.endpoints)
+                .unwrap_or_default(),
         }))
     }
 

@@ -9,6 +9,9 @@ pub mod installed;
 
 use std::sync::Arc;
 
+use alga_edge_registry::InstallPolicy;
+use alga_edge_registry::manifest::Endpoint;
+
 pub use dev::{CatalogError, DevCatalog};
 pub use installed::InstalledCatalog;
 
@@ -29,6 +32,10 @@ pub struct Resolved {
     pub content_hash: String,
     /// Where the component bytes come from on a compile-cache miss.
     pub source: ComponentSource,
+    /// The install's overrides of the node's policies.
+    pub policy: InstallPolicy,
+    /// The version's declared `api.endpoints`.
+    pub endpoints: Vec<Endpoint>,
 }
 
 /// Where a resolved component's bytes come from.

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use alga_edge::authoring;
 use alga_edge::config::EngineConfig;
 use alga_edge::policy::PolicyConfig;
+use alga_edge::telemetry::ExecutionLogConfig;
 use alga_edge::tenant_auth::DevTokenIssuer;
 use alga_edge_registry::manifest::Manifest;
 use alga_edge_registry::{InstallRequest, RegistryError};
@@ -69,6 +70,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         tenant_jwt_hs256_secret: None,
         max_bundle_bytes: 64 << 20,
         bundle_store: None,
+        service_token: None,
+        metrics_token: None,
+        execution_log: ExecutionLogConfig::default(),
         data_dir: data_dir.clone(),
     })
     .await?;

@@ -16,7 +16,9 @@ use alga_edge::engine::Engine;
 use alga_edge::gateway::Gateway;
 use alga_edge::keys;
 use alga_edge::policy::{Policies, PolicyConfig};
+use alga_edge::runner::Runner;
 use alga_edge::server::{self, App};
+use alga_edge::telemetry::{ExecutionLog, ExecutionLogConfig, LogWriter, Metrics, Telemetry};
 use alga_edge::tenant_auth::TenantAuth;
 use alga_edge_registry::Registry;
 use alga_edge_registry::secrets::SecretSealer;
@@ -51,6 +53,12 @@ pub struct NodeSettings {
     pub max_bundle_bytes: usize,
     /// Bundle store: a directory or an object-store URL [default: <data-dir>/bundles].
     pub bundle_store: Option<String>,
+    /// Runner API service token; generated under the data dir when absent.
+    pub service_token: Option<String>,
+    /// Token `/metrics` requires, if any.
+    pub metrics_token: Option<String>,
+    /// Execution-log queue and retention.
+    pub execution_log: ExecutionLogConfig,
 }
 
 /// A node that is listening but not yet serving.
@@ -67,7 +75,12 @@ pub struct Node {
     pub store: BundleStore,
     /// The trust bundle, if any.
     pub trust: Option<Arc<TrustBundle>>,
+    /// The execution-log writer, flushed after the server drains.
+    pub log_writer: LogWriter,
 }
+
+/// How long shutdown waits for the execution log to flush.
+const LOG_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Opens the registry and stores, compiles dev components, and binds the listener.
 pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
@@ -105,17 +118,25 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
             None
         }
     };
-    let auth = tenant_auth(&settings)?;
-    let admin_token = match &settings.admin_token {
-        Some(token) if token.len() >= 16 => token.clone(),
-        Some(_) => anyhow::bail!("the admin token must be at least 16 characters"),
-        None => {
-            let path = key_path(data_dir, "admin.token");
-            let token = keys::read_or_create(&path, keys::random_token)?;
-            tracing::info!("admin API token is in {}", path.display());
-            token
-        }
-    };
+    let auth = Arc::new(tenant_auth(&settings)?);
+    let admin_token = node_token(
+        data_dir,
+        settings.admin_token.as_deref(),
+        "admin.token",
+        "admin API",
+    )?;
+    let service_token = node_token(
+        data_dir,
+        settings.service_token.as_deref(),
+        "service.token",
+        "runner API (/v1/execute) service",
+    )?;
+    if let Some(token) = &settings.metrics_token {
+        anyhow::ensure!(
+            token.len() >= 16,
+            "the metrics token must be at least 16 characters"
+        );
+    }
 
     let dev = DevCatalog::from_specs(&settings.dev_tenant, &settings.dev_components)?;
     if !settings.dev_components.is_empty() {
@@ -125,14 +146,25 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         );
     }
     let engine = Arc::new(Engine::new(settings.engine)?);
+    let max_response_bytes = engine.config().max_response_bytes;
+    let metrics = Metrics::new(engine.clone(), auth.clone());
+    let (log, log_writer) = ExecutionLog::start(
+        registry.clone(),
+        settings.execution_log.clone(),
+        metrics.log_written.clone(),
+        metrics.log_dropped.clone(),
+    );
+    let telemetry = Arc::new(Telemetry::new(metrics, log));
     let installed = InstalledCatalog::new(registry.clone(), store.clone(), trust.clone());
-    let gateway = Gateway::new(
+    let gateway = Arc::new(Gateway::new(
         engine.clone(),
         dev,
         installed,
         auth,
         Policies::new(settings.policy),
-    );
+        telemetry,
+    ));
+    let runner = Runner::new(gateway.clone(), &service_token, max_response_bytes);
     let started = std::time::Instant::now();
     let ready = gateway.warm_up().await?;
     let stats = engine.cache_stats();
@@ -158,17 +190,46 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
     Ok(Node {
         listener,
         addr,
-        app: Arc::new(App::new(gateway, Some(admin))),
+        app: Arc::new(App::new(
+            gateway,
+            runner,
+            Some(admin),
+            registry.clone(),
+            settings.metrics_token.as_deref(),
+        )),
         registry,
         store,
         trust,
+        log_writer,
     })
 }
 
-/// Serves `node` until SIGINT/SIGTERM, then drains.
+/// Serves `node` until SIGINT/SIGTERM, drains in-flight requests, then flushes the execution
+/// log.
 pub async fn run(node: Node) -> anyhow::Result<()> {
     server::serve(node.listener, node.app, shutdown_signal()).await?;
+    node.log_writer.flush_and_stop(LOG_FLUSH_TIMEOUT).await;
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// A configured node token (at least 16 characters), or the one generated under `keys/NAME`.
+fn node_token(
+    data_dir: &Path,
+    configured: Option<&str>,
+    name: &str,
+    what: &str,
+) -> anyhow::Result<String> {
+    match configured {
+        Some(token) if token.len() >= 16 => Ok(token.to_owned()),
+        Some(_) => anyhow::bail!("the {what} token must be at least 16 characters"),
+        None => {
+            let path = key_path(data_dir, name);
+            let token = keys::read_or_create(&path, keys::random_token)?;
+            tracing::info!("{what} token is in {}", path.display());
+            Ok(token)
+        }
+    }
 }
 
 /// Where a generated node key lives.

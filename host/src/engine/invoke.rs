@@ -32,7 +32,8 @@ struct Finished {
 }
 
 impl Engine {
-    /// Serves `request` with a fresh instance of `component`, for `context`.
+    /// Serves `request` with a fresh instance of `component`, for `context`, within `timeout`
+    /// (the engine's default when `None`).
     ///
     /// The deadline covers everything the guest does, including streaming the response body;
     /// a body cut by the deadline or the response-size cap ends the connection abruptly.
@@ -41,6 +42,7 @@ impl Engine {
         component: &Prepared,
         request: http::Request<B>,
         context: RequestContext,
+        timeout: Option<Duration>,
     ) -> Result<http::Response<HostBody>, GatewayError>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -55,7 +57,8 @@ impl Engine {
                     max: config.max_instances,
                 })?;
         let request_id = context.request_id.clone();
-        let deadline = Instant::now() + config.timeout;
+        let timeout = timeout.unwrap_or(config.timeout);
+        let deadline = Instant::now() + timeout;
         let state = HostState::new(
             context,
             config.memory_limit_bytes,
@@ -88,10 +91,13 @@ impl Engine {
             .map_err(internal)?;
 
         let component = component.clone();
+        let instantiation = self.instantiation.clone();
         let task: JoinHandle<Finished> = tokio::spawn(async move {
             let _slot = permit;
             let result = async {
+                let started = Instant::now();
                 let proxy = component.instantiate_async(&mut store).await?;
+                instantiation.observe(started.elapsed().as_secs_f64());
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, incoming, outparam)
@@ -109,7 +115,7 @@ impl Engine {
         });
 
         let abort = task.abort_handle();
-        let limits = Limits::of(self);
+        let limits = Limits::of(self, timeout);
         let cancel_at = tokio::time::Instant::from_std(deadline + CANCEL_GRACE);
         match tokio::time::timeout_at(cancel_at, response_rx).await {
             Ok(Ok(Ok(response))) => {
@@ -155,9 +161,9 @@ struct Limits {
 }
 
 impl Limits {
-    fn of(engine: &Engine) -> Self {
+    fn of(engine: &Engine, timeout: Duration) -> Self {
         Self {
-            timeout_ms: engine.config.timeout.as_millis() as u64,
+            timeout_ms: timeout.as_millis() as u64,
             memory_limit_bytes: engine.config.memory_limit_bytes,
             max_instances: engine.config.max_instances,
         }

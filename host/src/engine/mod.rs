@@ -12,6 +12,7 @@ mod ticker;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::Semaphore;
 use wasmtime::component::Linker;
 use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -46,6 +47,7 @@ pub struct Engine {
     cache: ComponentCache,
     config: EngineConfig,
     slots: Arc<Semaphore>,
+    instantiation: Histogram,
     _ticker: EpochTicker,
 }
 
@@ -66,6 +68,8 @@ impl Engine {
             EpochTicker::start(engine.clone(), config.epoch_tick).map_err(EngineError::Ticker)?;
         Ok(Self {
             slots: Arc::new(Semaphore::new(config.max_instances as usize)),
+            // 50 µs .. ~1.6 s
+            instantiation: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             engine,
             cache,
             config,
@@ -86,6 +90,11 @@ impl Engine {
     /// Compile-cache counters.
     pub fn cache_stats(&self) -> &CacheStats {
         self.cache.stats()
+    }
+
+    /// Instantiation times of every request (exported by the metrics module).
+    pub fn instantiation_histogram(&self) -> Histogram {
+        self.instantiation.clone()
     }
 
     /// The limits this engine enforces.

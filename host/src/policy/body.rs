@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
+use prometheus_client::metrics::counter::Counter;
 use wasmtime_wasi_http::Error as HttpError;
 
 /// `inner`, failing once more than `limit` bytes have passed.
@@ -13,6 +14,7 @@ pub struct CappedBody<B> {
     inner: B,
     limit: u64,
     seen: u64,
+    counter: Option<Counter>,
 }
 
 impl<B> CappedBody<B> {
@@ -22,7 +24,14 @@ impl<B> CappedBody<B> {
             inner,
             limit,
             seen: 0,
+            counter: None,
         }
+    }
+
+    /// Also adds every byte read to `counter`.
+    pub fn counting(mut self, counter: Counter) -> Self {
+        self.counter = Some(counter);
+        self
     }
 }
 
@@ -43,6 +52,9 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.seen = this.seen.saturating_add(data.len() as u64);
+                    if let Some(counter) = &this.counter {
+                        counter.inc_by(data.len() as u64);
+                    }
                     if this.seen > this.limit {
                         return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(
                             this.seen,

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// In-flight counters per key with a cap.
+/// In-flight counters per key; each entry names its cap.
+#[derive(Default)]
 pub struct InFlight {
-    cap: u32,
     counts: Arc<Mutex<HashMap<String, u32>>>,
 }
 
@@ -17,19 +17,14 @@ pub struct InFlightGuard {
 }
 
 impl InFlight {
-    /// Counters allowing `cap` in flight per key.
-    pub fn new(cap: u32) -> Self {
-        Self {
-            cap,
-            counts: Arc::default(),
-        }
-    }
-
     /// A slot for `key`, or `None` when it already has `cap` in flight.
-    pub fn try_enter(&self, key: &str) -> Option<InFlightGuard> {
+    pub fn try_enter(&self, key: &str, cap: u32) -> Option<InFlightGuard> {
         let mut counts = lock(&self.counts);
         let count = counts.entry(key.to_owned()).or_insert(0);
-        if *count >= self.cap {
+        if *count >= cap {
+            if *count == 0 {
+                counts.remove(key);
+            }
             return None;
         }
         *count += 1;
@@ -67,14 +62,14 @@ mod tests {
 
     #[test]
     fn caps_per_key_and_releases_on_drop() {
-        let in_flight = InFlight::new(2);
-        let a1 = in_flight.try_enter("a").unwrap();
-        let _a2 = in_flight.try_enter("a").unwrap();
-        assert!(in_flight.try_enter("a").is_none());
-        let _b = in_flight.try_enter("b").unwrap();
+        let in_flight = InFlight::default();
+        let a1 = in_flight.try_enter("a", 2).unwrap();
+        let _a2 = in_flight.try_enter("a", 2).unwrap();
+        assert!(in_flight.try_enter("a", 2).is_none());
+        let _b = in_flight.try_enter("b", 2).unwrap();
         drop(a1);
         assert_eq!(in_flight.in_flight("a"), 1);
-        assert!(in_flight.try_enter("a").is_some());
+        assert!(in_flight.try_enter("a", 2).is_some());
         assert_eq!(
             in_flight.in_flight("a"),
             1,

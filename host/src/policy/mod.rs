@@ -1,17 +1,22 @@
 //! Gateway policies that protect the node from any one tenant (DESIGN §5): request body and
-//! header caps, concurrent instances per tenant and per extension, and a request rate per tenant.
+//! header caps, concurrent instances per tenant, per extension and per install, a request rate
+//! per tenant and per install, and optional manifest endpoint enforcement. Node-wide defaults
+//! come from [`PolicyConfig`]; an install's [`InstallPolicy`] overrides them for its requests.
 //! The gateway applies them after it has resolved the install, before the engine runs anything.
 
 mod body;
 mod concurrency;
+mod endpoints;
 mod rate;
 
 use std::time::Duration;
 
+use alga_edge_registry::InstallPolicy;
 use http::HeaderMap;
 
 pub use body::CappedBody;
 pub use concurrency::{InFlight, InFlightGuard};
+pub use endpoints::endpoint_declared;
 pub use rate::RateLimiter;
 
 use crate::error::GatewayError;
@@ -33,6 +38,8 @@ pub struct PolicyConfig {
     pub tenant_rate_per_sec: f64,
     /// Burst size of the per-tenant token bucket.
     pub tenant_rate_burst: f64,
+    /// Only routes declared in the manifest's `api.endpoints` are served (404 otherwise).
+    pub enforce_endpoints: bool,
 }
 
 impl Default for PolicyConfig {
@@ -45,6 +52,7 @@ impl Default for PolicyConfig {
             extension_concurrency: 128,
             tenant_rate_per_sec: 200.0,
             tenant_rate_burst: 400.0,
+            enforce_endpoints: false,
         }
     }
 }
@@ -54,23 +62,52 @@ pub struct Policies {
     config: PolicyConfig,
     tenants: InFlight,
     extensions: InFlight,
-    rate: RateLimiter,
+    installs: InFlight,
+    tenant_rate: RateLimiter,
+    install_rate: RateLimiter,
 }
 
 /// Admission of one request: holds its concurrency slots until dropped.
 pub struct Admission {
     _tenant: InFlightGuard,
     _extension: InFlightGuard,
+    _install: Option<InFlightGuard>,
+}
+
+/// The limits that apply to one install's requests: node defaults with its overrides applied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Effective {
+    /// Request body cap in bytes.
+    pub max_body_bytes: u64,
+    /// Deadline of the request, when the install overrides the engine's default.
+    pub timeout: Option<Duration>,
+    /// Whether only manifest endpoints are served.
+    pub enforce_endpoints: bool,
 }
 
 impl Policies {
     /// Policies enforcing `config`.
     pub fn new(config: PolicyConfig) -> Self {
         Self {
-            tenants: InFlight::new(config.tenant_concurrency),
-            extensions: InFlight::new(config.extension_concurrency),
-            rate: RateLimiter::new(config.tenant_rate_per_sec, config.tenant_rate_burst),
+            tenants: InFlight::default(),
+            extensions: InFlight::default(),
+            installs: InFlight::default(),
+            tenant_rate: RateLimiter::default(),
+            install_rate: RateLimiter::default(),
             config,
+        }
+    }
+
+    /// The limits for an install with `overrides`.
+    pub fn effective(&self, overrides: &InstallPolicy) -> Effective {
+        Effective {
+            max_body_bytes: overrides
+                .max_body_bytes
+                .unwrap_or(self.config.max_body_bytes),
+            timeout: overrides.timeout_ms.map(Duration::from_millis),
+            enforce_endpoints: overrides
+                .enforce_endpoints
+                .unwrap_or(self.config.enforce_endpoints),
         }
     }
 
@@ -82,78 +119,139 @@ impl Policies {
     /// Header count and size caps (checked before authentication, so oversized requests cost
     /// nothing).
     pub fn check_headers(&self, headers: &HeaderMap) -> Result<(), GatewayError> {
-        if headers.len() > self.config.max_headers {
-            return Err(GatewayError::HeadersTooLarge(format!(
-                "{} request headers; at most {} are accepted",
-                headers.len(),
-                self.config.max_headers
-            )));
-        }
-        let bytes: usize = headers
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len())
-            .sum();
-        if bytes > self.config.max_header_bytes {
-            return Err(GatewayError::HeadersTooLarge(format!(
-                "request headers total {bytes} bytes; at most {} are accepted",
-                self.config.max_header_bytes
-            )));
-        }
-        Ok(())
+        check_header_caps(
+            headers,
+            self.config.max_headers,
+            self.config.max_header_bytes,
+        )
     }
 
-    /// A declared body length over the cap is refused before anything runs; bodies without a
+    /// An install's own (tighter) header caps, checked once the install is known.
+    pub fn check_install_headers(
+        &self,
+        headers: &HeaderMap,
+        overrides: &InstallPolicy,
+    ) -> Result<(), GatewayError> {
+        match (overrides.max_headers, overrides.max_header_bytes) {
+            (None, None) => Ok(()),
+            (count, bytes) => check_header_caps(
+                headers,
+                count.unwrap_or(self.config.max_headers),
+                bytes.unwrap_or(self.config.max_header_bytes),
+            ),
+        }
+    }
+
+    /// A declared body length over `limit` is refused before anything runs; bodies without a
     /// length are capped while streaming.
-    pub fn check_declared_body(&self, headers: &HeaderMap) -> Result<(), GatewayError> {
+    pub fn check_declared_body(&self, headers: &HeaderMap, limit: u64) -> Result<(), GatewayError> {
         match declared_length(headers) {
-            Some(length) if length > self.config.max_body_bytes => Err(self.body_too_large()),
+            Some(length) if length > limit => {
+                Err(GatewayError::BodyTooLarge { limit_bytes: limit })
+            }
             _ => Ok(()),
         }
     }
 
-    /// The 413 for a body over the cap.
-    pub fn body_too_large(&self) -> GatewayError {
-        GatewayError::BodyTooLarge {
-            limit_bytes: self.config.max_body_bytes,
-        }
-    }
-
-    /// Rate and concurrency admission for `tenant` on `extension`.
-    pub fn admit(&self, tenant: &str, extension: &str) -> Result<Admission, GatewayError> {
-        if let Err(wait) = self.rate.try_take(tenant) {
+    /// Rate and concurrency admission for `tenant` on `extension` through `install`.
+    pub fn admit(
+        &self,
+        tenant: &str,
+        extension: &str,
+        install: &str,
+        overrides: &InstallPolicy,
+    ) -> Result<Admission, GatewayError> {
+        let config = &self.config;
+        if let Err(wait) =
+            self.tenant_rate
+                .try_take(tenant, config.tenant_rate_per_sec, config.tenant_rate_burst)
+        {
             return Err(GatewayError::RateLimited {
+                limit: "tenant_rate",
                 retry_after: retry_after(wait),
                 reason: format!(
                     "tenant '{tenant}' exceeded {} requests per second",
-                    self.config.tenant_rate_per_sec
+                    config.tenant_rate_per_sec
                 ),
             });
         }
-        let tenant_slot =
-            self.tenants
-                .try_enter(tenant)
-                .ok_or_else(|| GatewayError::RateLimited {
-                    retry_after: 1,
+        if let Some(rate) = overrides.rate_per_sec {
+            let burst = overrides.rate_burst.unwrap_or(rate * 2.0);
+            if let Err(wait) = self.install_rate.try_take(install, rate, burst) {
+                return Err(GatewayError::RateLimited {
+                    limit: "install_rate",
+                    retry_after: retry_after(wait),
                     reason: format!(
-                        "tenant '{tenant}' has {} requests in flight, the most allowed",
-                        self.config.tenant_concurrency
+                        "this install of '{extension}' exceeded {rate} requests per second"
                     ),
-                })?;
-        let extension_slot =
-            self.extensions
-                .try_enter(extension)
-                .ok_or_else(|| GatewayError::RateLimited {
-                    retry_after: 1,
-                    reason: format!(
-                        "extension '{extension}' has {} requests in flight, the most allowed",
-                        self.config.extension_concurrency
-                    ),
-                })?;
+                });
+            }
+        }
+        let busy = |limit: &'static str, what: String, cap: u32| GatewayError::RateLimited {
+            limit,
+            retry_after: 1,
+            reason: format!("{what} has {cap} requests in flight, the most allowed"),
+        };
+        let tenant_slot = self
+            .tenants
+            .try_enter(tenant, config.tenant_concurrency)
+            .ok_or_else(|| {
+                busy(
+                    "tenant_concurrency",
+                    format!("tenant '{tenant}'"),
+                    config.tenant_concurrency,
+                )
+            })?;
+        let extension_slot = self
+            .extensions
+            .try_enter(extension, config.extension_concurrency)
+            .ok_or_else(|| {
+                busy(
+                    "extension_concurrency",
+                    format!("extension '{extension}'"),
+                    config.extension_concurrency,
+                )
+            })?;
+        let install_slot = match overrides.concurrency {
+            Some(cap) => Some(self.installs.try_enter(install, cap).ok_or_else(|| {
+                busy(
+                    "install_concurrency",
+                    format!("this install of '{extension}'"),
+                    cap,
+                )
+            })?),
+            None => None,
+        };
         Ok(Admission {
             _tenant: tenant_slot,
             _extension: extension_slot,
+            _install: install_slot,
         })
     }
+}
+
+/// Header count and total size caps.
+fn check_header_caps(
+    headers: &HeaderMap,
+    max_headers: usize,
+    max_bytes: usize,
+) -> Result<(), GatewayError> {
+    if headers.len() > max_headers {
+        return Err(GatewayError::HeadersTooLarge(format!(
+            "{} request headers; at most {max_headers} are accepted",
+            headers.len(),
+        )));
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if bytes > max_bytes {
+        return Err(GatewayError::HeadersTooLarge(format!(
+            "request headers total {bytes} bytes; at most {max_bytes} are accepted"
+        )));
+    }
+    Ok(())
 }
 
 /// The request's `content-length`, when it declares a valid one.

@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 /// Buckets kept before idle, full ones are dropped (they would admit anyway).
 const MAX_BUCKETS: usize = 10_000;
 
-/// Per-key token buckets refilled at `rate` per second up to `burst`.
+/// Per-key token buckets; each call names the key's rate and burst.
+#[derive(Default)]
 pub struct RateLimiter {
-    rate: f64,
-    burst: f64,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
@@ -20,37 +19,30 @@ struct Bucket {
 }
 
 impl RateLimiter {
-    /// A limiter of `rate` requests per second with bursts of `burst`; a rate of 0 admits all.
-    pub fn new(rate: f64, burst: f64) -> Self {
-        Self {
-            rate,
-            burst: burst.max(1.0),
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Takes one token for `key`, or tells how long until one is available.
-    pub fn try_take(&self, key: &str) -> Result<(), Duration> {
-        if self.rate <= 0.0 {
+    /// Takes one token from `key`'s bucket, refilled at `rate` per second up to `burst` (at
+    /// least 1), or tells how long until one is available. A rate of 0 admits all.
+    pub fn try_take(&self, key: &str, rate: f64, burst: f64) -> Result<(), Duration> {
+        if rate <= 0.0 {
             return Ok(());
         }
+        let burst = burst.max(1.0);
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(key) {
-            let (rate, burst) = (self.rate, self.burst);
+            // A bucket idle long enough to be full again would admit anyway.
             buckets.retain(|_, b| b.refilled(now, rate, burst) < burst);
         }
         let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens: self.burst,
+            tokens: burst,
             updated: now,
         });
-        bucket.tokens = bucket.refilled(now, self.rate, self.burst);
+        bucket.tokens = bucket.refilled(now, rate, burst);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
         }
     }
 }
@@ -68,16 +60,19 @@ mod tests {
 
     #[test]
     fn admits_the_burst_then_refuses_with_a_wait() {
-        let limiter = RateLimiter::new(1.0, 3.0);
+        let limiter = RateLimiter::default();
         for _ in 0..3 {
-            assert!(limiter.try_take("t").is_ok());
+            assert!(limiter.try_take("t", 1.0, 3.0).is_ok());
         }
-        let wait = limiter.try_take("t").unwrap_err();
+        let wait = limiter.try_take("t", 1.0, 3.0).unwrap_err();
         assert!(
             wait > Duration::ZERO && wait <= Duration::from_secs(1),
             "{wait:?}"
         );
-        assert!(limiter.try_take("other").is_ok(), "buckets are per key");
-        assert!(RateLimiter::new(0.0, 1.0).try_take("t").is_ok());
+        assert!(
+            limiter.try_take("other", 1.0, 3.0).is_ok(),
+            "buckets are per key"
+        );
+        assert!(RateLimiter::default().try_take("t", 0.0, 1.0).is_ok());
     }
 }

@@ -1,0 +1,158 @@
+//! Writes execution-log rows off the request path: requests enqueue into a bounded channel
+//! (never waiting: a full queue drops the row and counts it), one task writes batches in a
+//! single transaction each, prunes old rows now and then, and flushes on shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alga_edge_registry::{ExecutionRecord, Registry};
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Largest batch written in one transaction.
+const MAX_BATCH: usize = 512;
+/// How often rows past the retention are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Execution-log settings.
+#[derive(Debug, Clone)]
+pub struct ExecutionLogConfig {
+    /// Rows queued before new ones are dropped.
+    pub queue: usize,
+    /// How long rows (and usage windows) are kept.
+    pub retention: Duration,
+}
+
+impl Default for ExecutionLogConfig {
+    fn default() -> Self {
+        Self {
+            queue: 16_384,
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// The sending side, shared by every request.
+pub struct ExecutionLog {
+    sender: mpsc::Sender<ExecutionRecord>,
+    dropped: Counter,
+}
+
+/// The writer task; [`LogWriter::flush_and_stop`] ends it after writing what is queued.
+pub struct LogWriter {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl ExecutionLog {
+    /// Starts the writer over `registry`; `written` and `dropped` count rows.
+    pub fn start(
+        registry: Arc<Registry>,
+        config: ExecutionLogConfig,
+        written: Counter,
+        dropped: Counter,
+    ) -> (Self, LogWriter) {
+        let (sender, receiver) = mpsc::channel(config.queue.max(1));
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(write_loop(
+            registry,
+            receiver,
+            stopped,
+            config.retention,
+            written,
+            dropped.clone(),
+        ));
+        (Self { sender, dropped }, LogWriter { stop, task })
+    }
+
+    /// Queues `record`; drops (and counts) it when the queue is full or the writer stopped.
+    pub fn record(&self, record: ExecutionRecord) {
+        if let Err(error) = self.sender.try_send(record) {
+            self.dropped.inc();
+            tracing::debug!("execution-log row dropped: {error}");
+        }
+    }
+}
+
+impl LogWriter {
+    /// Writes every queued row, then stops; gives up after `bound`.
+    pub async fn flush_and_stop(self, bound: Duration) {
+        let _ = self.stop.send(());
+        if tokio::time::timeout(bound, self.task).await.is_err() {
+            tracing::warn!("execution log: flush did not finish within {bound:?}");
+        }
+    }
+}
+
+async fn write_loop(
+    registry: Arc<Registry>,
+    mut receiver: mpsc::Receiver<ExecutionRecord>,
+    mut stopped: oneshot::Receiver<()>,
+    retention: Duration,
+    written: Counter,
+    dropped: Counter,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        tokio::select! {
+            received = receiver.recv_many(&mut batch, MAX_BATCH) => {
+                if received == 0 {
+                    return;
+                }
+                write(&registry, &mut batch, &written, &dropped).await;
+            }
+            _ = prune.tick() => {
+                let before = now() - i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+                match registry.prune_executions(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "execution log: pruned rows past the retention"),
+                    Err(e) => tracing::warn!("execution log: pruning failed: {e}"),
+                }
+            }
+            _ = &mut stopped => {
+                receiver.close();
+                while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                    write(&registry, &mut batch, &written, &dropped).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+async fn write(
+    registry: &Registry,
+    batch: &mut Vec<ExecutionRecord>,
+    written: &Counter,
+    dropped: &Counter,
+) {
+    let count = batch.len() as u64;
+    // One retry covers a transient busy database; a persistent failure must not stall the
+    // queue, so the batch is then dropped and counted.
+    let mut result = registry.record_executions(batch).await;
+    if result.is_err() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        result = registry.record_executions(batch).await;
+    }
+    match result {
+        Ok(()) => {
+            written.inc_by(count);
+        }
+        Err(e) => {
+            dropped.inc_by(count);
+            tracing::error!(
+                rows = count,
+                "execution log: write failed, rows dropped: {e}"
+            );
+        }
+    }
+    batch.clear();
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -1,0 +1,240 @@
+//! The node's Prometheus metrics (text format at `/metrics`). Labels are bounded: route, the
+//! extension id (only once resolved; otherwise `-`), status code, denial reason, cache result.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::engine::Engine;
+use crate::tenant_auth::TenantAuth;
+
+/// Labels of per-request series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `gateway` or `execute`.
+    pub route: &'static str,
+    /// Extension id, `-` when the request never resolved to one.
+    pub extension: String,
+    /// HTTP status answered.
+    pub status: u16,
+}
+
+/// Labels of per-extension series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExtensionLabels {
+    /// Extension id.
+    pub extension: String,
+}
+
+/// Labels of denials.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DenialLabels {
+    /// `gateway` or `execute`.
+    pub route: &'static str,
+    /// Why (`unauthorized`, `tenant_rate`, `payload_too_large`…).
+    pub reason: &'static str,
+}
+
+type HistogramFamily = Family<ExtensionLabels, Histogram, fn() -> Histogram>;
+
+/// Every metric the node exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route, extension and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request latency (to the last response byte) by extension.
+    pub duration: HistogramFamily,
+    /// Requests being served.
+    pub in_flight: Gauge,
+    /// Requests refused before any extension code ran, by reason.
+    pub denials: Family<DenialLabels, Counter>,
+    /// Requests that hit their deadline, by extension.
+    pub timeouts: Family<ExtensionLabels, Counter>,
+    /// Request body bytes read by components.
+    pub bytes_in: Family<ExtensionLabels, Counter>,
+    /// Response body bytes sent.
+    pub bytes_out: Family<ExtensionLabels, Counter>,
+    /// Execution-log rows written.
+    pub log_written: Counter,
+    /// Execution-log rows dropped (queue full or write failed).
+    pub log_dropped: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~33 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 17))
+}
+
+impl Metrics {
+    /// Registers every metric, plus collectors reading `engine`'s compile cache and `auth`'s
+    /// token cache at scrape time.
+    pub fn new(engine: Arc<Engine>, auth: Arc<TenantAuth>) -> Self {
+        let mut registry = Registry::with_prefix("alga");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests served, by route, extension and status",
+            requests.clone(),
+        );
+        let duration = HistogramFamily::new_with_constructor(latency_histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Request latency to the last response byte, by extension",
+            duration.clone(),
+        );
+        let instantiation = engine.instantiation_histogram();
+        registry.register(
+            "instantiation_duration_seconds",
+            "Time to instantiate a component for one request",
+            instantiation.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "in_flight_requests",
+            "Requests being served",
+            in_flight.clone(),
+        );
+        let denials = Family::<DenialLabels, Counter>::default();
+        registry.register(
+            "denials",
+            "Requests refused before extension code ran, by reason",
+            denials.clone(),
+        );
+        let timeouts = Family::<ExtensionLabels, Counter>::default();
+        registry.register(
+            "timeouts",
+            "Requests that hit their deadline, by extension",
+            timeouts.clone(),
+        );
+        let bytes_in = Family::<ExtensionLabels, Counter>::default();
+        registry.register(
+            "request_body_bytes",
+            "Request body bytes read by components",
+            bytes_in.clone(),
+        );
+        let bytes_out = Family::<ExtensionLabels, Counter>::default();
+        registry.register(
+            "response_body_bytes",
+            "Response body bytes sent",
+            bytes_out.clone(),
+        );
+        let log_written = Counter::default();
+        registry.register(
+            "execution_log_written",
+            "Execution-log rows written",
+            log_written.clone(),
+        );
+        let log_dropped = Counter::default();
+        registry.register(
+            "execution_log_dropped",
+            "Execution-log rows dropped because the queue was full or the write failed",
+            log_dropped.clone(),
+        );
+        registry.register_collector(Box::new(CacheCollector { engine, auth }));
+        Self {
+            registry,
+            requests,
+            duration,
+            in_flight,
+            denials,
+            timeouts,
+            bytes_in,
+            bytes_out,
+            log_written,
+            log_dropped,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    /// The per-extension label set.
+    pub fn extension(extension: &str) -> ExtensionLabels {
+        ExtensionLabels {
+            extension: extension.to_owned(),
+        }
+    }
+}
+
+/// Counters owned by other parts (compile cache, token cache), read at scrape time.
+#[derive(Debug)]
+struct CacheCollector {
+    engine: Arc<Engine>,
+    auth: Arc<TenantAuth>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Engine")
+    }
+}
+
+impl std::fmt::Debug for TenantAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TenantAuth")
+    }
+}
+
+impl Collector for CacheCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.engine.cache_stats();
+        let tokens = self.auth.cache_stats();
+        let series: [(&str, &str, &str, u64); 5] = [
+            (
+                "alga_component_cache",
+                "Prepared-component lookups by result",
+                "memory_hit",
+                stats.memory_hits.load(Ordering::Relaxed),
+            ),
+            (
+                "alga_component_cache",
+                "Prepared-component lookups by result",
+                "disk_hit",
+                stats.disk_hits.load(Ordering::Relaxed),
+            ),
+            (
+                "alga_component_cache",
+                "Prepared-component lookups by result",
+                "compile",
+                stats.compiles.load(Ordering::Relaxed),
+            ),
+            (
+                "alga_token_cache",
+                "Tenant token verifications by result",
+                "hit",
+                tokens.hits.load(Ordering::Relaxed),
+            ),
+            (
+                "alga_token_cache",
+                "Tenant token verifications by result",
+                "miss",
+                tokens.misses.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, rows) in [
+            (series[0].0, series[0].1, &series[0..3]),
+            (series[3].0, series[3].1, &series[3..5]),
+        ] {
+            let counter = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            for (_, _, result, value) in rows {
+                let labels = [("result", *result)];
+                let encoder = family.encode_family(&labels)?;
+                ConstCounter::new(*value).encode(encoder)?;
+            }
+        }
+        Ok(())
+    }
+}
