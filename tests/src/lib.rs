@@ -186,6 +186,22 @@ impl Node {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGTERM (graceful shutdown) and waits up to `limit` for the exit; `Some(success)`
+    /// when it exited, `None` when it was still running (it is then killed).
+    pub fn terminate(mut self, limit: Duration) -> Option<bool> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.success());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// The process id (for RSS checks).
     pub fn pid(&self) -> u32 {
         self.child.id()

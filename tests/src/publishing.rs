@@ -74,15 +74,29 @@ impl Fixture {
     /// An extension folder for `name@version` running the built `component`, packed and signed
     /// with the CLI; returns the bundle path (its signature is `<bundle>.sig`).
     pub fn bundle(&self, name: &str, version: &str, component_name: &str) -> PathBuf {
+        self.bundle_with(name, version, component_name, serde_json::json!({}))
+    }
+
+    /// [`Fixture::bundle`] with `extra` manifest fields (e.g. `api`) merged in.
+    pub fn bundle_with(
+        &self,
+        name: &str,
+        version: &str,
+        component_name: &str,
+        extra: serde_json::Value,
+    ) -> PathBuf {
         let ext = self.dir.path().join(format!("src-{name}-{version}"));
         std::fs::create_dir_all(ext.join("dist")).unwrap();
-        let manifest = serde_json::json!({
+        let mut manifest = serde_json::json!({
             "name": name,
             "publisher": "E2E Publisher",
             "version": version,
             "runtime": "wasm-component@1",
             "capabilities": [],
         });
+        if let (Some(fields), Some(extra)) = (manifest.as_object_mut(), extra.as_object()) {
+            fields.extend(extra.clone());
+        }
         std::fs::write(ext.join("manifest.json"), manifest.to_string()).unwrap();
         std::fs::copy(component(component_name), ext.join("dist/main.wasm")).unwrap();
         let bundle = self.dir.path().join(format!("{name}-{version}.tar.zst"));

@@ -1,5 +1,6 @@
 //! `hello`: answers every request with JSON describing what the component saw — method, path
-//! (gateway prefix already removed), query, forwarded headers — and the Alga request context.
+//! (gateway prefix already removed), query, forwarded headers, body — and the Alga request
+//! context.
 
 use serde_json::{Map, Value, json};
 use wstd::http::{Body, Error, Request, Response};
@@ -12,8 +13,10 @@ wit_bindgen::generate!({
 use alga::extension::context;
 
 #[wstd::http_server]
-async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
+async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
     let ctx = context::get();
+    // A body over the gateway's cap fails this read; the error ends the request.
+    let body_text = String::from_utf8_lossy(request.body_mut().contents().await?).into_owned();
     let uri = request.uri();
     let raw_query = uri.query().unwrap_or("");
     let query: Map<String, Value> = form_urlencoded::parse(raw_query.as_bytes())
@@ -35,6 +38,7 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
         "raw_query": raw_query,
         "query": query,
         "headers": headers,
+        "body": body_text,
         "context": {
             "tenant_id": ctx.tenant_id,
             "extension_id": ctx.extension_id,

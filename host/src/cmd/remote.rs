@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use alga_edge::admin::{ADMIN_PREFIX, SIGNATURE_HEADER};
+use alga_edge_registry::InstallPolicy;
 
 /// Where the admin API is and how to authenticate to it.
 #[derive(clap::Args, Clone)]
@@ -273,14 +274,24 @@ pub enum RemoteCommand {
         /// Secret (sealed at rest, never shown again). Repeatable.
         #[arg(long = "secret", value_name = "K=V")]
         secrets: Vec<String>,
+        /// Policy override (max_body_bytes, timeout_ms, max_headers, max_header_bytes,
+        /// concurrency, rate_per_sec, rate_burst, enforce_endpoints). Repeatable.
+        #[arg(long = "policy", value_name = "K=V")]
+        policy: Vec<String>,
     },
-    /// Move a tenant's install to another version.
+    /// Move a tenant's install to another version and/or change its policy overrides.
     Update {
         /// Extension id.
         extension: String,
         /// Version to move to.
         #[arg(long)]
-        version: String,
+        version: Option<String>,
+        /// Policy override to set, merged into the current ones. Repeatable.
+        #[arg(long = "policy", value_name = "K=V")]
+        policy: Vec<String>,
+        /// Drop every current policy override first (then apply --policy, if any).
+        #[arg(long)]
+        clear_policy: bool,
         #[command(flatten)]
         target: TenantArgs,
     },
@@ -361,6 +372,7 @@ pub fn run(command: RemoteCommand) -> anyhow::Result<()> {
             grants,
             config,
             secrets,
+            policy,
         } => {
             let client = AdminClient::new(&target.registry)?;
             let body = json!({
@@ -369,6 +381,7 @@ pub fn run(command: RemoteCommand) -> anyhow::Result<()> {
                 "grants": grants,
                 "config": key_values(&config, "--config")?,
                 "secrets": key_values(&secrets, "--secret")?,
+                "policy": apply_policy(InstallPolicy::default(), &policy)?,
             });
             let path = format!("tenants/{}/installs", target.tenant);
             let answer = client.call("POST", &path, Some(body))?;
@@ -377,11 +390,31 @@ pub fn run(command: RemoteCommand) -> anyhow::Result<()> {
         RemoteCommand::Update {
             extension,
             version,
+            policy,
+            clear_policy,
             target,
         } => {
+            anyhow::ensure!(
+                version.is_some() || !policy.is_empty() || clear_policy,
+                "nothing to update: give --version, --policy or --clear-policy"
+            );
             let client = AdminClient::new(&target.registry)?;
             let path = format!("tenants/{}/installs/{extension}", target.tenant);
-            let answer = client.call("PATCH", &path, Some(json!({ "version": version })))?;
+            let mut body = serde_json::Map::new();
+            if let Some(version) = version {
+                body.insert("version".into(), json!(version));
+            }
+            if !policy.is_empty() || clear_policy {
+                let current = if clear_policy {
+                    InstallPolicy::default()
+                } else {
+                    let install = client.call("GET", &path, None)?;
+                    serde_json::from_value(install["policy"].clone())
+                        .context("the node answered with a policy this CLI cannot read")?
+                };
+                body.insert("policy".into(), json!(apply_policy(current, &policy)?));
+            }
+            let answer = client.call("PATCH", &path, Some(Value::Object(body)))?;
             client.show(&answer, || println!("updated {}", install_line(&answer)));
         }
         RemoteCommand::Uninstall { extension, target } => {
@@ -431,6 +464,14 @@ fn toggle(extension: &str, target: &TenantArgs, action: &str) -> anyhow::Result<
     let answer = client.call("POST", &path, None)?;
     client.show(&answer, || println!("{action}d {}", install_line(&answer)));
     Ok(())
+}
+
+/// `policy` with each `K=V` setting applied.
+fn apply_policy(mut policy: InstallPolicy, settings: &[String]) -> anyhow::Result<InstallPolicy> {
+    for setting in settings {
+        policy.set(setting).context("--policy")?;
+    }
+    Ok(policy)
 }
 
 fn install_line(install: &Value) -> String {

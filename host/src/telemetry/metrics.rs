@@ -191,48 +191,30 @@ impl Collector for CacheCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = self.engine.cache_stats();
         let tokens = self.auth.cache_stats();
-        let series: [(&str, &str, &str, u64); 5] = [
+        let read = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        // The registry's `alga_` prefix applies to collectors too.
+        let families = [
             (
-                "alga_component_cache",
+                "component_cache",
                 "Prepared-component lookups by result",
-                "memory_hit",
-                stats.memory_hits.load(Ordering::Relaxed),
+                vec![
+                    ("memory_hit", read(&stats.memory_hits)),
+                    ("disk_hit", read(&stats.disk_hits)),
+                    ("compile", read(&stats.compiles)),
+                ],
             ),
             (
-                "alga_component_cache",
-                "Prepared-component lookups by result",
-                "disk_hit",
-                stats.disk_hits.load(Ordering::Relaxed),
-            ),
-            (
-                "alga_component_cache",
-                "Prepared-component lookups by result",
-                "compile",
-                stats.compiles.load(Ordering::Relaxed),
-            ),
-            (
-                "alga_token_cache",
+                "token_cache",
                 "Tenant token verifications by result",
-                "hit",
-                tokens.hits.load(Ordering::Relaxed),
-            ),
-            (
-                "alga_token_cache",
-                "Tenant token verifications by result",
-                "miss",
-                tokens.misses.load(Ordering::Relaxed),
+                vec![("hit", read(&tokens.hits)), ("miss", read(&tokens.misses))],
             ),
         ];
-        for (name, help, rows) in [
-            (series[0].0, series[0].1, &series[0..3]),
-            (series[3].0, series[3].1, &series[3..5]),
-        ] {
-            let counter = ConstCounter::new(0u64);
-            let mut family = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-            for (_, _, result, value) in rows {
-                let labels = [("result", *result)];
-                let encoder = family.encode_family(&labels)?;
-                ConstCounter::new(*value).encode(encoder)?;
+        for (name, help, rows) in families {
+            let metric_type = ConstCounter::new(0u64).metric_type();
+            let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+            for (result, value) in rows {
+                let labels = [("result", result)];
+                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
             }
         }
         Ok(())

@@ -1,0 +1,781 @@
+//! The gateway and runner API over the real binary: tenant tokens (expired, forged, wrong
+//! algorithm, foreign tenant), `/v1/execute` envelopes, the execution log, `/metrics`,
+//! per-install policy overrides, manifest endpoint enforcement, and graceful shutdown.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use alga_edge_e2e::publishing::{Fixture, admin_ok, json, path};
+use alga_edge_e2e::{Node, client};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use jwt_simple::prelude::*;
+use serde_json::{Value, json};
+
+const HELLO: &str = "com.alga.test.hello";
+const FAULTY: &str = "com.alga.test.faulty";
+/// HS256 secret the test nodes verify tenant tokens with (the platform's shared secret).
+const JWT_SECRET: &str = "e2e-tenant-jwt-secret-0123456789abcdef";
+const SERVICE_TOKEN: &str = "e2e-runner-service-token-0123456789";
+
+#[derive(Serialize, Deserialize)]
+struct TenantClaims {
+    tenant: String,
+}
+
+/// A tenant token signed with `secret`, valid for `valid_for` seconds (negative: expired).
+fn hs256_token(secret: &str, tenant: &str, valid_for: i64) -> String {
+    let mut claims = Claims::with_custom_claims(
+        TenantClaims {
+            tenant: tenant.into(),
+        },
+        jwt_simple::prelude::Duration::from_secs(60),
+    )
+    .with_subject("user-1");
+    let now = Clock::now_since_epoch().as_secs() as i64;
+    claims.expires_at = Some(UnixTimeStamp::from_secs((now + valid_for) as u64));
+    HS256Key::from_bytes(secret.as_bytes())
+        .authenticate(claims)
+        .unwrap()
+}
+
+/// A node verifying HS256 tenant tokens, with hello and faulty published.
+fn start_node(fixture: &Fixture, extra: &[&str]) -> Node {
+    let hello = fixture.bundle_with(
+        HELLO,
+        "1.0.0",
+        "hello",
+        json!({"api": {"endpoints": [
+            {"method": "GET", "path": "/greet", "handler": "greet"},
+            {"method": "GET", "path": "/items/:id", "handler": "item"},
+        ]}}),
+    );
+    let faulty = fixture.bundle(FAULTY, "1.0.0", "faulty");
+    let mut args = vec!["--service-token", SERVICE_TOKEN, "--tenant-rate", "0"];
+    args.extend_from_slice(extra);
+    let node = fixture.start_with_env(&args, &[("ALGA_TENANT_JWT_HS256_SECRET", JWT_SECRET)]);
+    admin_ok(&node, &["publish", path(&hello)]);
+    admin_ok(&node, &["publish", path(&faulty)]);
+    node
+}
+
+fn install(node: &Node, tenant: &str, name: &str, extra: &[&str]) {
+    let mut args = vec!["install", name, "--version", "1.0.0", "--tenant", tenant];
+    args.extend_from_slice(extra);
+    admin_ok(node, &args);
+}
+
+/// One HTTP call: status, headers, body text.
+fn call(
+    node: &Node,
+    method: &str,
+    route: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> (u16, http::HeaderMap, String) {
+    let mut builder = http::Request::builder().method(method).uri(node.url(route));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let agent = client();
+    let mut response = agent
+        .run(builder.body(body.unwrap_or_default()).unwrap())
+        .unwrap_or_else(|e| panic!("{method} {route}: {e}"));
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (
+        status,
+        headers,
+        response.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// The node's metrics, parsed as Prometheus text: (name, labels) → value.
+fn metrics(node: &Node) -> Vec<(String, HashMap<String, String>, f64)> {
+    let (status, headers, text) = call(node, "GET", "/metrics", &[], None);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"),
+        "{headers:?}"
+    );
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .unwrap_or_else(|e| panic!("/metrics is not Prometheus text ({e}):\n{text}"));
+    assert!(!scrape.samples.is_empty(), "{text}");
+    scrape
+        .samples
+        .into_iter()
+        .filter_map(|sample| {
+            let value = match sample.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => return None,
+            };
+            let labels = sample
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            Some((sample.metric, labels, value))
+        })
+        .collect()
+}
+
+/// The sum of samples named `name` whose labels include every pair of `labels`.
+fn metric(
+    samples: &[(String, HashMap<String, String>, f64)],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+/// The tenant's execution-log rows (newest first), polled until `count` are there (bounded).
+fn executions(node: &Node, tenant: &str, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, _, text) = call(
+            node,
+            "GET",
+            &format!("/admin/v1/tenants/{tenant}/executions?limit=1000"),
+            &[(
+                "authorization",
+                &bearer(alga_edge_e2e::publishing::ADMIN_TOKEN),
+            )],
+            None,
+        );
+        assert_eq!(status, 200, "{text}");
+        let rows = json(&text)["executions"].as_array().unwrap().clone();
+        if rows.len() >= count || Instant::now() > deadline {
+            return rows;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn tenant_tokens_are_checked_and_only_the_tenants_own_installs_are_reachable() {
+    let fixture = Fixture::new();
+    let node = start_node(&fixture, &[]);
+    install(&node, "tenant-a", HELLO, &[]);
+    install(&node, "tenant-b", FAULTY, &[]);
+    let route = format!("/api/ext/{HELLO}/greet");
+
+    let good = hs256_token(JWT_SECRET, "tenant-a", 120);
+    let (status, _, body) = call(
+        &node,
+        "GET",
+        &route,
+        &[("authorization", &bearer(&good))],
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["context"]["tenant_id"], "tenant-a");
+    assert_eq!(json(&body)["context"]["user_id"], "user-1");
+
+    // Past the 30 s clock skew, signed with another secret, another algorithm, tampered claims,
+    // no token at all: 401 with the Bearer challenge, and the component never runs.
+    let expired = hs256_token(JWT_SECRET, "tenant-a", -120);
+    let forged = hs256_token("another-secret-that-is-long-enough-000", "tenant-a", 120);
+    let eddsa = {
+        let claims = Claims::with_custom_claims(
+            TenantClaims {
+                tenant: "tenant-a".into(),
+            },
+            jwt_simple::prelude::Duration::from_secs(60),
+        );
+        Ed25519KeyPair::generate().sign(claims).unwrap()
+    };
+    let tampered = {
+        let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&parts[1])
+            .unwrap();
+        let payload = String::from_utf8(payload)
+            .unwrap()
+            .replace("tenant-a", "tenant-b");
+        parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload);
+        parts.join(".")
+    };
+    let refused = [
+        ("expired", Some(bearer(&expired))),
+        ("forged", Some(bearer(&forged))),
+        ("wrong algorithm", Some(bearer(&eddsa))),
+        ("tampered", Some(bearer(&tampered))),
+        ("garbage", Some("Bearer not.a.jwt".to_owned())),
+        ("basic auth", Some("Basic dXNlcjpwYXNz".to_owned())),
+        ("missing", None),
+    ];
+    for (what, authorization) in &refused {
+        let headers: Vec<(&str, &str)> = authorization
+            .iter()
+            .map(|a| ("authorization", a.as_str()))
+            .collect();
+        let (status, headers, body) = call(&node, "GET", &route, &headers, None);
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(headers["www-authenticate"], "Bearer", "{what}");
+        assert_eq!(json(&body)["error"], "unauthorized", "{what}");
+    }
+
+    // Tenant A's valid token on an extension only tenant B installed: 404, same as unknown.
+    let (status, _, body) = call(
+        &node,
+        "GET",
+        &format!("/api/ext/{FAULTY}/"),
+        &[("authorization", &bearer(&good))],
+        None,
+    );
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(json(&body)["error"], "extension_not_found");
+    let (unknown, _, _) = call(
+        &node,
+        "GET",
+        "/api/ext/com.nobody.nothing/",
+        &[("authorization", &bearer(&good))],
+        None,
+    );
+    assert_eq!(unknown, 404);
+
+    // The metrics count exactly what happened, and the token cache answered the repeats.
+    let samples = metrics(&node);
+    let denied = metric(
+        &samples,
+        "alga_denials_total",
+        &[("reason", "unauthorized")],
+    );
+    assert_eq!(denied, refused.len() as f64);
+    let ok = metric(
+        &samples,
+        "alga_requests_total",
+        &[("extension", HELLO), ("status", "200")],
+    );
+    assert_eq!(ok, 1.0);
+    let not_found = metric(
+        &samples,
+        "alga_denials_total",
+        &[("reason", "extension_not_found")],
+    );
+    assert_eq!(not_found, 2.0);
+    assert!(metric(&samples, "alga_token_cache_total", &[("result", "hit")]) >= 2.0);
+}
+
+#[test]
+fn runner_execute_round_trips_an_envelope_under_the_same_policies() {
+    let fixture = Fixture::new();
+    let node = start_node(&fixture, &[]);
+    install(&node, "tenant-a", HELLO, &[]);
+    let hash_of = |name: &str| -> String {
+        let (_, _, text) = call(
+            &node,
+            "GET",
+            &format!("/admin/v1/extensions/{name}"),
+            &[(
+                "authorization",
+                &bearer(alga_edge_e2e::publishing::ADMIN_TOKEN),
+            )],
+            None,
+        );
+        json(&text)["versions"][0]["content_hash"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no version in {text}"))
+            .to_owned()
+    };
+    let hello_hash = hash_of(HELLO);
+    let faulty_hash = hash_of(FAULTY);
+    let envelope = |hash: &str, extension: &str, path: &str, extra: Value| {
+        let mut envelope = json!({
+            "context": {
+                "request_id": "platform-req-1",
+                "tenant_id": "tenant-a",
+                "extension_id": extension,
+                "install_id": "platform-install-9",
+                "version_id": "ver_1",
+                "content_hash": hash,
+            },
+            "http": {
+                "method": "POST",
+                "path": path,
+                "query": {"force": "true", "response_header": ["set-cookie:a=1", "x-ext-trace:t1"]},
+                "headers": {"content-type": "application/json", "authorization": "Bearer end-user", "x-idempotency-key": "k1"},
+                "body_b64": BASE64.encode(br#"{"hello":"runner"}"#),
+            },
+            "limits": {"timeout_ms": 5000},
+            "config": {"greeting": "hi"},
+            "providers": [],
+        });
+        if let (Some(fields), Some(extra)) = (envelope.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                fields.insert(k.clone(), v.clone());
+            }
+        }
+        envelope.to_string().into_bytes()
+    };
+    let service = bearer(SERVICE_TOKEN);
+    let execute = |body: Vec<u8>, authorization: Option<&str>| {
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(a) = authorization {
+            headers.push(("authorization", a));
+        }
+        call(&node, "POST", "/v1/execute", &headers, Some(body))
+    };
+
+    let (status, _, text) = execute(
+        envelope(&hello_hash, HELLO, "/sync", json!({})),
+        Some(&service),
+    );
+    assert_eq!(status, 200, "{text}");
+    let answer = json(&text);
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["headers"]["content-type"], "application/json");
+    assert_eq!(answer["headers"]["x-ext-trace"], "t1");
+    assert!(
+        answer["headers"].get("set-cookie").is_none(),
+        "set-cookie must be stripped: {answer}"
+    );
+    let seen = json(
+        &String::from_utf8(BASE64.decode(answer["body_b64"].as_str().unwrap()).unwrap()).unwrap(),
+    );
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(seen["path"], "/sync");
+    assert_eq!(seen["body"], r#"{"hello":"runner"}"#);
+    assert_eq!(seen["query"]["force"], "true");
+    assert_eq!(seen["context"]["tenant_id"], "tenant-a");
+    assert_eq!(seen["context"]["content_hash"], hello_hash.as_str());
+    assert_eq!(seen["headers"]["x-alga-tenant"], "tenant-a");
+    assert_eq!(seen["headers"]["x-idempotency-key"], "k1");
+    assert!(
+        seen["headers"].get("authorization").is_none(),
+        "the end user's authorization never reaches the component: {seen}"
+    );
+
+    // Refusals: no token, wrong token, unknown bundle, malformed envelope, bad base64.
+    let (status, _, text) = execute(envelope(&hello_hash, HELLO, "/", json!({})), None);
+    assert_eq!(status, 401, "{text}");
+    let (status, _, _) = execute(
+        envelope(&hello_hash, HELLO, "/", json!({})),
+        Some("Bearer wrong-token-wrong-token"),
+    );
+    assert_eq!(status, 401);
+    let (status, _, text) = execute(
+        envelope(&faulty_hash, HELLO, "/", json!({})),
+        Some(&service),
+    );
+    assert_eq!(status, 404, "a bundle of another extension: {text}");
+    let (status, _, text) = execute(b"{not json".to_vec(), Some(&service));
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        json(&text)["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid runner envelope")
+    );
+    let (status, _, text) = execute(
+        envelope(
+            &hello_hash,
+            HELLO,
+            "/",
+            json!({"http": {"method": "GET", "path": "/", "body_b64": "%%"}}),
+        ),
+        Some(&service),
+    );
+    assert_eq!(status, 400, "{text}");
+
+    // The caller's deadline applies (and shortens the node's 5 s default).
+    let started = Instant::now();
+    let (status, _, text) = execute(
+        envelope(
+            &faulty_hash,
+            FAULTY,
+            "/sleep",
+            json!({"limits": {"timeout_ms": 300}}),
+        ),
+        Some(&service),
+    );
+    assert_eq!(status, 504, "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        json(&text)["message"].as_str().unwrap().contains("300 ms"),
+        "{text}"
+    );
+
+    // Runs that reached a bundle are in the execution log under the runner's request ids.
+    let rows = executions(&node, "tenant-a", 2);
+    let statuses: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["extension"].as_str().unwrap(),
+                r["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(statuses, [(FAULTY, 504), (HELLO, 200)], "{rows:?}");
+    let samples = metrics(&node);
+    assert_eq!(
+        metric(
+            &samples,
+            "alga_requests_total",
+            &[("route", "execute"), ("status", "200")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &samples,
+            "alga_denials_total",
+            &[("route", "execute"), ("reason", "unauthorized")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(&samples, "alga_timeouts_total", &[("extension", FAULTY)]),
+        1.0
+    );
+}
+
+#[test]
+fn every_request_leaves_one_execution_log_row_and_metrics_count_them() {
+    let fixture = Fixture::new();
+    let node = start_node(&fixture, &[]);
+    install(&node, "tenant-a", HELLO, &[]);
+    install(&node, "tenant-a", FAULTY, &[]);
+    let token = hs256_token(JWT_SECRET, "tenant-a", 300);
+    let auth = bearer(&token);
+    let requests = 25;
+    for i in 0..requests {
+        let id = format!("req-{i}");
+        let (status, _, body) = call(
+            &node,
+            "POST",
+            &format!("/api/ext/{HELLO}/echo"),
+            &[("authorization", &auth), ("x-request-id", &id)],
+            Some(format!("payload-{i}").into_bytes()),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(json(&body)["body"], format!("payload-{i}"));
+    }
+    let (status, _, _) = call(
+        &node,
+        "GET",
+        &format!("/api/ext/{FAULTY}/trap"),
+        &[("authorization", &auth), ("x-request-id", "req-trap")],
+        None,
+    );
+    assert_eq!(status, 502);
+
+    let rows = executions(&node, "tenant-a", requests + 1);
+    assert_eq!(rows.len(), requests + 1, "{rows:?}");
+    let mut seen: HashMap<String, &Value> = HashMap::new();
+    for row in &rows {
+        let id = row["request_id"].as_str().unwrap().to_owned();
+        assert!(seen.insert(id.clone(), row).is_none(), "two rows for {id}");
+    }
+    for i in 0..requests {
+        let row = seen[&format!("req-{i}")];
+        assert_eq!(row["status"], 200);
+        assert_eq!(row["extension"], HELLO);
+        assert_eq!(row["version"], "1.0.0");
+        assert!(row["content_hash"].as_str().unwrap().starts_with("sha256:"));
+        assert!(row["error_class"].is_null());
+    }
+    assert_eq!(seen["req-trap"]["status"], 502);
+    assert_eq!(seen["req-trap"]["error_class"], "extension_trap");
+
+    let (_, _, usage) = call(
+        &node,
+        "GET",
+        "/admin/v1/tenants/tenant-a/usage",
+        &[(
+            "authorization",
+            &bearer(alga_edge_e2e::publishing::ADMIN_TOKEN),
+        )],
+        None,
+    );
+    let total: i64 = json(&usage)["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["requests"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, requests as i64 + 1, "{usage}");
+
+    let samples = metrics(&node);
+    let ok = metric(
+        &samples,
+        "alga_requests_total",
+        &[("extension", HELLO), ("status", "200")],
+    );
+    assert_eq!(ok, requests as f64);
+    let trapped = metric(
+        &samples,
+        "alga_requests_total",
+        &[("extension", FAULTY), ("status", "502")],
+    );
+    assert_eq!(trapped, 1.0);
+    let sent_in = metric(
+        &samples,
+        "alga_request_body_bytes_total",
+        &[("extension", HELLO)],
+    );
+    let expected_in: usize = (0..requests).map(|i| format!("payload-{i}").len()).sum();
+    assert_eq!(sent_in, expected_in as f64);
+    assert!(
+        metric(
+            &samples,
+            "alga_response_body_bytes_total",
+            &[("extension", HELLO)]
+        ) > 0.0
+    );
+    assert_eq!(
+        metric(
+            &samples,
+            "alga_request_duration_seconds_count",
+            &[("extension", HELLO)]
+        ),
+        requests as f64
+    );
+    assert!(metric(&samples, "alga_instantiation_duration_seconds_count", &[]) >= requests as f64);
+    assert_eq!(
+        metric(&samples, "alga_execution_log_written_total", &[]),
+        requests as f64 + 1.0
+    );
+    assert_eq!(
+        metric(&samples, "alga_execution_log_dropped_total", &[]),
+        0.0
+    );
+    assert_eq!(metric(&samples, "alga_in_flight_requests", &[]), 0.0);
+    assert!(
+        metric(
+            &samples,
+            "alga_component_cache_total",
+            &[("result", "memory_hit")]
+        ) >= requests as f64 - 1.0
+    );
+}
+
+#[test]
+fn install_policies_override_the_node_and_endpoints_are_enforced_when_asked() {
+    let fixture = Fixture::new();
+    let node = start_node(&fixture, &[]);
+    install(
+        &node,
+        "strict",
+        HELLO,
+        &["--policy", "enforce_endpoints=true"],
+    );
+    install(&node, "relaxed", HELLO, &[]);
+    install(
+        &node,
+        "strict",
+        FAULTY,
+        &[
+            "--policy",
+            "timeout_ms=300",
+            "--policy",
+            "rate_per_sec=1",
+            "--policy",
+            "rate_burst=2",
+        ],
+    );
+    let strict = bearer(&hs256_token(JWT_SECRET, "strict", 300));
+    let relaxed = bearer(&hs256_token(JWT_SECRET, "relaxed", 300));
+    let get = |route: &str, auth: &str| call(&node, "GET", route, &[("authorization", auth)], None);
+
+    // Endpoint enforcement: on for the strict install only.
+    for (route, want) in [
+        ("/greet", 200),
+        ("/items/7", 200),
+        ("/items/", 404),
+        ("/other", 404),
+        ("/", 404),
+    ] {
+        let (status, _, body) = get(&format!("/api/ext/{HELLO}{route}"), &strict);
+        assert_eq!(status, want, "{route}: {body}");
+        if want == 404 {
+            assert_eq!(json(&body)["error"], "endpoint_not_found");
+        }
+    }
+    let (status, _, _) = call(
+        &node,
+        "POST",
+        &format!("/api/ext/{HELLO}/greet"),
+        &[("authorization", &strict)],
+        Some(b"x".to_vec()),
+    );
+    assert_eq!(status, 404, "POST is not declared");
+    let (status, _, _) = get(&format!("/api/ext/{HELLO}/other"), &relaxed);
+    assert_eq!(status, 200, "enforcement is off by default");
+
+    // The install's 300 ms deadline instead of the node's 5 s.
+    let started = Instant::now();
+    let (status, _, body) = get(&format!("/api/ext/{FAULTY}/sleep"), &strict);
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("300 ms"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The install's rate (burst 2, 1/s): the burst is used up by now or by the next call,
+    // while the same tenant's other extension is still served.
+    let (first, _, _) = get(&format!("/api/ext/{FAULTY}/"), &strict);
+    let (second, headers, body) = get(&format!("/api/ext/{FAULTY}/"), &strict);
+    assert!(first == 200 || first == 429, "{first}");
+    assert_eq!(second, 429, "{body}");
+    assert!(headers.contains_key("retry-after"));
+    let (status, _, _) = get(&format!("/api/ext/{HELLO}/greet"), &strict);
+    assert_eq!(status, 200);
+
+    // A body cap set later with `update --policy` applies to the next request, merged with
+    // the install's existing overrides.
+    admin_ok(
+        &node,
+        &[
+            "update",
+            HELLO,
+            "--tenant",
+            "strict",
+            "--policy",
+            "max_body_bytes=16",
+        ],
+    );
+    let (_, _, text) = call(
+        &node,
+        "GET",
+        &format!("/admin/v1/tenants/strict/installs/{HELLO}"),
+        &[(
+            "authorization",
+            &bearer(alga_edge_e2e::publishing::ADMIN_TOKEN),
+        )],
+        None,
+    );
+    assert_eq!(
+        json(&text)["policy"],
+        json!({"max_body_bytes": 16, "enforce_endpoints": true})
+    );
+    let (status, _, body) = call(
+        &node,
+        "GET",
+        &format!("/api/ext/{HELLO}/greet"),
+        &[("authorization", &strict)],
+        Some(vec![b'a'; 32]),
+    );
+    assert_eq!(status, 413, "{body}");
+    let (status, _, _) = call(
+        &node,
+        "GET",
+        &format!("/api/ext/{HELLO}/greet"),
+        &[("authorization", &relaxed)],
+        Some(vec![b'a'; 32]),
+    );
+    assert_eq!(status, 200, "other installs keep the node's cap");
+
+    // Bad policies are refused with 400 and change nothing.
+    let out = alga_edge_e2e::publishing::admin(
+        &node,
+        &[
+            "update",
+            HELLO,
+            "--tenant",
+            "strict",
+            "--policy",
+            "timeout_ms=0",
+        ],
+    );
+    assert!(!out.ok);
+    assert!(out.stderr.contains("timeout_ms"), "{}", out.stderr);
+    let samples = metrics(&node);
+    assert!(
+        metric(
+            &samples,
+            "alga_denials_total",
+            &[("reason", "endpoint_not_found")]
+        ) >= 4.0
+    );
+    assert!(
+        metric(
+            &samples,
+            "alga_denials_total",
+            &[("reason", "install_rate")]
+        ) >= 1.0
+    );
+}
+
+#[test]
+fn shutdown_finishes_in_flight_requests_and_flushes_the_execution_log() {
+    let fixture = Fixture::new();
+    let node = start_node(&fixture, &[]);
+    install(&node, "tenant-a", FAULTY, &["--policy", "timeout_ms=1500"]);
+    let auth = bearer(&hs256_token(JWT_SECRET, "tenant-a", 300));
+    let url = node.url(&format!("/api/ext/{FAULTY}/sleep"));
+    let slow = std::thread::spawn(move || {
+        let agent = client();
+        let request = http::Request::builder()
+            .uri(url)
+            .header("authorization", auth)
+            .header("x-request-id", "in-flight-at-shutdown")
+            .body(())
+            .unwrap();
+        let mut response = agent
+            .run(request)
+            .expect("the in-flight request is answered");
+        (
+            response.status().as_u16(),
+            response.body_mut().read_to_string().unwrap_or_default(),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let data = node.data_dir().to_owned();
+    let exited = node.terminate(Duration::from_secs(20));
+    assert_eq!(exited, Some(true), "the node exits cleanly after draining");
+    let (status, body) = slow.join().unwrap();
+    assert_eq!(status, 504, "answered, not reset: {body}");
+
+    // Restarted on the same data: the row written during shutdown is there.
+    let node = fixture.start_with_env(
+        &["--service-token", SERVICE_TOKEN],
+        &[("ALGA_TENANT_JWT_HS256_SECRET", JWT_SECRET)],
+    );
+    assert_eq!(node.data_dir(), data);
+    let rows = executions(&node, "tenant-a", 1);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["request_id"], "in-flight-at-shutdown");
+    assert_eq!(rows[0]["status"], 504);
+}
+
+#[test]
+fn readiness_and_liveness_probes_answer() {
+    let fixture = Fixture::new();
+    let node = fixture.start(&[]);
+    for probe in ["/healthz", "/readyz"] {
+        let (status, headers, body) = call(&node, "GET", probe, &[], None);
+        assert_eq!(status, 200, "{probe}: {body}");
+        assert_eq!(headers["content-type"], "application/json");
+        assert!(!headers.contains_key("cache-control") || headers["cache-control"] == "no-store");
+    }
+    let (status, _, body) = call(&node, "POST", "/readyz", &[], None);
+    assert_eq!(status, 404, "{body}");
+    // The immutable caching of UI assets never leaks onto API routes.
+    let (_, headers, _) = call(&node, "GET", &format!("/api/ext/{HELLO}/"), &[], None);
+    assert!(
+        !headers
+            .get("cache-control")
+            .is_some_and(|v| v.to_str().unwrap().contains("immutable"))
+    );
+}
