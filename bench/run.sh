@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Loads alga-edge's hello route and a bare hyper hello server with wrk, in one run on this
-# machine, and prints both throughputs and their ratio. Knobs: BENCH_DURATION (10s),
+# Loads a bare hyper hello server, alga-edge's dev-mapped hello route (no auth, no registry),
+# and the full gateway path (tenant JWT + registry install lookup + policies + execution log,
+# same component as a signed bundle) with wrk, in one run on this machine, and prints the
+# throughputs and their ratios. Knobs: BENCH_DURATION (10s),
 # BENCH_CONNECTIONS (32), BENCH_THREADS (2).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
@@ -41,26 +43,50 @@ start() {
   cat "$work/$name.err" >&2; die "$name did not start"
 }
 
-# Warm-up requests, then one wrk run; echoes requests/sec.
+# Warm-up requests, then one wrk run; echoes requests/sec. Extra arguments go to wrk (-H …).
 load() {
-  local url=$1
-  wrk -t"$threads" -c"$connections" -d2s "$url" >/dev/null
-  wrk -t"$threads" -c"$connections" -d"$duration" --latency "$url" | tee "$work/wrk.txt" >&2
+  local url=$1; shift
+  wrk -t"$threads" -c"$connections" -d2s "$@" "$url" >/dev/null
+  wrk -t"$threads" -c"$connections" -d"$duration" --latency "$@" "$url" | tee "$work/wrk.txt" >&2
   awk '/^Requests\/sec:/ {print $2}' "$work/wrk.txt"
 }
 
 # One client tenant drives the whole load: lift its rate and concurrency policies so the bench
 # measures the engine, not the limiter.
+admin_token=bench-admin-token-0123456789
+"$bin_dir/alga-edge" keygen --out "$work/keys" >/dev/null
 edge=$(start alga-edge "$bin_dir/alga-edge" serve --listen 127.0.0.1:0 --data-dir "$work/data" \
   --tenant-rate 0 --tenant-concurrency 100000 --extension-concurrency 100000 \
+  --trust-bundle "$work/keys/publisher.pub.pem" --admin-token "$admin_token" \
   --component "hello=$ALGA_COMPONENTS_DIR/hello.wasm")
+# The same hello component as a signed bundle, published and installed for a bench tenant.
+bundle="$work/hello.tar.zst"
+"$bin_dir/alga-edge" pack "$ALGA_COMPONENTS_DIR/extensions/hello" --out "$bundle" >/dev/null
+"$bin_dir/alga-edge" sign "$bundle" --key "$work/keys/publisher.pem" >/dev/null
+remote=(--registry "$edge" --token "$admin_token")
+"$bin_dir/alga-edge" publish "$bundle" "${remote[@]}" >/dev/null
+"$bin_dir/alga-edge" install com.alga.samples.hello --version "$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$ALGA_COMPONENTS_DIR/extensions/hello/manifest.json")" \
+  --tenant bench-tenant "${remote[@]}" >/dev/null
+tenant_token=$("$bin_dir/alga-edge" token --tenant bench-tenant --data-dir "$work/data")
 baseline=$(start hyper-hello "$bin_dir/hyper-hello" 127.0.0.1:0)
 
 log "bare hyper: $baseline/api/ext/hello/greet"
 hyper_rps=$(load "$baseline/api/ext/hello/greet")
-log "alga-edge: $edge/api/ext/hello/greet"
+log "alga-edge bare route (dev mapping): $edge/api/ext/hello/greet"
 edge_rps=$(load "$edge/api/ext/hello/greet")
+log "alga-edge full gateway: $edge/api/ext/com.alga.samples.hello/greet"
+full_rps=$(load "$edge/api/ext/com.alga.samples.hello/greet" -H "authorization: Bearer $tenant_token")
+metrics=$(curl -s "$edge/metrics")
+status_200=$(awk '/^alga_requests_total\{.*com.alga.samples.hello.*status="200"/ {s+=$2} END {print s+0}' <<<"$metrics")
+other=$(awk '/^alga_requests_total\{.*com.alga.samples.hello/ && !/status="200"/ {s+=$2} END {print s+0}' <<<"$metrics")
+dropped=$(awk '/^alga_execution_log_dropped_total/ {print $2}' <<<"$metrics")
+written=$(awk '/^alga_execution_log_written_total/ {print $2}' <<<"$metrics")
 
-printf '\n%-28s %12s\n' "server (wrk -t$threads -c$connections -d$duration)" "req/s"
-printf '%-28s %12.0f\n' "bare hyper hello" "$hyper_rps" "alga-edge hello component" "$edge_rps"
-awk -v e="$edge_rps" -v h="$hyper_rps" 'BEGIN { printf "%-28s %12.3f  (%.1f%% of bare hyper)\n", "ratio alga-edge / hyper", e/h, 100*e/h }'
+printf '\n%-36s %12s\n' "server (wrk -t$threads -c$connections -d$duration)" "req/s"
+printf '%-36s %12.0f\n' "bare hyper hello" "$hyper_rps" "alga-edge bare route (dev mapping)" "$edge_rps" \
+  "alga-edge full gateway (auth+lookup)" "$full_rps"
+awk -v e="$edge_rps" -v h="$hyper_rps" -v f="$full_rps" 'BEGIN {
+  printf "%-36s %12.3f  (%.1f%% of bare hyper)\n", "ratio bare route / hyper", e/h, 100*e/h
+  printf "%-36s %12.3f  (%.1f%% of the bare route)\n", "ratio full gateway / bare route", f/e, 100*f/e }'
+printf 'full gateway: %s answered 200, %s other statuses; execution log: %s rows written, %s dropped\n' \
+  "$status_200" "$other" "$written" "$dropped"

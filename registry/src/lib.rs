@@ -41,6 +41,29 @@ pub struct Registry {
     read: libsql::Connection,
     write: tokio::sync::Mutex<libsql::Connection>,
     sealer: Option<secrets::SecretSealer>,
+    changes: std::sync::atomic::AtomicU64,
+}
+
+/// The writer connection, held for one catalog write; counts a change when released so
+/// readers' caches see it (execution-log writes use the connection directly: they change no
+/// catalog state).
+pub(crate) struct Writer<'a> {
+    guard: tokio::sync::MutexGuard<'a, libsql::Connection>,
+    changes: &'a std::sync::atomic::AtomicU64,
+}
+
+impl std::ops::Deref for Writer<'_> {
+    type Target = libsql::Connection;
+    fn deref(&self) -> &libsql::Connection {
+        &self.guard
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl Registry {
@@ -53,7 +76,21 @@ impl Registry {
             read,
             write: tokio::sync::Mutex::new(write),
             sealer: None,
+            changes: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// A counter that moves whenever the catalog (extensions, versions, installs) may have
+    /// changed; a cache of resolutions is valid while it stays the same.
+    pub fn change_count(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) async fn writer(&self) -> Writer<'_> {
+        Writer {
+            guard: self.write.lock().await,
+            changes: &self.changes,
+        }
     }
 
     /// Checks the database answers (readiness probes).

@@ -3,7 +3,10 @@
 //! content hash whenever they are read.
 
 use std::collections::HashSet;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
 
 use alga_edge_registry::Registry;
 use alga_edge_registry::bundle::{self, ContentHash, UnpackLimits};
@@ -18,12 +21,19 @@ use crate::error::GatewayError;
 /// that sees very many versions over its lifetime.
 const VERIFIED_CAP: usize = 100_000;
 
-/// Resolves installs through the registry.
+/// (tenant, extension) resolutions remembered between registry changes.
+const RESOLVED_CAP: usize = 10_000;
+
+type ResolvedCache = LruCache<(String, String), (u64, Option<Resolved>)>;
+
+/// Resolves installs through the registry. Resolutions (found or not) are cached until the
+/// registry's change count moves, so the hot path does no SQL while the catalog is unchanged.
 pub struct InstalledCatalog {
     registry: Arc<Registry>,
     store: BundleStore,
     trust: Option<Arc<TrustBundle>>,
     verified: Mutex<HashSet<String>>,
+    resolved: Mutex<ResolvedCache>,
 }
 
 impl InstalledCatalog {
@@ -39,12 +49,38 @@ impl InstalledCatalog {
             store,
             trust,
             verified: Mutex::new(HashSet::new()),
+            resolved: Mutex::new(LruCache::new(
+                NonZeroUsize::new(RESOLVED_CAP).expect("non-zero"),
+            )),
         }
     }
 
     /// `tenant`'s enabled install of `extension_id`, its signature verified; `None` when the
     /// tenant has no enabled install.
     pub async fn resolve(
+        &self,
+        tenant: &str,
+        extension_id: &str,
+    ) -> Result<Option<Resolved>, GatewayError> {
+        // Read the change count before the registry, so a change racing this lookup leaves the
+        // entry stale rather than wrong.
+        let changes = self.registry.change_count();
+        let key = (tenant.to_owned(), extension_id.to_owned());
+        if let Some((seen, resolved)) = self.cache().get(&key)
+            && *seen == changes
+        {
+            return Ok(resolved.clone());
+        }
+        let resolved = self.lookup(tenant, extension_id).await?;
+        self.cache().put(key, (changes, resolved.clone()));
+        Ok(resolved)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, ResolvedCache> {
+        self.resolved.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn lookup(
         &self,
         tenant: &str,
         extension_id: &str,

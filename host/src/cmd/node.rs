@@ -153,7 +153,8 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         settings.execution_log.clone(),
         metrics.log_written.clone(),
         metrics.log_dropped.clone(),
-    );
+    )
+    .context("cannot start the execution-log writer")?;
     let telemetry = Arc::new(Telemetry::new(metrics, log));
     let installed = InstalledCatalog::new(registry.clone(), store.clone(), trust.clone());
     let gateway = Arc::new(Gateway::new(

@@ -1,6 +1,9 @@
 //! Writes execution-log rows off the request path: requests enqueue into a bounded channel
-//! (never waiting: a full queue drops the row and counts it), one task writes batches in a
-//! single transaction each, prunes old rows now and then, and flushes on shutdown.
+//! (never waiting: a full queue drops the row and counts it), one writer thread writes batches
+//! in a single transaction each, prunes old rows now and then, and flushes on shutdown.
+//!
+//! The writer has its own thread because libsql's local calls block while they run; on the
+//! request runtime they would stall a worker for every batch.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +11,6 @@ use std::time::Duration;
 use alga_edge_registry::{ExecutionRecord, Registry};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 /// Largest batch written in one transaction.
 const MAX_BATCH: usize = 512;
@@ -42,7 +44,7 @@ pub struct ExecutionLog {
 /// The writer task; [`LogWriter::flush_and_stop`] ends it after writing what is queued.
 pub struct LogWriter {
     stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl ExecutionLog {
@@ -52,18 +54,26 @@ impl ExecutionLog {
         config: ExecutionLogConfig,
         written: Counter,
         dropped: Counter,
-    ) -> (Self, LogWriter) {
+    ) -> std::io::Result<(Self, LogWriter)> {
         let (sender, receiver) = mpsc::channel(config.queue.max(1));
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(write_loop(
-            registry,
-            receiver,
-            stopped,
-            config.retention,
-            written,
-            dropped.clone(),
-        ));
-        (Self { sender, dropped }, LogWriter { stop, task })
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        let log_dropped = dropped.clone();
+        let thread = std::thread::Builder::new()
+            .name("execution-log".into())
+            .spawn(move || {
+                runtime.block_on(write_loop(
+                    registry,
+                    receiver,
+                    stopped,
+                    config.retention,
+                    written,
+                    log_dropped,
+                ))
+            })?;
+        Ok((Self { sender, dropped }, LogWriter { stop, thread }))
     }
 
     /// Queues `record`; drops (and counts) it when the queue is full or the writer stopped.
@@ -79,7 +89,9 @@ impl LogWriter {
     /// Writes every queued row, then stops; gives up after `bound`.
     pub async fn flush_and_stop(self, bound: Duration) {
         let _ = self.stop.send(());
-        if tokio::time::timeout(bound, self.task).await.is_err() {
+        let thread = self.thread;
+        let joined = tokio::task::spawn_blocking(move || thread.join());
+        if tokio::time::timeout(bound, joined).await.is_err() {
             tracing::warn!("execution log: flush did not finish within {bound:?}");
         }
     }
