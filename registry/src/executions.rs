@@ -7,6 +7,9 @@ use libsql::params;
 
 use crate::{Registry, RegistryError};
 
+/// Rows per multi-row INSERT (9 parameters each, far below SQLite's parameter limit).
+const ROWS_PER_INSERT: usize = 200;
+
 /// Length of a quota-usage window, in seconds.
 pub const USAGE_WINDOW_SECS: i64 = 3600;
 
@@ -77,22 +80,49 @@ impl Registry {
         }
         let writer = self.write.lock().await;
         let tx = writer.transaction().await?;
-        for r in records {
+        // Multi-row inserts: one statement to parse per chunk instead of per row.
+        for chunk in records.chunks(ROWS_PER_INSERT) {
+            let placeholders = (0..chunk.len())
+                .map(|i| {
+                    let p = i * 9;
+                    format!(
+                        "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+                        p + 1,
+                        p + 2,
+                        p + 3,
+                        p + 4,
+                        p + 5,
+                        p + 6,
+                        p + 7,
+                        p + 8,
+                        p + 9
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut values = Vec::with_capacity(chunk.len() * 9);
+            for r in chunk {
+                values.extend([
+                    libsql::Value::Text(r.tenant.clone()),
+                    libsql::Value::Text(r.extension.clone()),
+                    libsql::Value::Text(r.version.clone()),
+                    libsql::Value::Text(r.content_hash.clone()),
+                    libsql::Value::Text(r.request_id.clone()),
+                    libsql::Value::Integer(i64::from(r.status)),
+                    libsql::Value::Integer(i64::try_from(r.duration_ms).unwrap_or(i64::MAX)),
+                    r.error_class
+                        .clone()
+                        .map_or(libsql::Value::Null, libsql::Value::Text),
+                    libsql::Value::Integer(r.at),
+                ]);
+            }
             tx.execute(
-                "INSERT INTO extension_execution_log
-                   (tenant_id, extension_name, version, content_hash, request_id, status, duration_ms, error_class, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    r.tenant.clone(),
-                    r.extension.clone(),
-                    r.version.clone(),
-                    r.content_hash.clone(),
-                    r.request_id.clone(),
-                    i64::from(r.status),
-                    i64::try_from(r.duration_ms).unwrap_or(i64::MAX),
-                    r.error_class.clone().map_or(libsql::Value::Null, libsql::Value::Text),
-                    r.at
-                ],
+                &format!(
+                    "INSERT INTO extension_execution_log
+                       (tenant_id, extension_name, version, content_hash, request_id, status, duration_ms, error_class, created_at)
+                     VALUES {placeholders}"
+                ),
+                values,
             )
             .await?;
         }

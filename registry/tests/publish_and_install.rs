@@ -697,4 +697,15 @@ async fn execution_records_land_in_the_log_and_the_usage_windows() {
     assert_eq!(f.registry.prune_executions(11 * hour).await.unwrap(), 4);
     assert_eq!(f.registry.executions("a", None, 10).await.unwrap().len(), 1);
     assert_eq!(f.registry.usage("a", 0).await.unwrap().len(), 1);
+
+    // A batch larger than one multi-row INSERT keeps every row, in order.
+    let many: Vec<_> = (0..450)
+        .map(|i| record("c", &format!("m{i}"), 200, 20 * hour))
+        .collect();
+    f.registry.record_executions(&many).await.unwrap();
+    let logged = f.registry.executions("c", None, 1000).await.unwrap();
+    assert_eq!(logged.len(), 450);
+    assert_eq!(logged[0].record.request_id, "m449");
+    assert_eq!(logged[449].record.request_id, "m0");
+    assert_eq!(f.registry.usage("c", 0).await.unwrap()[0].requests, 450);
 }
