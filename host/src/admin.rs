@@ -48,6 +48,8 @@ const MAX_JSON_BYTES: usize = 1 << 20;
 /// The admin API of a primary node.
 pub struct Admin {
     registry: Arc<Registry>,
+    log_registry: Arc<Registry>,
+    read_only: Option<String>,
     store: BundleStore,
     trust: Option<Arc<TrustBundle>>,
     token: BearerSecret,
@@ -139,6 +141,8 @@ impl Admin {
         max_bundle_bytes: usize,
     ) -> Self {
         Self {
+            log_registry: registry.clone(),
+            read_only: None,
             registry,
             store,
             trust,
@@ -147,15 +151,32 @@ impl Admin {
         }
     }
 
+    /// An edge's admin API: reads from the replica (`registry`) and the node's own execution
+    /// log (`log_registry`); every write is refused, naming the `primary`.
+    pub fn read_only(mut self, log_registry: Arc<Registry>, primary: String) -> Self {
+        self.log_registry = log_registry;
+        self.read_only = Some(primary);
+        self
+    }
+
     /// Serves one admin request.
     pub async fn handle<B>(&self, request: Request<B>, request_id: &str) -> Response<HostBody>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<crate::server::BoxError>,
     {
-        let result = match self.authorize(&request) {
-            Ok(()) => self.dispatch(request).await,
-            Err(e) => Err(e),
+        let result = match (self.authorize(&request), &self.read_only) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(primary)) if request.method() != Method::GET => Err(AdminError::new(
+                StatusCode::CONFLICT,
+                "read_only_replica",
+                format!(
+                    "this node is an edge: its registry is a read-only replica; send {} {} to the primary at {primary}",
+                    request.method(),
+                    request.uri().path()
+                ),
+            )),
+            (Ok(()), _) => self.dispatch(request).await,
         };
         match result {
             Ok((status, body)) => json_response(status, &body),
@@ -318,7 +339,7 @@ impl Admin {
                         None => 100,
                     };
                     let rows = self
-                        .registry
+                        .log_registry
                         .executions(tenant, query.get("extension").map(String::as_str), limit)
                         .await?;
                     Ok((StatusCode::OK, json!({ "executions": rows })))
@@ -334,7 +355,7 @@ impl Admin {
                             .map_err(|_| AdminError::bad_request("since must be Unix seconds"))?,
                         None => 0,
                     };
-                    let usage = self.registry.usage(tenant, since).await?;
+                    let usage = self.log_registry.usage(tenant, since).await?;
                     Ok((
                         StatusCode::OK,
                         json!({ "window_secs": USAGE_WINDOW_SECS, "usage": usage }),

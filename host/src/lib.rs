@@ -10,6 +10,7 @@
 //! - [`gateway`]: turns `/api/ext/{extensionId}/{path…}` into a component call for a tenant.
 //! - [`runner`]: `POST /v1/execute`, the Alga runner envelope over the same path.
 //! - [`telemetry`]: Prometheus metrics and the batched execution log.
+//! - [`replication`]: the primary's sync API and the edge's sync loop.
 //! - [`catalog`]: which component serves which extension: registry installs, or dev mappings.
 //! - [`engine`]: compiles, caches and instantiates components, enforces per-request limits.
 //! - [`capabilities`]: host interfaces linked into every component (`alga:extension/*`).
@@ -29,6 +30,7 @@ pub mod error;
 pub mod gateway;
 pub mod keys;
 pub mod policy;
+pub mod replication;
 pub mod runner;
 pub mod server;
 pub mod telemetry;

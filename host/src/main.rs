@@ -16,7 +16,7 @@ use alga_edge::policy::PolicyConfig;
 use alga_edge::telemetry::ExecutionLogConfig;
 use alga_edge::tenant_auth::DevTokenIssuer;
 use cmd::demo::DemoArgs;
-use cmd::node::NodeSettings;
+use cmd::node::{NodeSettings, ReplicationSettings, Role};
 use cmd::remote::RemoteCommand;
 
 #[derive(Parser)]
@@ -34,6 +34,12 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Primary,
+    Edge,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -43,7 +49,7 @@ enum LogFormat {
 enum Command {
     /// Serve the gateway (`/api/ext/{extensionId}/…`), the runner API (`/v1/execute`), the admin
     /// API, `/metrics`, `/healthz` and `/readyz`.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Start a node with the sample extensions published and installed for a demo tenant.
     Demo(DemoArgs),
     /// Mint a dev tenant token with a local node's dev key.
@@ -166,6 +172,33 @@ struct ServeArgs {
     /// Days execution-log rows and usage windows are kept.
     #[arg(long, env = "ALGA_EXECUTION_LOG_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=3650))]
     execution_log_retention_days: u64,
+    /// `primary` (registry writes, sync server; the default for a single node) or `edge`
+    /// (serves from a replica of --primary).
+    #[arg(long, env = "ALGA_ROLE", default_value = "primary")]
+    role: RoleArg,
+    /// Edge: the primary's base URL (http://host:port).
+    #[arg(long, env = "ALGA_PRIMARY_URL")]
+    primary: Option<String>,
+    /// Replication token (primary: accepted, default generated into <data-dir>/keys/sync.token;
+    /// edge: presented, required).
+    #[arg(long, env = "ALGA_SYNC_TOKEN", hide_env_values = true)]
+    sync_token: Option<String>,
+    /// Edge: sync interval in milliseconds.
+    #[arg(long, env = "ALGA_SYNC_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    sync_interval_ms: u64,
+    /// Edge: staleness in milliseconds past which the node reports degraded and /readyz fails
+    /// (it keeps serving).
+    #[arg(long, env = "ALGA_MAX_STALENESS_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_staleness_ms: u64,
+    /// Primary: WAL frames (4 KiB each) that start a new replication generation.
+    #[arg(long, env = "ALGA_REPLICATION_MAX_WAL_FRAMES", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(2..))]
+    replication_max_wal_frames: u32,
+    /// Primary: completed generations kept for lagging replicas.
+    #[arg(long, env = "ALGA_REPLICATION_KEEP_GENERATIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    replication_keep_generations: u32,
+    /// Edge: bound of the local bundle cache, in MiB.
+    #[arg(long, env = "ALGA_BUNDLE_CACHE_MIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    bundle_cache_mib: u64,
     /// Execution-log rows queued for writing before new ones are dropped (and counted).
     #[arg(long, env = "ALGA_EXECUTION_LOG_QUEUE", default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     execution_log_queue: u64,
@@ -201,7 +234,7 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => runtime.block_on(serve(*args)),
         Command::Demo(args) => runtime.block_on(cmd::demo::run(args)),
         Command::Token {
             tenant,
@@ -282,6 +315,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tenant_rate_burst: args.tenant_burst,
         enforce_endpoints: args.enforce_endpoints,
     };
+    let role = match (args.role, args.primary) {
+        (RoleArg::Primary, None) => Role::Primary,
+        (RoleArg::Primary, Some(_)) => {
+            anyhow::bail!("--primary is for edges: add --role edge, or drop --primary")
+        }
+        (RoleArg::Edge, Some(primary)) => {
+            anyhow::ensure!(
+                primary.starts_with("http://") || primary.starts_with("https://"),
+                "--primary must be an http:// or https:// URL, got '{primary}'"
+            );
+            Role::Edge { primary }
+        }
+        (RoleArg::Edge, None) => anyhow::bail!("an edge needs --primary URL"),
+    };
     let node = cmd::node::start(NodeSettings {
         listen: args.listen,
         policy,
@@ -301,6 +348,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         execution_log: ExecutionLogConfig {
             queue: args.execution_log_queue as usize,
             retention: Duration::from_secs(args.execution_log_retention_days * 86_400),
+        },
+        role,
+        sync_token: args.sync_token,
+        replication: ReplicationSettings {
+            sync_interval: Duration::from_millis(args.sync_interval_ms),
+            max_staleness: Duration::from_millis(args.max_staleness_ms),
+            max_wal_frames: args.replication_max_wal_frames,
+            keep_generations: args.replication_keep_generations,
+            bundle_cache_bytes: args.bundle_cache_mib << 20,
         },
     })
     .await?;

@@ -24,7 +24,9 @@ use crate::admin::{ADMIN_PREFIX, Admin};
 use crate::error::{GatewayError, json_response};
 use crate::gateway::{Gateway, ROUTE_PREFIX};
 use crate::keys::BearerSecret;
+use crate::replication::{REPLICATION_PREFIX, ReplicationApi};
 use crate::runner::{EXECUTE_PATH, Runner};
+use alga_edge_registry::replication::GenerationLog;
 
 /// Error type of response bodies (a guest's body stream can fail mid-way).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -37,8 +39,63 @@ pub struct App {
     gateway: Arc<Gateway>,
     runner: Runner,
     admin: Option<Admin>,
-    registry: Arc<Registry>,
+    replication: Option<ReplicationApi>,
+    health: Health,
     metrics_token: Option<BearerSecret>,
+}
+
+/// What the probes report: the registry, and replication state by role.
+#[derive(Clone)]
+pub struct Health {
+    /// The registry (a replica on edges).
+    pub registry: Arc<Registry>,
+    /// The primary's generations.
+    pub generations: Option<Arc<GenerationLog>>,
+    /// Edge: staleness past which the node reports degraded.
+    pub max_staleness: Duration,
+}
+
+impl Health {
+    /// Edge: time since the last sync that reached the primary (`None` on a primary; `MAX`
+    /// when it never synced in this process).
+    pub fn staleness(&self) -> Option<Duration> {
+        let replica = self.registry.replica()?;
+        Some(replica.status().staleness().unwrap_or(Duration::MAX))
+    }
+
+    /// Whether an edge is staler than allowed.
+    pub fn degraded(&self) -> bool {
+        self.staleness().is_some_and(|age| age > self.max_staleness)
+    }
+
+    /// The `/healthz` document.
+    pub fn report(&self) -> serde_json::Value {
+        match (self.registry.replica(), &self.generations) {
+            (Some(replica), _) => {
+                let status = replica.status();
+                serde_json::json!({
+                    "status": if self.degraded() { "degraded" } else { "ok" },
+                    "role": "edge",
+                    "primary": replica.primary(),
+                    "generation": replica.generation(),
+                    "last_sync_age_ms": status.staleness().map(|d| d.as_millis() as u64),
+                    "last_sync_unix_ms": status.last_ok_unix_ms(),
+                    "max_staleness_ms": self.max_staleness.as_millis() as u64,
+                    "last_error": status.last_error(),
+                })
+            }
+            (None, Some(log)) => {
+                let (current, oldest) = log.generations();
+                serde_json::json!({
+                    "status": "ok",
+                    "role": "primary",
+                    "generation": current,
+                    "oldest_generation": oldest,
+                })
+            }
+            (None, None) => serde_json::json!({"status": "ok"}),
+        }
+    }
 }
 
 impl App {
@@ -48,14 +105,16 @@ impl App {
         gateway: Arc<Gateway>,
         runner: Runner,
         admin: Option<Admin>,
-        registry: Arc<Registry>,
+        replication: Option<ReplicationApi>,
+        health: Health,
         metrics_token: Option<&str>,
     ) -> Self {
         Self {
             gateway,
             runner,
             admin,
-            registry,
+            replication,
+            health,
             metrics_token: metrics_token.map(BearerSecret::new),
         }
     }
@@ -76,10 +135,19 @@ impl App {
             .filter(|_| path.starts_with(ADMIN_PREFIX))
         {
             ("admin", admin.handle(request, &request_id).await)
+        } else if let Some(replication) = self
+            .replication
+            .as_ref()
+            .filter(|_| path.starts_with(REPLICATION_PREFIX))
+        {
+            (
+                "replication",
+                replication.handle(&request, &request_id).await,
+            )
         } else {
             ("probe", self.probe(&request, &path, &request_id).await)
         };
-        if kind != "probe" {
+        if kind != "probe" && kind != "replication" {
             tracing::info!(%request_id, %method, %path, status = response.status().as_u16(),
                 ms = started.elapsed().as_millis() as u64, "{kind} request");
         }
@@ -100,8 +168,16 @@ impl App {
             return GatewayError::NoRoute(path.to_owned()).into_response(request_id);
         }
         match path {
-            "/healthz" => json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})),
-            "/readyz" => match self.registry.ping().await {
+            "/healthz" => json_response(StatusCode::OK, &self.health.report()),
+            "/readyz" => match self.health.registry.ping().await {
+                Ok(()) if self.health.degraded() => json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({
+                        "status": "not_ready",
+                        "registry": "stale",
+                        "last_sync_age_ms": self.health.staleness().map(|d| d.as_millis() as u64),
+                    }),
+                ),
                 Ok(()) => json_response(
                     StatusCode::OK,
                     &serde_json::json!({"status": "ready", "registry": "ok"}),

@@ -105,7 +105,35 @@ pub(crate) async fn connect(db: &Database) -> Result<Connection, RegistryError> 
     let conn = db.connect()?;
     pragma(&conn, "PRAGMA foreign_keys=ON").await?;
     pragma(&conn, "PRAGMA busy_timeout=5000").await?;
+    // Only replication checkpoints the WAL (at generation boundaries), never SQLite on its own:
+    // frame numbers must stay stable within a generation.
+    pragma(&conn, "PRAGMA wal_autocheckpoint=0").await?;
     Ok(conn)
+}
+
+/// Refuses a replica whose schema is newer than this build knows (its primary was upgraded
+/// first); an older one is served with a warning (upgrade the primary).
+pub(crate) async fn check_replica_schema(conn: &Connection) -> Result<(), RegistryError> {
+    let mut rows = conn.query("PRAGMA user_version", ()).await?;
+    let found: i64 = match rows.next().await? {
+        Some(row) => row.get(0)?,
+        None => 0,
+    };
+    let found = usize::try_from(found).unwrap_or(0);
+    if found > MIGRATIONS.len() {
+        return Err(RegistryError::SchemaTooNew {
+            found,
+            known: MIGRATIONS.len(),
+        });
+    }
+    if found < MIGRATIONS.len() {
+        tracing::warn!(
+            found,
+            known = MIGRATIONS.len(),
+            "the primary's registry schema is older than this edge's; upgrade the primary"
+        );
+    }
+    Ok(())
 }
 
 /// Runs a pragma; some answer with a row, which `execute` would refuse.

@@ -78,7 +78,7 @@ impl Registry {
             entry.0 += 1;
             entry.1 += i64::try_from(r.duration_ms).unwrap_or(i64::MAX);
         }
-        let writer = self.write.lock().await;
+        let writer = self.log_writer().await?;
         let tx = writer.transaction().await?;
         // Multi-row inserts: one statement to parse per chunk instead of per row.
         for chunk in records.chunks(ROWS_PER_INSERT) {
@@ -213,7 +213,7 @@ impl Registry {
     /// Deletes execution-log rows and usage windows older than `before` (Unix seconds);
     /// returns how many log rows went.
     pub async fn prune_executions(&self, before: i64) -> Result<u64, RegistryError> {
-        let writer = self.write.lock().await;
+        let writer = self.log_writer().await?;
         let removed = writer
             .execute(
                 "DELETE FROM extension_execution_log WHERE created_at < ?1",

@@ -78,7 +78,7 @@ impl Registry {
     pub async fn install(&self, request: &InstallRequest) -> Result<Install, RegistryError> {
         check_tenant(&request.tenant)?;
         request.policy.validate()?;
-        let writer = self.writer().await;
+        let writer = self.writer().await?;
         let version = self
             .installable_version(&request.extension, &request.version)
             .await?;
@@ -130,7 +130,7 @@ impl Registry {
         extension: &str,
         version: &str,
     ) -> Result<Install, RegistryError> {
-        let writer = self.writer().await;
+        let writer = self.writer().await?;
         let current = self.require_install(tenant, extension).await?;
         let target = self.installable_version(extension, version).await?;
         checked_grants(&current.grants, &target)?;
@@ -154,7 +154,7 @@ impl Registry {
         policy.validate()?;
         let changed = self
             .writer()
-            .await
+            .await?
             .execute(
                 "UPDATE tenant_extension_install SET policy = ?1, updated_at = ?2
                  WHERE tenant_id = ?3 AND extension_name = ?4",
@@ -181,7 +181,7 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let changed = self
             .writer()
-            .await
+            .await?
             .execute(
                 "UPDATE tenant_extension_install SET enabled = ?1, updated_at = ?2
                  WHERE tenant_id = ?3 AND extension_name = ?4",
@@ -203,7 +203,7 @@ impl Registry {
     pub async fn uninstall(&self, tenant: &str, extension: &str) -> Result<(), RegistryError> {
         let changed = self
             .writer()
-            .await
+            .await?
             .execute(
                 "DELETE FROM tenant_extension_install WHERE tenant_id = ?1 AND extension_name = ?2",
                 [tenant, extension],

@@ -20,6 +20,7 @@ pub mod install_policy;
 pub mod installs;
 pub mod manifest;
 mod publish;
+pub mod replication;
 pub mod secrets;
 pub mod signing;
 pub mod store;
@@ -37,11 +38,13 @@ pub use publish::{Published, VersionInfo};
 /// whole check-then-write sequence, so concurrent admin calls cannot interleave inside one
 /// transaction or race past each other's checks, and readers only ever see committed state.
 pub struct Registry {
-    _db: libsql::Database,
+    db: libsql::Database,
     read: libsql::Connection,
-    write: tokio::sync::Mutex<libsql::Connection>,
+    /// `None` on an edge replica: every write goes to the primary.
+    write: Option<tokio::sync::Mutex<libsql::Connection>>,
     sealer: Option<secrets::SecretSealer>,
     changes: std::sync::atomic::AtomicU64,
+    replica: Option<replication::Replica>,
 }
 
 /// The writer connection, held for one catalog write; counts a change when released so
@@ -72,12 +75,70 @@ impl Registry {
         let (db, write) = db::open(path).await?;
         let read = db::connect(&db).await?;
         Ok(Self {
-            _db: db,
+            db,
             read,
-            write: tokio::sync::Mutex::new(write),
+            write: Some(tokio::sync::Mutex::new(write)),
             sealer: None,
             changes: std::sync::atomic::AtomicU64::new(0),
+            replica: None,
         })
+    }
+
+    /// Opens the edge replica at `path` of the primary's registry (bootstrapping it from the
+    /// primary when there is no local copy). The replica is read-only: writes fail with
+    /// [`RegistryError::ReadOnlyReplica`].
+    pub async fn open_replica(
+        path: &Path,
+        config: replication::ReplicaConfig,
+        primary: String,
+    ) -> Result<Self, RegistryError> {
+        let replica = replication::Replica::new(path, config, primary);
+        let db = replica.open().await?;
+        let read = db::connect(&db).await?;
+        db::check_replica_schema(&read).await?;
+        Ok(Self {
+            db,
+            read,
+            write: None,
+            sealer: None,
+            changes: std::sync::atomic::AtomicU64::new(0),
+            replica: Some(replica),
+        })
+    }
+
+    /// The replica state, on an edge.
+    pub fn replica(&self) -> Option<&replication::Replica> {
+        self.replica.as_ref()
+    }
+
+    /// Pulls what the primary has (edges only); `Ok(false)` when the primary was unreachable.
+    pub async fn sync(&self) -> Result<bool, RegistryError> {
+        let Some(replica) = &self.replica else {
+            return Ok(true);
+        };
+        let reached = replica.sync(&self.db).await?;
+        if reached {
+            self.changes
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
+        Ok(reached)
+    }
+
+    /// [`Registry::sync`], at most once per short window (a miss storm must not hammer the
+    /// primary); returns whether a sync ran and reached the primary.
+    pub async fn sync_on_demand(&self) -> Result<bool, RegistryError> {
+        match &self.replica {
+            Some(replica) if replica.on_demand_allowed() => self.sync().await,
+            _ => Ok(false),
+        }
+    }
+
+    /// Starts a new replication generation (primary): archives the WAL's frames, checkpoints,
+    /// saves the next base image. Holds the writer so nothing commits meanwhile.
+    pub async fn rollover(&self, log: &replication::GenerationLog) -> Result<(), RegistryError> {
+        let _writer = self.writer().await?;
+        log.rollover()?;
+        Ok(())
     }
 
     /// A counter that moves whenever the catalog (extensions, versions, installs) may have
@@ -86,10 +147,28 @@ impl Registry {
         self.changes.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    pub(crate) async fn writer(&self) -> Writer<'_> {
-        Writer {
-            guard: self.write.lock().await,
+    pub(crate) async fn writer(&self) -> Result<Writer<'_>, RegistryError> {
+        let write = self.write.as_ref().ok_or_else(|| self.read_only())?;
+        Ok(Writer {
+            guard: write.lock().await,
             changes: &self.changes,
+        })
+    }
+
+    /// The writer connection without counting a catalog change (execution log).
+    pub(crate) async fn log_writer(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, libsql::Connection>, RegistryError> {
+        let write = self.write.as_ref().ok_or_else(|| self.read_only())?;
+        Ok(write.lock().await)
+    }
+
+    fn read_only(&self) -> RegistryError {
+        RegistryError::ReadOnlyReplica {
+            primary: self
+                .replica
+                .as_ref()
+                .map_or_else(|| "the primary".to_owned(), |r| r.primary().to_owned()),
         }
     }
 
@@ -105,6 +184,12 @@ impl Registry {
         self.sealer = Some(sealer);
         self
     }
+}
+
+/// An HTTP client for node-to-node calls (rustls with the ring provider, installed once).
+pub fn http_client() -> reqwest::Client {
+    store::object::install_tls_provider();
+    reqwest::Client::new()
 }
 
 /// Everything the registry can refuse or fail with. [`RegistryError::status`] gives the HTTP
@@ -227,6 +312,20 @@ pub enum RegistryError {
         /// Newest this build knows.
         known: usize,
     },
+    /// A write reached an edge node, whose registry is a read-only replica.
+    #[error(
+        "this node is an edge: its registry is a read-only replica; send writes to the primary at {primary}"
+    )]
+    ReadOnlyReplica {
+        /// The primary's URL.
+        primary: String,
+    },
+    /// Replication failed.
+    #[error(transparent)]
+    Replication(#[from] replication::ReplicationError),
+    /// The edge replica could not be opened or synced.
+    #[error(transparent)]
+    Replica(#[from] replication::ReplicaError),
     /// A database operation failed.
     #[error("registry database: {0}")]
     Db(#[from] libsql::Error),
@@ -251,12 +350,15 @@ impl RegistryError {
             }
             Self::VersionConflict { .. }
             | Self::Deprecated { .. }
-            | Self::AlreadyInstalled { .. } => 409,
+            | Self::AlreadyInstalled { .. }
+            | Self::ReadOnlyReplica { .. } => 409,
             Self::NoSecretsKey
             | Self::Secrets(_)
             | Self::Store(_)
             | Self::Open { .. }
             | Self::SchemaTooNew { .. }
+            | Self::Replication(_)
+            | Self::Replica(_)
             | Self::Db(_)
             | Self::Corrupt(_) => 500,
         }

@@ -81,7 +81,7 @@ impl Registry {
 
         // Checks that need the database, before the store is touched, under the writer lock so
         // two publishes of one version cannot both pass them.
-        let writer = self.writer().await;
+        let writer = self.writer().await?;
         if let Some(owner) = self.publisher_of(&manifest.name).await?
             && owner != manifest.publisher
         {
@@ -209,7 +209,7 @@ impl Registry {
     pub async fn deprecate(&self, name: &str, version: &str) -> Result<(), RegistryError> {
         let changed = self
             .writer()
-            .await
+            .await?
             .execute(
                 "UPDATE extension_version SET deprecated = 1 WHERE extension_name = ?1 AND version = ?2",
                 [name, version],

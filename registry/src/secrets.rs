@@ -62,6 +62,7 @@ impl fmt::Debug for Secrets {
 }
 
 /// Seals and opens install secrets with the node key.
+#[derive(Clone)]
 pub struct SecretSealer {
     cipher: XChaCha20Poly1305,
 }

@@ -115,7 +115,11 @@ impl Node {
         let mut command = Command::new(binary);
         command
             .arg(subcommand)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(if extra.contains(&"--listen") {
+                vec![]
+            } else {
+                vec!["--listen", "127.0.0.1:0"]
+            })
             .args(extra)
             .args(if extra.contains(&"--cache-dir") {
                 vec![]

@@ -34,6 +34,23 @@ pub struct InstalledCatalog {
     trust: Option<Arc<TrustBundle>>,
     verified: Mutex<HashSet<String>>,
     resolved: Mutex<ResolvedCache>,
+    fetcher: Option<BundleFetcher>,
+}
+
+/// Where an edge gets bundles its store lacks: the primary's replication API. Fetched bytes are
+/// checked against the content hash before they are stored; the local store is kept under a
+/// size bound (least recently written bundles go first).
+pub struct BundleFetcher {
+    /// The primary's base URL.
+    pub primary: String,
+    /// The sync token.
+    pub token: String,
+    /// The local bundle directory to bound, when the store is local.
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Its bound, in bytes.
+    pub cache_bytes: u64,
+    /// HTTP client.
+    pub http: reqwest::Client,
 }
 
 impl InstalledCatalog {
@@ -52,7 +69,14 @@ impl InstalledCatalog {
             resolved: Mutex::new(LruCache::new(
                 NonZeroUsize::new(RESOLVED_CAP).expect("non-zero"),
             )),
+            fetcher: None,
         }
+    }
+
+    /// Fetches missing bundles with `fetcher` (edges).
+    pub fn with_fetcher(mut self, fetcher: BundleFetcher) -> Self {
+        self.fetcher = Some(fetcher);
+        self
     }
 
     /// `tenant`'s enabled install of `extension_id`, its signature verified; `None` when the
@@ -71,7 +95,21 @@ impl InstalledCatalog {
         {
             return Ok(resolved.clone());
         }
-        let resolved = self.lookup(tenant, extension_id).await?;
+        let mut resolved = self.lookup(tenant, extension_id).await?;
+        // An edge may simply not have synced the install yet: pull once (rate-limited) and look
+        // again before answering 404.
+        if resolved.is_none() && self.registry.replica().is_some() {
+            match self.registry.sync_on_demand().await {
+                Ok(true) => {
+                    let changes = self.registry.change_count();
+                    resolved = self.lookup(tenant, extension_id).await?;
+                    self.cache().put(key, (changes, resolved.clone()));
+                    return Ok(resolved);
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!("on-demand sync failed: {e}"),
+            }
+        }
         self.cache().put(key, (changes, resolved.clone()));
         Ok(resolved)
     }
@@ -181,12 +219,23 @@ impl InstalledCatalog {
             reason,
         };
         let hash = ContentHash::parse(content_hash).map_err(|e| source_error(e.to_string()))?;
-        let bytes = self
+        let stored = self
             .store
             .get(&hash)
             .await
-            .map_err(|e| source_error(e.to_string()))?
-            .ok_or_else(|| source_error("the bundle is missing from the bundle store".into()))?;
+            .map_err(|e| source_error(e.to_string()))?;
+        let bytes = match (stored, &self.fetcher) {
+            (Some(bytes), _) => bytes,
+            (None, Some(fetcher)) => self
+                .fetch(fetcher, &hash)
+                .await
+                .map_err(|e| source_error(format!("fetching it from the primary: {e}")))?,
+            (None, None) => {
+                return Err(source_error(
+                    "the bundle is missing from the bundle store".into(),
+                ));
+            }
+        };
         // Decompression and untar are CPU work: keep them off the request workers.
         tokio::task::spawn_blocking(move || {
             let files =
@@ -197,6 +246,44 @@ impl InstalledCatalog {
         .await
         .map_err(|e| source_error(format!("reader task failed: {e}")))?
         .map_err(source_error)
+    }
+
+    /// Fetches `hash` from the primary, checks the bytes hash to it, stores them, and keeps the
+    /// local store under its bound.
+    async fn fetch(&self, fetcher: &BundleFetcher, hash: &ContentHash) -> Result<Vec<u8>, String> {
+        let url = format!(
+            "{}{}bundles/{hash}",
+            fetcher.primary.trim_end_matches('/'),
+            crate::replication::REPLICATION_PREFIX
+        );
+        let response = fetcher
+            .http
+            .get(&url)
+            .bearer_auth(&fetcher.token)
+            .timeout(std::time::Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("{url} answered {}", response.status()));
+        }
+        let bytes = response.bytes().await.map_err(|e| e.to_string())?.to_vec();
+        let got = ContentHash::of(&bytes);
+        if &got != hash {
+            return Err(format!(
+                "the primary sent bytes hashing to {got}, not {hash}"
+            ));
+        }
+        self.store
+            .put(hash, &bytes)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(content_hash = %hash, bytes = bytes.len(), "bundle fetched from the primary");
+        if let Some(dir) = fetcher.cache_dir.clone() {
+            let (cap, keep) = (fetcher.cache_bytes, hash.to_string());
+            let _ = tokio::task::spawn_blocking(move || evict(&dir, cap, &keep)).await;
+        }
+        Ok(bytes)
     }
 
     fn verify_signature(&self, claims: &BundleClaims, signature: &str) -> Result<(), GatewayError> {
@@ -231,5 +318,37 @@ impl InstalledCatalog {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.verified.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Deletes the least recently written bundles under `dir` until it holds at most `cap` bytes,
+/// never `keep` (the one just stored).
+fn evict(dir: &std::path::Path, cap: u64, keep: &str) {
+    let keep = keep.trim_start_matches("sha256:");
+    let Ok(entries) = std::fs::read_dir(dir.join("sha256")) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, u64, std::path::PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            let temporary = e.file_name().to_string_lossy().starts_with('.');
+            let modified = meta.modified().ok()?;
+            (meta.is_file() && !temporary).then(|| (modified, meta.len(), e.path()))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
+    files.sort();
+    for (_, len, path) in files {
+        if total <= cap {
+            break;
+        }
+        if path.file_name().and_then(|n| n.to_str()) == Some(keep) {
+            continue;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            tracing::info!(path = %path.display(), "bundle evicted from the edge cache");
+            total = total.saturating_sub(len);
+        }
     }
 }

@@ -13,7 +13,7 @@ use alga_edge_registry::InstallPolicy;
 use alga_edge_registry::manifest::Endpoint;
 
 pub use dev::{CatalogError, DevCatalog};
-pub use installed::InstalledCatalog;
+pub use installed::{BundleFetcher, InstalledCatalog};
 
 /// What the gateway needs to run an extension for a tenant.
 #[derive(Debug, Clone)]

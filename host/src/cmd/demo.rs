@@ -73,6 +73,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         service_token: None,
         metrics_token: None,
         execution_log: ExecutionLogConfig::default(),
+        role: node::Role::Primary,
+        sync_token: None,
+        replication: node::ReplicationSettings::default(),
         data_dir: data_dir.clone(),
     })
     .await?;

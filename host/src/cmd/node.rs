@@ -5,22 +5,26 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use alga_edge::admin::Admin;
-use alga_edge::catalog::{DevCatalog, InstalledCatalog};
+use alga_edge::catalog::{BundleFetcher, DevCatalog, InstalledCatalog};
 use alga_edge::config::EngineConfig;
 use alga_edge::engine::Engine;
 use alga_edge::gateway::Gateway;
 use alga_edge::keys;
 use alga_edge::policy::{Policies, PolicyConfig};
+use alga_edge::replication::{self, ReplicationApi};
 use alga_edge::runner::Runner;
+use alga_edge::server::Health;
 use alga_edge::server::{self, App};
 use alga_edge::telemetry::{ExecutionLog, ExecutionLogConfig, LogWriter, Metrics, Telemetry};
 use alga_edge::tenant_auth::TenantAuth;
 use alga_edge_registry::Registry;
+use alga_edge_registry::replication::{GenerationLog, ReplicaConfig};
 use alga_edge_registry::secrets::SecretSealer;
 use alga_edge_registry::signing::TrustBundle;
 use alga_edge_registry::store::BundleStore;
@@ -59,6 +63,52 @@ pub struct NodeSettings {
     pub metrics_token: Option<String>,
     /// Execution-log queue and retention.
     pub execution_log: ExecutionLogConfig,
+    /// Primary (registry writes, sync server) or edge (replica).
+    pub role: Role,
+    /// Token of the replication API (the primary's; an edge presents it). Generated on a
+    /// primary when absent; required on an edge.
+    pub sync_token: Option<String>,
+    /// Replication tuning.
+    pub replication: ReplicationSettings,
+}
+
+/// What a node does with the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Owns the registry and serves the sync protocol.
+    Primary,
+    /// Holds a replica of the primary at this base URL.
+    Edge {
+        /// The primary's base URL.
+        primary: String,
+    },
+}
+
+/// Replication tuning.
+#[derive(Debug, Clone)]
+pub struct ReplicationSettings {
+    /// Edge: how often the replica syncs.
+    pub sync_interval: Duration,
+    /// Edge: staleness past which it reports degraded (and `/readyz` fails).
+    pub max_staleness: Duration,
+    /// Primary: WAL frames that trigger a new generation.
+    pub max_wal_frames: u32,
+    /// Primary: completed generations whose frames stay available to lagging replicas.
+    pub keep_generations: u32,
+    /// Edge: bound of the local bundle cache, in bytes.
+    pub bundle_cache_bytes: u64,
+}
+
+impl Default for ReplicationSettings {
+    fn default() -> Self {
+        Self {
+            sync_interval: Duration::from_secs(1),
+            max_staleness: Duration::from_secs(30),
+            max_wal_frames: 1000,
+            keep_generations: 16,
+            bundle_cache_bytes: 1 << 30,
+        }
+    }
 }
 
 /// A node that is listening but not yet serving.
@@ -77,6 +127,8 @@ pub struct Node {
     pub trust: Option<Arc<TrustBundle>>,
     /// The execution-log writer, flushed after the server drains.
     pub log_writer: LogWriter,
+    /// The primary's replication generations (rolled over once more at shutdown).
+    pub generations: Option<Arc<GenerationLog>>,
 }
 
 /// How long shutdown waits for the execution log to flush.
@@ -97,11 +149,49 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
     };
     let sealer = SecretSealer::from_hex(&secrets_key)
         .context("invalid secrets key (ALGA_SECRETS_KEY must be 64 hex characters)")?;
-    let registry = Arc::new(
-        Registry::open(&data_dir.join("registry.db"))
+    let sync_token = match (&settings.role, &settings.sync_token) {
+        (_, Some(token)) if token.len() >= 16 => token.clone(),
+        (_, Some(_)) => anyhow::bail!("the sync token must be at least 16 characters"),
+        (Role::Edge { .. }, None) => {
+            anyhow::bail!("an edge needs the primary's sync token (--sync-token / ALGA_SYNC_TOKEN)")
+        }
+        (Role::Primary, None) => node_token(data_dir, None, "sync.token", "replication (sync)")?,
+    };
+    let (registry, log_registry, generations) = match &settings.role {
+        Role::Primary => {
+            let path = data_dir.join("registry.db");
+            let registry = Arc::new(
+                Registry::open(&path)
+                    .await?
+                    .with_secret_sealer(sealer.clone()),
+            );
+            let generations = Arc::new(
+                GenerationLog::open(
+                    &path,
+                    settings.replication.max_wal_frames,
+                    settings.replication.keep_generations,
+                )
+                .context("cannot start registry replication")?,
+            );
+            (registry.clone(), registry, Some(generations))
+        }
+        Role::Edge { primary } => {
+            let config = ReplicaConfig {
+                sync_url: replication::registry_sync_url(primary),
+                token: sync_token.clone(),
+            };
+            let registry = Registry::open_replica(
+                &data_dir.join("registry-replica.db"),
+                config,
+                primary.clone(),
+            )
             .await?
-            .with_secret_sealer(sealer),
-    );
+            .with_secret_sealer(sealer.clone());
+            // Edges keep their own execution log: the replica is read-only.
+            let local = Registry::open(&data_dir.join("local.db")).await?;
+            (Arc::new(registry), Arc::new(local), None)
+        }
+    };
     let store = match &settings.bundle_store {
         Some(spec) => BundleStore::open(spec)?,
         None => BundleStore::local(data_dir.join("bundles"))?,
@@ -147,16 +237,33 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
     }
     let engine = Arc::new(Engine::new(settings.engine)?);
     let max_response_bytes = engine.config().max_response_bytes;
-    let metrics = Metrics::new(engine.clone(), auth.clone());
+    let health = Health {
+        registry: registry.clone(),
+        generations: generations.clone(),
+        max_staleness: settings.replication.max_staleness,
+    };
+    let metrics = Metrics::new(engine.clone(), auth.clone(), health.clone());
     let (log, log_writer) = ExecutionLog::start(
-        registry.clone(),
+        log_registry.clone(),
         settings.execution_log.clone(),
         metrics.log_written.clone(),
         metrics.log_dropped.clone(),
     )
     .context("cannot start the execution-log writer")?;
     let telemetry = Arc::new(Telemetry::new(metrics, log));
-    let installed = InstalledCatalog::new(registry.clone(), store.clone(), trust.clone());
+    let mut installed = InstalledCatalog::new(registry.clone(), store.clone(), trust.clone());
+    if let Role::Edge { primary } = &settings.role {
+        installed = installed.with_fetcher(BundleFetcher {
+            primary: primary.clone(),
+            token: sync_token.clone(),
+            cache_dir: settings
+                .bundle_store
+                .is_none()
+                .then(|| data_dir.join("bundles")),
+            cache_bytes: settings.replication.bundle_cache_bytes,
+            http: alga_edge_registry::http_client(),
+        });
+    }
     let gateway = Arc::new(Gateway::new(
         engine.clone(),
         dev,
@@ -176,13 +283,33 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         ms = started.elapsed().as_millis() as u64,
         "components ready"
     );
-    let admin = Admin::new(
+    let mut admin = Admin::new(
         registry.clone(),
         store.clone(),
         trust.clone(),
         &admin_token,
         settings.max_bundle_bytes,
     );
+    let replication_api = match (&settings.role, &generations) {
+        (Role::Edge { primary }, _) => {
+            admin = admin.read_only(log_registry.clone(), primary.clone());
+            tokio::spawn(replication::sync_loop(
+                registry.clone(),
+                settings.replication.sync_interval,
+            ));
+            None
+        }
+        (Role::Primary, Some(log)) => {
+            // Checking is one frame-count read: cheap enough to keep the WAL near its bound.
+            tokio::spawn(replication::rollover_loop(
+                registry.clone(),
+                log.clone(),
+                Duration::from_millis(250),
+            ));
+            Some(ReplicationApi::new(log.clone(), store.clone(), &sync_token))
+        }
+        (Role::Primary, None) => None,
+    };
 
     let listener = server::bind(settings.listen)
         .await
@@ -195,13 +322,15 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
             gateway,
             runner,
             Some(admin),
-            registry.clone(),
+            replication_api,
+            health,
             settings.metrics_token.as_deref(),
         )),
         registry,
         store,
         trust,
         log_writer,
+        generations,
     })
 }
 
@@ -210,6 +339,13 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
 pub async fn run(node: Node) -> anyhow::Result<()> {
     server::serve(node.listener, node.app, shutdown_signal()).await?;
     node.log_writer.flush_and_stop(LOG_FLUSH_TIMEOUT).await;
+    // Close the generation, so replicas can pull its last frames from the archive after the
+    // WAL is checkpointed away when the database closes.
+    if let Some(generations) = &node.generations
+        && let Err(e) = node.registry.rollover(generations).await
+    {
+        tracing::error!("replication: final rollover failed: {e}");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -13,6 +13,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::engine::Engine;
+use crate::server::Health;
 use crate::tenant_auth::TenantAuth;
 
 /// Labels of per-request series.
@@ -75,7 +76,7 @@ fn latency_histogram() -> Histogram {
 impl Metrics {
     /// Registers every metric, plus collectors reading `engine`'s compile cache and `auth`'s
     /// token cache at scrape time.
-    pub fn new(engine: Arc<Engine>, auth: Arc<TenantAuth>) -> Self {
+    pub fn new(engine: Arc<Engine>, auth: Arc<TenantAuth>, health: Health) -> Self {
         let mut registry = Registry::with_prefix("alga");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -138,6 +139,7 @@ impl Metrics {
             log_dropped.clone(),
         );
         registry.register_collector(Box::new(CacheCollector { engine, auth }));
+        registry.register_collector(Box::new(ReplicationCollector(health)));
         Self {
             registry,
             requests,
@@ -215,6 +217,72 @@ impl Collector for CacheCollector {
             for (result, value) in rows {
                 let labels = [("result", result)];
                 ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Replication state read at scrape time: an edge's staleness and generation, a primary's
+/// generation and WAL size.
+struct ReplicationCollector(Health);
+
+impl std::fmt::Debug for ReplicationCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplicationCollector")
+    }
+}
+
+impl Collector for ReplicationCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let mut gauge = |name: &str, help: &str, value: f64| {
+            let metric = ConstGauge::new(value);
+            let family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+            metric.encode(family)
+        };
+        if let Some(replica) = self.0.registry.replica() {
+            let age = self.0.staleness().map_or(f64::INFINITY, |d| {
+                if d == std::time::Duration::MAX {
+                    f64::INFINITY
+                } else {
+                    d.as_secs_f64()
+                }
+            });
+            gauge(
+                "replica_staleness_seconds",
+                "Seconds since the edge's last sync that reached the primary",
+                age,
+            )?;
+            gauge(
+                "replica_degraded",
+                "1 when the edge is staler than its max staleness",
+                f64::from(u8::from(self.0.degraded())),
+            )?;
+            gauge(
+                "replica_generation",
+                "Replication generation of the edge's replica",
+                f64::from(replica.generation().unwrap_or(0)),
+            )?;
+        }
+        if let Some(log) = &self.0.generations {
+            let (current, oldest) = log.generations();
+            gauge(
+                "replication_generation",
+                "The primary's current replication generation",
+                f64::from(current),
+            )?;
+            gauge(
+                "replication_oldest_generation",
+                "Oldest generation whose frames the primary still serves",
+                f64::from(oldest),
+            )?;
+            if let Ok(frames) = log.wal_frames() {
+                gauge(
+                    "replication_wal_frames",
+                    "Committed frames in the primary's WAL (bounded by the rollover)",
+                    f64::from(frames),
+                )?;
             }
         }
         Ok(())

@@ -8,7 +8,7 @@
 //! backend from a path or URL.
 
 mod local;
-mod object;
+pub(crate) mod object;
 
 use std::path::PathBuf;
 

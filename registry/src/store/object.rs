@@ -157,7 +157,7 @@ impl ObjectBundleStore {
 
 /// HTTPS to S3 uses rustls with the ring provider (the one the rest of the binary already
 /// builds), installed once per process; a provider installed earlier by someone else is kept.
-fn install_tls_provider() {
+pub(crate) fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 

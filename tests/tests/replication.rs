@@ -1,0 +1,426 @@
+//! Registry replication over real processes on 127.0.0.1: one primary and edges, each its own
+//! `alga-edge serve` with its own data directory. Edges follow the primary, keep serving from
+//! their replica when it is gone (reporting staleness), refuse admin writes, catch up when it
+//! returns; generations roll over and fresh and lagging edges converge to the primary's rows.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use alga_edge_e2e::publishing::{ADMIN_TOKEN, Fixture, admin_ok, binary, json, path};
+use alga_edge_e2e::{Node, client};
+use jwt_simple::prelude::*;
+use serde_json::Value;
+
+const HELLO: &str = "com.alga.test.hello";
+const FAULTY: &str = "com.alga.test.faulty";
+const SYNC_TOKEN: &str = "e2e-sync-token-0123456789abcdef";
+const JWT_SECRET: &str = "e2e-tenant-jwt-secret-0123456789abcdef";
+
+#[derive(Serialize, Deserialize)]
+struct TenantClaims {
+    tenant: String,
+}
+
+/// A tenant token every node accepts (they share the platform's HS256 secret).
+fn token(tenant: &str) -> String {
+    let claims = Claims::with_custom_claims(
+        TenantClaims {
+            tenant: tenant.into(),
+        },
+        jwt_simple::prelude::Duration::from_secs(600),
+    );
+    HS256Key::from_bytes(JWT_SECRET.as_bytes())
+        .authenticate(claims)
+        .unwrap()
+}
+
+/// Starts a node on `dir` trusting the fixture's publisher key, with `extra` arguments.
+fn start(fixture: &Fixture, dir: &Path, extra: &[&str]) -> Node {
+    let trust = fixture.keys().join("publisher.pub.pem");
+    let mut args = vec![
+        "--trust-bundle",
+        path(&trust),
+        "--admin-token",
+        ADMIN_TOKEN,
+        "--sync-token",
+        SYNC_TOKEN,
+        "--tenant-rate",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    Node::start_in(
+        &binary(),
+        dir,
+        &args,
+        &[("ALGA_TENANT_JWT_HS256_SECRET", JWT_SECRET)],
+    )
+}
+
+fn start_edge(fixture: &Fixture, dir: &Path, primary: &str) -> Node {
+    start(
+        fixture,
+        dir,
+        &[
+            "--role",
+            "edge",
+            "--primary",
+            primary,
+            "--sync-interval-ms",
+            "200",
+            "--max-staleness-ms",
+            "1500",
+        ],
+    )
+}
+
+/// GET `route` on `node` with a tenant token: status.
+fn status(node: &Node, route: &str, tenant: &str) -> u16 {
+    let request = http::Request::builder()
+        .uri(node.url(route))
+        .header("authorization", format!("Bearer {}", token(tenant)))
+        .body(())
+        .unwrap();
+    let mut response = client()
+        .run(request)
+        .unwrap_or_else(|e| panic!("GET {route}: {e}"));
+    let _ = response.body_mut().read_to_string();
+    response.status().as_u16()
+}
+
+/// An admin call: status and JSON answer.
+fn admin_call(node: &Node, method: &str, route: &str, body: Option<Value>) -> (u16, Value) {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(node.url(&format!("/admin/v1/{route}")))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .header("content-type", "application/json");
+    let agent = client();
+    let mut response = match body {
+        Some(body) => agent.run(request.body(body.to_string()).unwrap()),
+        None => agent.run(request.body(()).unwrap()),
+    }
+    .unwrap_or_else(|e| panic!("{method} {route}: {e}"));
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (status, json(&text))
+}
+
+fn probe(node: &Node, route: &str) -> (u16, Value) {
+    let mut response = client()
+        .get(node.url(route))
+        .call()
+        .unwrap_or_else(|e| panic!("GET {route}: {e}"));
+    let status = response.status().as_u16();
+    (
+        status,
+        json(&response.body_mut().read_to_string().unwrap_or_default()),
+    )
+}
+
+/// Polls `check` every 20 ms until it holds or `limit` passes; how long it took.
+fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
+}
+
+#[test]
+fn edges_follow_the_primary_and_keep_serving_through_its_outage() {
+    let fixture = Fixture::new();
+    let root = fixture.dir.path().to_owned();
+    let hello = fixture.bundle(HELLO, "1.0.0", "hello");
+    let faulty = fixture.bundle(FAULTY, "1.0.0", "faulty");
+    let primary = start(&fixture, &root.join("primary"), &[]);
+    let primary_url = primary.base();
+    let port = primary_url.rsplit(':').next().unwrap().to_owned();
+    let edges = [
+        start_edge(&fixture, &root.join("edge-1"), &primary_url),
+        start_edge(&fixture, &root.join("edge-2"), &primary_url),
+    ];
+    let route = format!("/api/ext/{HELLO}/greet");
+    for edge in &edges {
+        assert_eq!(
+            status(edge, &route, "tenant-a"),
+            404,
+            "nothing installed yet"
+        );
+    }
+
+    // Publish + install on the primary: both edges serve it.
+    admin_ok(&primary, &["publish", path(&hello)]);
+    admin_ok(&primary, &["publish", path(&faulty)]);
+    let installed_at = Instant::now();
+    admin_ok(
+        &primary,
+        &[
+            "install",
+            HELLO,
+            "--version",
+            "1.0.0",
+            "--tenant",
+            "tenant-a",
+        ],
+    );
+    for (i, edge) in edges.iter().enumerate() {
+        wait_until(Duration::from_secs(20), "the install on an edge", || {
+            status(edge, &route, "tenant-a") == 200
+        });
+        println!(
+            "edge-{} serves the new install {} ms after it was installed on the primary",
+            i + 1,
+            installed_at.elapsed().as_millis()
+        );
+    }
+    assert_eq!(
+        status(&edges[0], &route, "tenant-b"),
+        404,
+        "other tenants still 404"
+    );
+
+    // Admin on an edge: reads answer from the replica, writes are refused naming the primary.
+    let (code, answer) = admin_call(&edges[0], "GET", "tenants/tenant-a/installs", None);
+    assert_eq!(code, 200);
+    assert_eq!(answer["installs"][0]["extension"], HELLO);
+    let (code, answer) = admin_call(
+        &edges[0],
+        "POST",
+        "tenants/tenant-b/installs",
+        Some(serde_json::json!({"extension": HELLO, "version": "1.0.0"})),
+    );
+    assert_eq!(code, 409, "{answer}");
+    assert_eq!(answer["error"], "read_only_replica");
+    assert!(
+        answer["message"].as_str().unwrap().contains(&primary_url),
+        "{answer}"
+    );
+
+    // kill -9 the primary: the edges keep serving and report their staleness.
+    primary.kill_hard();
+    for edge in &edges {
+        for _ in 0..5 {
+            assert_eq!(status(edge, &route, "tenant-a"), 200);
+        }
+        wait_until(
+            Duration::from_secs(10),
+            "the edge to report degraded",
+            || probe(edge, "/healthz").1["status"] == "degraded",
+        );
+        let (code, health) = probe(edge, "/healthz");
+        assert_eq!(code, 200, "liveness stays up: {health}");
+        assert!(
+            health["last_sync_age_ms"].as_u64().unwrap() > 1500,
+            "{health}"
+        );
+        assert!(health["last_error"].is_string(), "{health}");
+        assert_eq!(probe(edge, "/readyz").0, 503);
+        let metrics = client()
+            .get(edge.url("/metrics"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        assert!(metrics.contains("alga_replica_degraded 1"), "{metrics}");
+        assert_eq!(
+            status(edge, &route, "tenant-a"),
+            200,
+            "still serving while degraded"
+        );
+    }
+    // New installs queue nowhere: the edge refuses them.
+    let (code, _) = admin_call(
+        &edges[1],
+        "POST",
+        "tenants/tenant-a/installs",
+        Some(serde_json::json!({"extension": FAULTY, "version": "1.0.0"})),
+    );
+    assert_eq!(code, 409);
+
+    // The primary comes back on the same address: the edges catch up with what it does next.
+    let listen = format!("127.0.0.1:{port}");
+    let primary = start(&fixture, &root.join("primary"), &["--listen", &listen]);
+    admin_ok(
+        &primary,
+        &[
+            "install",
+            FAULTY,
+            "--version",
+            "1.0.0",
+            "--tenant",
+            "tenant-a",
+        ],
+    );
+    let faulty_route = format!("/api/ext/{FAULTY}/");
+    for edge in &edges {
+        wait_until(Duration::from_secs(20), "an edge to catch up", || {
+            status(edge, &faulty_route, "tenant-a") == 200
+        });
+        wait_until(Duration::from_secs(10), "the edge to report ok", || {
+            probe(edge, "/healthz").1["status"] == "ok"
+        });
+        assert_eq!(probe(edge, "/readyz").0, 200);
+    }
+
+    // An edge restarted while the primary is down serves from its local replica.
+    primary.kill_hard();
+    let [edge1, edge2] = edges;
+    edge1.kill_hard();
+    let edge1 = start_edge(&fixture, &root.join("edge-1"), &primary_url);
+    assert_eq!(status(&edge1, &route, "tenant-a"), 200);
+    assert_eq!(status(&edge1, &faulty_route, "tenant-a"), 200);
+    assert_eq!(status(&edge1, &route, "tenant-b"), 404);
+    let (_, health) = probe(&edge1, "/healthz");
+    assert!(health["last_error"].is_string(), "{health}");
+    drop(edge2);
+}
+
+/// Installs and uninstalls for `tenants` through the primary's admin API (`rounds` each).
+fn churn(primary: &Node, tenants: &[String], rounds: usize) {
+    for _ in 0..rounds {
+        for tenant in tenants {
+            let route = format!("tenants/{tenant}/installs");
+            let (code, answer) = admin_call(
+                primary,
+                "POST",
+                &route,
+                Some(serde_json::json!({
+                    "extension": HELLO, "version": "1.0.0",
+                    "config": {"padding": "x".repeat(2000)},
+                })),
+            );
+            assert_eq!(code, 201, "{answer}");
+            let (code, _) = admin_call(primary, "DELETE", &format!("{route}/{HELLO}"), None);
+            assert_eq!(code, 200);
+        }
+    }
+}
+
+fn rows(node: &Node, tenants: &[String]) -> Vec<Value> {
+    let mut all = vec![admin_call(node, "GET", "extensions", None).1];
+    for tenant in tenants {
+        all.push(admin_call(node, "GET", &format!("tenants/{tenant}/installs"), None).1);
+    }
+    all
+}
+
+#[test]
+fn generations_roll_over_and_fresh_and_lagging_edges_converge() {
+    let fixture = Fixture::new();
+    let root = fixture.dir.path().to_owned();
+    let hello = fixture.bundle(HELLO, "1.0.0", "hello");
+    let max_frames = 24;
+    let primary = start(
+        &fixture,
+        &root.join("primary"),
+        &[
+            "--replication-max-wal-frames",
+            &max_frames.to_string(),
+            "--replication-keep-generations",
+            "1000",
+        ],
+    );
+    let primary_url = primary.base();
+    admin_ok(&primary, &["publish", path(&hello)]);
+    let generation = |node: &Node| probe(node, "/healthz").1["generation"].as_u64().unwrap();
+    let first = generation(&primary);
+
+    // An edge that syncs the start, then goes away.
+    let lagging_dir = root.join("edge-lagging");
+    let lagging = start_edge(&fixture, &lagging_dir, &primary_url);
+    let tenants: Vec<String> = (0..6).map(|i| format!("tenant-{i}")).collect();
+    churn(&primary, &tenants[..1], 1);
+    wait_until(
+        Duration::from_secs(20),
+        "the lagging edge's first sync",
+        || rows(&lagging, &tenants) == rows(&primary, &tenants),
+    );
+    lagging.kill_hard();
+
+    // Enough writes, in bursts, to roll over several generations; the WAL stays bounded.
+    let wal = root.join("primary/registry.db-wal");
+    let mut largest_wal = 0;
+    for burst in 0..6 {
+        churn(&primary, &tenants, 2);
+        largest_wal = largest_wal.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        for tenant in &tenants[..burst % tenants.len() + 1] {
+            admin_call(
+                &primary,
+                "POST",
+                &format!("tenants/{tenant}/installs"),
+                Some(serde_json::json!({"extension": HELLO, "version": "1.0.0"})),
+            );
+            admin_call(
+                &primary,
+                "DELETE",
+                &format!("tenants/{tenant}/installs/{HELLO}"),
+                None,
+            );
+        }
+        largest_wal = largest_wal.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    // The final state: some tenants keep an install.
+    for tenant in &tenants[..3] {
+        let (code, _) = admin_call(
+            &primary,
+            "POST",
+            &format!("tenants/{tenant}/installs"),
+            Some(
+                serde_json::json!({"extension": HELLO, "version": "1.0.0", "config": {"k": tenant}}),
+            ),
+        );
+        assert_eq!(code, 201);
+    }
+    let last = generation(&primary);
+    // Every completed generation's frames are archived: together they are everything written.
+    let archived: u64 = std::fs::read_dir(root.join("primary/registry.db-replication"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".frames"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    println!(
+        "generations {first} -> {last}; largest WAL seen {largest_wal} bytes; {archived} bytes of frames written in all"
+    );
+    assert!(
+        last >= first + 3,
+        "expected several generations, got {first} -> {last}"
+    );
+    let frame = 4096 + 24;
+    assert!(
+        archived > 3 * largest_wal && archived > 3 * max_frames * frame,
+        "the WAL ({largest_wal} bytes at most) must stay far below all that was written ({archived})"
+    );
+
+    // A fresh edge and the lagging one (restarted on its old replica) converge to the
+    // primary's exact rows.
+    let fresh = start_edge(&fixture, &root.join("edge-fresh"), &primary_url);
+    let lagging = start_edge(&fixture, &lagging_dir, &primary_url);
+    let expected = rows(&primary, &tenants);
+    for (name, edge) in [("fresh", &fresh), ("lagging", &lagging)] {
+        wait_until(Duration::from_secs(30), name, || {
+            rows(edge, &tenants) == expected
+        });
+        assert_eq!(
+            generation(edge),
+            generation(&primary),
+            "{name} is on the current generation"
+        );
+        assert_eq!(
+            status(edge, &format!("/api/ext/{HELLO}/"), "tenant-0"),
+            200,
+            "{name}"
+        );
+        assert_eq!(
+            status(edge, &format!("/api/ext/{HELLO}/"), "tenant-5"),
+            404,
+            "{name}"
+        );
+    }
+}
