@@ -33,8 +33,10 @@ use alga_edge_registry::{
 
 use crate::error::{error_response, json_response};
 use crate::keys::BearerSecret;
+use crate::kv::{KvService, KvServiceError};
 use crate::policy::declared_length;
 use crate::server::HostBody;
+use alga_edge_registry::kv::{self, KvScope};
 
 /// Path prefix of admin routes.
 pub const ADMIN_PREFIX: &str = "/admin/v1/";
@@ -47,6 +49,7 @@ const MAX_JSON_BYTES: usize = 1 << 20;
 
 /// The admin API of a primary node.
 pub struct Admin {
+    kv: Option<Arc<KvService>>,
     registry: Arc<Registry>,
     log_registry: Arc<Registry>,
     read_only: Option<String>,
@@ -141,6 +144,7 @@ impl Admin {
         max_bundle_bytes: usize,
     ) -> Self {
         Self {
+            kv: None,
             log_registry: registry.clone(),
             read_only: None,
             registry,
@@ -149,6 +153,12 @@ impl Admin {
             token: BearerSecret::new(token),
             max_bundle_bytes,
         }
+    }
+
+    /// Serves `tenants/{t}/kv/…` through `kv`.
+    pub fn with_kv(mut self, kv: Arc<KvService>) -> Self {
+        self.kv = Some(kv);
+        self
     }
 
     /// An edge's admin API: reads from the replica (`registry`) and the node's own execution
@@ -167,15 +177,20 @@ impl Admin {
     {
         let result = match (self.authorize(&request), &self.read_only) {
             (Err(e), _) => Err(e),
-            (Ok(()), Some(primary)) if request.method() != Method::GET => Err(AdminError::new(
-                StatusCode::CONFLICT,
-                "read_only_replica",
-                format!(
-                    "this node is an edge: its registry is a read-only replica; send {} {} to the primary at {primary}",
-                    request.method(),
-                    request.uri().path()
-                ),
-            )),
+            // KV writes are the exception: the edge forwards them to the primary.
+            (Ok(()), Some(primary))
+                if request.method() != Method::GET && !is_kv_route(request.uri().path()) =>
+            {
+                Err(AdminError::new(
+                    StatusCode::CONFLICT,
+                    "read_only_replica",
+                    format!(
+                        "this node is an edge: its registry is a read-only replica; send {} {} to the primary at {primary}",
+                        request.method(),
+                        request.uri().path()
+                    ),
+                ))
+            }
             (Ok(()), _) => self.dispatch(request).await,
         };
         match result {
@@ -323,6 +338,44 @@ impl Admin {
                 }
                 _ => Err(not_allowed()),
             },
+            ["tenants", tenant, "kv", extension, bucket] => match method {
+                Method::GET => {
+                    let scope = kv_scope(tenant, extension, bucket);
+                    let keys = self.kv()?.keys(&scope, 1000).await.map_err(kv_error)?;
+                    Ok((StatusCode::OK, json!({ "keys": keys })))
+                }
+                _ => Err(not_allowed()),
+            },
+            ["tenants", tenant, "kv", extension, bucket, key] => {
+                let scope = kv_scope(tenant, extension, bucket);
+                let key = percent_decode(key);
+                match method {
+                    Method::GET => match self.kv()?.get(&scope, &key).await.map_err(kv_error)? {
+                        Some(value) => Ok((
+                            StatusCode::OK,
+                            json!({"key": key, "value": String::from_utf8_lossy(&value)}),
+                        )),
+                        None => Err(AdminError::not_found(format!("no key '{key}'"))),
+                    },
+                    Method::PUT => {
+                        let value = read_body(request, kv::MAX_VALUE_BYTES, "value").await?;
+                        self.kv()?
+                            .write(&scope, &key, Some(&value))
+                            .await
+                            .map_err(kv_error)?;
+                        Ok((StatusCode::OK, json!({"key": key, "stored": true})))
+                    }
+                    Method::DELETE => {
+                        let existed = self
+                            .kv()?
+                            .write(&scope, &key, None)
+                            .await
+                            .map_err(kv_error)?;
+                        Ok((StatusCode::OK, json!({"key": key, "deleted": existed})))
+                    }
+                    _ => Err(not_allowed()),
+                }
+            }
             ["tenants", tenant, "executions"] => match method {
                 Method::GET => {
                     let query = query_map(request.uri().query());
@@ -419,6 +472,12 @@ impl Admin {
         ))
     }
 
+    fn kv(&self) -> Result<&KvService, AdminError> {
+        self.kv
+            .as_deref()
+            .ok_or_else(|| AdminError::not_found("this node has no KV store"))
+    }
+
     async fn list_extensions(&self) -> Result<(StatusCode, Value), AdminError> {
         let mut extensions = Vec::new();
         for name in self.registry.extensions().await? {
@@ -507,6 +566,37 @@ where
     let body = read_body(request, MAX_JSON_BYTES, "JSON body").await?;
     serde_json::from_slice(&body)
         .map_err(|e| AdminError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// Admin KV routes: `tenants/{t}/kv/…`.
+fn is_kv_route(path: &str) -> bool {
+    let rest = path.strip_prefix(ADMIN_PREFIX).unwrap_or_default();
+    let segments: Vec<&str> = rest.split('/').collect();
+    segments.len() >= 3 && segments[0] == "tenants" && segments[2] == "kv"
+}
+
+fn kv_scope(tenant: &str, extension: &str, bucket: &str) -> KvScope {
+    KvScope {
+        tenant: tenant.to_owned(),
+        extension: extension.to_owned(),
+        bucket: bucket.to_owned(),
+    }
+}
+
+fn kv_error(error: KvServiceError) -> AdminError {
+    match error {
+        KvServiceError::Store(e) => AdminError::from(e),
+        KvServiceError::Forward(message) => {
+            AdminError::new(StatusCode::BAD_GATEWAY, "primary_unavailable", message)
+        }
+    }
+}
+
+/// A path segment with `%XX` escapes decoded (keys may hold any character).
+fn percent_decode(segment: &str) -> String {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The query string's parameters (last value wins).

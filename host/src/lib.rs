@@ -11,6 +11,7 @@
 //! - [`runner`]: `POST /v1/execute`, the Alga runner envelope over the same path.
 //! - [`telemetry`]: Prometheus metrics and the batched execution log.
 //! - [`replication`]: the primary's sync API and the edge's sync loop.
+//! - [`kv`]: extension KV data: local reads, writes on the primary (forwarded from edges).
 //! - [`catalog`]: which component serves which extension: registry installs, or dev mappings.
 //! - [`engine`]: compiles, caches and instantiates components, enforces per-request limits.
 //! - [`capabilities`]: host interfaces linked into every component (`alga:extension/*`).
@@ -29,6 +30,7 @@ pub mod engine;
 pub mod error;
 pub mod gateway;
 pub mod keys;
+pub mod kv;
 pub mod policy;
 pub mod replication;
 pub mod runner;

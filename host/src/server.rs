@@ -142,7 +142,7 @@ impl App {
         {
             (
                 "replication",
-                replication.handle(&request, &request_id).await,
+                replication.handle(request, &request_id).await,
             )
         } else {
             ("probe", self.probe(&request, &path, &request_id).await)

@@ -80,6 +80,13 @@ CREATE INDEX extension_execution_log_by_time ON extension_execution_log (created
 
 /// Opens (creating if needed) the registry database at `path` and brings its schema up to date.
 pub(crate) async fn open(path: &Path) -> Result<(Database, Connection), RegistryError> {
+    let (db, conn) = open_plain(path).await?;
+    migrate(&conn).await?;
+    Ok((db, conn))
+}
+
+/// Opens (creating if needed) a WAL-mode database at `path`, without the registry schema.
+pub(crate) async fn open_plain(path: &Path) -> Result<(Database, Connection), RegistryError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| RegistryError::Open {
             path: path.display().to_string(),
@@ -96,7 +103,6 @@ pub(crate) async fn open(path: &Path) -> Result<(Database, Connection), Registry
     let conn = connect(&db).await?;
     // WAL: readers never block the writer, and the replication issue serves frames from it.
     pragma(&conn, "PRAGMA journal_mode=WAL").await?;
-    migrate(&conn).await?;
     Ok((db, conn))
 }
 

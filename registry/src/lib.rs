@@ -18,6 +18,7 @@ mod executions;
 pub mod imports;
 pub mod install_policy;
 pub mod installs;
+pub mod kv;
 pub mod manifest;
 mod publish;
 pub mod replication;
@@ -312,6 +313,9 @@ pub enum RegistryError {
         /// Newest this build knows.
         known: usize,
     },
+    /// A KV key or value was refused.
+    #[error(transparent)]
+    Kv(#[from] kv::KvError),
     /// A write reached an edge node, whose registry is a read-only replica.
     #[error(
         "this node is an edge: its registry is a read-only replica; send writes to the primary at {primary}"
@@ -343,6 +347,7 @@ impl RegistryError {
             | Self::Imports(_)
             | Self::GrantNotRequested { .. }
             | Self::Policy(_)
+            | Self::Kv(_)
             | Self::BadTenant(_) => 400,
             Self::Signature(_) | Self::PublisherMismatch { .. } => 403,
             Self::UnknownExtension(_) | Self::UnknownVersion { .. } | Self::NotInstalled { .. } => {

@@ -16,6 +16,7 @@ use alga_edge::config::EngineConfig;
 use alga_edge::engine::Engine;
 use alga_edge::gateway::Gateway;
 use alga_edge::keys;
+use alga_edge::kv::{Forwarder, KvService};
 use alga_edge::policy::{Policies, PolicyConfig};
 use alga_edge::replication::{self, ReplicationApi};
 use alga_edge::runner::Runner;
@@ -24,6 +25,7 @@ use alga_edge::server::{self, App};
 use alga_edge::telemetry::{ExecutionLog, ExecutionLogConfig, LogWriter, Metrics, Telemetry};
 use alga_edge::tenant_auth::TenantAuth;
 use alga_edge_registry::Registry;
+use alga_edge_registry::kv::KvStore;
 use alga_edge_registry::replication::{GenerationLog, ReplicaConfig};
 use alga_edge_registry::secrets::SecretSealer;
 use alga_edge_registry::signing::TrustBundle;
@@ -129,6 +131,10 @@ pub struct Node {
     pub log_writer: LogWriter,
     /// The primary's replication generations (rolled over once more at shutdown).
     pub generations: Option<Arc<GenerationLog>>,
+    /// The KV store.
+    pub kv: Arc<KvStore>,
+    /// The primary's KV generations.
+    pub kv_generations: Option<Arc<GenerationLog>>,
 }
 
 /// How long shutdown waits for the execution log to flush.
@@ -157,6 +163,40 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         }
         (Role::Primary, None) => node_token(data_dir, None, "sync.token", "replication (sync)")?,
     };
+    let (kv_store, kv_generations) = match &settings.role {
+        Role::Primary => {
+            let path = data_dir.join("kv.db");
+            let store = KvStore::open(&path).await?;
+            let generations = GenerationLog::open(
+                &path,
+                settings.replication.max_wal_frames,
+                settings.replication.keep_generations,
+            )
+            .context("cannot start KV replication")?;
+            (Arc::new(store), Some(Arc::new(generations)))
+        }
+        Role::Edge { primary } => {
+            let config = ReplicaConfig {
+                sync_url: replication::kv_sync_url(primary),
+                token: sync_token.clone(),
+            };
+            let store =
+                KvStore::open_replica(&data_dir.join("kv-replica.db"), config, primary.clone())
+                    .await?;
+            (Arc::new(store), None)
+        }
+    };
+    let kv = Arc::new(KvService::new(
+        kv_store.clone(),
+        match &settings.role {
+            Role::Edge { primary } => Some(Forwarder {
+                primary: primary.clone(),
+                token: sync_token.clone(),
+                http: alga_edge_registry::http_client(),
+            }),
+            Role::Primary => None,
+        },
+    ));
     let (registry, log_registry, generations) = match &settings.role {
         Role::Primary => {
             let path = data_dir.join("registry.db");
@@ -289,24 +329,37 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         trust.clone(),
         &admin_token,
         settings.max_bundle_bytes,
-    );
+    )
+    .with_kv(kv.clone());
     let replication_api = match (&settings.role, &generations) {
         (Role::Edge { primary }, _) => {
             admin = admin.read_only(log_registry.clone(), primary.clone());
             tokio::spawn(replication::sync_loop(
                 registry.clone(),
+                kv_store.clone(),
                 settings.replication.sync_interval,
             ));
             None
         }
         (Role::Primary, Some(log)) => {
-            // Checking is one frame-count read: cheap enough to keep the WAL near its bound.
+            let kv_log = kv_generations
+                .clone()
+                .context("the primary's KV generations are missing")?;
+            // Checking is one frame-count read: cheap enough to keep the WALs near their bound.
             tokio::spawn(replication::rollover_loop(
                 registry.clone(),
                 log.clone(),
+                kv_store.clone(),
+                kv_log.clone(),
                 Duration::from_millis(250),
             ));
-            Some(ReplicationApi::new(log.clone(), store.clone(), &sync_token))
+            Some(ReplicationApi::new(
+                log.clone(),
+                kv_log,
+                kv.clone(),
+                store.clone(),
+                &sync_token,
+            ))
         }
         (Role::Primary, None) => None,
     };
@@ -331,6 +384,8 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         trust,
         log_writer,
         generations,
+        kv: kv_store,
+        kv_generations,
     })
 }
 
@@ -345,6 +400,11 @@ pub async fn run(node: Node) -> anyhow::Result<()> {
         && let Err(e) = node.registry.rollover(generations).await
     {
         tracing::error!("replication: final rollover failed: {e}");
+    }
+    if let Some(generations) = &node.kv_generations
+        && let Err(e) = node.kv.rollover(generations).await
+    {
+        tracing::error!("replication: final KV rollover failed: {e}");
     }
     tracing::info!("stopped");
     Ok(())
