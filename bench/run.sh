@@ -17,31 +17,7 @@ bin_dir="${CARGO_TARGET_DIR:-$ALGA_ROOT/target}/release"
 duration="${BENCH_DURATION:-10s}"
 connections="${BENCH_CONNECTIONS:-32}"
 threads="${BENCH_THREADS:-2}"
-work=$(mktemp -d)
-# start runs inside $(...), a subshell, so PIDs go to files the EXIT trap can read.
-cleanup() {
-  for pidfile in "$work"/*.pid; do
-    [ -f "$pidfile" ] || continue
-    pid=$(cat "$pidfile"); kill "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# start NAME CMD...: runs CMD in the background and echoes the base URL it prints.
-start() {
-  local name=$1; shift
-  "$@" >"$work/$name.out" 2>"$work/$name.err" &
-  echo $! >"$work/$name.pid"
-  for _ in $(seq 1 600); do
-    if grep -q "listening on" "$work/$name.out"; then
-      sed -n 's/.*listening on //p' "$work/$name.out"; return 0
-    fi
-    sleep 0.1
-  done
-  cat "$work/$name.err" >&2; die "$name did not start"
-}
+source "$ALGA_ROOT/bench/lib.sh"
 
 # Warm-up requests, then one wrk run; echoes requests/sec. Extra arguments go to wrk (-H …).
 load() {
