@@ -561,10 +561,25 @@ fn install_secrets_are_sealed_at_rest_and_never_echoed() {
         |bytes: &[u8], needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
     let mut checked = 0;
     let mut config_seen = false;
+    // The replication directory (base images, archived frames) holds copies of the data too.
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
     for entry in std::fs::read_dir(fixture.data()).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("registry.db") || name.ends_with(".log") {
-            let bytes = std::fs::read(entry.path()).unwrap();
+        if entry.path().is_dir() && name.starts_with("registry.db") {
+            files.extend(
+                std::fs::read_dir(entry.path())
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        } else if name.starts_with("registry.db") || name.ends_with(".log") {
+            files.push(entry.path());
+        }
+    }
+    for path in files {
+        let name = path.display().to_string();
+        {
+            let bytes = std::fs::read(&path).unwrap();
             assert!(
                 !contains(&bytes, SECRET),
                 "{name} holds the secret in plaintext"
