@@ -396,7 +396,13 @@ fn runner_execute_round_trips_an_envelope_under_the_same_policies() {
     );
     assert_eq!(status, 400, "{text}");
 
-    // The caller's deadline applies (and shortens the node's 5 s default).
+    // The caller's deadline applies (and shortens the node's 5 s default). Compile faulty
+    // first, so the timing below is the deadline's alone.
+    let (status, _, text) = execute(
+        envelope(&faulty_hash, FAULTY, "/", json!({})),
+        Some(&service),
+    );
+    assert_eq!(json(&text)["status"], 200, "{status} {text}");
     let started = Instant::now();
     let (status, _, text) = execute(
         envelope(
@@ -419,7 +425,7 @@ fn runner_execute_round_trips_an_envelope_under_the_same_policies() {
     );
 
     // Runs that reached a bundle are in the execution log under the runner's request ids.
-    let rows = executions(&node, "tenant-a", 2);
+    let rows = executions(&node, "tenant-a", 3);
     let statuses: Vec<_> = rows
         .iter()
         .map(|r| {
@@ -429,7 +435,11 @@ fn runner_execute_round_trips_an_envelope_under_the_same_policies() {
             )
         })
         .collect();
-    assert_eq!(statuses, [(FAULTY, 504), (HELLO, 200)], "{rows:?}");
+    assert_eq!(
+        statuses,
+        [(FAULTY, 504), (FAULTY, 200), (HELLO, 200)],
+        "{rows:?}"
+    );
     let samples = metrics(&node);
     assert_eq!(
         metric(
@@ -437,7 +447,7 @@ fn runner_execute_round_trips_an_envelope_under_the_same_policies() {
             "alga_requests_total",
             &[("route", "execute"), ("status", "200")]
         ),
-        1.0
+        2.0
     );
     assert_eq!(
         metric(
@@ -584,6 +594,7 @@ fn install_policies_override_the_node_and_endpoints_are_enforced_when_asked() {
         &["--policy", "enforce_endpoints=true"],
     );
     install(&node, "relaxed", HELLO, &[]);
+    install(&node, "relaxed", FAULTY, &[]);
     install(
         &node,
         "strict",
@@ -591,8 +602,9 @@ fn install_policies_override_the_node_and_endpoints_are_enforced_when_asked() {
         &[
             "--policy",
             "timeout_ms=300",
+            // One token per 20 s: no refill between the calls below, however slow the machine.
             "--policy",
-            "rate_per_sec=1",
+            "rate_per_sec=0.05",
             "--policy",
             "rate_burst=2",
         ],
@@ -626,14 +638,16 @@ fn install_policies_override_the_node_and_endpoints_are_enforced_when_asked() {
     let (status, _, _) = get(&format!("/api/ext/{HELLO}/other"), &relaxed);
     assert_eq!(status, 200, "enforcement is off by default");
 
-    // The install's 300 ms deadline instead of the node's 5 s.
+    // The install's 300 ms deadline instead of the node's 5 s (faulty compiled first, through
+    // the relaxed tenant, so the timing is the deadline's alone).
+    assert_eq!(get(&format!("/api/ext/{FAULTY}/"), &relaxed).0, 200);
     let started = Instant::now();
     let (status, _, body) = get(&format!("/api/ext/{FAULTY}/sleep"), &strict);
     assert_eq!(status, 504, "{body}");
     assert!(body.contains("300 ms"), "{body}");
     assert!(started.elapsed() < Duration::from_secs(3));
-    // The install's rate (burst 2, 1/s): the burst is used up by now or by the next call,
-    // while the same tenant's other extension is still served.
+    // The install's rate (burst 2, 0.05/s): the sleep took one token, the next call the other,
+    // so the one after is refused, while the same tenant's other extension is still served.
     let (first, _, _) = get(&format!("/api/ext/{FAULTY}/"), &strict);
     let (second, headers, body) = get(&format!("/api/ext/{FAULTY}/"), &strict);
     assert!(first == 200 || first == 429, "{first}");
