@@ -201,10 +201,7 @@ impl Admin {
 
     fn authorize<B>(&self, request: &Request<B>) -> Result<(), AdminError> {
         let unauthorized = |m: &str| AdminError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
-        let authorization = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+        let authorization = crate::tenant_auth::authorization(request.headers());
         match self.token.check(authorization) {
             None => Err(unauthorized(
                 "missing admin token: send 'authorization: Bearer <admin token>'",

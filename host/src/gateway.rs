@@ -153,10 +153,7 @@ impl Gateway {
         let (extension, user) = match self.dev.get(&extension_id) {
             Some(dev) => (dev.clone(), None),
             None => {
-                let authorization = request
-                    .headers()
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok());
+                let authorization = crate::tenant_auth::authorization(request.headers());
                 let caller = self
                     .auth
                     .authenticate(authorization)

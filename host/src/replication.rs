@@ -78,10 +78,7 @@ impl ReplicationApi {
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<crate::server::BoxError>,
     {
-        let authorization = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+        let authorization = crate::tenant_auth::authorization(request.headers());
         if self.token.check(authorization) != Some(true) {
             return error_response(
                 StatusCode::UNAUTHORIZED,

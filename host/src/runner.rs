@@ -207,10 +207,7 @@ impl Runner {
                 request.method()
             )));
         }
-        let authorization = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+        let authorization = crate::tenant_auth::authorization(request.headers());
         match self.token.check(authorization) {
             None => {
                 return Err(GatewayError::Unauthorized(

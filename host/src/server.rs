@@ -192,10 +192,7 @@ impl App {
             },
             "/metrics" => {
                 if let Some(token) = &self.metrics_token {
-                    let authorization = request
-                        .headers()
-                        .get(http::header::AUTHORIZATION)
-                        .and_then(|v| v.to_str().ok());
+                    let authorization = crate::tenant_auth::authorization(request.headers());
                     if token.check(authorization) != Some(true) {
                         return GatewayError::Unauthorized(
                             "/metrics needs 'authorization: Bearer <metrics token>'".into(),

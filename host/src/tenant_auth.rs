@@ -187,6 +187,13 @@ impl TenantAuth {
     }
 }
 
+/// The `authorization` header's value, when there is a readable one.
+pub fn authorization(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
 /// The token of an `authorization: Bearer <token>` header value (scheme case-insensitive),
 /// if there is a non-empty one.
 pub fn bearer_token(authorization: Option<&str>) -> Option<&str> {

@@ -196,17 +196,13 @@ pub async fn sync(
     status: &ReplicaStatus,
 ) -> Result<bool, ReplicaError> {
     // libsql reports success even when the primary is unreachable, so ask it first.
-    let info = match primary_info(http, config).await {
-        Ok(info) => info,
-        Err(reason) => {
-            status.failed(reason);
-            return Ok(false);
-        }
-    };
+    if let Err(reason) = primary_info(http, config).await {
+        status.failed(reason);
+        return Ok(false);
+    }
     match db.sync().await {
         Ok(_) => {
             status.ok();
-            let _ = info;
             Ok(true)
         }
         Err(e) => {
