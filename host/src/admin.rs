@@ -31,9 +31,10 @@ use alga_edge_registry::{
     InstallPolicy, InstallRequest, Registry, RegistryError, USAGE_WINDOW_SECS, VersionInfo,
 };
 
+use crate::capabilities::egress::Allowlist;
 use crate::error::{error_response, json_response};
 use crate::keys::BearerSecret;
-use crate::kv::{KvService, KvServiceError};
+use crate::kv::{KvOp, KvOutcome, KvService, KvServiceError};
 use crate::policy::declared_length;
 use crate::server::HostBody;
 use alga_edge_registry::kv::{self, KvScope};
@@ -258,6 +259,7 @@ impl Admin {
                 }
                 Method::POST => {
                     let body: InstallBody = read_json(request).await?;
+                    check_egress_allowlist(&body.policy)?;
                     let install = self
                         .registry
                         .install(&InstallRequest {
@@ -300,6 +302,7 @@ impl Admin {
                         policy
                             .validate()
                             .map_err(|e| AdminError::bad_request(e.to_string()))?;
+                        check_egress_allowlist(policy)?;
                     }
                     let mut install = None;
                     if let Some(version) = &body.version {
@@ -357,17 +360,19 @@ impl Admin {
                     Method::PUT => {
                         let value = read_body(request, kv::MAX_VALUE_BYTES, "value").await?;
                         self.kv()?
-                            .write(&scope, &key, Some(&value))
+                            .write(&scope, &key, KvOp::Set(value.to_vec()), None)
                             .await
                             .map_err(kv_error)?;
                         Ok((StatusCode::OK, json!({"key": key, "stored": true})))
                     }
                     Method::DELETE => {
-                        let existed = self
-                            .kv()?
-                            .write(&scope, &key, None)
-                            .await
-                            .map_err(kv_error)?;
+                        let existed = matches!(
+                            self.kv()?
+                                .write(&scope, &key, KvOp::Delete, None)
+                                .await
+                                .map_err(kv_error)?,
+                            KvOutcome::Deleted(true)
+                        );
                         Ok((StatusCode::OK, json!({"key": key, "deleted": existed})))
                     }
                     _ => Err(not_allowed()),
@@ -583,6 +588,7 @@ fn kv_scope(tenant: &str, extension: &str, bucket: &str) -> KvScope {
 fn kv_error(error: KvServiceError) -> AdminError {
     match error {
         KvServiceError::Store(e) => AdminError::from(e),
+        KvServiceError::Refused(message) => AdminError::bad_request(message),
         KvServiceError::Forward(message) => {
             AdminError::new(StatusCode::BAD_GATEWAY, "primary_unavailable", message)
         }
@@ -601,4 +607,14 @@ fn query_map(query: Option<&str>) -> BTreeMap<String, String> {
     form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .into_owned()
         .collect()
+}
+
+/// Refuses an install policy whose egress allowlist the capability could not parse (it would
+/// allow nothing), before anything is stored.
+fn check_egress_allowlist(policy: &InstallPolicy) -> Result<(), AdminError> {
+    if let Some(entries) = &policy.egress_allow {
+        Allowlist::from_entries(entries.iter().map(String::as_str))
+            .map_err(|e| AdminError::bad_request(format!("invalid install policy: {e}")))?;
+    }
+    Ok(())
 }

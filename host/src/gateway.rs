@@ -14,6 +14,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 
 use crate::capabilities::context::RequestContext;
+use crate::capabilities::{Capabilities, Grant, GrantLimits};
 use crate::catalog::{
     ComponentSource, DevCatalog, InstalledCatalog, Resolved, is_valid_extension_id,
 };
@@ -58,18 +59,21 @@ pub struct Gateway {
     installed: InstalledCatalog,
     auth: Arc<TenantAuth>,
     policies: Policies,
+    capabilities: Arc<Capabilities>,
     telemetry: Arc<Telemetry>,
 }
 
 impl Gateway {
     /// A gateway running on `engine` that serves `dev` mappings as-is and everything else
-    /// through `installed` for callers `auth` accepts, reporting to `telemetry`.
+    /// through `installed` for callers `auth` accepts, giving each request the `capabilities`
+    /// its install was granted, reporting to `telemetry`.
     pub fn new(
         engine: Arc<Engine>,
         dev: DevCatalog,
         installed: InstalledCatalog,
         auth: Arc<TenantAuth>,
         policies: Policies,
+        capabilities: Arc<Capabilities>,
         telemetry: Arc<Telemetry>,
     ) -> Self {
         Self {
@@ -78,6 +82,7 @@ impl Gateway {
             installed,
             auth,
             policies,
+            capabilities,
             telemetry,
         }
     }
@@ -239,6 +244,24 @@ impl Gateway {
             &extension.extension_id,
             request_id,
         )?;
+        let journal = trace.journal(self.capabilities.limits().log_max_lines);
+        let capabilities = self.capabilities.for_request(Grant {
+            tenant: extension.tenant.clone(),
+            extension: extension.extension_id.clone(),
+            install_id: extension.install_id.clone(),
+            request_id: request_id.to_owned(),
+            granted: extension.grants,
+            config: extension.config,
+            sealed_secrets: extension.sealed_secrets,
+            egress_allow: extension.policy.egress_allow.clone().unwrap_or_default(),
+            limits: GrantLimits {
+                kv_max_keys: extension.policy.kv_max_keys,
+                egress_max_requests: extension.policy.egress_max_requests,
+                egress_max_response_bytes: extension.policy.egress_max_response_bytes,
+                egress_timeout_ms: extension.policy.egress_timeout_ms,
+            },
+            journal,
+        });
         let context = RequestContext {
             tenant_id: extension.tenant,
             extension_id: extension.extension_id,
@@ -250,7 +273,13 @@ impl Gateway {
         };
         let mut response = self
             .engine
-            .run(&component, forwarded, context, effective.timeout)
+            .run(
+                &component,
+                forwarded,
+                context,
+                capabilities,
+                effective.timeout,
+            )
             .await?;
         filter_response_headers(response.headers_mut());
         // The concurrency slots are held until the response body has streamed: the instance

@@ -1,7 +1,7 @@
 //! Extension KV data as the host uses it: reads from the node's copy (the primary's database,
 //! or an edge's replica), writes applied on the primary. An edge forwards each write to the
 //! primary and syncs its replica before answering, so the writer reads its own write.
-//! The `wasi:keyvalue` capability (a later issue) sits on top of this.
+//! The `wasi:keyvalue` capability ([`crate::capabilities::kv`]) and the admin API sit on this.
 
 use std::sync::Arc;
 
@@ -21,8 +21,53 @@ pub struct KvWrite {
     pub scope: KvScope,
     /// The key.
     pub key: String,
-    /// The new value (base64); `None` deletes the key.
+    /// The new value (base64); with neither this nor `increment`, the key is deleted.
+    #[serde(default)]
     pub value_b64: Option<String>,
+    /// Add this to the decimal counter at the key.
+    #[serde(default)]
+    pub increment: Option<u64>,
+    /// Refuse a new key once the tenant × extension holds this many.
+    #[serde(default)]
+    pub max_keys: Option<u64>,
+}
+
+impl KvWrite {
+    /// The operation this write asks for.
+    pub fn op(&self) -> Result<KvOp, String> {
+        match (&self.value_b64, self.increment) {
+            (Some(_), Some(_)) => Err("give value_b64 or increment, not both".into()),
+            (Some(value), None) => BASE64
+                .decode(value)
+                .map(KvOp::Set)
+                .map_err(|e| format!("value_b64 is not base64: {e}")),
+            (None, Some(delta)) => Ok(KvOp::Increment(delta)),
+            (None, None) => Ok(KvOp::Delete),
+        }
+    }
+}
+
+/// A change to one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvOp {
+    /// Store this value.
+    Set(Vec<u8>),
+    /// Remove the key.
+    Delete,
+    /// Add to the decimal counter at the key.
+    Increment(u64),
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvOutcome {
+    /// The value was stored.
+    Stored,
+    /// The key was removed (`true`) or was not there.
+    Deleted(bool),
+    /// The counter's new value.
+    Counter(u64),
 }
 
 /// A KV failure.
@@ -31,7 +76,10 @@ pub enum KvServiceError {
     /// The store refused (bad key, too large, database).
     #[error(transparent)]
     Store(#[from] RegistryError),
-    /// The primary could not apply a forwarded write.
+    /// The primary refused a forwarded write (its message).
+    #[error("{0}")]
+    Refused(String),
+    /// The primary could not be reached or failed.
     #[error("the primary could not apply the write: {0}")]
     Forward(String),
 }
@@ -41,6 +89,7 @@ impl KvServiceError {
     pub fn status(&self) -> u16 {
         match self {
             Self::Store(e) => e.status(),
+            Self::Refused(_) => 400,
             Self::Forward(_) => 502,
         }
     }
@@ -83,21 +132,30 @@ impl KvService {
         Ok(self.store.keys(scope, limit).await?)
     }
 
-    /// Sets (`Some`) or deletes (`None`) `key`; on an edge, through the primary, then syncs.
-    /// Returns whether the key existed (deletes) or `true` (puts).
+    /// Applies `op` to `key`; on an edge, through the primary, then syncs so the caller reads
+    /// its own write.
     pub async fn write(
         &self,
         scope: &KvScope,
         key: &str,
-        value: Option<&[u8]>,
-    ) -> Result<bool, KvServiceError> {
+        op: KvOp,
+        max_keys: Option<u64>,
+    ) -> Result<KvOutcome, KvServiceError> {
         let Some(forward) = &self.forward else {
-            return self.apply(scope, key, value).await;
+            return self.apply(scope, key, op, max_keys).await;
         };
         let body = KvWrite {
             scope: scope.clone(),
             key: key.to_owned(),
-            value_b64: value.map(|v| BASE64.encode(v)),
+            value_b64: match &op {
+                KvOp::Set(value) => Some(BASE64.encode(value)),
+                _ => None,
+            },
+            increment: match op {
+                KvOp::Increment(delta) => Some(delta),
+                _ => None,
+            },
+            max_keys,
         };
         let url = format!(
             "{}{REPLICATION_PREFIX}kv/write",
@@ -115,22 +173,28 @@ impl KvService {
             .map_err(|e| KvServiceError::Forward(format!("{url}: {e}")))?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
+        if status.is_client_error() {
+            // The primary judged the write itself (bad key, limits): the caller's error.
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_owned))
+                .unwrap_or(text);
+            return Err(KvServiceError::Refused(message));
+        }
         if !status.is_success() {
             return Err(KvServiceError::Forward(format!(
                 "{url} answered {status}: {text}"
             )));
         }
-        let existed = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["existed"].as_bool())
-            .unwrap_or(true);
+        let outcome: KvOutcome = serde_json::from_str(&text)
+            .map_err(|e| KvServiceError::Forward(format!("{url} answered {text:?}: {e}")))?;
         // Read-your-writes: the replica has the write before the caller hears back.
         if !self.store.sync().await? {
             return Err(KvServiceError::Forward(
                 "the write was applied but the replica could not sync it back".into(),
             ));
         }
-        Ok(existed)
+        Ok(outcome)
     }
 
     /// Applies a write to the primary's store.
@@ -138,14 +202,18 @@ impl KvService {
         &self,
         scope: &KvScope,
         key: &str,
-        value: Option<&[u8]>,
-    ) -> Result<bool, KvServiceError> {
-        Ok(match value {
-            Some(value) => {
-                self.store.put(scope, key, value).await?;
-                true
+        op: KvOp,
+        max_keys: Option<u64>,
+    ) -> Result<KvOutcome, KvServiceError> {
+        Ok(match op {
+            KvOp::Set(value) => {
+                self.store.put(scope, key, &value, max_keys).await?;
+                KvOutcome::Stored
             }
-            None => self.store.delete(scope, key).await?,
+            KvOp::Delete => KvOutcome::Deleted(self.store.delete(scope, key).await?),
+            KvOp::Increment(delta) => {
+                KvOutcome::Counter(self.store.increment(scope, key, delta, max_keys).await?)
+            }
         })
     }
 }

@@ -20,6 +20,8 @@
 //! - [`admin`]: the admin API (publish, installs) of a primary node.
 //! - [`keys`]: node key files created on first use.
 //! - [`authoring`]: local author commands (keygen, pack, sign).
+//! - [`ui`]: `/ext-ui/{extensionId}/{content_hash}/{path…}`, extension iframe UI files.
+//! - [`host_page`]: the demo host page at `/` that opens extension UIs in sandboxed iframes.
 
 pub mod admin;
 pub mod authoring;
@@ -29,6 +31,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod gateway;
+pub mod host_page;
 pub mod keys;
 pub mod kv;
 pub mod policy;
@@ -37,3 +40,4 @@ pub mod runner;
 pub mod server;
 pub mod telemetry;
 pub mod tenant_auth;
+pub mod ui;

@@ -11,6 +11,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use alga_edge::authoring;
+use alga_edge::capabilities::CapabilityLimits;
+use alga_edge::capabilities::egress::{Allowlist, EgressLimits};
 use alga_edge::config::EngineConfig;
 use alga_edge::policy::PolicyConfig;
 use alga_edge::telemetry::ExecutionLogConfig;
@@ -72,6 +74,9 @@ enum Command {
     },
     #[command(flatten)]
     Remote(RemoteCommand),
+    /// Author commands: scaffold an extension (`ext new`) and build its component (`ext build`).
+    #[command(subcommand)]
+    Ext(cmd::ext::ExtCommand),
     /// Create a publisher key pair (publisher.pem, publisher.pub.pem) in DIR.
     Keygen {
         /// Folder to write the keys into.
@@ -163,6 +168,35 @@ struct ServeArgs {
     /// can override this with their `enforce_endpoints` policy.
     #[arg(long, env = "EXT_ENFORCE_ENDPOINTS")]
     enforce_endpoints: bool,
+    /// Node-wide outbound HTTP allowlist (`[scheme://]host[:port]`, comma-separated): an
+    /// install's own `egress_allow` entries work only where this allows too. Unset: installs'
+    /// lists alone decide (each install allows nothing until given one).
+    #[arg(long, env = "EXT_EGRESS_ALLOWLIST")]
+    egress_allowlist: Option<String>,
+    /// Outbound HTTP requests one inbound request may make.
+    #[arg(long, env = "EXT_EGRESS_MAX_REQUESTS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    egress_max_requests: u32,
+    /// Largest outbound response body, in KiB.
+    #[arg(long, env = "EXT_EGRESS_MAX_RESPONSE_KIB", default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
+    egress_max_response_kib: u64,
+    /// Deadline of one outbound request (to its response head), in milliseconds.
+    #[arg(long, env = "EXT_EGRESS_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    egress_timeout_ms: u64,
+    /// Keys one install may hold in KV storage (installs can lower it with `kv_max_keys`).
+    #[arg(long, env = "EXT_KV_MAX_KEYS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    kv_max_keys: u64,
+    /// Origins allowed to frame extension UIs (CSP `frame-ancestors` of `/ext-ui/`), besides
+    /// this node itself: the platform's host-page origins, comma-separated
+    /// (`https://psa.example.com`).
+    #[arg(long, env = "EXT_UI_FRAME_ANCESTORS", value_delimiter = ',')]
+    ui_frame_ancestors: Vec<String>,
+    /// The public base URL browsers reach this node at (Alga's `RUNNER_PUBLIC_BASE`); its
+    /// origin may frame extension UIs too.
+    #[arg(long, env = "RUNNER_PUBLIC_BASE")]
+    public_base: Option<String>,
+    /// Bound of extracted extension UI files on disk, in MiB.
+    #[arg(long, env = "ALGA_UI_CACHE_MIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    ui_cache_mib: u64,
     /// Service token `POST /v1/execute` requires [default: generated into <data-dir>/keys/service.token].
     #[arg(long, env = "ALGA_RUNNER_SERVICE_TOKEN", hide_env_values = true)]
     service_token: Option<String>,
@@ -254,6 +288,7 @@ fn main() -> anyhow::Result<()> {
         }
         // Blocking HTTP client: runs outside the async runtime.
         Command::Remote(command) => cmd::remote::run(command),
+        Command::Ext(command) => cmd::ext::run(command),
         Command::Keygen { out, force } => {
             let key = authoring::keygen(&out, force)?;
             println!("private key: {}", key.private_key.display());
@@ -345,6 +380,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         bundle_store: args.bundle_store,
         service_token: args.service_token,
         metrics_token: args.metrics_token,
+        ui_frame_ancestors: frame_ancestors(&args.ui_frame_ancestors, args.public_base.as_deref())?,
+        ui_cache_bytes: args.ui_cache_mib << 20,
+        host_page: None,
+        egress_allowlist: args
+            .egress_allowlist
+            .as_deref()
+            .map(Allowlist::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("EXT_EGRESS_ALLOWLIST: {e}"))?,
+        capabilities: CapabilityLimits {
+            kv_max_keys: args.kv_max_keys,
+            egress: EgressLimits {
+                max_requests: args.egress_max_requests,
+                max_response_bytes: args.egress_max_response_kib << 10,
+                timeout: Duration::from_millis(args.egress_timeout_ms),
+            },
+            ..CapabilityLimits::default()
+        },
         execution_log: ExecutionLogConfig {
             queue: args.execution_log_queue as usize,
             retention: Duration::from_secs(args.execution_log_retention_days * 86_400),
@@ -363,6 +416,36 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port when --listen uses port 0.
     println!("alga-edge listening on http://{}", node.addr);
     cmd::node::run(node).await
+}
+
+/// CSP sources from `EXT_UI_FRAME_ANCESTORS` entries and `RUNNER_PUBLIC_BASE`'s origin; each
+/// must be an origin (`scheme://host[:port]`), so nothing can inject other directives.
+fn frame_ancestors(entries: &[String], public_base: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let mut sources = Vec::new();
+    for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        let uri: http::Uri = entry
+            .parse()
+            .map_err(|_| anyhow::anyhow!("EXT_UI_FRAME_ANCESTORS: '{entry}' is not an origin"))?;
+        let origin_only = uri.path() == "/" && !entry.ends_with('/') && uri.query().is_none();
+        match (uri.scheme_str(), uri.authority()) {
+            (Some("http" | "https"), Some(_)) if origin_only => sources.push(entry.to_owned()),
+            _ => anyhow::bail!(
+                "EXT_UI_FRAME_ANCESTORS: '{entry}' is not an origin (use scheme://host[:port])"
+            ),
+        }
+    }
+    if let Some(base) = public_base {
+        let uri: http::Uri = base
+            .parse()
+            .map_err(|_| anyhow::anyhow!("RUNNER_PUBLIC_BASE: '{base}' is not a URL"))?;
+        match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme @ ("http" | "https")), Some(authority)) => {
+                sources.push(format!("{scheme}://{authority}"))
+            }
+            _ => anyhow::bail!("RUNNER_PUBLIC_BASE: '{base}' is not an http(s) URL"),
+        }
+    }
+    Ok(sources)
 }
 
 fn init_tracing(format: LogFormat) {

@@ -14,8 +14,6 @@ use alga_edge_registry::bundle::ContentHash;
 use alga_edge_registry::kv::KvStore;
 use alga_edge_registry::replication::{GenerationLog, Pull};
 use alga_edge_registry::store::BundleStore;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
@@ -235,24 +233,23 @@ impl ReplicationApi {
                 );
             }
         };
-        let value = match write.value_b64.as_deref().map(|v| BASE64.decode(v)) {
-            None => None,
-            Some(Ok(value)) => Some(value),
-            Some(Err(e)) => {
+        let op = match write.op() {
+            Ok(op) => op,
+            Err(message) => {
                 return error_response(
                     StatusCode::BAD_REQUEST,
                     "bad_request",
-                    &format!("value_b64 is not base64: {e}"),
+                    &message,
                     request_id,
                 );
             }
         };
         match self
             .kv
-            .apply(&write.scope, &write.key, value.as_deref())
+            .apply(&write.scope, &write.key, op, write.max_keys)
             .await
         {
-            Ok(existed) => json_response(StatusCode::OK, &serde_json::json!({"existed": existed})),
+            Ok(outcome) => json_response(StatusCode::OK, &serde_json::json!(outcome)),
             Err(e) => error_response(
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 "kv_write_refused",

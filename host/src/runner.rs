@@ -4,11 +4,17 @@
 //! secret_envelope}` with its service token and gets `{status, headers, body_b64}` back. The
 //! request runs through the same engine and policies as the gateway route.
 //!
-//! `config`, `providers` and `secret_envelope` are accepted and type-checked; host capabilities
-//! that consume them are not built yet, so today no component can read them.
+//! The platform is authoritative for what it sends: a non-empty `providers` list replaces the
+//! capabilities granted (each must be a known capability; the
+//! install's grants apply otherwise), a non-empty `config` replaces the install's config (string
+//! values as they are, others as JSON text). Secrets come only from this node's registry
+//! install, sealed with the node key: `secret_envelope` is accepted but not opened (its
+//! format is the platform's; a non-null one is logged as ignored).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use alga_edge_registry::manifest::canonical_capability;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -258,6 +264,38 @@ impl Runner {
                 .timeout_ms
                 .unwrap_or(self.gateway.default_timeout_ms());
             resolved.policy.timeout_ms = Some(ms.clamp(1, cap));
+        }
+        if !envelope.providers.is_empty() {
+            let mut grants = Vec::with_capacity(envelope.providers.len());
+            for provider in &envelope.providers {
+                let canonical = canonical_capability(provider).ok_or_else(|| {
+                    GatewayError::BadRequest(format!("unknown provider '{provider}'"))
+                })?;
+                grants.push(canonical);
+            }
+            resolved.grants = grants;
+        }
+        if !envelope.config.is_empty() {
+            resolved.config = Arc::new(
+                envelope
+                    .config
+                    .iter()
+                    .map(|(k, v)| {
+                        let text = match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        (k.clone(), text)
+                    })
+                    .collect(),
+            );
+        }
+        if envelope
+            .secret_envelope
+            .as_ref()
+            .is_some_and(|v| !v.is_null())
+        {
+            tracing::info!(%request_id, "secret_envelope ignored: secrets come from the node's install");
         }
         let (inner, path) = build_request(&envelope.http)?;
         let user = envelope.context.user_id.clone();

@@ -23,9 +23,11 @@ use http_body_util::{BodyExt, Full};
 use crate::admin::{ADMIN_PREFIX, Admin};
 use crate::error::{GatewayError, json_response};
 use crate::gateway::{Gateway, ROUTE_PREFIX};
+use crate::host_page::HostPage;
 use crate::keys::BearerSecret;
 use crate::replication::{REPLICATION_PREFIX, ReplicationApi};
 use crate::runner::{EXECUTE_PATH, Runner};
+use crate::ui::{UI_PREFIX, UiRoute};
 use alga_edge_registry::replication::GenerationLog;
 
 /// Error type of response bodies (a guest's body stream can fail mid-way).
@@ -42,6 +44,8 @@ pub struct App {
     replication: Option<ReplicationApi>,
     health: Health,
     metrics_token: Option<BearerSecret>,
+    ui: Option<Arc<UiRoute>>,
+    host_page: Option<HostPage>,
 }
 
 /// What the probes report: the registry, and replication state by role.
@@ -116,7 +120,21 @@ impl App {
             replication,
             health,
             metrics_token: metrics_token.map(BearerSecret::new),
+            ui: None,
+            host_page: None,
         }
+    }
+
+    /// Also serves extension UI files under `/ext-ui/`.
+    pub fn with_ui(mut self, ui: Arc<UiRoute>) -> Self {
+        self.ui = Some(ui);
+        self
+    }
+
+    /// Also serves the demo host page at `/` (and the iframe SDK it loads).
+    pub fn with_host_page(mut self, page: HostPage) -> Self {
+        self.host_page = Some(page);
+        self
     }
 
     /// Routes one request.
@@ -125,29 +143,35 @@ impl App {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let started = std::time::Instant::now();
-        let (kind, mut response) = if path.starts_with(ROUTE_PREFIX) {
-            ("gateway", self.gateway.handle(request, &request_id).await)
-        } else if path == EXECUTE_PATH {
-            ("execute", self.runner.handle(request, &request_id).await)
-        } else if let Some(admin) = self
-            .admin
-            .as_ref()
-            .filter(|_| path.starts_with(ADMIN_PREFIX))
-        {
-            ("admin", admin.handle(request, &request_id).await)
-        } else if let Some(replication) = self
-            .replication
-            .as_ref()
-            .filter(|_| path.starts_with(REPLICATION_PREFIX))
-        {
-            (
-                "replication",
-                replication.handle(request, &request_id).await,
-            )
-        } else {
-            ("probe", self.probe(&request, &path, &request_id).await)
-        };
-        if kind != "probe" && kind != "replication" {
+        let (kind, mut response) =
+            if let Some(ui) = self.ui.as_ref().filter(|_| path.starts_with(UI_PREFIX)) {
+                ("ui", ui.handle(&request, &request_id).await)
+            } else if let Some(page) = self.host_page.as_ref().filter(|page| page.serves(&path)) {
+                ("page", page.handle(&request, &request_id).await)
+            } else if path.starts_with(ROUTE_PREFIX) {
+                ("gateway", self.gateway.handle(request, &request_id).await)
+            } else if path == EXECUTE_PATH {
+                ("execute", self.runner.handle(request, &request_id).await)
+            } else if let Some(admin) = self
+                .admin
+                .as_ref()
+                .filter(|_| path.starts_with(ADMIN_PREFIX))
+            {
+                ("admin", admin.handle(request, &request_id).await)
+            } else if let Some(replication) = self
+                .replication
+                .as_ref()
+                .filter(|_| path.starts_with(REPLICATION_PREFIX))
+            {
+                (
+                    "replication",
+                    replication.handle(request, &request_id).await,
+                )
+            } else {
+                ("probe", self.probe(&request, &path, &request_id).await)
+            };
+        // UI files and probes are high-volume and uninteresting one by one.
+        if !matches!(kind, "probe" | "replication" | "ui" | "page") {
             tracing::info!(%request_id, %method, %path, status = response.status().as_u16(),
                 ms = started.elapsed().as_millis() as u64, "{kind} request");
         }

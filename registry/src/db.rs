@@ -76,6 +76,11 @@ CREATE TABLE extension_quota_usage (
 ALTER TABLE tenant_extension_install ADD COLUMN policy TEXT NOT NULL DEFAULT '{}';
 CREATE INDEX extension_execution_log_by_time ON extension_execution_log (created_at);
 "#,
+    r#"
+-- What the guest logged (JSON array of lines) and its outbound HTTP bytes, per request.
+ALTER TABLE extension_execution_log ADD COLUMN logs TEXT;
+ALTER TABLE extension_execution_log ADD COLUMN egress_bytes INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Opens (creating if needed) the registry database at `path` and brings its schema up to date.

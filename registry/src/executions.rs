@@ -34,6 +34,12 @@ pub struct ExecutionRecord {
     pub error_class: Option<String>,
     /// Unix seconds when the request started.
     pub at: i64,
+    /// What the guest logged through `wasi:logging` (one line per call, bounded by the host).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<String>,
+    /// Outbound HTTP bytes (sent + received) of the request.
+    #[serde(default)]
+    pub egress_bytes: u64,
 }
 
 /// A logged row with its id.
@@ -61,6 +67,9 @@ pub struct Usage {
     pub egress_bytes: i64,
 }
 
+/// Values bound per execution-log row.
+const COLUMNS: usize = 11;
+
 impl Registry {
     /// Appends `records` to the execution log and adds them to the usage windows, in one
     /// transaction (all or nothing).
@@ -71,12 +80,13 @@ impl Registry {
         if records.is_empty() {
             return Ok(());
         }
-        let mut usage: BTreeMap<(&str, &str, i64), (i64, i64)> = BTreeMap::new();
+        let mut usage: BTreeMap<(&str, &str, i64), (i64, i64, i64)> = BTreeMap::new();
         for r in records {
             let window = r.at - r.at.rem_euclid(USAGE_WINDOW_SECS);
             let entry = usage.entry((&r.tenant, &r.extension, window)).or_default();
             entry.0 += 1;
             entry.1 += i64::try_from(r.duration_ms).unwrap_or(i64::MAX);
+            entry.2 += i64::try_from(r.egress_bytes).unwrap_or(i64::MAX);
         }
         let writer = self.log_writer().await?;
         let tx = writer.transaction().await?;
@@ -84,23 +94,13 @@ impl Registry {
         for chunk in records.chunks(ROWS_PER_INSERT) {
             let placeholders = (0..chunk.len())
                 .map(|i| {
-                    let p = i * 9;
-                    format!(
-                        "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
-                        p + 1,
-                        p + 2,
-                        p + 3,
-                        p + 4,
-                        p + 5,
-                        p + 6,
-                        p + 7,
-                        p + 8,
-                        p + 9
-                    )
+                    let p = i * COLUMNS;
+                    let marks: Vec<String> = (1..=COLUMNS).map(|c| format!("?{}", p + c)).collect();
+                    format!("({})", marks.join(", "))
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
-            let mut values = Vec::with_capacity(chunk.len() * 9);
+            let mut values = Vec::with_capacity(chunk.len() * COLUMNS);
             for r in chunk {
                 values.extend([
                     libsql::Value::Text(r.tenant.clone()),
@@ -114,25 +114,35 @@ impl Registry {
                         .clone()
                         .map_or(libsql::Value::Null, libsql::Value::Text),
                     libsql::Value::Integer(r.at),
+                    if r.logs.is_empty() {
+                        libsql::Value::Null
+                    } else {
+                        libsql::Value::Text(
+                            serde_json::to_string(&r.logs)
+                                .map_err(|e| RegistryError::Corrupt(e.to_string()))?,
+                        )
+                    },
+                    libsql::Value::Integer(i64::try_from(r.egress_bytes).unwrap_or(i64::MAX)),
                 ]);
             }
             tx.execute(
                 &format!(
                     "INSERT INTO extension_execution_log
-                       (tenant_id, extension_name, version, content_hash, request_id, status, duration_ms, error_class, created_at)
+                       (tenant_id, extension_name, version, content_hash, request_id, status, duration_ms, error_class, created_at, logs, egress_bytes)
                      VALUES {placeholders}"
                 ),
                 values,
             )
             .await?;
         }
-        for ((tenant, extension, window), (requests, ms)) in usage {
+        for ((tenant, extension, window), (requests, ms, egress)) in usage {
             tx.execute(
-                "INSERT INTO extension_quota_usage (tenant_id, extension_name, window_start, requests, cpu_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO extension_quota_usage (tenant_id, extension_name, window_start, requests, cpu_ms, egress_bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (tenant_id, extension_name, window_start)
-                 DO UPDATE SET requests = requests + excluded.requests, cpu_ms = cpu_ms + excluded.cpu_ms",
-                params![tenant.to_owned(), extension.to_owned(), window, requests, ms],
+                 DO UPDATE SET requests = requests + excluded.requests, cpu_ms = cpu_ms + excluded.cpu_ms,
+                               egress_bytes = egress_bytes + excluded.egress_bytes",
+                params![tenant.to_owned(), extension.to_owned(), window, requests, ms, egress],
             )
             .await?;
         }
@@ -152,7 +162,7 @@ impl Registry {
             .read
             .query(
                 "SELECT id, tenant_id, extension_name, version, content_hash, request_id, status,
-                        duration_ms, error_class, created_at
+                        duration_ms, error_class, created_at, logs, egress_bytes
                  FROM extension_execution_log
                  WHERE tenant_id = ?1 AND (?2 IS NULL OR extension_name = ?2)
                  ORDER BY id DESC LIMIT ?3",
@@ -180,6 +190,12 @@ impl Registry {
                     duration_ms: u64::try_from(duration).unwrap_or(0),
                     error_class: row.get(8)?,
                     at: row.get(9)?,
+                    logs: match row.get::<Option<String>>(10)? {
+                        Some(text) => serde_json::from_str(&text)
+                            .map_err(|e| RegistryError::Corrupt(format!("execution logs: {e}")))?,
+                        None => Vec::new(),
+                    },
+                    egress_bytes: u64::try_from(row.get::<i64>(11)?).unwrap_or(0),
                 },
             });
         }

@@ -61,7 +61,10 @@ pub fn capability_for_import(import: &str) -> Result<Option<&'static str>, Impor
     let package = interface.split('/').next().unwrap_or(interface);
     Ok(match (package, interface) {
         (_, "wasi:http/outgoing-handler") => Some("cap:http.fetch"),
-        ("wasi:keyvalue", _) => Some("cap:storage.kv"),
+        ("wasi:keyvalue" | "spin:key-value", _) | (_, "fermyon:spin/key-value") => {
+            Some("cap:storage.kv")
+        }
+        ("spin:variables", _) | (_, "fermyon:spin/variables") => Some("cap:config.get"),
         ("wasi:config", _) => Some("cap:config.get"),
         (_, "alga:extension/secrets") => Some("cap:secrets.get"),
         ("wasi:logging", _) => Some("cap:log.emit"),
@@ -124,6 +127,19 @@ mod tests {
             capability_for_import("wasi:cli/stdout@0.2.12").unwrap(),
             None
         );
+        // Spin SDK components: key-value and variables map onto KV and config.
+        assert_eq!(
+            capability_for_import("fermyon:spin/key-value@2.0.0").unwrap(),
+            Some("cap:storage.kv")
+        );
+        assert_eq!(
+            capability_for_import("spin:variables/variables@3.0.0").unwrap(),
+            Some("cap:config.get")
+        );
+        assert!(matches!(
+            capability_for_import("fermyon:spin/postgres@2.0.0"),
+            Err(ImportError::Unsupported(_))
+        ));
         assert!(matches!(
             capability_for_import("acme:evil/rootkit"),
             Err(ImportError::Unsupported(_))

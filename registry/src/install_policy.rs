@@ -37,7 +37,26 @@ pub struct InstallPolicy {
     /// Only the manifest's `api.endpoints` are routable (404 otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforce_endpoints: Option<bool>,
+    /// Outbound HTTP allowlist of the install (`[scheme://]host[:port]` entries); intersected
+    /// with the node's `EXT_EGRESS_ALLOWLIST`. Unset or empty: no outbound HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_allow: Option<Vec<String>>,
+    /// Outbound requests per inbound request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_max_requests: Option<u32>,
+    /// Largest outbound response body, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_max_response_bytes: Option<u64>,
+    /// Deadline of one outbound request, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_timeout_ms: Option<u64>,
+    /// Keys the install may hold in KV storage (across its buckets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_keys: Option<u64>,
 }
+
+/// Most entries in an install's egress allowlist.
+const MAX_EGRESS_ENTRIES: usize = 64;
 
 /// A policy value out of range.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +85,29 @@ impl InstallPolicy {
         }
         if self.concurrency == Some(0) {
             return bad("concurrency", "at least 1");
+        }
+        if let Some(entries) = &self.egress_allow {
+            if entries.len() > MAX_EGRESS_ENTRIES {
+                return bad(
+                    "egress_allow",
+                    &format!("at most {MAX_EGRESS_ENTRIES} entries"),
+                );
+            }
+            if entries
+                .iter()
+                .any(|e| e.is_empty() || e.len() > 300 || e.contains(char::is_whitespace))
+            {
+                return bad("egress_allow", "entries of 1-300 characters without spaces");
+            }
+        }
+        if self
+            .egress_timeout_ms
+            .is_some_and(|v| !(1..=MAX_TIMEOUT_MS).contains(&v))
+        {
+            return bad("egress_timeout_ms", &format!("1..={MAX_TIMEOUT_MS}"));
+        }
+        if self.kv_max_keys == Some(0) {
+            return bad("kv_max_keys", "at least 1");
         }
         for (field, value) in [
             ("rate_per_sec", self.rate_per_sec),
@@ -109,10 +151,35 @@ impl InstallPolicy {
             "enforce_endpoints" => {
                 self.enforce_endpoints = Some(value.parse().map_err(|_| number("true or false"))?)
             }
+            "egress_allow" => {
+                self.egress_allow = Some(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|e| !e.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                )
+            }
+            "egress_max_requests" => {
+                self.egress_max_requests = Some(value.parse().map_err(|_| number("an integer"))?)
+            }
+            "egress_max_response_bytes" => {
+                self.egress_max_response_bytes =
+                    Some(value.parse().map_err(|_| number("an integer"))?)
+            }
+            "egress_timeout_ms" => {
+                self.egress_timeout_ms = Some(value.parse().map_err(|_| number("an integer"))?)
+            }
+            "kv_max_keys" => {
+                self.kv_max_keys = Some(value.parse().map_err(|_| number("an integer"))?)
+            }
             other => {
                 return Err(PolicyError(format!(
                     "unknown policy '{other}': use max_body_bytes, timeout_ms, max_headers, \
-                     max_header_bytes, concurrency, rate_per_sec, rate_burst or enforce_endpoints"
+                     max_header_bytes, concurrency, rate_per_sec, rate_burst, enforce_endpoints, \
+                     egress_allow, egress_max_requests, egress_max_response_bytes, \
+                     egress_timeout_ms or kv_max_keys"
                 )));
             }
         }
@@ -130,6 +197,14 @@ mod tests {
         policy.set("timeout_ms=250").unwrap();
         policy.set("enforce_endpoints=true").unwrap();
         policy.set("rate_per_sec=2.5").unwrap();
+        let mut egress = InstallPolicy::default();
+        egress
+            .set("egress_allow=api.example.com, 127.0.0.1:8080")
+            .unwrap();
+        assert_eq!(
+            egress.egress_allow.as_deref(),
+            Some(&["api.example.com".to_owned(), "127.0.0.1:8080".to_owned()][..])
+        );
         assert_eq!(policy.timeout_ms, Some(250));
         assert_eq!(policy.enforce_endpoints, Some(true));
         assert_eq!(policy.rate_per_sec, Some(2.5));
@@ -139,6 +214,8 @@ mod tests {
             "colour=red",
             "concurrency=0",
             "rate_per_sec=-1",
+            "kv_max_keys=0",
+            "egress_timeout_ms=0",
             "nonsense",
         ] {
             assert!(InstallPolicy::default().set(bad).is_err(), "{bad}");

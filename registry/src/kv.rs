@@ -49,6 +49,12 @@ pub enum KvError {
     /// A scope part is empty or too long.
     #[error("invalid {0}: use 1-128 bytes")]
     BadScope(&'static str),
+    /// A new key would pass the install's key limit.
+    #[error("the install already holds its limit of {0} keys; delete some first")]
+    TooManyKeys(u64),
+    /// `increment` on a value that is not a decimal u64, or past u64::MAX.
+    #[error("cannot increment: {0}")]
+    NotACounter(String),
 }
 
 /// The KV database.
@@ -118,12 +124,7 @@ impl KvStore {
             .query(
                 "SELECT value FROM kv_entry
                  WHERE tenant_id = ?1 AND extension_name = ?2 AND bucket = ?3 AND key = ?4",
-                params![
-                    scope.tenant.clone(),
-                    scope.extension.clone(),
-                    scope.bucket.clone(),
-                    key.to_owned()
-                ],
+                key_params(scope, key),
             )
             .await?;
         Ok(match rows.next().await? {
@@ -134,17 +135,28 @@ impl KvStore {
 
     /// Keys of the scope, sorted, at most `limit`.
     pub async fn keys(&self, scope: &KvScope, limit: u32) -> Result<Vec<String>, RegistryError> {
+        self.list(scope, 0, limit).await
+    }
+
+    /// Keys of the scope, sorted, skipping the first `offset`, at most `limit`.
+    pub async fn list(
+        &self,
+        scope: &KvScope,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<String>, RegistryError> {
         check(scope, "k", 0)?;
         let mut rows = self
             .read
             .query(
                 "SELECT key FROM kv_entry WHERE tenant_id = ?1 AND extension_name = ?2 AND bucket = ?3
-                 ORDER BY key LIMIT ?4",
+                 ORDER BY key LIMIT ?4 OFFSET ?5",
                 params![
                     scope.tenant.clone(),
                     scope.extension.clone(),
                     scope.bucket.clone(),
-                    i64::from(limit)
+                    i64::from(limit),
+                    i64::try_from(offset).unwrap_or(i64::MAX)
                 ],
             )
             .await?;
@@ -155,27 +167,67 @@ impl KvStore {
         Ok(keys)
     }
 
-    /// Sets `key` (primary only).
-    pub async fn put(&self, scope: &KvScope, key: &str, value: &[u8]) -> Result<(), RegistryError> {
+    /// Sets `key` (primary only). A key the scope's tenant × extension does not hold yet is
+    /// refused once it holds `max_keys` (across its buckets).
+    pub async fn put(
+        &self,
+        scope: &KvScope,
+        key: &str,
+        value: &[u8],
+        max_keys: Option<u64>,
+    ) -> Result<(), RegistryError> {
         check(scope, key, value.len())?;
-        self.writer()
-            .await?
-            .execute(
-                "INSERT INTO kv_entry (tenant_id, extension_name, bucket, key, value, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (tenant_id, extension_name, bucket, key)
-                 DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                params![
-                    scope.tenant.clone(),
-                    scope.extension.clone(),
-                    scope.bucket.clone(),
-                    key.to_owned(),
-                    value.to_vec(),
-                    db::now()
-                ],
+        let writer = self.writer().await?;
+        let tx = writer.transaction().await?;
+        if let Some(max) = max_keys {
+            check_room(&tx, scope, key, max).await?;
+        }
+        upsert(&tx, scope, key, value.to_vec()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Adds `delta` to the decimal counter at `key` (absent counts as 0) and returns the new
+    /// value (primary only); the read and the write are one transaction.
+    pub async fn increment(
+        &self,
+        scope: &KvScope,
+        key: &str,
+        delta: u64,
+        max_keys: Option<u64>,
+    ) -> Result<u64, RegistryError> {
+        check(scope, key, 0)?;
+        let writer = self.writer().await?;
+        let tx = writer.transaction().await?;
+        let mut rows = tx
+            .query(
+                "SELECT value FROM kv_entry
+                 WHERE tenant_id = ?1 AND extension_name = ?2 AND bucket = ?3 AND key = ?4",
+                key_params(scope, key),
             )
             .await?;
-        Ok(())
+        let current = match rows.next().await? {
+            Some(row) => {
+                let bytes: Vec<u8> = row.get(0)?;
+                std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|text| text.parse::<u64>().ok())
+                    .ok_or_else(|| KvError::NotACounter("the value is not a decimal u64".into()))?
+            }
+            None => {
+                if let Some(max) = max_keys {
+                    check_room(&tx, scope, key, max).await?;
+                }
+                0
+            }
+        };
+        drop(rows);
+        let next = current
+            .checked_add(delta)
+            .ok_or_else(|| KvError::NotACounter("the result would pass u64::MAX".into()))?;
+        upsert(&tx, scope, key, next.to_string().into_bytes()).await?;
+        tx.commit().await?;
+        Ok(next)
     }
 
     /// Removes `key` (primary only); whether it existed.
@@ -187,12 +239,7 @@ impl KvStore {
             .execute(
                 "DELETE FROM kv_entry
                  WHERE tenant_id = ?1 AND extension_name = ?2 AND bucket = ?3 AND key = ?4",
-                params![
-                    scope.tenant.clone(),
-                    scope.extension.clone(),
-                    scope.bucket.clone(),
-                    key.to_owned()
-                ],
+                key_params(scope, key),
             )
             .await?;
         Ok(removed > 0)
@@ -211,6 +258,66 @@ impl KvStore {
             }),
         }
     }
+}
+
+/// `?1..?4` of a statement naming one key: tenant, extension, bucket, key.
+fn key_params(scope: &KvScope, key: &str) -> Vec<libsql::Value> {
+    vec![
+        scope.tenant.clone().into(),
+        scope.extension.clone().into(),
+        scope.bucket.clone().into(),
+        key.to_owned().into(),
+    ]
+}
+
+/// Refuses a new `key` when the tenant × extension already holds `max` keys.
+async fn check_room(
+    tx: &libsql::Transaction,
+    scope: &KvScope,
+    key: &str,
+    max: u64,
+) -> Result<(), RegistryError> {
+    let mut rows = tx
+        .query(
+            "SELECT EXISTS (SELECT 1 FROM kv_entry WHERE tenant_id = ?1 AND extension_name = ?2
+                                                   AND bucket = ?3 AND key = ?4),
+                    (SELECT COUNT(*) FROM kv_entry WHERE tenant_id = ?1 AND extension_name = ?2)",
+            key_params(scope, key),
+        )
+        .await?;
+    let row = rows
+        .next()
+        .await?
+        .ok_or_else(|| RegistryError::Corrupt("count returned no row".into()))?;
+    let (exists, held): (i64, i64) = (row.get(0)?, row.get(1)?);
+    if exists == 0 && u64::try_from(held).unwrap_or(0) >= max {
+        return Err(KvError::TooManyKeys(max).into());
+    }
+    Ok(())
+}
+
+async fn upsert(
+    tx: &libsql::Transaction,
+    scope: &KvScope,
+    key: &str,
+    value: Vec<u8>,
+) -> Result<(), RegistryError> {
+    tx.execute(
+        "INSERT INTO kv_entry (tenant_id, extension_name, bucket, key, value, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (tenant_id, extension_name, bucket, key)
+         DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        params![
+            scope.tenant.clone(),
+            scope.extension.clone(),
+            scope.bucket.clone(),
+            key.to_owned(),
+            value,
+            db::now()
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 fn check(scope: &KvScope, key: &str, value_len: usize) -> Result<(), KvError> {

@@ -660,6 +660,15 @@ async fn execution_records_land_in_the_log_and_the_usage_windows() {
         duration_ms: 7,
         error_class: (status >= 400).then(|| "extension_trap".to_string()),
         at,
+        logs: if status >= 400 {
+            vec![
+                "ERROR sample: it broke".into(),
+                "INFO sample: \"quoted\"\nline".into(),
+            ]
+        } else {
+            Vec::new()
+        },
+        egress_bytes: u64::from(status),
     };
     let hour = USAGE_WINDOW_SECS;
     let records = [
@@ -690,9 +699,12 @@ async fn execution_records_land_in_the_log_and_the_usage_windows() {
     let usage = f.registry.usage("a", 0).await.unwrap();
     let windows: Vec<_> = usage
         .iter()
-        .map(|u| (u.window_start, u.requests, u.cpu_ms))
+        .map(|u| (u.window_start, u.requests, u.cpu_ms, u.egress_bytes))
         .collect();
-    assert_eq!(windows, [(10 * hour, 3, 21), (11 * hour, 1, 7)]);
+    assert_eq!(
+        windows,
+        [(10 * hour, 3, 21, 200 + 502 + 200), (11 * hour, 1, 7, 200)]
+    );
 
     assert_eq!(f.registry.prune_executions(11 * hour).await.unwrap(), 4);
     assert_eq!(f.registry.executions("a", None, 10).await.unwrap().len(), 1);

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod metrics;
 pub mod publishing;
 
 pub use tempfile;
@@ -15,12 +16,14 @@ pub use ureq;
 /// How long a node may take to compile its components and start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The repository root.
+/// The repository root. Read at run time (cargo sets `CARGO_MANIFEST_DIR` for the test
+/// process, a direct child folder of the root), so a build cache shared by several checkouts
+/// never points a test at another checkout's files.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().unwrap().to_owned()
 }
 
 /// A built guest component (`ALGA_COMPONENTS_DIR`, default `<repo>/target/components`).

@@ -164,7 +164,75 @@ pub fn get(agent: &ureq::Agent, url: &str, bearer: Option<&str>) -> (u16, String
     )
 }
 
+/// `METHOD route` on `node` with a bearer token and a body: status and body text.
+pub fn call(node: &Node, method: &str, route: &str, bearer: &str, body: &str) -> (u16, String) {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(node.url(route))
+        .header("authorization", format!("Bearer {bearer}"))
+        .body(body.to_owned())
+        .unwrap();
+    let mut response = crate::client()
+        .run(request)
+        .unwrap_or_else(|e| panic!("{method} {route}: {e}"));
+    let status = response.status().as_u16();
+    (
+        status,
+        response.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
 /// Parses JSON or fails the test showing the text.
 pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Sync token of multi-node (primary + edges) tests.
+pub const SYNC_TOKEN: &str = "e2e-sync-token-0123456789abcdef";
+/// HS256 secret every node of a multi-node test verifies tenant tokens with (the platform's
+/// shared secret), so one token works at every node.
+pub const SHARED_JWT_SECRET: &str = "e2e-tenant-jwt-secret-0123456789abcdef";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TenantClaims {
+    tenant: String,
+}
+
+/// A tenant token signed with [`SHARED_JWT_SECRET`], valid for ten minutes.
+pub fn shared_token(tenant: &str) -> String {
+    use jwt_simple::prelude::*;
+    let claims = Claims::with_custom_claims(
+        TenantClaims {
+            tenant: tenant.into(),
+        },
+        jwt_simple::prelude::Duration::from_secs(600),
+    );
+    HS256Key::from_bytes(SHARED_JWT_SECRET.as_bytes())
+        .authenticate(claims)
+        .unwrap()
+}
+
+impl Fixture {
+    /// Starts a node of a multi-node test on `dir`: trusts the fixture's key, accepts
+    /// [`shared_token`]s, uses [`SYNC_TOKEN`], no tenant rate limit; plus `extra`.
+    pub fn start_node_in(&self, dir: &Path, extra: &[&str]) -> Node {
+        let trust = self.keys().join("publisher.pub.pem");
+        let mut args = vec![
+            "--trust-bundle",
+            path(&trust),
+            "--admin-token",
+            ADMIN_TOKEN,
+            "--sync-token",
+            SYNC_TOKEN,
+            "--tenant-rate",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        Node::start_in(
+            &binary(),
+            dir,
+            &args,
+            &[("ALGA_TENANT_JWT_HS256_SECRET", SHARED_JWT_SECRET)],
+        )
+    }
 }

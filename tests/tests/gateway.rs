@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use alga_edge_e2e::metrics::{Sample, sum};
 use alga_edge_e2e::publishing::{Fixture, admin_ok, json, path};
 use alga_edge_e2e::{Node, client};
 use base64::Engine as _;
@@ -94,8 +95,8 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-/// The node's metrics, parsed as Prometheus text: (name, labels) → value.
-fn metrics(node: &Node) -> Vec<(String, HashMap<String, String>, f64)> {
+/// The node's metrics, parsed as Prometheus text.
+fn metrics(node: &Node) -> Vec<Sample> {
     let (status, headers, text) = call(node, "GET", "/metrics", &[], None);
     assert_eq!(status, 200, "{text}");
     assert!(
@@ -105,45 +106,9 @@ fn metrics(node: &Node) -> Vec<(String, HashMap<String, String>, f64)> {
             .starts_with("text/plain"),
         "{headers:?}"
     );
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-        .unwrap_or_else(|e| panic!("/metrics is not Prometheus text ({e}):\n{text}"));
-    assert!(!scrape.samples.is_empty(), "{text}");
-    scrape
-        .samples
-        .into_iter()
-        .filter_map(|sample| {
-            let value = match sample.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                _ => return None,
-            };
-            let labels = sample
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            Some((sample.metric, labels, value))
-        })
-        .collect()
-}
-
-/// The sum of samples named `name` whose labels include every pair of `labels`.
-fn metric(
-    samples: &[(String, HashMap<String, String>, f64)],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> f64 {
+    let samples = alga_edge_e2e::metrics::parse(&text);
+    assert!(!samples.is_empty(), "{text}");
     samples
-        .iter()
-        .filter(|(n, l, _)| {
-            n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|(_, _, v)| v)
-        .sum()
 }
 
 /// The tenant's execution-log rows (newest first), polled until `count` are there (bounded).
@@ -254,25 +219,25 @@ fn tenant_tokens_are_checked_and_only_the_tenants_own_installs_are_reachable() {
 
     // The metrics count exactly what happened, and the token cache answered the repeats.
     let samples = metrics(&node);
-    let denied = metric(
+    let denied = sum(
         &samples,
         "alga_denials_total",
         &[("reason", "unauthorized")],
     );
     assert_eq!(denied, refused.len() as f64);
-    let ok = metric(
+    let ok = sum(
         &samples,
         "alga_requests_total",
         &[("extension", HELLO), ("status", "200")],
     );
     assert_eq!(ok, 1.0);
-    let not_found = metric(
+    let not_found = sum(
         &samples,
         "alga_denials_total",
         &[("reason", "extension_not_found")],
     );
     assert_eq!(not_found, 2.0);
-    assert!(metric(&samples, "alga_token_cache_total", &[("result", "hit")]) >= 2.0);
+    assert!(sum(&samples, "alga_token_cache_total", &[("result", "hit")]) >= 2.0);
 }
 
 #[test]
@@ -442,7 +407,7 @@ fn runner_execute_round_trips_an_envelope_under_the_same_policies() {
     );
     let samples = metrics(&node);
     assert_eq!(
-        metric(
+        sum(
             &samples,
             "alga_requests_total",
             &[("route", "execute"), ("status", "200")]
@@ -450,7 +415,7 @@ fn runner_execute_round_trips_an_envelope_under_the_same_policies() {
         2.0
     );
     assert_eq!(
-        metric(
+        sum(
             &samples,
             "alga_denials_total",
             &[("route", "execute"), ("reason", "unauthorized")]
@@ -458,7 +423,7 @@ fn runner_execute_round_trips_an_envelope_under_the_same_policies() {
         2.0
     );
     assert_eq!(
-        metric(&samples, "alga_timeouts_total", &[("extension", FAULTY)]),
+        sum(&samples, "alga_timeouts_total", &[("extension", FAULTY)]),
         1.0
     );
 }
@@ -530,19 +495,19 @@ fn every_request_leaves_one_execution_log_row_and_metrics_count_them() {
     assert_eq!(total, requests as i64 + 1, "{usage}");
 
     let samples = metrics(&node);
-    let ok = metric(
+    let ok = sum(
         &samples,
         "alga_requests_total",
         &[("extension", HELLO), ("status", "200")],
     );
     assert_eq!(ok, requests as f64);
-    let trapped = metric(
+    let trapped = sum(
         &samples,
         "alga_requests_total",
         &[("extension", FAULTY), ("status", "502")],
     );
     assert_eq!(trapped, 1.0);
-    let sent_in = metric(
+    let sent_in = sum(
         &samples,
         "alga_request_body_bytes_total",
         &[("extension", HELLO)],
@@ -550,32 +515,29 @@ fn every_request_leaves_one_execution_log_row_and_metrics_count_them() {
     let expected_in: usize = (0..requests).map(|i| format!("payload-{i}").len()).sum();
     assert_eq!(sent_in, expected_in as f64);
     assert!(
-        metric(
+        sum(
             &samples,
             "alga_response_body_bytes_total",
             &[("extension", HELLO)]
         ) > 0.0
     );
     assert_eq!(
-        metric(
+        sum(
             &samples,
             "alga_request_duration_seconds_count",
             &[("extension", HELLO)]
         ),
         requests as f64
     );
-    assert!(metric(&samples, "alga_instantiation_duration_seconds_count", &[]) >= requests as f64);
+    assert!(sum(&samples, "alga_instantiation_duration_seconds_count", &[]) >= requests as f64);
     assert_eq!(
-        metric(&samples, "alga_execution_log_written_total", &[]),
+        sum(&samples, "alga_execution_log_written_total", &[]),
         requests as f64 + 1.0
     );
-    assert_eq!(
-        metric(&samples, "alga_execution_log_dropped_total", &[]),
-        0.0
-    );
-    assert_eq!(metric(&samples, "alga_in_flight_requests", &[]), 0.0);
+    assert_eq!(sum(&samples, "alga_execution_log_dropped_total", &[]), 0.0);
+    assert_eq!(sum(&samples, "alga_in_flight_requests", &[]), 0.0);
     assert!(
-        metric(
+        sum(
             &samples,
             "alga_component_cache_total",
             &[("result", "memory_hit")]
@@ -716,14 +678,14 @@ fn install_policies_override_the_node_and_endpoints_are_enforced_when_asked() {
     assert!(out.stderr.contains("timeout_ms"), "{}", out.stderr);
     let samples = metrics(&node);
     assert!(
-        metric(
+        sum(
             &samples,
             "alga_denials_total",
             &[("reason", "endpoint_not_found")]
         ) >= 4.0
     );
     assert!(
-        metric(
+        sum(
             &samples,
             "alga_denials_total",
             &[("reason", "install_rate")]

@@ -6,54 +6,17 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use alga_edge_e2e::publishing::{ADMIN_TOKEN, Fixture, admin_ok, binary, json, path};
+use alga_edge_e2e::publishing::{
+    ADMIN_TOKEN, Fixture, admin_ok, json, path, shared_token as token,
+};
 use alga_edge_e2e::{Node, client};
-use jwt_simple::prelude::*;
 use serde_json::Value;
 
 const HELLO: &str = "com.alga.test.hello";
 const FAULTY: &str = "com.alga.test.faulty";
-const SYNC_TOKEN: &str = "e2e-sync-token-0123456789abcdef";
-const JWT_SECRET: &str = "e2e-tenant-jwt-secret-0123456789abcdef";
-
-#[derive(Serialize, Deserialize)]
-struct TenantClaims {
-    tenant: String,
-}
-
-/// A tenant token every node accepts (they share the platform's HS256 secret).
-fn token(tenant: &str) -> String {
-    let claims = Claims::with_custom_claims(
-        TenantClaims {
-            tenant: tenant.into(),
-        },
-        jwt_simple::prelude::Duration::from_secs(600),
-    );
-    HS256Key::from_bytes(JWT_SECRET.as_bytes())
-        .authenticate(claims)
-        .unwrap()
-}
-
 /// Starts a node on `dir` trusting the fixture's publisher key, with `extra` arguments.
 fn start(fixture: &Fixture, dir: &Path, extra: &[&str]) -> Node {
-    let trust = fixture.keys().join("publisher.pub.pem");
-    let mut args = vec![
-        "--trust-bundle",
-        path(&trust),
-        "--admin-token",
-        ADMIN_TOKEN,
-        "--sync-token",
-        SYNC_TOKEN,
-        "--tenant-rate",
-        "0",
-    ];
-    args.extend_from_slice(extra);
-    Node::start_in(
-        &binary(),
-        dir,
-        &args,
-        &[("ALGA_TENANT_JWT_HS256_SECRET", JWT_SECRET)],
-    )
+    fixture.start_node_in(dir, extra)
 }
 
 fn start_edge(fixture: &Fixture, dir: &Path, primary: &str) -> Node {

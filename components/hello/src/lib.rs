@@ -5,16 +5,10 @@
 use serde_json::{Map, Value, json};
 use wstd::http::{Body, Error, Request, Response};
 
-wit_bindgen::generate!({
-    path: "../../wit/context.wit",
-    world: "alga:extension/imports",
-});
-
-use alga::extension::context;
-
 #[wstd::http_server]
 async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
-    let ctx = context::get();
+    // The request context through the guest SDK (alga:extension/context).
+    let ctx = alga_extension::context();
     // A body over the gateway's cap fails this read; the error ends the request.
     let body_text = String::from_utf8_lossy(request.body_mut().contents().await?).into_owned();
     let uri = request.uri();

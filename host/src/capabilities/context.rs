@@ -5,7 +5,7 @@ use wasmtime::component::{HasData, Linker};
 
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit/context.wit",
+        path: "../wit/alga.wit",
         world: "alga:extension/imports",
     });
 }

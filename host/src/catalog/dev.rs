@@ -82,6 +82,14 @@ fn read_component(tenant: &str, id: &str, path: &Path) -> Result<Resolved, Catal
         source: ComponentSource::File(bytes.into()),
         policy: Default::default(),
         endpoints: Vec::new(),
+        // Dev mappings are for trying a component locally: its own KV space and logging, no
+        // config, secrets or outbound HTTP (those need an install).
+        grants: vec![
+            crate::capabilities::names::KV.to_owned(),
+            crate::capabilities::names::LOG.to_owned(),
+        ],
+        config: Default::default(),
+        sealed_secrets: None,
     })
 }
 

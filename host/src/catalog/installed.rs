@@ -143,6 +143,9 @@ impl InstalledCatalog {
             extension_id: found.install.extension,
             policy: found.install.policy,
             endpoints: found.endpoints,
+            grants: found.install.grants,
+            config: Arc::new(found.install.config),
+            sealed_secrets: found.sealed_secrets.map(Arc::from),
             install_id: found.install.id,
             version: found.install.version,
             version_id: found.version_id,
@@ -187,10 +190,23 @@ impl InstalledCatalog {
             publisher: version.manifest.publisher.clone(),
         };
         self.verify_signature(&claims, &version.signature)?;
-        let (install_id, policy) = match install {
-            Some(install) => (install.id, install.policy),
+        // Secrets are sealed in the install row; `resolve` is what reads them.
+        let sealed_secrets = match &install {
+            Some(_) => self
+                .registry
+                .resolve(tenant, extension_id)
+                .await
+                .map_err(registry_error)?
+                .and_then(|found| found.sealed_secrets)
+                .map(Arc::from),
+            None => None,
+        };
+        let (install_id, policy, grants, config) = match install {
+            Some(install) => (install.id, install.policy, install.grants, install.config),
             None => (
                 install_id.map_or_else(|| format!("runner:{tenant}:{extension_id}"), str::to_owned),
+                Default::default(),
+                Vec::new(),
                 Default::default(),
             ),
         };
@@ -208,6 +224,9 @@ impl InstalledCatalog {
                 .api
                 .map(|api| api.endpoints)
                 .unwrap_or_default(),
+            grants,
+            config: Arc::new(config),
+            sealed_secrets,
         }))
     }
 
@@ -218,34 +237,48 @@ impl InstalledCatalog {
             hash: content_hash.to_owned(),
             reason,
         };
-        let hash = ContentHash::parse(content_hash).map_err(|e| source_error(e.to_string()))?;
-        let stored = self
-            .store
-            .get(&hash)
-            .await
-            .map_err(|e| source_error(e.to_string()))?;
+        self.unpacked(content_hash, |files| {
+            Ok(files.component().map_err(|e| e.to_string())?.into())
+        })
+        .await
+        .map_err(source_error)
+    }
+
+    /// Every file of the bundle `content_hash` (path, bytes), for the UI cache.
+    pub async fn bundle_files(&self, content_hash: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+        self.unpacked(content_hash, |files| {
+            Ok(files
+                .paths()
+                .map(|p| (p.to_owned(), files.get(p).unwrap_or_default().to_vec()))
+                .collect())
+        })
+        .await
+    }
+
+    /// The stored (or, at an edge, fetched) bundle `content_hash`, unpacked with the safe
+    /// limits and handed to `take` off the async workers (decompression is CPU work).
+    async fn unpacked<T: Send + 'static>(
+        &self,
+        content_hash: &str,
+        take: impl FnOnce(&bundle::BundleFiles) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
+        let hash = ContentHash::parse(content_hash).map_err(|e| e.to_string())?;
+        let stored = self.store.get(&hash).await.map_err(|e| e.to_string())?;
         let bytes = match (stored, &self.fetcher) {
             (Some(bytes), _) => bytes,
             (None, Some(fetcher)) => self
                 .fetch(fetcher, &hash)
                 .await
-                .map_err(|e| source_error(format!("fetching it from the primary: {e}")))?,
-            (None, None) => {
-                return Err(source_error(
-                    "the bundle is missing from the bundle store".into(),
-                ));
-            }
+                .map_err(|e| format!("fetching it from the primary: {e}"))?,
+            (None, None) => return Err("the bundle is missing from the bundle store".into()),
         };
-        // Decompression and untar are CPU work: keep them off the request workers.
         tokio::task::spawn_blocking(move || {
             let files =
                 bundle::unpack(&bytes, UnpackLimits::default()).map_err(|e| e.to_string())?;
-            let component: Arc<[u8]> = files.component().map_err(|e| e.to_string())?.into();
-            Ok::<_, String>(component)
+            take(&files)
         })
         .await
-        .map_err(|e| source_error(format!("reader task failed: {e}")))?
-        .map_err(source_error)
+        .map_err(|e| format!("reader task failed: {e}"))?
     }
 
     /// Fetches `hash` from the primary, checks the bytes hash to it, stores them, and keeps the

@@ -7,6 +7,7 @@
 pub mod dev;
 pub mod installed;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use alga_edge_registry::InstallPolicy;
@@ -36,6 +37,12 @@ pub struct Resolved {
     pub policy: InstallPolicy,
     /// The version's declared `api.endpoints`.
     pub endpoints: Vec<Endpoint>,
+    /// Capabilities the install was granted (`cap:*`).
+    pub grants: Vec<String>,
+    /// The install's config map.
+    pub config: Arc<BTreeMap<String, String>>,
+    /// The install's secrets, sealed with the node key.
+    pub sealed_secrets: Option<Arc<[u8]>>,
 }
 
 /// Where a resolved component's bytes come from.

@@ -54,7 +54,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if !publisher_key.exists() {
         authoring::keygen(&keys, false)?;
     }
+    // The host page gets the tenant token; the node's dev key is created on first use, so the
+    // token can be minted before the node starts.
+    let token = DevTokenIssuer::open(&data_dir)?.mint(
+        &args.tenant,
+        Some("demo-user"),
+        Vec::new(),
+        TOKEN_TTL,
+    )?;
     let node = node::start(NodeSettings {
+        ui_frame_ancestors: Vec::new(),
+        ui_cache_bytes: 256 << 20,
+        host_page: Some((args.tenant.clone(), token.clone())),
         listen: args.listen,
         engine: EngineConfig {
             cache_dir: Some(args.cache_dir.unwrap_or_else(|| data_dir.join("compiled"))),
@@ -72,6 +83,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         bundle_store: None,
         service_token: None,
         metrics_token: None,
+        egress_allowlist: None,
+        capabilities: Default::default(),
         execution_log: ExecutionLogConfig::default(),
         role: node::Role::Primary,
         sync_token: None,
@@ -87,19 +100,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             publish_and_install(&node, &data_dir, sample, &publisher_key, &args.tenant).await?,
         );
     }
-    let token = DevTokenIssuer::open(&data_dir)?.mint(
-        &args.tenant,
-        Some("demo-user"),
-        Vec::new(),
-        TOKEN_TTL,
-    )?;
-
     println!("alga-edge listening on http://{}", node.addr);
     println!("data directory: {}", data_dir.display());
     for name in &names {
         println!("{name} http://{}/api/ext/{name}/", node.addr);
     }
     println!("tenant {} token: {token}", args.tenant);
+    println!(
+        "host page http://{}/ (extension UIs in sandboxed iframes)",
+        node.addr
+    );
     // Point at the friendliest sample for a first request.
     let first = names
         .iter()

@@ -3,7 +3,9 @@
 //! - [`node`]: builds a serving node from its settings (`serve`, `demo`).
 //! - [`demo`]: `alga-edge demo`.
 //! - [`remote`]: admin API client commands (publish, install, …).
+//! - [`ext`]: author commands `ext new` and `ext build`.
 
 pub mod demo;
+pub mod ext;
 pub mod node;
 pub mod remote;

@@ -11,10 +11,13 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use alga_edge::admin::Admin;
+use alga_edge::capabilities::egress::Allowlist;
+use alga_edge::capabilities::{Capabilities, CapabilityLimits, CapabilityMetrics};
 use alga_edge::catalog::{BundleFetcher, DevCatalog, InstalledCatalog};
 use alga_edge::config::EngineConfig;
 use alga_edge::engine::Engine;
 use alga_edge::gateway::Gateway;
+use alga_edge::host_page::HostPage;
 use alga_edge::keys;
 use alga_edge::kv::{Forwarder, KvService};
 use alga_edge::policy::{Policies, PolicyConfig};
@@ -24,15 +27,27 @@ use alga_edge::server::Health;
 use alga_edge::server::{self, App};
 use alga_edge::telemetry::{ExecutionLog, ExecutionLogConfig, LogWriter, Metrics, Telemetry};
 use alga_edge::tenant_auth::TenantAuth;
+use alga_edge::ui::UiRoute;
 use alga_edge_registry::Registry;
 use alga_edge_registry::kv::KvStore;
 use alga_edge_registry::replication::{GenerationLog, ReplicaConfig};
 use alga_edge_registry::secrets::SecretSealer;
 use alga_edge_registry::signing::TrustBundle;
 use alga_edge_registry::store::BundleStore;
+use alga_edge_ui_cache::{UiCache, UiCacheLimits};
 
 /// Everything a node needs to start.
 pub struct NodeSettings {
+    /// CSP `frame-ancestors` sources of `/ext-ui/` besides `'self'` (host page origins).
+    pub ui_frame_ancestors: Vec<String>,
+    /// Bound of the extracted UI files on disk (`<data-dir>/ui-cache`).
+    pub ui_cache_bytes: u64,
+    /// Serve the demo host page at `/` for this tenant with this token (`demo` only).
+    pub host_page: Option<(String, String)>,
+    /// Node-wide outbound HTTP allowlist (`EXT_EGRESS_ALLOWLIST`); `None`: installs decide.
+    pub egress_allowlist: Option<Allowlist>,
+    /// Limits of the host capabilities.
+    pub capabilities: CapabilityLimits,
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Data directory (registry, bundles, compiled components, generated keys).
@@ -282,7 +297,20 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         generations: generations.clone(),
         max_staleness: settings.replication.max_staleness,
     };
-    let metrics = Metrics::new(engine.clone(), auth.clone(), health.clone());
+    let capability_metrics = CapabilityMetrics::default();
+    let capabilities = Arc::new(Capabilities::new(
+        Some(kv.clone()),
+        Some(sealer.clone()),
+        settings.egress_allowlist.clone(),
+        settings.capabilities.clone(),
+        capability_metrics.clone(),
+    ));
+    let metrics = Metrics::new(
+        engine.clone(),
+        auth.clone(),
+        health.clone(),
+        &capability_metrics,
+    );
     let (log, log_writer) = ExecutionLog::start(
         log_registry.clone(),
         settings.execution_log.clone(),
@@ -310,6 +338,7 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         installed,
         auth,
         Policies::new(settings.policy),
+        capabilities,
         telemetry,
     ));
     let runner = Runner::new(gateway.clone(), &service_token, max_response_bytes);
@@ -364,6 +393,33 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         (Role::Primary, None) => None,
     };
 
+    let ui_cache = Arc::new(
+        UiCache::open(
+            data_dir.join("ui-cache"),
+            UiCacheLimits {
+                disk_bytes: settings.ui_cache_bytes,
+                ..UiCacheLimits::default()
+            },
+        )
+        .context("cannot open the UI cache")?,
+    );
+    let mut ancestors = vec!["'self'".to_owned()];
+    ancestors.extend(settings.ui_frame_ancestors.iter().cloned());
+    let ui = UiRoute::new(ui_cache, registry.clone(), gateway.clone(), &ancestors)
+        .map_err(|e| anyhow::anyhow!("EXT_UI_FRAME_ANCESTORS: {e}"))?;
+    let mut app = App::new(
+        gateway,
+        runner,
+        Some(admin),
+        replication_api,
+        health,
+        settings.metrics_token.as_deref(),
+    )
+    .with_ui(Arc::new(ui));
+    if let Some((tenant, token)) = settings.host_page.clone() {
+        app = app.with_host_page(HostPage::new(registry.clone(), tenant, token));
+    }
+
     let listener = server::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -371,14 +427,7 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
     Ok(Node {
         listener,
         addr,
-        app: Arc::new(App::new(
-            gateway,
-            runner,
-            Some(admin),
-            replication_api,
-            health,
-            settings.metrics_token.as_deref(),
-        )),
+        app: Arc::new(app),
         registry,
         store,
         trust,

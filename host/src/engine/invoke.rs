@@ -14,6 +14,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use super::{Engine, HostState, Prepared};
+use crate::capabilities::RequestCapabilities;
 use crate::capabilities::context::RequestContext;
 use crate::error::GatewayError;
 use crate::server::HostBody;
@@ -32,8 +33,8 @@ struct Finished {
 }
 
 impl Engine {
-    /// Serves `request` with a fresh instance of `component`, for `context`, within `timeout`
-    /// (the engine's default when `None`).
+    /// Serves `request` with a fresh instance of `component`, for `context`, with the install's
+    /// `capabilities`, within `timeout` (the engine's default when `None`).
     ///
     /// The deadline covers everything the guest does, including streaming the response body;
     /// a body cut by the deadline or the response-size cap ends the connection abruptly.
@@ -42,6 +43,7 @@ impl Engine {
         component: &Prepared,
         request: http::Request<B>,
         context: RequestContext,
+        capabilities: RequestCapabilities,
         timeout: Option<Duration>,
     ) -> Result<http::Response<HostBody>, GatewayError>
     where
@@ -61,6 +63,7 @@ impl Engine {
         let deadline = Instant::now() + timeout;
         let state = HostState::new(
             context,
+            capabilities,
             config.memory_limit_bytes,
             config.guest_output_bytes,
         );

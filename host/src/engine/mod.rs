@@ -146,5 +146,6 @@ fn host_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>>
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     capabilities::context::add_to_linker(&mut linker, |state: &mut HostState| &mut state.context)?;
+    capabilities::add_to_linker(&mut linker)?;
     Ok(linker)
 }

@@ -1,5 +1,5 @@
 //! What one request's `Store` holds: WASI contexts granting nothing but stdio capture, the
-//! capability states, and the resource limiter.
+//! capability states of the request's install, and the resource limiter.
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -8,14 +8,14 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::limits::GuestLimiter;
 use super::output::GuestOutput;
 use crate::capabilities::context::{ContextState, RequestContext};
-use crate::capabilities::egress::DenyAllEgress;
+use crate::capabilities::{CapabilityView, RequestCapabilities};
 
 /// The `T` of every `Store<T>` the engine creates; one per request, dropped with it.
 pub struct HostState {
     table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    egress: DenyAllEgress,
+    capabilities: RequestCapabilities,
     pub(super) limiter: GuestLimiter,
     pub(super) context: ContextState,
     pub(super) stdout: GuestOutput,
@@ -25,7 +25,12 @@ pub struct HostState {
 impl HostState {
     /// State for one request: no filesystem, environment, arguments or sockets (DESIGN §2);
     /// stdout/stderr are captured for the log, up to `output_bytes` each.
-    pub fn new(context: RequestContext, memory_limit_bytes: u64, output_bytes: usize) -> Self {
+    pub fn new(
+        context: RequestContext,
+        capabilities: RequestCapabilities,
+        memory_limit_bytes: u64,
+        output_bytes: usize,
+    ) -> Self {
         let stdout = GuestOutput::new(output_bytes);
         let stderr = GuestOutput::new(output_bytes);
         let wasi = WasiCtx::builder()
@@ -39,7 +44,7 @@ impl HostState {
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
-            egress: DenyAllEgress,
+            capabilities,
             limiter: GuestLimiter::new(memory_limit_bytes),
             context: ContextState::new(context),
             stdout,
@@ -62,7 +67,17 @@ impl WasiHttpView for HostState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.egress,
+            hooks: self.capabilities.egress(),
         }
+    }
+}
+
+impl CapabilityView for HostState {
+    fn capabilities(&mut self) -> &mut RequestCapabilities {
+        &mut self.capabilities
+    }
+
+    fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
     }
 }

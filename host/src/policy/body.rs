@@ -1,5 +1,6 @@
-//! A request body capped while it streams: past the cap the component's next read fails with
-//! wasi:http's `HTTP-request-body-size` error instead of the node buffering without bound.
+//! A body capped while it streams: past the cap the next read fails with a wasi:http error
+//! (`HTTP-request-body-size` by default) instead of the node buffering without bound. Used for
+//! inbound request bodies and for outbound (egress) bodies both ways.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,7 +15,8 @@ pub struct CappedBody<B> {
     inner: B,
     limit: u64,
     seen: u64,
-    counter: Option<Counter>,
+    counters: Vec<Counter>,
+    exceeded: fn(Option<u64>) -> HttpError,
 }
 
 impl<B> CappedBody<B> {
@@ -24,13 +26,20 @@ impl<B> CappedBody<B> {
             inner,
             limit,
             seen: 0,
-            counter: None,
+            counters: Vec::new(),
+            exceeded: HttpError::HttpRequestBodySize,
         }
     }
 
-    /// Also adds every byte read to `counter`.
+    /// Also adds every byte read to `counter` (may be called more than once).
     pub fn counting(mut self, counter: Counter) -> Self {
-        self.counter = Some(counter);
+        self.counters.push(counter);
+        self
+    }
+
+    /// The error past the cap, given the bytes seen (default: `HTTP-request-body-size`).
+    pub fn on_exceeded(mut self, error: fn(Option<u64>) -> HttpError) -> Self {
+        self.exceeded = error;
         self
     }
 }
@@ -52,13 +61,11 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.seen = this.seen.saturating_add(data.len() as u64);
-                    if let Some(counter) = &this.counter {
+                    for counter in &this.counters {
                         counter.inc_by(data.len() as u64);
                     }
                     if this.seen > this.limit {
-                        return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(
-                            this.seen,
-                        )))));
+                        return Poll::Ready(Some(Err((this.exceeded)(Some(this.seen)))));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))

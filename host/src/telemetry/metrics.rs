@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::capabilities::CapabilityMetrics;
 use crate::engine::Engine;
 use crate::server::Health;
 use crate::tenant_auth::TenantAuth;
@@ -76,8 +77,28 @@ fn latency_histogram() -> Histogram {
 impl Metrics {
     /// Registers every metric, plus collectors reading `engine`'s compile cache and `auth`'s
     /// token cache at scrape time.
-    pub fn new(engine: Arc<Engine>, auth: Arc<TenantAuth>, health: Health) -> Self {
+    pub fn new(
+        engine: Arc<Engine>,
+        auth: Arc<TenantAuth>,
+        health: Health,
+        capabilities: &CapabilityMetrics,
+    ) -> Self {
         let mut registry = Registry::with_prefix("alga");
+        registry.register(
+            "capability_denials",
+            "Capability calls refused, by capability and reason",
+            capabilities.denials.clone(),
+        );
+        registry.register(
+            "egress_bytes",
+            "Outbound HTTP body bytes, by extension and direction (sent/received)",
+            capabilities.egress_bytes.clone(),
+        );
+        registry.register(
+            "egress_requests",
+            "Outbound HTTP requests sent, by extension and outcome (ok/failed)",
+            capabilities.egress_requests.clone(),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",

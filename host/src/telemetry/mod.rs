@@ -16,6 +16,7 @@ use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 
+use crate::capabilities::Journal;
 use crate::error::GatewayError;
 use crate::server::{BoxError, HostBody};
 pub use execution_log::{ExecutionLog, ExecutionLogConfig, LogWriter};
@@ -49,6 +50,7 @@ pub struct RequestTrace {
     started: Instant,
     at: i64,
     target: Option<Target>,
+    journal: Option<Arc<Journal>>,
     telemetry: Arc<Telemetry>,
 }
 
@@ -69,6 +71,7 @@ impl Telemetry {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64),
             target: None,
+            journal: None,
             telemetry: self.clone(),
         }
     }
@@ -78,6 +81,14 @@ impl RequestTrace {
     /// Names the install the request resolved to; from here on it gets an execution-log row.
     pub fn resolved(&mut self, target: Target) {
         self.target = Some(target);
+    }
+
+    /// The journal the request's capabilities write into (log lines kept up to `max_lines`);
+    /// its contents go into the request's execution-log row.
+    pub fn journal(&mut self, max_lines: usize) -> Arc<Journal> {
+        self.journal
+            .get_or_insert_with(|| Arc::new(Journal::new(max_lines)))
+            .clone()
     }
 
     /// The extension label of this request's series.
@@ -142,6 +153,10 @@ impl RequestTrace {
             if bytes_out > 0 {
                 metrics.bytes_out.get_or_create(&labels).inc_by(bytes_out);
             }
+            let (logs, egress_bytes) = self
+                .journal
+                .take()
+                .map_or((Vec::new(), 0), |j| (j.take_lines(), j.egress_bytes()));
             self.telemetry.log.record(ExecutionRecord {
                 tenant: target.tenant,
                 extension: target.extension,
@@ -152,6 +167,8 @@ impl RequestTrace {
                 duration_ms: elapsed.as_millis() as u64,
                 error_class,
                 at: self.at,
+                logs,
+                egress_bytes,
             });
         }
     }

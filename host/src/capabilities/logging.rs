@@ -1,0 +1,155 @@
+//! `wasi:logging/logging` (`cap:log.emit`): a guest's log lines go to `tracing` (with request
+//! id, tenant and extension) and, bounded, into the request's execution-log row.
+//!
+//! Linked by hand (no WIT in this repository) under the unversioned name the `wasi-logger`
+//! crate ships and the `0.1.0-draft` name of the WASI proposal; the interface is one function.
+
+use std::sync::Arc;
+
+use wasmtime::component::{ComponentType, Lift, Linker, Lower};
+
+use super::{CapabilityMetrics, CapabilityView, Grant, Journal};
+
+/// Interface names this module serves.
+const INTERFACES: [&str; 2] = ["wasi:logging/logging", "wasi:logging/logging@0.1.0-draft"];
+
+/// `wasi:logging/logging.level`.
+#[derive(ComponentType, Lift, Lower, Debug, Clone, Copy, PartialEq, Eq)]
+#[component(enum)]
+#[repr(u8)]
+pub enum Level {
+    /// Variables and control flow.
+    #[component(name = "trace")]
+    Trace,
+    /// Debugging.
+    #[component(name = "debug")]
+    Debug,
+    /// Monitoring.
+    #[component(name = "info")]
+    Info,
+    /// Hazards.
+    #[component(name = "warn")]
+    Warn,
+    /// Errors.
+    #[component(name = "error")]
+    Error,
+    /// Fatal errors.
+    #[component(name = "critical")]
+    Critical,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Trace => "TRACE",
+            Self::Debug => "DEBUG",
+            Self::Info => "INFO",
+            Self::Warn => "WARN",
+            Self::Error => "ERROR",
+            Self::Critical => "CRITICAL",
+        }
+    }
+}
+
+/// Per-request state behind `wasi:logging/logging`.
+pub struct LoggingState {
+    granted: bool,
+    request_id: String,
+    tenant: String,
+    extension: String,
+    max_message_bytes: usize,
+    journal: Arc<Journal>,
+    metrics: CapabilityMetrics,
+}
+
+impl LoggingState {
+    /// Logging for `grant`'s request; messages are cut at `max_message_bytes` (the grant's
+    /// journal bounds the number of lines kept).
+    pub fn new(
+        granted: bool,
+        grant: &Grant,
+        max_message_bytes: usize,
+        metrics: CapabilityMetrics,
+    ) -> Self {
+        Self {
+            granted,
+            request_id: grant.request_id.clone(),
+            tenant: grant.tenant.clone(),
+            extension: grant.extension.clone(),
+            max_message_bytes,
+            journal: grant.journal.clone(),
+            metrics,
+        }
+    }
+
+    /// `log`: the interface has no error, so an ungranted call is dropped and counted.
+    pub fn log(&self, level: Level, context: &str, message: &str) {
+        if !self.granted {
+            self.metrics.deny("log", "not_granted");
+            return;
+        }
+        let context = cut(context, 128);
+        let message = cut(message, self.max_message_bytes);
+        let (request_id, tenant, extension) = (&self.request_id, &self.tenant, &self.extension);
+        match level {
+            Level::Trace => {
+                tracing::trace!(target: "guest", %request_id, %tenant, %extension, context, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "guest", %request_id, %tenant, %extension, context, "{message}")
+            }
+            Level::Info => {
+                tracing::info!(target: "guest", %request_id, %tenant, %extension, context, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "guest", %request_id, %tenant, %extension, context, "{message}")
+            }
+            Level::Error | Level::Critical => {
+                tracing::error!(target: "guest", %request_id, %tenant, %extension, context, level = level.name(), "{message}")
+            }
+        }
+        self.journal
+            .log(format!("{} {context}: {message}", level.name()));
+    }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, marked when cut.
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…[cut, {} bytes]", &text[..end], text.len())
+}
+
+/// Links `wasi:logging/logging` under every name in [`INTERFACES`].
+pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    for name in INTERFACES {
+        linker.instance(name)?.func_wrap(
+            "log",
+            |mut store, (level, context, message): (Level, String, String)| {
+                store
+                    .data_mut()
+                    .capabilities()
+                    .logging
+                    .log(level, &context, &message);
+                Ok(())
+            },
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn cuts_long_messages_on_a_character_boundary() {
+        assert_eq!(cut("short", 10), "short");
+        assert_eq!(cut("ééé", 3), "é…[cut, 6 bytes]");
+    }
+}

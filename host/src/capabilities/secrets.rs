@@ -1,0 +1,87 @@
+//! `alga:extension/secrets` (`cap:secrets.get`): the secrets a tenant sealed into its install.
+//! The envelope is opened inside the host on the first call of a request and the values live
+//! only in that request's state and the guest's memory: never logged, never in an error.
+
+use std::sync::Arc;
+
+use alga_edge_registry::secrets::{SecretSealer, Secrets};
+use wasmtime::component::{HasData, Linker};
+
+use super::bindings::alga::extension::secrets::{self as wit, Error};
+use super::{CapabilityMetrics, CapabilityView};
+
+/// Per-request state behind the `secrets` interface.
+pub struct SecretsState {
+    granted: bool,
+    install_id: String,
+    sealed: Option<Arc<[u8]>>,
+    sealer: Option<SecretSealer>,
+    opened: Option<Secrets>,
+    metrics: CapabilityMetrics,
+}
+
+impl SecretsState {
+    /// Secrets of `install_id`, sealed in `sealed`, opened with `sealer` when `granted`.
+    pub fn new(
+        granted: bool,
+        install_id: String,
+        sealed: Option<Arc<[u8]>>,
+        sealer: Option<SecretSealer>,
+        metrics: CapabilityMetrics,
+    ) -> Self {
+        Self {
+            granted,
+            install_id,
+            sealed,
+            sealer,
+            opened: None,
+            metrics,
+        }
+    }
+
+    fn secrets(&mut self) -> Result<&Secrets, Error> {
+        if !self.granted {
+            self.metrics.deny("secrets", "not_granted");
+            return Err(Error::AccessDenied);
+        }
+        if self.opened.is_none() {
+            let opened = match (&self.sealed, &self.sealer) {
+                (None, _) => Secrets::default(),
+                (Some(envelope), Some(sealer)) => {
+                    sealer.open(&self.install_id, envelope).map_err(|_| {
+                        // The node key differs from the one that sealed them (an edge started
+                        // without the primary's ALGA_SECRETS_KEY), or the row is damaged.
+                        tracing::error!(install = %self.install_id, "cannot open install secrets");
+                        Error::Other("the host cannot open this install's secrets".into())
+                    })?
+                }
+                (Some(_), None) => {
+                    return Err(Error::Other("this node has no secrets key".into()));
+                }
+            };
+            self.opened = Some(opened);
+        }
+        Ok(self.opened.as_ref().expect("opened above"))
+    }
+}
+
+impl wit::Host for SecretsState {
+    fn get(&mut self, name: String) -> Result<Option<String>, Error> {
+        Ok(self.secrets()?.get(&name).map(str::to_owned))
+    }
+
+    fn list_keys(&mut self) -> Result<Vec<String>, Error> {
+        Ok(self.secrets()?.names().map(str::to_owned).collect())
+    }
+}
+
+struct SecretsData;
+
+impl HasData for SecretsData {
+    type Data<'a> = &'a mut SecretsState;
+}
+
+/// Links `alga:extension/secrets`.
+pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, SecretsData>(linker, |state: &mut T| &mut state.capabilities().secrets)
+}

@@ -1,0 +1,153 @@
+//! The demo host page (`alga-edge demo` only): `/` lists the demo tenant's installed
+//! extensions that have a UI and opens one in a sandboxed iframe, implementing the host side
+//! of the iframe bridge with the SDK (`sdk/iframe/alga-host.js`, served at `/sdk/iframe/`).
+//! `/demo/config` hands the page the tenant's token: fine for a loopback demo, never for a
+//! real deployment (the platform owns the credential there).
+
+use std::sync::Arc;
+
+use alga_edge_registry::Registry;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::json;
+
+use crate::error::{error_response, json_response};
+use crate::server::HostBody;
+use crate::ui::UI_PREFIX;
+
+const INDEX: &str = include_str!("index.html");
+const PAGE_JS: &str = include_str!("host-page.js");
+const SDK_HOST: &str = include_str!("../../../sdk/iframe/alga-host.js");
+const SDK_IFRAME: &str = include_str!("../../../sdk/iframe/alga-iframe.js");
+
+/// The files this page serves: path, content type, body.
+const FILES: [(&str, &str, &str); 4] = [
+    ("/", "text/html; charset=utf-8", INDEX),
+    (
+        "/demo/host-page.js",
+        "application/javascript; charset=utf-8",
+        PAGE_JS,
+    ),
+    (
+        "/sdk/iframe/alga-host.js",
+        "application/javascript; charset=utf-8",
+        SDK_HOST,
+    ),
+    (
+        "/sdk/iframe/alga-iframe.js",
+        "application/javascript; charset=utf-8",
+        SDK_IFRAME,
+    ),
+];
+
+/// The demo host page of one tenant.
+pub struct HostPage {
+    registry: Arc<Registry>,
+    tenant: String,
+    token: String,
+}
+
+impl HostPage {
+    /// The page for `tenant`, whose calls carry `token`.
+    pub fn new(registry: Arc<Registry>, tenant: String, token: String) -> Self {
+        Self {
+            registry,
+            tenant,
+            token,
+        }
+    }
+
+    /// Whether `path` is one of this page's.
+    pub fn serves(&self, path: &str) -> bool {
+        path == "/demo/config" || FILES.iter().any(|(p, _, _)| *p == path)
+    }
+
+    /// Answers one of [`HostPage::serves`]'s paths.
+    pub async fn handle<B>(&self, request: &Request<B>, request_id: &str) -> Response<HostBody> {
+        if !matches!(*request.method(), Method::GET | Method::HEAD) {
+            return error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "GET only",
+                request_id,
+            );
+        }
+        let path = request.uri().path();
+        if path == "/demo/config" {
+            return match self.config().await {
+                Ok(config) => no_store(json_response(StatusCode::OK, &config)),
+                Err(e) => error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    &format!("cannot list the tenant's extensions: {e}"),
+                    request_id,
+                ),
+            };
+        }
+        let (_, content_type, body) = FILES
+            .iter()
+            .find(|(p, _, _)| *p == path)
+            .expect("serves() checked the path");
+        let mut response = Response::new(
+            Full::new(Bytes::from_static(body.as_bytes()))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                 frame-src 'self'; object-src 'none'; base-uri 'none'",
+            ),
+        );
+        no_store(response)
+    }
+
+    /// The tenant, its token, and its enabled installs that have a UI, with their UI URLs.
+    async fn config(&self) -> Result<serde_json::Value, alga_edge_registry::RegistryError> {
+        let mut extensions = Vec::new();
+        for install in self.registry.installs(&self.tenant).await? {
+            let Some(found) = self
+                .registry
+                .resolve(&self.tenant, &install.extension)
+                .await?
+            else {
+                continue;
+            };
+            let hash = found.content_hash.to_string();
+            let Some(version) = self
+                .registry
+                .version_by_hash(&install.extension, &hash)
+                .await?
+            else {
+                continue;
+            };
+            let Some(ui) = version.manifest.ui else {
+                continue;
+            };
+            let entry = ui.entry.strip_prefix("ui/").unwrap_or(&ui.entry);
+            extensions.push(json!({
+                "id": install.extension,
+                "version": install.version,
+                "content_hash": hash,
+                "ui": format!("{UI_PREFIX}{}/{hash}/{entry}", install.extension),
+            }));
+        }
+        Ok(json!({"tenant": self.tenant, "token": self.token, "extensions": extensions}))
+    }
+}
+
+fn no_store(mut response: Response<HostBody>) -> Response<HostBody> {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
