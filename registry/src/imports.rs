@@ -60,7 +60,8 @@ pub fn capability_for_import(import: &str) -> Result<Option<&'static str>, Impor
     let interface = import.split('@').next().unwrap_or(import);
     let package = interface.split('/').next().unwrap_or(interface);
     Ok(match (package, interface) {
-        (_, "wasi:http/outgoing-handler") => Some("cap:http.fetch"),
+        // WASIp2's outbound interface, and WASIp3's.
+        (_, "wasi:http/outgoing-handler" | "wasi:http/client") => Some("cap:http.fetch"),
         ("wasi:keyvalue" | "spin:key-value", _) | (_, "fermyon:spin/key-value") => {
             Some("cap:storage.kv")
         }
@@ -102,6 +103,14 @@ mod tests {
         assert_eq!(
             capability_for_import("wasi:http/outgoing-handler@0.2.12").unwrap(),
             Some("cap:http.fetch")
+        );
+        assert_eq!(
+            capability_for_import("wasi:http/client@0.3.0").unwrap(),
+            Some("cap:http.fetch")
+        );
+        assert_eq!(
+            capability_for_import("wasi:http/types@0.3.0").unwrap(),
+            None
         );
         assert_eq!(
             capability_for_import("wasi:keyvalue/atomics@0.2.0-draft").unwrap(),

@@ -716,3 +716,115 @@ fn spin_sdk_components_run_unchanged_with_key_value_and_variables() {
         assert!(manifest.contains(line), "spin.toml lacks {line}");
     }
 }
+
+#[test]
+fn wasip3_spin_sdk_7_components_run_with_key_value_and_variables_beside_wasip2_ones() {
+    const P3: &str = "com.alga.test.spin-p3";
+    const P2: &str = "com.alga.test.spin-kv";
+    let caps = ["cap:storage.kv", "cap:config.get"];
+    let fixture = Fixture::new();
+    let p3_bundle = fixture.bundle_with(P3, "1.0.0", "spin-p3", json!({"capabilities": caps}));
+    let p2_bundle = fixture.bundle_with(P2, "1.0.0", "spin-kv", json!({"capabilities": caps}));
+    let node = fixture.start(&["--tenant-rate", "0"]);
+    admin_ok(&node, &["publish", path(&p3_bundle)]);
+    admin_ok(&node, &["publish", path(&p2_bundle)]);
+    install(
+        &node,
+        "tenant-a",
+        P3,
+        &caps,
+        &["--config", "greeting=Hi from p3"],
+    );
+    install(
+        &node,
+        "tenant-a",
+        P2,
+        &caps,
+        &["--config", "greeting=Hi from p2"],
+    );
+    install(&node, "tenant-b", P3, &caps, &[]);
+    install(&node, "tenant-c", P3, &[], &[]);
+    install(&node, "tenant-d", P3, &["cap:storage.kv"], &[]);
+    let [a, b, c, d] = ["tenant-a", "tenant-b", "tenant-c", "tenant-d"].map(|t| token(&node, t));
+    let route = format!("/api/ext/{P3}/hello");
+
+    // spin-sdk 7's async key-value (get, set, exists, get-keys as a stream) and variables.
+    for visits in [1, 2] {
+        let (status, body) = call(&node, "GET", &route, &a, "");
+        assert_eq!(status, 200, "{body}");
+        let body = json(&body);
+        assert_eq!(body["wasi"], "p3");
+        assert_eq!(
+            body["greeting"], "Hi from p3",
+            "a Spin variable is the install's config"
+        );
+        assert_eq!(body["visits"], visits, "Spin key-value is the install's KV");
+        assert_eq!(body["exists"], true);
+        assert_eq!(body["keys"], json!(["visits"]));
+        assert_eq!(body["path"], "/hello");
+    }
+    let (status, body) = call(&node, "DELETE", &route, &a, "");
+    assert_eq!(status, 200, "{body}");
+    let body = json(&body);
+    assert_eq!(
+        (body["visits"].as_u64(), body["exists"].as_bool()),
+        (Some(0), Some(false))
+    );
+    assert_eq!(body["keys"], json!([]));
+
+    // A WASIp2 component on the same node, with the same interface names typed synchronously.
+    let (status, body) = call(&node, "GET", &format!("/api/ext/{P2}/x"), &a, "");
+    assert_eq!(status, 200, "{body}");
+    let body = json(&body);
+    assert_eq!(
+        (body["greeting"].as_str(), body["visits"].as_u64()),
+        (Some("Hi from p2"), Some(1))
+    );
+
+    // Another tenant: its own store; no `greeting` in its config, so Spin's `undefined`.
+    let (status, body) = call(&node, "GET", &route, &b, "");
+    assert_eq!(status, 200, "{body}");
+    let body = json(&body);
+    assert_eq!(
+        (body["greeting"].as_str(), body["visits"].as_u64()),
+        (Some("Hello"), Some(1))
+    );
+    // KV granted, config not: the variables call answers Spin's provider error, which the
+    // component reports with its own status.
+    let (status, body) = call(&node, "GET", &route, &d, "");
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("Provider") && body.contains("access denied"),
+        "{body}"
+    );
+    // Nothing granted: opening the store fails with access-denied, and spin-sdk 7 turns the
+    // handler's error into the handler's own error code, which the gateway reports as a bad
+    // extension response naming it.
+    let (status, body) = call(&node, "GET", &route, &c, "");
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(json(&body)["error"], "extension_bad_response");
+    assert!(body.contains("AccessDenied"), "{body}");
+    let (text, samples) = metrics(&node);
+    for capability in ["kv", "config"] {
+        assert!(
+            sum(
+                &samples,
+                "alga_capability_denials_total",
+                &[("capability", capability), ("reason", "not_granted")]
+            ) >= 1.0,
+            "{capability}: {text}"
+        );
+    }
+    // The KV rows are tenant-a's and tenant-b's own.
+    for (tenant, keys) in [("tenant-a", json!([])), ("tenant-b", json!(["visits"]))] {
+        let (status, listed) = call(
+            &node,
+            "GET",
+            &format!("/admin/v1/tenants/{tenant}/kv/{P3}/default"),
+            ADMIN_TOKEN,
+            "",
+        );
+        assert_eq!(status, 200, "{listed}");
+        assert_eq!(json(&listed)["keys"], keys, "{tenant}");
+    }
+}

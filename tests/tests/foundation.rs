@@ -1,5 +1,6 @@
 //! The foundation over the real binary: hello round trip, and every guest fault contained
-//! (trap, infinite loop, memory bomb, stack overflow, huge body) while the node keeps serving.
+//! (trap, infinite loop, memory bomb, stack overflow, huge body) while the node keeps serving;
+//! the same for WASIp3 components (`faulty-p3`).
 
 use std::time::Duration;
 
@@ -406,4 +407,103 @@ fn invalid_component_fails_startup_with_a_clear_error() {
         stderr.contains("expected EXTENSION_ID=PATH"),
         "stderr: {stderr}"
     );
+}
+
+#[test]
+fn wasip3_components_stream_both_ways_and_their_faults_are_contained() {
+    const TIMEOUT_MS: u64 = 2000;
+    let faulty_p3 = format!(
+        "faulty-p3={}",
+        alga_edge_e2e::component("faulty-p3").display()
+    );
+    let node = Node::start(
+        &["--component", &faulty_p3, "--max-response-mib", "4"],
+        &[("EXT_GATEWAY_TIMEOUT_MS", "2000")],
+    );
+    let agent = client();
+
+    // A body written by a task the handler spawned after returning the response head.
+    let mut response = agent
+        .get(&node.url("/api/ext/faulty-p3/stream?kib=3072"))
+        .call()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/octet-stream",
+        "the guest's response headers pass"
+    );
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .expect("a streamed body under the cap arrives whole");
+    assert_eq!(body.len(), 3 << 20);
+    for (i, kib) in body.chunks(1024).enumerate() {
+        assert!(
+            kib.iter().all(|&b| b == b'a' + (i % 26) as u8),
+            "KiB {i} garbled"
+        );
+    }
+
+    // The request body reaches the guest whole and comes back.
+    let sent: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let mut response = agent
+        .post(&node.url("/api/ext/faulty-p3/echo"))
+        .send(&sent[..])
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-ext-received-bytes"], "300000");
+    let echoed = response
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .unwrap();
+    assert!(echoed == sent, "the echo differs from what was sent");
+
+    // Over the response cap: cut, never more than the cap.
+    let mut response = agent
+        .get(&node.url("/api/ext/faulty-p3/stream?kib=65536"))
+        .call()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
+    let mut received = 0u64;
+    let mut buf = vec![0u8; 64 << 10];
+    while let Ok(n) = std::io::Read::read(&mut reader, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        received += n as u64;
+    }
+    assert!(received <= 4 << 20, "got {received} bytes past a 4 MiB cap");
+    assert!(received > 0, "nothing was streamed before the cut");
+
+    // An infinite loop is stopped at the deadline.
+    let ((status, headers, body), elapsed) =
+        timed(|| get_json(&agent, &node.url("/api/ext/faulty-p3/loop")));
+    eprintln!(
+        "WASIp3 infinite loop answered {status} after {elapsed:?} (deadline {TIMEOUT_MS} ms)"
+    );
+    assert_eq!(status, 504, "body: {body}");
+    assert_error_body(&headers, &body, "extension_timeout");
+    assert!(
+        elapsed >= Duration::from_millis(TIMEOUT_MS - 50),
+        "{elapsed:?}"
+    );
+
+    // A trap is a 502; the guest's panic message is logged with the request id.
+    let (status, headers, body) = get_json(&agent, &node.url("/api/ext/faulty-p3/trap"));
+    assert_eq!(status, 502, "body: {body}");
+    assert_error_body(&headers, &body, "extension_trap");
+    let request_id = body["request_id"].as_str().unwrap();
+    let log = node.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(request_id) && l.contains("faulty-p3: deliberate trap")),
+        "guest stderr not logged for {request_id}:\n{log}"
+    );
+    assert_still_serving(&node);
 }

@@ -272,12 +272,24 @@ pub trait CapabilityView: Send + 'static {
     fn table(&mut self) -> &mut ResourceTable;
 }
 
-/// Links every capability interface (not `context` or wasi:http, which the engine links).
-pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+/// The wasi:http handler ABI a linker serves. Only Spin's interfaces differ between the two:
+/// spin-sdk 7 imports them with `async` functions under the names spin-sdk 5 imports
+/// synchronously.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Abi {
+    /// WASIp2 components (`wasi:http/incoming-handler@0.2.x`).
+    P2,
+    /// WASIp3 components (`wasi:http/handler@0.3.x`).
+    P3,
+}
+
+/// Links every capability interface (not `context` or wasi:http, which the engine links),
+/// typed for `abi`.
+pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>, abi: Abi) -> wasmtime::Result<()> {
     kv::add_to_linker(linker)?;
     config::add_to_linker(linker)?;
     secrets::add_to_linker(linker)?;
     logging::add_to_linker(linker)?;
-    spin::add_to_linker(linker)?;
+    spin::add_to_linker(linker, abi)?;
     Ok(())
 }

@@ -16,11 +16,32 @@ use lru::LruCache;
 use tokio::sync::OnceCell;
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use super::state::HostState;
 
-/// A component linked and ready to instantiate, once per request.
-pub type Prepared = ProxyPre<HostState>;
+/// A component linked and ready to instantiate, once per request, by the wasi:http handler
+/// it exports.
+#[derive(Clone)]
+pub enum Prepared {
+    /// WASIp2: `wasi:http/incoming-handler@0.2.x` (wstd, componentize-py/-js, spin-sdk ≤ 5).
+    P2(ProxyPre<HostState>),
+    /// WASIp3: `wasi:http/handler@0.3.x` (spin-sdk 7).
+    P3(ServicePre<HostState>),
+}
+
+/// The linkers components are prepared with, one per handler ABI: a few interfaces share a
+/// name but differ in type between the two (spin-sdk 7 made Spin's key-value and variables
+/// functions `async` under the same package versions spin-sdk 5 imports synchronously).
+pub struct Linkers {
+    /// For WASIp2 components.
+    pub p2: Linker<HostState>,
+    /// For WASIp3 components (also links WASIp2 interfaces, which their std still imports).
+    pub p3: Linker<HostState>,
+}
+
+/// The export that marks a WASIp3 `wasi:http` service.
+const P3_HANDLER: &str = "wasi:http/handler@0.3";
 
 /// Why a component could not be made ready.
 #[derive(Debug, thiserror::Error)]
@@ -71,17 +92,17 @@ pub struct CacheStats {
 /// The per-process cache of prepared components.
 pub struct ComponentCache {
     engine: wasmtime::Engine,
-    linker: Arc<Linker<HostState>>,
+    linkers: Arc<Linkers>,
     memory: Mutex<LruCache<String, Arc<OnceCell<Prepared>>>>,
     disk: Option<DiskCache>,
     stats: CacheStats,
 }
 
 impl ComponentCache {
-    /// A cache compiling with `engine` and linking with `linker`.
+    /// A cache compiling with `engine` and linking with `linkers`.
     pub fn new(
         engine: wasmtime::Engine,
-        linker: Linker<HostState>,
+        linkers: Linkers,
         memory_entries: usize,
         disk: Option<(PathBuf, u64)>,
     ) -> Result<Self, LoadError> {
@@ -91,7 +112,7 @@ impl ComponentCache {
         let entries = NonZeroUsize::new(memory_entries).unwrap_or(NonZeroUsize::MIN);
         Ok(Self {
             engine,
-            linker: Arc::new(linker),
+            linkers: Arc::new(linkers),
             memory: Mutex::new(LruCache::new(entries)),
             disk,
             stats: CacheStats::default(),
@@ -159,11 +180,26 @@ impl ComponentCache {
             hash: hash.to_owned(),
             reason: format!("{e:#}"),
         };
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(link_error)?;
-        ProxyPre::new(pre).map_err(link_error)
+        let engine = &self.engine;
+        let p3 = component
+            .component_type()
+            .exports(engine)
+            .any(|(name, _)| name.starts_with(P3_HANDLER));
+        Ok(if p3 {
+            let pre = self
+                .linkers
+                .p3
+                .instantiate_pre(&component)
+                .map_err(link_error)?;
+            Prepared::P3(ServicePre::new(pre).map_err(link_error)?)
+        } else {
+            let pre = self
+                .linkers
+                .p2
+                .instantiate_pre(&component)
+                .map_err(link_error)?;
+            Prepared::P2(ProxyPre::new(pre).map_err(link_error)?)
+        })
     }
 
     async fn compile(

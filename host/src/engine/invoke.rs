@@ -1,18 +1,16 @@
-//! One request through one fresh instance: create the store with its limits, instantiate,
-//! call `wasi:http/incoming-handler.handle`, and turn every way that can end into a response or
-//! a [`GatewayError`].
+//! One request through one fresh instance: create the store with its limits, start the
+//! component's wasi:http handler ([`super::handlers`]), and turn every way that can end into a
+//! response or a [`GatewayError`].
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
-use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
+use super::handlers::{self, Finished, Run, Started};
 use super::{Engine, HostState, Prepared};
 use crate::capabilities::RequestCapabilities;
 use crate::capabilities::context::RequestContext;
@@ -23,14 +21,6 @@ use crate::server::HostBody;
 /// traps at the first epoch tick past the deadline (10 ms) and its output is logged; one blocked
 /// in host I/O never reaches an epoch check and is cancelled when this grace ends.
 const CANCEL_GRACE: Duration = Duration::from_millis(25);
-
-/// How a guest's run ended, read from its store before the store is dropped.
-struct Finished {
-    result: wasmtime::Result<()>,
-    memory_denied: bool,
-    stdout: (String, u64),
-    stderr: (String, u64),
-}
 
 impl Engine {
     /// Serves `request` with a fresh instance of `component`, for `context`, with the install's
@@ -51,7 +41,7 @@ impl Engine {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let config = &self.config;
-        let permit =
+        let slot =
             self.slots
                 .clone()
                 .try_acquire_owned()
@@ -80,59 +70,34 @@ impl Engine {
             })
         });
 
-        let internal = |e: wasmtime::Error| GatewayError::Internal(format!("{e:#}"));
-        let (response_tx, response_rx) = oneshot::channel();
-        let incoming = store
-            .data_mut()
-            .http()
-            .new_incoming_request(Scheme::Http, request)
-            .map_err(internal)?;
-        let outparam = store
-            .data_mut()
-            .http()
-            .new_response_outparam(response_tx)
-            .map_err(internal)?;
-
-        let component = component.clone();
-        let instantiation = self.instantiation.clone();
-        let task: JoinHandle<Finished> = tokio::spawn(async move {
-            let _slot = permit;
-            let result = async {
-                let started = Instant::now();
-                let proxy = component.instantiate_async(&mut store).await?;
-                instantiation.observe(started.elapsed().as_secs_f64());
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, incoming, outparam)
-                    .await
-            }
-            .await;
-            let state = store.data();
-            Finished {
-                result,
-                memory_denied: state.limiter.memory_denied(),
-                stdout: state.stdout.take(),
-                stderr: state.stderr.take(),
-            }
-            // The store drops here, which drops an unset response outparam and wakes the caller.
-        });
+        let run = Run {
+            store,
+            request,
+            slot,
+            instantiation: self.instantiation.clone(),
+        };
+        let Started { task, answer } = match component {
+            Prepared::P2(pre) => handlers::start_p2(pre.clone(), run),
+            Prepared::P3(pre) => handlers::start_p3(pre.clone(), run),
+        }
+        .map_err(|e| GatewayError::Internal(format!("{e:#}")))?;
 
         let abort = task.abort_handle();
         let limits = Limits::of(self, timeout);
         let cancel_at = tokio::time::Instant::from_std(deadline + CANCEL_GRACE);
-        match tokio::time::timeout_at(cancel_at, response_rx).await {
-            Ok(Ok(Ok(response))) => {
+        match tokio::time::timeout_at(cancel_at, answer).await {
+            Ok(Some(Ok(response))) => {
                 tokio::spawn(watch(task, request_id, limits, cancel_at));
                 let max = usize::try_from(config.max_response_bytes).unwrap_or(usize::MAX);
                 Ok(response.map(|body| Limited::new(body, max).boxed_unsync()))
             }
-            Ok(Ok(Err(code))) => {
+            Ok(Some(Err(code))) => {
                 tokio::spawn(watch(task, request_id, limits, cancel_at));
                 Err(GatewayError::BadGuestResponse(format!(
-                    "it answered with the error {code:?}"
+                    "it answered with the error {code}"
                 )))
             }
-            Ok(Err(_no_response)) => match tokio::time::timeout_at(cancel_at, task).await {
+            Ok(None) => match tokio::time::timeout_at(cancel_at, task).await {
                 Ok(Ok(finished)) => {
                     log_guest_output(&request_id, &finished);
                     let error = classify(&finished, limits);

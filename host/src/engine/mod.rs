@@ -3,6 +3,7 @@
 //! instance per request with memory, time and response-size limits.
 
 mod cache;
+mod handlers;
 mod invoke;
 mod limits;
 mod output;
@@ -51,19 +52,20 @@ pub struct Engine {
     _ticker: EpochTicker,
 }
 
-use cache::ComponentCache;
+use cache::{ComponentCache, Linkers};
 
 impl Engine {
     /// Builds the engine, its linker and caches, and starts the epoch ticker.
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
         let engine = wasmtime::Engine::new(&wasmtime_config(&config)?)
             .map_err(|e| EngineError::Config(format!("{e:#}")))?;
-        let linker = host_linker(&engine).map_err(|e| EngineError::Link(format!("{e:#}")))?;
+        let linkers = host_linkers(&engine).map_err(|e| EngineError::Link(format!("{e:#}")))?;
         let disk = config
             .cache_dir
             .clone()
             .map(|dir: PathBuf| (dir, config.disk_cache_bytes));
-        let cache = ComponentCache::new(engine.clone(), linker, config.memory_cache_entries, disk)?;
+        let cache =
+            ComponentCache::new(engine.clone(), linkers, config.memory_cache_entries, disk)?;
         let ticker =
             EpochTicker::start(engine.clone(), config.epoch_tick).map_err(EngineError::Ticker)?;
         Ok(Self {
@@ -131,21 +133,34 @@ fn wasmtime_config(config: &EngineConfig) -> Result<wasmtime::Config, EngineErro
         // The async fiber stack must hold the wasm stack plus host frames.
         .async_stack_size(config.max_wasm_stack_bytes + (1 << 20))
         .wasm_component_model(true)
+        // WASIp3 components (async lifts/lowers, streams, futures); WASIp2 ones are unaffected.
+        .wasm_component_model_async(true)
+        .concurrency_support(true)
         .parallel_compilation(true);
     Ok(wt)
 }
 
-/// The linker every component is instantiated with: WASI p2 (granting nothing but clocks,
-/// random and captured stdio, see [`HostState::new`]), wasi:http, and the Alga capabilities.
+/// The linkers components are instantiated with: WASI (granting nothing but clocks, random and
+/// captured stdio, see [`HostState::new`]), wasi:http, and the Alga capabilities; the WASIp3
+/// one adds the 0.3 interfaces and links Spin's interfaces as spin-sdk 7 types them.
 ///
 /// Linking does not depend on what an install was granted (ungranted capabilities are linked
 /// and deny at call time, DESIGN §2), so one prepared instance per content hash serves every
 /// install of that bundle.
-fn host_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
-    let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    capabilities::context::add_to_linker(&mut linker, |state: &mut HostState| &mut state.context)?;
-    capabilities::add_to_linker(&mut linker)?;
-    Ok(linker)
+fn host_linkers(engine: &wasmtime::Engine) -> wasmtime::Result<Linkers> {
+    let base = |abi: capabilities::Abi| -> wasmtime::Result<Linker<HostState>> {
+        let mut linker = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        capabilities::context::add_to_linker(&mut linker, |state: &mut HostState| {
+            &mut state.context
+        })?;
+        capabilities::add_to_linker(&mut linker, abi)?;
+        Ok(linker)
+    };
+    let p2 = base(capabilities::Abi::P2)?;
+    let mut p3 = base(capabilities::Abi::P3)?;
+    wasmtime_wasi::p3::add_to_linker(&mut p3)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut p3)?;
+    Ok(Linkers { p2, p3 })
 }

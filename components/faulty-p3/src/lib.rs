@@ -1,0 +1,56 @@
+//! `faulty-p3`: a WASIp3 component (spin-sdk 7, `wasi:http/handler@0.3.0`) for the engine tests.
+//!
+//! - `GET /stream?kib=N`: N KiB in 1 KiB chunks, written by a task the handler spawns after it
+//!   has returned the response head (WASIp3 bodies outlive the handler call).
+//! - `POST /echo`: the request body back, with its length in `x-ext-received-bytes`.
+//! - `GET /loop`: spins forever (the node's deadline must stop it).
+//! - `GET /trap`: panics (a trap; the message goes to stderr).
+
+use futures::SinkExt;
+use spin_sdk::http::body::{IncomingBodyExt, stream};
+use spin_sdk::http::{IntoResponse, Request, Response, StatusCode};
+use spin_sdk::http_service;
+
+#[http_service]
+async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or("").to_owned();
+    Ok(match path.as_str() {
+        "/stream" => {
+            let kib: usize = query
+                .strip_prefix("kib=")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            let (mut sender, body) = stream::<Vec<u8>>();
+            spin_sdk::wasip3::spawn(async move {
+                for i in 0..kib {
+                    let chunk = vec![b'a' + (i % 26) as u8; 1024];
+                    if sender.send(chunk).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            Response::builder()
+                .header("content-type", "application/octet-stream")
+                .body(spin_sdk::http::box_body(body))?
+        }
+        "/echo" => {
+            let bytes = request.into_body().bytes().await?;
+            Response::builder()
+                .header("x-ext-received-bytes", bytes.len().to_string())
+                .body(spin_sdk::http::box_body(http_body_util::Full::new(bytes)))?
+        }
+        "/loop" => {
+            let mut spins = 0u64;
+            loop {
+                spins = std::hint::black_box(spins.wrapping_add(1));
+            }
+        }
+        "/trap" => panic!("faulty-p3: deliberate trap"),
+        _ => Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(spin_sdk::http::box_body(http_body_util::Full::new(
+                bytes::Bytes::from_static(b"no such route"),
+            )))?,
+    })
+}
