@@ -20,3 +20,8 @@ cd "$ALGA_ROOT"
 # wasmtime stack twice).
 log "building and running tests"
 cargo test --locked --workspace
+
+# The guest SDK's own unit tests (pure logic: routing), run natively; the crate is built for
+# wasm32 only as a dependency of guests, so it is not a member of the host workspace.
+log "running the guest SDK's unit tests"
+cargo test --locked --manifest-path "$ALGA_ROOT/sdk/rust/Cargo.toml"

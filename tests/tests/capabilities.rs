@@ -828,3 +828,102 @@ fn wasip3_spin_sdk_7_components_run_with_key_value_and_variables_beside_wasip2_o
         assert_eq!(json(&listed)["keys"], keys, "{tenant}");
     }
 }
+
+#[test]
+fn wasip3_outbound_http_goes_through_the_same_egress_checks() {
+    const P3: &str = "com.alga.test.faulty-p3";
+    let upstream = Upstream::start();
+    let port = upstream.port;
+    let fixture = Fixture::new();
+    let bundle = fixture.bundle_with(
+        P3,
+        "1.0.0",
+        "faulty-p3",
+        json!({"capabilities": ["cap:http.fetch"]}),
+    );
+    let node_allowlist = format!("127.0.0.1:{port},localhost:{port}");
+    let node = fixture.start(&["--tenant-rate", "0", "--egress-allowlist", &node_allowlist]);
+    admin_ok(&node, &["publish", path(&bundle)]);
+    let egress = format!("egress_allow=127.0.0.1:{port},localhost:{port},169.254.169.254");
+    install(
+        &node,
+        "tenant-a",
+        P3,
+        &["cap:http.fetch"],
+        &["--policy", &egress],
+    );
+    install(&node, "tenant-b", P3, &[], &["--policy", &egress]);
+    let (a, b) = (token(&node, "tenant-a"), token(&node, "tenant-b"));
+    let fetch = |bearer: &str, url: &str| {
+        sample(
+            &node,
+            P3,
+            "GET",
+            &format!("/fetch?url={}", q(url)),
+            bearer,
+            "",
+        )
+    };
+
+    let answer = fetch(&a, &format!("http://127.0.0.1:{port}/p3"));
+    assert_eq!(
+        answer,
+        json!({"ok": true, "status": 200, "body": "pong /p3"})
+    );
+    let refused = [
+        (
+            &a,
+            format!("http://127.0.0.1:{}/x", port.wrapping_add(1)),
+            "HttpRequestDenied",
+        ),
+        (
+            &a,
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+            "HttpRequestDenied",
+        ),
+        (
+            &a,
+            format!("http://localhost:{port}/x"),
+            "DestinationIpProhibited",
+        ),
+        (
+            &b,
+            format!("http://127.0.0.1:{port}/ungranted"),
+            "HttpRequestDenied",
+        ),
+    ];
+    for (bearer, url, error) in &refused {
+        let answer = fetch(bearer, url);
+        assert_eq!(answer["ok"], false, "{url}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or("").contains(error),
+            "{url}: {answer}"
+        );
+    }
+    assert_eq!(
+        upstream.seen.load(Ordering::Relaxed),
+        1,
+        "only the allowed request reached the server"
+    );
+    let (text, samples) = metrics(&node);
+    for (reason, count) in [
+        ("not_allowlisted", 2.0),
+        ("private_address", 1.0),
+        ("not_granted", 1.0),
+    ] {
+        assert_eq!(
+            sum(
+                &samples,
+                "alga_capability_denials_total",
+                &[("capability", "http"), ("reason", reason)]
+            ),
+            count,
+            "{reason}: {text}"
+        );
+    }
+    assert!(
+        sum(&samples, "alga_egress_bytes_total", &[("kind", "received")])
+            >= "pong /p3".len() as f64,
+        "{text}"
+    );
+}

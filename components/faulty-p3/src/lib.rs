@@ -5,10 +5,13 @@
 //! - `POST /echo`: the request body back, with its length in `x-ext-received-bytes`.
 //! - `GET /loop`: spins forever (the node's deadline must stop it).
 //! - `GET /trap`: panics (a trap; the message goes to stderr).
+//! - `GET /fetch?url=U`: GET `U` through the host's egress checks (WASIp3 `wasi:http/client`):
+//!   `{"ok":true,"status":…,"body":…}` or `{"ok":false,"error":"<error code>"}`.
+//! - anything else: `ok`, like `faulty`'s default route (the bench compares the two ABIs on it).
 
 use futures::SinkExt;
 use spin_sdk::http::body::{IncomingBodyExt, stream};
-use spin_sdk::http::{IntoResponse, Request, Response, StatusCode};
+use spin_sdk::http::{EmptyBody, IntoResponse, Request, Response, send};
 use spin_sdk::http_service;
 
 #[http_service]
@@ -40,6 +43,32 @@ async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
                 .header("x-ext-received-bytes", bytes.len().to_string())
                 .body(spin_sdk::http::box_body(http_body_util::Full::new(bytes)))?
         }
+        "/fetch" => {
+            let url = form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == "url")
+                .map(|(_, url)| url.into_owned())
+                .unwrap_or_default();
+            let outbound = Request::get(url).body(EmptyBody::new())?;
+            let answer = match send(outbound).await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    match response.into_body().bytes().await {
+                        Ok(body) => serde_json::json!({
+                            "ok": true,
+                            "status": status,
+                            "body": String::from_utf8_lossy(&body),
+                        }),
+                        Err(code) => serde_json::json!({"ok": false, "error": format!("{code:?}")}),
+                    }
+                }
+                Err(code) => serde_json::json!({"ok": false, "error": format!("{code:?}")}),
+            };
+            Response::builder()
+                .header("content-type", "application/json")
+                .body(spin_sdk::http::box_body(http_body_util::Full::new(
+                    bytes::Bytes::from(answer.to_string()),
+                )))?
+        }
         "/loop" => {
             let mut spins = 0u64;
             loop {
@@ -47,10 +76,8 @@ async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
             }
         }
         "/trap" => panic!("faulty-p3: deliberate trap"),
-        _ => Response::builder()
-            .status(StatusCode::NOT_FOUND)
-            .body(spin_sdk::http::box_body(http_body_util::Full::new(
-                bytes::Bytes::from_static(b"no such route"),
-            )))?,
+        _ => Response::builder().body(spin_sdk::http::box_body(http_body_util::Full::new(
+            bytes::Bytes::from_static(b"ok\n"),
+        )))?,
     })
 }

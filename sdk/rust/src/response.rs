@@ -32,9 +32,7 @@ pub async fn read_json<T: DeserializeOwned>(request: &mut Request<Body>) -> Resu
 /// GET `url` through the host (`cap:http.fetch`; the install's egress allowlist decides):
 /// status and body text.
 pub async fn fetch(url: &str) -> Result<(u16, String), Error> {
-    let request = Request::get(url)
-        .body(Body::empty())
-        .map_err(Error::from)?;
+    let request = Request::get(url).body(Body::empty()).map_err(Error::from)?;
     let mut response = Client::new().send(request).await?;
     let status = response.status().as_u16();
     let body = String::from_utf8_lossy(response.body_mut().contents().await?).into_owned();

@@ -153,9 +153,98 @@ impl Router {
             }
         }
         if path_matched {
-            json(405, &serde_json::json!({"error": "method_not_allowed", "path": path}))
+            json(
+                405,
+                &serde_json::json!({"error": "method_not_allowed", "path": path}),
+            )
         } else {
-            json(404, &serde_json::json!({"error": "not_found", "path": path}))
+            json(
+                404,
+                &serde_json::json!({"error": "not_found", "path": path}),
+            )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::response::text;
+
+    fn params(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
+        matches(&parse(pattern), path).map(|p| p.0.into_iter().collect())
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
+        Some(
+            list.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn literal_param_and_rest_patterns_match_whole_paths_only() {
+        assert_eq!(params("/greet", "/greet"), pairs(&[]));
+        assert_eq!(params("/greet", "/greet/"), pairs(&[]));
+        assert_eq!(params("/greet", "/greet/x"), None);
+        assert_eq!(params("/greet", "/gree"), None);
+        assert_eq!(params("/items/:id", "/items/42"), pairs(&[("id", "42")]));
+        assert_eq!(params("/items/:id", "/items"), None);
+        assert_eq!(params("/items/:id", "/items/42/more"), None);
+        assert_eq!(
+            params("/a/:x/b/:y", "/a/1/b/2"),
+            pairs(&[("x", "1"), ("y", "2")])
+        );
+        assert_eq!(params("/files/*", "/files"), pairs(&[("*", "")]));
+        assert_eq!(
+            params("/files/*", "/files/a/b.txt"),
+            pairs(&[("*", "a/b.txt")])
+        );
+        assert_eq!(params("/", "/"), pairs(&[]));
+        assert_eq!(params("/", "/x"), None);
+    }
+
+    fn request(method: Method, path: &str) -> Request<Body> {
+        Request::builder()
+            .method(method)
+            .uri(format!("http://localhost{path}"))
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    fn router() -> Router {
+        Router::new()
+            .get("/items/:id", |_req, params: Params| async move {
+                text(200, format!("item {}", params.get("id").unwrap_or("?")))
+            })
+            .post("/items", |_req, _params| async { text(201, "created") })
+            .delete("/items/:id", |_req, _params| async { text(204, "") })
+    }
+
+    fn status(method: Method, path: &str) -> u16 {
+        futures_lite::future::block_on(router().handle(request(method, path)))
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    #[test]
+    fn dispatches_by_method_and_answers_404_and_405() {
+        assert_eq!(status(Method::GET, "/items/7"), 200);
+        assert_eq!(
+            status(Method::HEAD, "/items/7"),
+            200,
+            "HEAD runs the GET route"
+        );
+        assert_eq!(status(Method::POST, "/items"), 201);
+        assert_eq!(status(Method::DELETE, "/items/7"), 204);
+        assert_eq!(status(Method::PUT, "/items/7"), 405);
+        assert_eq!(
+            status(Method::GET, "/items"),
+            405,
+            "only POST /items exists"
+        );
+        assert_eq!(status(Method::GET, "/nothing"), 404);
     }
 }
