@@ -46,17 +46,24 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
 
     let answer = match (method, path.as_str()) {
         (Method::GET, "/kv") => open(&arg("bucket")).and_then(|b| {
-            b.get(&arg("key")).map_err(kv_error).map(|value| match value {
-                Some(v) => json!({"found": true, "value": String::from_utf8_lossy(&v)}),
-                None => json!({"found": false}),
-            })
+            b.get(&arg("key"))
+                .map_err(kv_error)
+                .map(|value| match value {
+                    Some(v) => json!({"found": true, "value": String::from_utf8_lossy(&v)}),
+                    None => json!({"found": false}),
+                })
         }),
-        (Method::PUT, "/kv") => open(&arg("bucket"))
-            .and_then(|b| b.set(&arg("key"), &body).map_err(kv_error).map(|()| json!({}))),
+        (Method::PUT, "/kv") => open(&arg("bucket")).and_then(|b| {
+            b.set(&arg("key"), &body)
+                .map_err(kv_error)
+                .map(|()| json!({}))
+        }),
         (Method::DELETE, "/kv") => open(&arg("bucket"))
             .and_then(|b| b.delete(&arg("key")).map_err(kv_error).map(|()| json!({}))),
         (Method::GET, "/kv/exists") => open(&arg("bucket")).and_then(|b| {
-            b.exists(&arg("key")).map_err(kv_error).map(|e| json!({"exists": e}))
+            b.exists(&arg("key"))
+                .map_err(kv_error)
+                .map(|e| json!({"exists": e}))
         }),
         (Method::GET, "/kv/keys") => open(&arg("bucket")).and_then(|b| {
             let cursor = query.get("cursor").and_then(|c| c.parse().ok());
@@ -73,9 +80,13 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
         (Method::POST, "/kv/batch") => open(&arg("bucket")).and_then(|b| {
             let pairs: BTreeMap<String, String> =
                 serde_json::from_slice(&body).map_err(|e| format!("bad JSON body: {e}"))?;
-            let pairs: Vec<(String, Vec<u8>)> =
-                pairs.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-            batch::set_many(&b, &pairs).map_err(kv_error).map(|()| json!({}))
+            let pairs: Vec<(String, Vec<u8>)> = pairs
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect();
+            batch::set_many(&b, &pairs)
+                .map_err(kv_error)
+                .map(|()| json!({}))
         }),
         (Method::GET, "/kv/batch") => open(&arg("bucket")).and_then(|b| {
             let keys: Vec<String> = arg("keys").split(',').map(str::to_owned).collect();
@@ -117,8 +128,10 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
         (Method::GET, "/fetch") => fetch(&arg("url")).await,
         (Method::GET, "/context") => {
             let ctx = context::get();
-            Ok(json!({"tenant_id": ctx.tenant_id, "extension_id": ctx.extension_id,
-                      "install_id": ctx.install_id, "request_id": ctx.request_id}))
+            Ok(
+                json!({"tenant_id": ctx.tenant_id, "extension_id": ctx.extension_id,
+                      "install_id": ctx.install_id, "request_id": ctx.request_id}),
+            )
         }
         _ => Err(format!("no route {path}")),
     };
