@@ -18,7 +18,8 @@ export CARGO_TARGET_DIR="$GUEST_TARGET_DIR"
 # The guests' WIT (wit/extension.wit and the samples' worlds) needs standard WASI packages: take
 # them from the crates that ship them rather than keeping copies in this repository. wasi:http and
 # friends come from the wasip2 crate the guests depend on; wasi:keyvalue, wasi:config and
-# wasi:logging from the crates pinned by wit/sources/Cargo.toml (resolved, never built).
+# wasi:logging from the crates pinned by wit/sources/Cargo.toml (resolved, never built); Spin's
+# drafts from spin-sdk.
 crate_dirs() { # MANIFEST [--filter-platform T] -- NAME...: source folders, newest version first
   local manifest=$1; shift
   local args=()
@@ -42,6 +43,15 @@ for dir in $(crate_dirs "$ALGA_ROOT/wit/sources/Cargo.toml" -- \
     rm -rf "$ALGA_ROOT/wit/deps/$(basename "$package")"
     cp -r "$package" "$ALGA_ROOT/wit/deps/"
   done
+done
+# The drafts Spin hosts (wasi:keyvalue@0.2.0-draft2, wasi:config@0.2.0-draft-2024-09-27), for
+# wit/spin-standard/: from spin-sdk, which the spin-p3 sample depends on. A separate WIT folder,
+# because a second version of a package in wit/deps would rename every binding of the first.
+spin_sdk_dir=$(crate_dirs "$ALGA_ROOT/components/Cargo.toml" --filter-platform wasm32-wasip2 -- spin-sdk)
+mkdir -p "$ALGA_ROOT/wit/spin-standard/deps"
+for package in wasi-keyvalue-2024-10-17 wasi-runtime-config-2024-09-27; do
+  rm -rf "$ALGA_ROOT/wit/spin-standard/deps/$package" "$ALGA_ROOT/wit/deps/$package"
+  cp -r "$spin_sdk_dir/wit/deps/$package" "$ALGA_ROOT/wit/spin-standard/deps/"
 done
 
 log "building guest components (target dir $GUEST_TARGET_DIR)"

@@ -26,23 +26,69 @@ pub struct KvWrite {
     pub value_b64: Option<String>,
     /// Add this to the decimal counter at the key.
     #[serde(default)]
-    pub increment: Option<u64>,
+    pub increment: Option<i128>,
+    /// Set `value_b64` only over this current value (compare-and-swap).
+    #[serde(default)]
+    pub swap: Option<KvSwapGuard>,
     /// Refuse a new key once the tenant × extension holds this many.
     #[serde(default)]
     pub max_keys: Option<u64>,
 }
 
+/// The condition of a compare-and-swap write.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KvSwapGuard {
+    /// The value the key must hold (base64); `None`: the key must be absent.
+    pub expected_b64: Option<String>,
+}
+
 impl KvWrite {
+    /// What an edge sends the primary for `op` on `key`.
+    pub fn new(scope: &KvScope, key: &str, op: &KvOp, max_keys: Option<u64>) -> Self {
+        Self {
+            scope: scope.clone(),
+            key: key.to_owned(),
+            value_b64: match op {
+                KvOp::Set(value) | KvOp::Swap { value, .. } => Some(BASE64.encode(value)),
+                _ => None,
+            },
+            increment: match op {
+                KvOp::Increment(delta) => Some(*delta),
+                _ => None,
+            },
+            swap: match op {
+                KvOp::Swap { expected, .. } => Some(KvSwapGuard {
+                    expected_b64: expected.as_ref().map(|v| BASE64.encode(v)),
+                }),
+                _ => None,
+            },
+            max_keys,
+        }
+    }
+
     /// The operation this write asks for.
     pub fn op(&self) -> Result<KvOp, String> {
-        match (&self.value_b64, self.increment) {
-            (Some(_), Some(_)) => Err("give value_b64 or increment, not both".into()),
-            (Some(value), None) => BASE64
+        let decode = |name: &str, value: &str| {
+            BASE64
                 .decode(value)
-                .map(KvOp::Set)
-                .map_err(|e| format!("value_b64 is not base64: {e}")),
-            (None, Some(delta)) => Ok(KvOp::Increment(delta)),
-            (None, None) => Ok(KvOp::Delete),
+                .map_err(|e| format!("{name} is not base64: {e}"))
+        };
+        match (&self.value_b64, self.increment, &self.swap) {
+            (Some(_), Some(_), _) | (None, Some(_), Some(_)) => {
+                Err("give value_b64 (with or without swap) or increment, not both".into())
+            }
+            (None, None, Some(_)) => Err("a swap needs value_b64".into()),
+            (Some(value), None, None) => decode("value_b64", value).map(KvOp::Set),
+            (Some(value), None, Some(guard)) => Ok(KvOp::Swap {
+                expected: guard
+                    .expected_b64
+                    .as_deref()
+                    .map(|expected| decode("expected_b64", expected))
+                    .transpose()?,
+                value: decode("value_b64", value)?,
+            }),
+            (None, Some(delta), None) => Ok(KvOp::Increment(delta)),
+            (None, None, None) => Ok(KvOp::Delete),
         }
     }
 }
@@ -55,7 +101,14 @@ pub enum KvOp {
     /// Remove the key.
     Delete,
     /// Add to the decimal counter at the key.
-    Increment(u64),
+    Increment(i128),
+    /// Store `value` only if the key holds `expected` (`None`: only if absent).
+    Swap {
+        /// The value the key must hold.
+        expected: Option<Vec<u8>>,
+        /// The new value.
+        value: Vec<u8>,
+    },
 }
 
 /// What a write did.
@@ -67,7 +120,9 @@ pub enum KvOutcome {
     /// The key was removed (`true`) or was not there.
     Deleted(bool),
     /// The counter's new value.
-    Counter(u64),
+    Counter(i128),
+    /// Whether a compare-and-swap stored its value.
+    Swapped(bool),
 }
 
 /// A KV failure.
@@ -144,19 +199,7 @@ impl KvService {
         let Some(forward) = &self.forward else {
             return self.apply(scope, key, op, max_keys).await;
         };
-        let body = KvWrite {
-            scope: scope.clone(),
-            key: key.to_owned(),
-            value_b64: match &op {
-                KvOp::Set(value) => Some(BASE64.encode(value)),
-                _ => None,
-            },
-            increment: match op {
-                KvOp::Increment(delta) => Some(delta),
-                _ => None,
-            },
-            max_keys,
-        };
+        let body = KvWrite::new(scope, key, &op, max_keys);
         let url = format!(
             "{}{REPLICATION_PREFIX}kv/write",
             forward.primary.trim_end_matches('/')
@@ -214,6 +257,59 @@ impl KvService {
             KvOp::Increment(delta) => {
                 KvOutcome::Counter(self.store.increment(scope, key, delta, max_keys).await?)
             }
+            KvOp::Swap { expected, value } => KvOutcome::Swapped(
+                self.store
+                    .compare_and_swap(scope, key, expected.as_deref(), &value, max_keys)
+                    .await?,
+            ),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an edge sends for `op`, read back by the primary.
+    fn forwarded(op: &KvOp) -> KvOp {
+        let scope = KvScope {
+            tenant: "t".into(),
+            extension: "e".into(),
+            bucket: "b".into(),
+        };
+        let json = serde_json::to_string(&KvWrite::new(&scope, "k", op, None)).unwrap();
+        serde_json::from_str::<KvWrite>(&json)
+            .unwrap()
+            .op()
+            .unwrap()
+    }
+
+    #[test]
+    fn forwarded_writes_keep_their_operation() {
+        for op in [
+            KvOp::Set(b"v".to_vec()),
+            KvOp::Delete,
+            KvOp::Increment(-42),
+            KvOp::Increment(i128::from(u64::MAX)),
+            KvOp::Swap {
+                expected: None,
+                value: b"new".to_vec(),
+            },
+            KvOp::Swap {
+                expected: Some(b"old".to_vec()),
+                value: b"new".to_vec(),
+            },
+        ] {
+            assert_eq!(forwarded(&op), op);
+        }
+    }
+
+    #[test]
+    fn contradictory_writes_are_refused() {
+        let write = |json: &str| serde_json::from_str::<KvWrite>(json).unwrap().op();
+        let scope = r#""tenant":"t","extension":"e","bucket":"b","key":"k""#;
+        assert!(write(&format!(r#"{{{scope},"value_b64":"dg==","increment":1}}"#)).is_err());
+        assert!(write(&format!(r#"{{{scope},"swap":{{"expected_b64":null}}}}"#)).is_err());
+        assert!(write(&format!(r#"{{{scope},"value_b64":"not base64!"}}"#)).is_err());
     }
 }

@@ -52,7 +52,7 @@ pub enum KvError {
     /// A new key would pass the install's key limit.
     #[error("the install already holds its limit of {0} keys; delete some first")]
     TooManyKeys(u64),
-    /// `increment` on a value that is not a decimal u64, or past u64::MAX.
+    /// `increment` on a value that is not a decimal integer, or past the counter range.
     #[error("cannot increment: {0}")]
     NotACounter(String),
 }
@@ -188,32 +188,26 @@ impl KvStore {
     }
 
     /// Adds `delta` to the decimal counter at `key` (absent counts as 0) and returns the new
-    /// value (primary only); the read and the write are one transaction.
+    /// value (primary only); the read and the write are one transaction. Counters range over
+    /// `i64::MIN..=u64::MAX`, the union of what the `wasi:keyvalue` drafts count in (u64 deltas
+    /// in `0.2.0-draft`, s64 in `0.2.0-draft2`); each caller narrows the result to its type.
     pub async fn increment(
         &self,
         scope: &KvScope,
         key: &str,
-        delta: u64,
+        delta: i128,
         max_keys: Option<u64>,
-    ) -> Result<u64, RegistryError> {
+    ) -> Result<i128, RegistryError> {
         check(scope, key, 0)?;
+        let range = i128::from(i64::MIN)..=i128::from(u64::MAX);
         let writer = self.writer().await?;
         let tx = writer.transaction().await?;
-        let mut rows = tx
-            .query(
-                "SELECT value FROM kv_entry
-                 WHERE tenant_id = ?1 AND extension_name = ?2 AND bucket = ?3 AND key = ?4",
-                key_params(scope, key),
-            )
-            .await?;
-        let current = match rows.next().await? {
-            Some(row) => {
-                let bytes: Vec<u8> = row.get(0)?;
-                std::str::from_utf8(&bytes)
-                    .ok()
-                    .and_then(|text| text.parse::<u64>().ok())
-                    .ok_or_else(|| KvError::NotACounter("the value is not a decimal u64".into()))?
-            }
+        let current = match read_in(&tx, scope, key).await? {
+            Some(bytes) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|text| text.parse::<i128>().ok())
+                .filter(|value| range.contains(value))
+                .ok_or_else(|| KvError::NotACounter("the value is not a decimal integer".into()))?,
             None => {
                 if let Some(max) = max_keys {
                     check_room(&tx, scope, key, max).await?;
@@ -221,13 +215,44 @@ impl KvStore {
                 0
             }
         };
-        drop(rows);
         let next = current
             .checked_add(delta)
-            .ok_or_else(|| KvError::NotACounter("the result would pass u64::MAX".into()))?;
+            .filter(|next| range.contains(next))
+            .ok_or_else(|| {
+                KvError::NotACounter(format!(
+                    "the result would leave {}..={}",
+                    i64::MIN,
+                    u64::MAX
+                ))
+            })?;
         upsert(&tx, scope, key, next.to_string().into_bytes()).await?;
         tx.commit().await?;
         Ok(next)
+    }
+
+    /// Sets `key` to `value` only if its current value is `expected` (`None`: the key is
+    /// absent), in one transaction (primary only); whether it was set.
+    pub async fn compare_and_swap(
+        &self,
+        scope: &KvScope,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        max_keys: Option<u64>,
+    ) -> Result<bool, RegistryError> {
+        check(scope, key, value.len())?;
+        let writer = self.writer().await?;
+        let tx = writer.transaction().await?;
+        let current = read_in(&tx, scope, key).await?;
+        if current.as_deref() != expected {
+            return Ok(false);
+        }
+        if let (None, Some(max)) = (&current, max_keys) {
+            check_room(&tx, scope, key, max).await?;
+        }
+        upsert(&tx, scope, key, value.to_vec()).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Removes `key` (primary only); whether it existed.
@@ -268,6 +293,25 @@ fn key_params(scope: &KvScope, key: &str) -> Vec<libsql::Value> {
         scope.bucket.clone().into(),
         key.to_owned().into(),
     ]
+}
+
+/// The value of `key` as `tx` sees it.
+async fn read_in(
+    tx: &libsql::Transaction,
+    scope: &KvScope,
+    key: &str,
+) -> Result<Option<Vec<u8>>, RegistryError> {
+    let mut rows = tx
+        .query(
+            "SELECT value FROM kv_entry
+             WHERE tenant_id = ?1 AND extension_name = ?2 AND bucket = ?3 AND key = ?4",
+            key_params(scope, key),
+        )
+        .await?;
+    Ok(match rows.next().await? {
+        Some(row) => Some(row.get::<Vec<u8>>(0)?),
+        None => None,
+    })
 }
 
 /// Refuses a new `key` when the tenant × extension already holds `max` keys.
@@ -337,4 +381,84 @@ fn check(scope: &KvScope, key: &str, value_len: usize) -> Result<(), KvError> {
         return Err(KvError::ValueTooLarge(value_len));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> KvScope {
+        KvScope {
+            tenant: "t".into(),
+            extension: "e".into(),
+            bucket: "b".into(),
+        }
+    }
+
+    async fn store(dir: &tempfile::TempDir) -> KvStore {
+        KvStore::open(&dir.path().join("kv.db")).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn counters_span_both_drafts_ranges_and_refuse_to_leave_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = store(&dir).await;
+        let s = scope();
+        assert_eq!(kv.increment(&s, "c", 5, None).await.unwrap(), 5);
+        assert_eq!(kv.increment(&s, "c", -8, None).await.unwrap(), -3);
+        assert_eq!(kv.get(&s, "c").await.unwrap().unwrap(), b"-3");
+        let top = i128::from(u64::MAX);
+        assert_eq!(kv.increment(&s, "u", top, None).await.unwrap(), top);
+        assert!(
+            kv.increment(&s, "u", 1, None).await.is_err(),
+            "past u64::MAX"
+        );
+        let bottom = i128::from(i64::MIN);
+        assert_eq!(kv.increment(&s, "i", bottom, None).await.unwrap(), bottom);
+        assert!(
+            kv.increment(&s, "i", -1, None).await.is_err(),
+            "below i64::MIN"
+        );
+        kv.put(&s, "text", b"hello", None).await.unwrap();
+        assert!(kv.increment(&s, "text", 1, None).await.is_err());
+        assert_eq!(kv.get(&s, "text").await.unwrap().unwrap(), b"hello");
+    }
+
+    #[tokio::test]
+    async fn compare_and_swap_sets_only_over_the_expected_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = store(&dir).await;
+        let s = scope();
+        // Absent expected: creates once, then the key exists and the same swap fails.
+        assert!(
+            kv.compare_and_swap(&s, "k", None, b"one", None)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !kv.compare_and_swap(&s, "k", None, b"two", None)
+                .await
+                .unwrap()
+        );
+        assert_eq!(kv.get(&s, "k").await.unwrap().unwrap(), b"one");
+        // A stale expected value changes nothing; the current one swaps.
+        assert!(
+            !kv.compare_and_swap(&s, "k", Some(b"zero"), b"two", None)
+                .await
+                .unwrap()
+        );
+        assert!(
+            kv.compare_and_swap(&s, "k", Some(b"one"), b"two", None)
+                .await
+                .unwrap()
+        );
+        assert_eq!(kv.get(&s, "k").await.unwrap().unwrap(), b"two");
+        // The key limit holds for keys a swap would create.
+        assert!(
+            kv.compare_and_swap(&s, "new", None, b"x", Some(1))
+                .await
+                .is_err()
+        );
+        assert_eq!(kv.get(&s, "new").await.unwrap(), None);
+    }
 }

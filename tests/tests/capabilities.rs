@@ -927,3 +927,93 @@ fn wasip3_outbound_http_goes_through_the_same_egress_checks() {
         "{text}"
     );
 }
+
+#[test]
+fn standard_keyvalue_and_config_as_spin_hosts_them_run_unchanged() {
+    const STD: &str = "com.alga.test.standard-kv";
+    let caps = ["cap:storage.kv", "cap:config.get"];
+    let fixture = Fixture::new();
+    let bundle = fixture.bundle_with(STD, "1.0.0", "standard-kv", json!({"capabilities": caps}));
+    let node = fixture.start(&["--tenant-rate", "0"]);
+    admin_ok(&node, &["publish", path(&bundle)]);
+    install(
+        &node,
+        "tenant-a",
+        STD,
+        &caps,
+        &["--config", "greeting=Hi from draft2"],
+    );
+    install(&node, "tenant-b", STD, &["cap:storage.kv"], &[]);
+    install(&node, "tenant-c", STD, &[], &[]);
+    let [a, b, c] = ["tenant-a", "tenant-b", "tenant-c"].map(|t| token(&node, t));
+    let std_call = |bearer: &str, method: &str, route: &str, body: &str| {
+        sample(&node, STD, method, route, bearer, body)
+    };
+
+    // wasi:config/store@0.2.0-draft-2024-09-27 and the draft2 atomics, store and list-keys.
+    for visits in [1, 2] {
+        let answer = std_call(&a, "GET", "/", "");
+        assert_eq!(
+            answer,
+            json!({"ok": true, "greeting": "Hi from draft2", "visits": visits, "keys": ["visits"]})
+        );
+    }
+    // s64 counters go below zero.
+    assert_eq!(
+        std_call(&a, "POST", "/incr?key=c&delta=-5", "")["value"],
+        -5
+    );
+    assert_eq!(std_call(&a, "POST", "/incr?key=c&delta=7", "")["value"], 2);
+    // Compare-and-swap: a swap over a stale value fails with a fresh cas, which then swaps.
+    assert_eq!(
+        std_call(&a, "POST", "/race?key=r", ""),
+        json!({"ok": true, "before": null, "first": "cas-failed", "seen": "intervening", "after": "late"})
+    );
+    assert_eq!(std_call(&a, "POST", "/race?key=r", "")["before"], "late");
+    // Batches: this draft's get-many answers every key asked for.
+    assert_eq!(
+        std_call(&a, "POST", "/many", r#"{"x":"1","y":"2"}"#)["set"],
+        2
+    );
+    assert_eq!(
+        std_call(&a, "GET", "/many?keys=x,nope,y", "")["found"],
+        json!([["x", "1"], ["nope", null], ["y", "2"]])
+    );
+    assert_eq!(
+        std_call(&a, "GET", "/keys", ""),
+        json!({"ok": true, "keys": ["c", "r", "visits", "x", "y"], "cursor": null})
+    );
+    let bad_cursor = std_call(&a, "GET", "/keys?cursor=nonsense", "");
+    assert!(
+        bad_cursor["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a cursor"),
+        "{bad_cursor}"
+    );
+
+    // Another tenant: its own counters; its config is not granted (the interface's error).
+    assert_eq!(std_call(&b, "POST", "/incr?key=c&delta=1", "")["value"], 1);
+    let denied = std_call(&b, "GET", "/", "");
+    assert!(
+        denied["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("access denied"),
+        "{denied}"
+    );
+    // Nothing granted: access-denied from the store.
+    assert_eq!(
+        std_call(&c, "POST", "/incr?key=c&delta=1", ""),
+        json!({"ok": false, "error": "access-denied"})
+    );
+    let (status, keys) = call(
+        &node,
+        "GET",
+        &format!("/admin/v1/tenants/tenant-a/kv/{STD}/default"),
+        ADMIN_TOKEN,
+        "",
+    );
+    assert_eq!(status, 200, "{keys}");
+    assert_eq!(json(&keys)["keys"], json!(["c", "r", "visits", "x", "y"]));
+}

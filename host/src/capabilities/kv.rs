@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use alga_edge_registry::kv::KvScope;
 use wasmtime::StoreContextMut;
-use wasmtime::component::{ComponentType, Lift, Linker, Lower, Resource, ResourceType};
+use wasmtime::component::{
+    ComponentType, Lift, Linker, LinkerInstance, Lower, Resource, ResourceType,
+};
 
 use super::{CapabilityMetrics, CapabilityView};
 use crate::kv::{KvOp, KvOutcome, KvService, KvServiceError};
@@ -158,16 +160,29 @@ pub(super) async fn read(target: Target, key: String) -> Result<Option<Vec<u8>>,
     service.get(&scope, &key).await.map_err(failed)
 }
 
+/// Adds `delta` to the counter at `key`; the new value.
+pub(super) async fn increment(target: Target, key: String, delta: i128) -> Result<i128, KvError> {
+    match write(target, key, KvOp::Increment(delta)).await? {
+        KvOutcome::Counter(value) => Ok(value),
+        other => Err(KvError::Other(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+/// Up to `limit` keys of the bucket from `offset` on, in key order.
+pub(super) async fn page(target: Target, offset: u64, limit: u32) -> Result<Vec<String>, KvError> {
+    let (service, scope, _) = target?;
+    service
+        .store()
+        .list(&scope, offset, limit)
+        .await
+        .map_err(|e| failed(e.into()))
+}
+
 /// Every key of the bucket, page by page.
 pub(super) async fn all_keys(target: Target) -> Result<Vec<String>, KvError> {
-    let (service, scope, _) = target?;
     let mut keys = Vec::new();
     loop {
-        let page = service
-            .store()
-            .list(&scope, keys.len() as u64, PAGE)
-            .await
-            .map_err(|e| failed(e.into()))?;
+        let page = page(target.clone(), keys.len() as u64, PAGE).await?;
         let full = page.len() as u32 == PAGE;
         keys.extend(page);
         if !full {
@@ -201,9 +216,11 @@ pub(super) fn drop_bucket<T: CapabilityView>(
     Ok(())
 }
 
-/// Links `wasi:keyvalue/{store,atomics,batch}`.
-pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    let mut store = linker.instance(STORE)?;
+/// Links `bucket` and the functions both drafts type alike (`open`, `get`, `set`, `delete`,
+/// `exists`) into the store interface `instance`.
+pub(super) fn add_bucket<T: CapabilityView>(
+    store: &mut LinkerInstance<'_, T>,
+) -> wasmtime::Result<()> {
     store.resource("bucket", ResourceType::host::<KvBucket>(), drop_bucket)?;
     store.func_wrap("open", |mut store, (name,): (String,)| {
         Ok((open_bucket(&mut store, name)?,))
@@ -244,64 +261,13 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Res
             })
         },
     )?;
-    store.func_wrap_async(
-        "[method]bucket.list-keys",
-        |mut store, (bucket, cursor): (Resource<KvBucket>, Option<u64>)| {
-            Box::new(async move {
-                let target = target(&mut store, &bucket)?;
-                let listed = async {
-                    let (service, scope, _) = target?;
-                    let offset = cursor.unwrap_or(0);
-                    let keys = service
-                        .store()
-                        .list(&scope, offset, PAGE)
-                        .await
-                        .map_err(|e| failed(e.into()))?;
-                    let next = (keys.len() as u32 == PAGE).then(|| offset + u64::from(PAGE));
-                    Ok::<_, KvError>(KeyResponse { keys, cursor: next })
-                }
-                .await;
-                Ok((listed,))
-            })
-        },
-    )?;
+    Ok(())
+}
 
-    let mut atomics = linker.instance(ATOMICS)?;
-    atomics.func_wrap_async(
-        "increment",
-        |mut store, (bucket, key, delta): (Resource<KvBucket>, String, u64)| {
-            Box::new(async move {
-                let target = target(&mut store, &bucket)?;
-                let counted = match write(target, key, KvOp::Increment(delta)).await {
-                    Ok(KvOutcome::Counter(value)) => Ok(value),
-                    Ok(other) => Err(KvError::Other(format!("unexpected outcome {other:?}"))),
-                    Err(e) => Err(e),
-                };
-                Ok((counted,))
-            })
-        },
-    )?;
-
-    let mut batch = linker.instance(BATCH)?;
-    batch.func_wrap_async(
-        "get-many",
-        |mut store, (bucket, keys): (Resource<KvBucket>, Vec<String>)| {
-            Box::new(async move {
-                let target = target(&mut store, &bucket)?;
-                let found = async {
-                    let (service, scope, _) = target?;
-                    let mut found = Vec::with_capacity(keys.len());
-                    for key in keys {
-                        let value = service.get(&scope, &key).await.map_err(failed)?;
-                        found.push(value.map(|v| (key, v)));
-                    }
-                    Ok::<_, KvError>(found)
-                }
-                .await;
-                Ok((found,))
-            })
-        },
-    )?;
+/// Links `set-many` and `delete-many` (typed alike in both drafts) into the batch interface.
+pub(super) fn add_batch_writes<T: CapabilityView>(
+    batch: &mut LinkerInstance<'_, T>,
+) -> wasmtime::Result<()> {
     batch.func_wrap_async(
         "set-many",
         |mut store, (bucket, pairs): (Resource<KvBucket>, Vec<(String, Vec<u8>)>)| {
@@ -334,5 +300,78 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Res
             })
         },
     )?;
+    Ok(())
+}
+
+/// Each of `keys` with its value, if any.
+pub(super) async fn read_each(
+    target: Target,
+    keys: Vec<String>,
+) -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
+    let mut found = Vec::with_capacity(keys.len());
+    for key in keys {
+        let value = read(target.clone(), key.clone()).await?;
+        found.push((key, value));
+    }
+    Ok(found)
+}
+
+/// Links `wasi:keyvalue/{store,atomics,batch}`.
+pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    let mut store = linker.instance(STORE)?;
+    add_bucket(&mut store)?;
+    store.func_wrap_async(
+        "[method]bucket.list-keys",
+        |mut store, (bucket, cursor): (Resource<KvBucket>, Option<u64>)| {
+            Box::new(async move {
+                let target = target(&mut store, &bucket)?;
+                let listed = async {
+                    let offset = cursor.unwrap_or(0);
+                    let keys = page(target, offset, PAGE).await?;
+                    let next = (keys.len() as u32 == PAGE).then(|| offset + u64::from(PAGE));
+                    Ok::<_, KvError>(KeyResponse { keys, cursor: next })
+                }
+                .await;
+                Ok((listed,))
+            })
+        },
+    )?;
+
+    let mut atomics = linker.instance(ATOMICS)?;
+    atomics.func_wrap_async(
+        "increment",
+        |mut store, (bucket, key, delta): (Resource<KvBucket>, String, u64)| {
+            Box::new(async move {
+                let target = target(&mut store, &bucket)?;
+                let counted = increment(target, key, i128::from(delta))
+                    .await
+                    .and_then(|value| {
+                        u64::try_from(value).map_err(|_| {
+                            KvError::Other(format!("the counter is {value}, not a u64"))
+                        })
+                    });
+                Ok((counted,))
+            })
+        },
+    )?;
+
+    let mut batch = linker.instance(BATCH)?;
+    batch.func_wrap_async(
+        "get-many",
+        |mut store, (bucket, keys): (Resource<KvBucket>, Vec<String>)| {
+            Box::new(async move {
+                let target = target(&mut store, &bucket)?;
+                // This draft answers only the keys that exist.
+                let found = read_each(target, keys).await.map(|found| {
+                    found
+                        .into_iter()
+                        .map(|(key, value)| value.map(|value| (key, value)))
+                        .collect::<Vec<_>>()
+                });
+                Ok((found,))
+            })
+        },
+    )?;
+    add_batch_writes(&mut batch)?;
     Ok(())
 }

@@ -5,10 +5,11 @@
 //! |---|---|---|
 //! | (always) | [`context`] | `alga:extension/context` |
 //! | `cap:storage.kv` | [`kv`] | `wasi:keyvalue/{store,atomics,batch}@0.2.0-draft` |
+//! | `cap:storage.kv` | [`kv_draft2`] | the same `@0.2.0-draft2` (what Spin hosts) |
 //! | `cap:config.get` | [`config`] | `wasi:config/store` |
 //! | `cap:secrets.get` | [`secrets`] | `alga:extension/secrets` |
 //! | `cap:log.emit` | [`logging`] | `wasi:logging/logging` |
-//! | `cap:http.fetch` | [`egress`] | `wasi:http/outgoing-handler` (the send hook) |
+//! | `cap:http.fetch` | [`egress`] | `wasi:http/outgoing-handler`, WASIp3 `wasi:http/client` (the send hook) |
 //! | `cap:storage.kv`, `cap:config.get` | [`spin`] | Spin SDK's key-value and variables |
 //!
 //! Every interface is linked for every component; what an install was not granted answers
@@ -25,6 +26,7 @@ pub mod context;
 pub mod egress;
 pub mod journal;
 pub mod kv;
+pub mod kv_draft2;
 pub mod logging;
 pub mod secrets;
 pub mod spin;
@@ -287,6 +289,7 @@ pub enum Abi {
 /// typed for `abi`.
 pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>, abi: Abi) -> wasmtime::Result<()> {
     kv::add_to_linker(linker)?;
+    kv_draft2::add_to_linker(linker)?;
     config::add_to_linker(linker)?;
     secrets::add_to_linker(linker)?;
     logging::add_to_linker(linker)?;
