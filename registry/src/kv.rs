@@ -119,18 +119,7 @@ impl KvStore {
     /// The value of `key`.
     pub async fn get(&self, scope: &KvScope, key: &str) -> Result<Option<Vec<u8>>, RegistryError> {
         check(scope, key, 0)?;
-        let mut rows = self
-            .read
-            .query(
-                "SELECT value FROM kv_entry
-                 WHERE tenant_id = ?1 AND extension_name = ?2 AND bucket = ?3 AND key = ?4",
-                key_params(scope, key),
-            )
-            .await?;
-        Ok(match rows.next().await? {
-            Some(row) => Some(row.get::<Vec<u8>>(0)?),
-            None => None,
-        })
+        read_in(&self.read, scope, key).await
     }
 
     /// Keys of the scope, sorted, at most `limit`.
@@ -295,13 +284,13 @@ fn key_params(scope: &KvScope, key: &str) -> Vec<libsql::Value> {
     ]
 }
 
-/// The value of `key` as `tx` sees it.
+/// The value of `key` as `connection` (or a transaction on it) sees it.
 async fn read_in(
-    tx: &libsql::Transaction,
+    connection: &libsql::Connection,
     scope: &KvScope,
     key: &str,
 ) -> Result<Option<Vec<u8>>, RegistryError> {
-    let mut rows = tx
+    let mut rows = connection
         .query(
             "SELECT value FROM kv_entry
              WHERE tenant_id = ?1 AND extension_name = ?2 AND bucket = ?3 AND key = ?4",

@@ -100,6 +100,23 @@ fn sample(node: &Node, ext: &str, method: &str, route: &str, bearer: &str, body:
     json(&text)
 }
 
+/// GET `/fetch?url=` of `ext` as `bearer`: the guest reports `error`, not a response.
+fn assert_fetch_refused(node: &Node, ext: &str, bearer: &str, url: &str, error: &str) {
+    let answer = sample(
+        node,
+        ext,
+        "GET",
+        &format!("/fetch?url={}", q(url)),
+        bearer,
+        "",
+    );
+    assert_eq!(answer["ok"], false, "{url}: {answer}");
+    assert!(
+        answer["error"].as_str().unwrap_or("").contains(error),
+        "{url}: {answer}"
+    );
+}
+
 fn q(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
@@ -447,18 +464,7 @@ fn capabilities_are_granted_scoped_and_metered() {
         ),
     ];
     for (url, error, bearer) in &refused {
-        let answer = sample(
-            &node,
-            CAPS,
-            "GET",
-            &format!("/fetch?url={}", q(url)),
-            bearer,
-            "",
-        );
-        assert!(
-            answer["error"].as_str().unwrap_or("").contains(error),
-            "{url}: {answer}"
-        );
+        assert_fetch_refused(&node, CAPS, bearer, url, error);
     }
     assert_eq!(
         upstream.seen.load(Ordering::Relaxed),
@@ -854,18 +860,8 @@ fn wasip3_outbound_http_goes_through_the_same_egress_checks() {
     );
     install(&node, "tenant-b", P3, &[], &["--policy", &egress]);
     let (a, b) = (token(&node, "tenant-a"), token(&node, "tenant-b"));
-    let fetch = |bearer: &str, url: &str| {
-        sample(
-            &node,
-            P3,
-            "GET",
-            &format!("/fetch?url={}", q(url)),
-            bearer,
-            "",
-        )
-    };
-
-    let answer = fetch(&a, &format!("http://127.0.0.1:{port}/p3"));
+    let url = format!("http://127.0.0.1:{port}/p3");
+    let answer = sample(&node, P3, "GET", &format!("/fetch?url={}", q(&url)), &a, "");
     assert_eq!(
         answer,
         json!({"ok": true, "status": 200, "body": "pong /p3"})
@@ -893,12 +889,7 @@ fn wasip3_outbound_http_goes_through_the_same_egress_checks() {
         ),
     ];
     for (bearer, url, error) in &refused {
-        let answer = fetch(bearer, url);
-        assert_eq!(answer["ok"], false, "{url}: {answer}");
-        assert!(
-            answer["error"].as_str().unwrap_or("").contains(error),
-            "{url}: {answer}"
-        );
+        assert_fetch_refused(&node, P3, bearer, url, error);
     }
     assert_eq!(
         upstream.seen.load(Ordering::Relaxed),

@@ -27,6 +27,20 @@ fn assert_still_serving(node: &alga_edge_e2e::Node) {
     assert_eq!(body["path"], "/after-fault");
 }
 
+/// How many body bytes arrive before the stream ends or is cut.
+fn bytes_until_cut(response: &mut http::Response<ureq::Body>) -> u64 {
+    let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
+    let mut received = 0u64;
+    let mut buf = vec![0u8; 64 << 10];
+    while let Ok(n) = std::io::Read::read(&mut reader, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        received += n as u64;
+    }
+    received
+}
+
 /// The JSON error contract: `{error, message, request_id}` with the id also in the header.
 fn assert_error_body(headers: &http::HeaderMap, body: &serde_json::Value, error: &str) {
     assert_eq!(body["error"], error, "body: {body}");
@@ -297,15 +311,7 @@ fn huge_body_streams_and_is_cut_at_the_response_cap() {
         .call()
         .unwrap();
     assert_eq!(response.status(), 200);
-    let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
-    let mut received = 0u64;
-    let mut buf = vec![0u8; 64 << 10];
-    while let Ok(n) = std::io::Read::read(&mut reader, &mut buf) {
-        if n == 0 {
-            break;
-        }
-        received += n as u64;
-    }
+    let received = bytes_until_cut(&mut response);
     assert!(received <= 4 << 20, "got {received} bytes past a 4 MiB cap");
     assert!(received > 0, "nothing was streamed before the cut");
     assert_still_serving(&node);
@@ -469,15 +475,7 @@ fn wasip3_components_stream_both_ways_and_their_faults_are_contained() {
         .call()
         .unwrap();
     assert_eq!(response.status(), 200);
-    let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
-    let mut received = 0u64;
-    let mut buf = vec![0u8; 64 << 10];
-    while let Ok(n) = std::io::Read::read(&mut reader, &mut buf) {
-        if n == 0 {
-            break;
-        }
-        received += n as u64;
-    }
+    let received = bytes_until_cut(&mut response);
     assert!(received <= 4 << 20, "got {received} bytes past a 4 MiB cap");
     assert!(received > 0, "nothing was streamed before the cut");
 

@@ -160,10 +160,17 @@ pub(super) async fn read(target: Target, key: String) -> Result<Option<Vec<u8>>,
     service.get(&scope, &key).await.map_err(failed)
 }
 
-/// Adds `delta` to the counter at `key`; the new value.
-pub(super) async fn increment(target: Target, key: String, delta: i128) -> Result<i128, KvError> {
+/// Adds `delta` to the counter at `key`; the new value, as the caller's draft types it
+/// (`kind` names that type in the error when the value does not fit).
+pub(super) async fn increment<N: TryFrom<i128>>(
+    target: Target,
+    key: String,
+    delta: i128,
+    kind: &str,
+) -> Result<N, KvError> {
     match write(target, key, KvOp::Increment(delta)).await? {
-        KvOutcome::Counter(value) => Ok(value),
+        KvOutcome::Counter(value) => N::try_from(value)
+            .map_err(|_| KvError::Other(format!("the counter is {value}, not {kind}"))),
         other => Err(KvError::Other(format!("unexpected outcome {other:?}"))),
     }
 }
@@ -343,14 +350,7 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Res
         |mut store, (bucket, key, delta): (Resource<KvBucket>, String, u64)| {
             Box::new(async move {
                 let target = target(&mut store, &bucket)?;
-                let counted = increment(target, key, i128::from(delta))
-                    .await
-                    .and_then(|value| {
-                        u64::try_from(value).map_err(|_| {
-                            KvError::Other(format!("the counter is {value}, not a u64"))
-                        })
-                    });
-                Ok((counted,))
+                Ok((increment::<u64>(target, key, delta.into(), "a u64").await,))
             })
         },
     )?;

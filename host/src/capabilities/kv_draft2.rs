@@ -99,14 +99,7 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Res
         |mut store, (bucket, key, delta): (Resource<KvBucket>, String, i64)| {
             Box::new(async move {
                 let target = kv::target(&mut store, &bucket)?;
-                let counted = kv::increment(target, key, i128::from(delta))
-                    .await
-                    .and_then(|value| {
-                        i64::try_from(value).map_err(|_| {
-                            KvError::Other(format!("the counter is {value}, not an s64"))
-                        })
-                    });
-                Ok((counted,))
+                Ok((kv::increment::<i64>(target, key, delta.into(), "an s64").await,))
             })
         },
     )?;
