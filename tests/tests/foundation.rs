@@ -396,12 +396,15 @@ fn invalid_component_fails_startup_with_a_clear_error() {
     assert!(stderr.contains("extension 'broken'"), "stderr: {stderr}");
     assert!(stderr.contains("does not compile"), "stderr: {stderr}");
 
+    let untouched = dir.join("untouched");
     let finished = run_to_exit(
         env!("CARGO_BIN_EXE_alga-edge"),
         &[
             "serve",
             "--listen",
             "127.0.0.1:0",
+            "--data-dir",
+            untouched.to_str().unwrap(),
             "--component",
             "missing-equals",
         ],
@@ -412,6 +415,10 @@ fn invalid_component_fails_startup_with_a_clear_error() {
     assert!(
         stderr.contains("expected EXTENSION_ID=PATH"),
         "stderr: {stderr}"
+    );
+    assert!(
+        !untouched.exists(),
+        "a refused --component must not create the data directory"
     );
 }
 

@@ -157,6 +157,8 @@ const LOG_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 
 /// Opens the registry and stores, compiles dev components, and binds the listener.
 pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
+    // Before anything is written: a bad `--component` leaves no data directory behind.
+    let dev = DevCatalog::from_specs(&settings.dev_tenant, &settings.dev_components)?;
     let data_dir = &settings.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
@@ -283,7 +285,6 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         );
     }
 
-    let dev = DevCatalog::from_specs(&settings.dev_tenant, &settings.dev_components)?;
     if !settings.dev_components.is_empty() {
         tracing::warn!(
             tenant = %settings.dev_tenant,
