@@ -50,7 +50,7 @@ done
 spin_sdk_dir=$(crate_dirs "$ALGA_ROOT/components/Cargo.toml" --filter-platform wasm32-wasip2 -- spin-sdk)
 mkdir -p "$ALGA_ROOT/wit/spin-standard/deps"
 for package in wasi-keyvalue-2024-10-17 wasi-runtime-config-2024-09-27; do
-  rm -rf "$ALGA_ROOT/wit/spin-standard/deps/$package" "$ALGA_ROOT/wit/deps/$package"
+  rm -rf "$ALGA_ROOT/wit/spin-standard/deps/$package"
   cp -r "$spin_sdk_dir/wit/deps/$package" "$ALGA_ROOT/wit/spin-standard/deps/"
 done
 

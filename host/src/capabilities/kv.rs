@@ -185,6 +185,16 @@ pub(super) async fn page(target: Target, offset: u64, limit: u32) -> Result<Vec<
         .map_err(|e| failed(e.into()))
 }
 
+/// One `list-keys` page from `offset` on, and the offset of the next page when there is one.
+pub(super) async fn list_page(
+    target: Target,
+    offset: u64,
+) -> Result<(Vec<String>, Option<u64>), KvError> {
+    let keys = page(target, offset, PAGE).await?;
+    let next = (keys.len() as u32 == PAGE).then(|| offset + u64::from(PAGE));
+    Ok((keys, next))
+}
+
 /// Every key of the bucket, page by page.
 pub(super) async fn all_keys(target: Target) -> Result<Vec<String>, KvError> {
     let mut keys = Vec::new();
@@ -211,24 +221,28 @@ pub(super) fn open_bucket<T: CapabilityView>(
     })
 }
 
-/// The destructor of a bucket resource.
-pub(super) fn drop_bucket<T: CapabilityView>(
+/// The destructor of a host resource `R` (a bucket, a `cas` handle) in the store's table.
+pub(super) fn drop_resource<R: Send + 'static, T: CapabilityView>(
     mut store: StoreContextMut<'_, T>,
     rep: u32,
 ) -> wasmtime::Result<()> {
     store
         .data_mut()
         .table()
-        .delete(Resource::<KvBucket>::new_own(rep))?;
+        .delete(Resource::<R>::new_own(rep))?;
     Ok(())
 }
 
 /// Links `bucket` and the functions both drafts type alike (`open`, `get`, `set`, `delete`,
-/// `exists`) into the store interface `instance`.
+/// `exists`) into the store interface `store`.
 pub(super) fn add_bucket<T: CapabilityView>(
     store: &mut LinkerInstance<'_, T>,
 ) -> wasmtime::Result<()> {
-    store.resource("bucket", ResourceType::host::<KvBucket>(), drop_bucket)?;
+    store.resource(
+        "bucket",
+        ResourceType::host::<KvBucket>(),
+        drop_resource::<KvBucket, T>,
+    )?;
     store.func_wrap("open", |mut store, (name,): (String,)| {
         Ok((open_bucket(&mut store, name)?,))
     })?;
@@ -333,10 +347,8 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Res
             Box::new(async move {
                 let target = target(&mut store, &bucket)?;
                 let listed = async {
-                    let offset = cursor.unwrap_or(0);
-                    let keys = page(target, offset, PAGE).await?;
-                    let next = (keys.len() as u32 == PAGE).then(|| offset + u64::from(PAGE));
-                    Ok::<_, KvError>(KeyResponse { keys, cursor: next })
+                    let (keys, cursor) = list_page(target, cursor.unwrap_or(0)).await?;
+                    Ok::<_, KvError>(KeyResponse { keys, cursor })
                 }
                 .await;
                 Ok((listed,))

@@ -16,9 +16,6 @@ const STORE: &str = "wasi:keyvalue/store@0.2.0-draft2";
 const ATOMICS: &str = "wasi:keyvalue/atomics@0.2.0-draft2";
 const BATCH: &str = "wasi:keyvalue/batch@0.2.0-draft2";
 
-/// Keys per `list-keys` page.
-const PAGE: u32 = 1000;
-
 /// `wasi:keyvalue/store.key-response` of this draft: the cursor is a string.
 #[derive(ComponentType, Lift, Lower, Debug, Clone, PartialEq)]
 #[component(record)]
@@ -75,10 +72,11 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Res
                             KvError::Other(format!("'{text}' is not a cursor list-keys gave"))
                         })?,
                     };
-                    let keys = kv::page(target, offset, PAGE).await?;
-                    let next =
-                        (keys.len() as u32 == PAGE).then(|| (offset + u64::from(PAGE)).to_string());
-                    Ok::<_, KvError>(KeyResponse { keys, cursor: next })
+                    let (keys, next) = kv::list_page(target, offset).await?;
+                    Ok::<_, KvError>(KeyResponse {
+                        keys,
+                        cursor: next.map(|offset| offset.to_string()),
+                    })
                 }
                 .await;
                 Ok((listed,))
@@ -87,13 +85,11 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Res
     )?;
 
     let mut atomics = linker.instance(ATOMICS)?;
-    atomics.resource("cas", ResourceType::host::<KvCas>(), |mut store, rep| {
-        store
-            .data_mut()
-            .table()
-            .delete(Resource::<KvCas>::new_own(rep))?;
-        Ok(())
-    })?;
+    atomics.resource(
+        "cas",
+        ResourceType::host::<KvCas>(),
+        kv::drop_resource::<KvCas, T>,
+    )?;
     atomics.func_wrap_async(
         "increment",
         |mut store, (bucket, key, delta): (Resource<KvBucket>, String, i64)| {

@@ -185,19 +185,15 @@ impl ComponentCache {
             .component_type()
             .exports(engine)
             .any(|(name, _)| name.starts_with(P3_HANDLER));
+        let linker = if p3 {
+            &self.linkers.p3
+        } else {
+            &self.linkers.p2
+        };
+        let pre = linker.instantiate_pre(&component).map_err(link_error)?;
         Ok(if p3 {
-            let pre = self
-                .linkers
-                .p3
-                .instantiate_pre(&component)
-                .map_err(link_error)?;
             Prepared::P3(ServicePre::new(pre).map_err(link_error)?)
         } else {
-            let pre = self
-                .linkers
-                .p2
-                .instantiate_pre(&component)
-                .map_err(link_error)?;
             Prepared::P2(ProxyPre::new(pre).map_err(link_error)?)
         })
     }

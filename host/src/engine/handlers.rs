@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -41,8 +41,8 @@ impl Finished {
     }
 }
 
-/// What the guest answered: a response head with its streaming body, or the wasi:http error it
-/// returned instead; `None` when it ended without answering.
+/// What the guest answered: a response head with its streaming body (cut at the response cap),
+/// or the wasi:http error it returned instead; `None` when it ended without answering.
 pub(super) type Answer = Option<Result<http::Response<HostBody>, String>>;
 
 /// The guest's answer, once it has one.
@@ -61,6 +61,8 @@ pub(super) struct Run<B> {
     pub request: http::Request<B>,
     pub slot: OwnedSemaphorePermit,
     pub instantiation: Histogram,
+    /// The response cap: a longer body is cut (the connection ends abruptly).
+    pub max_response_bytes: usize,
 }
 
 /// Starts a WASIp2 component: `wasi:http/incoming-handler.handle(request, outparam)`.
@@ -74,6 +76,7 @@ where
         request,
         slot,
         instantiation,
+        max_response_bytes,
     } = run;
     let (response_tx, response_rx) = oneshot::channel();
     let incoming = store
@@ -98,9 +101,11 @@ where
     });
     let answer = Box::pin(async move {
         match response_rx.await {
-            Ok(Ok(response)) => Some(Ok(
-                response.map(|body| body.map_err(Into::into).boxed_unsync())
-            )),
+            Ok(Ok(response)) => {
+                Some(Ok(response.map(|body| {
+                    Limited::new(body, max_response_bytes).boxed_unsync()
+                })))
+            }
             Ok(Err(code)) => Some(Err(format!("{code:?}"))),
             Err(_unset) => None,
         }
@@ -122,6 +127,7 @@ where
         request,
         slot,
         instantiation,
+        max_response_bytes,
     } = run;
     let (answer_tx, answer_rx) = oneshot::channel::<Result<http::Response<HostBody>, String>>();
     let task = tokio::spawn(async move {
@@ -146,12 +152,11 @@ where
                     // Dropped with the body: when the client has read all of it, or left.
                     let (body_done_tx, body_done_rx) = oneshot::channel::<()>();
                     let response = response.map(|body| {
-                        body.map_frame(move |frame| {
+                        let body = body.map_frame(move |frame| {
                             let _held_until_the_body_drops = &body_done_tx;
                             frame
-                        })
-                        .map_err(Into::into)
-                        .boxed_unsync()
+                        });
+                        Limited::new(body, max_response_bytes).boxed_unsync()
                     });
                     if answer_tx.send(Ok(response)).is_ok() {
                         let _ = body_done_rx.await;

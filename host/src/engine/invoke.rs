@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use tokio::task::JoinHandle;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
@@ -75,6 +74,7 @@ impl Engine {
             request,
             slot,
             instantiation: self.instantiation.clone(),
+            max_response_bytes: usize::try_from(config.max_response_bytes).unwrap_or(usize::MAX),
         };
         let Started { task, answer } = match component {
             Prepared::P2(pre) => handlers::start_p2(pre.clone(), run),
@@ -88,8 +88,7 @@ impl Engine {
         match tokio::time::timeout_at(cancel_at, answer).await {
             Ok(Some(Ok(response))) => {
                 tokio::spawn(watch(task, request_id, limits, cancel_at));
-                let max = usize::try_from(config.max_response_bytes).unwrap_or(usize::MAX);
-                Ok(response.map(|body| Limited::new(body, max).boxed_unsync()))
+                Ok(response)
             }
             Ok(Some(Err(code))) => {
                 tokio::spawn(watch(task, request_id, limits, cancel_at));

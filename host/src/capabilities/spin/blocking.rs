@@ -13,7 +13,11 @@ pub(super) fn add_key_value<T: CapabilityView>(
     name: &str,
 ) -> wasmtime::Result<()> {
     let mut store = linker.instance(name)?;
-    store.resource("store", ResourceType::host::<KvBucket>(), kv::drop_bucket)?;
+    store.resource(
+        "store",
+        ResourceType::host::<KvBucket>(),
+        kv::drop_resource::<KvBucket, T>,
+    )?;
     store.func_wrap("[static]store.open", |mut store, (label,): (String,)| {
         Ok((kv::open_bucket(&mut store, label)?.map_err(SpinKvError::from),))
     })?;

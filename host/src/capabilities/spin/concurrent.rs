@@ -23,7 +23,11 @@ pub(super) fn add_key_value<T: CapabilityView>(
     name: &str,
 ) -> wasmtime::Result<()> {
     let mut store = linker.instance(name)?;
-    store.resource("store", ResourceType::host::<KvBucket>(), kv::drop_bucket)?;
+    store.resource(
+        "store",
+        ResourceType::host::<KvBucket>(),
+        kv::drop_resource::<KvBucket, T>,
+    )?;
     store.func_wrap_concurrent(
         "[static]store.open",
         |accessor: &Accessor<T>, (label,): (String,)| {
