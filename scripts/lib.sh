@@ -4,6 +4,14 @@
 ALGA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ALGA_ROOT
 
+# Path settings may be given relative to the caller's directory, but the scripts and the
+# toolchains they start work in other directories: make them absolute once, here.
+for var in CARGO_TARGET_DIR ALGA_COMPONENTS_DIR ALGA_GUEST_TARGET_DIR ALGA_TOOLS_DIR ALGA_ARTIFACTS_DIR; do
+  if [ -n "${!var:-}" ] && [[ "${!var}" != /* ]]; then
+    export "$var=$PWD/${!var}"
+  fi
+done
+
 # Where built guest components land (tests and the demo read them from here).
 export ALGA_COMPONENTS_DIR="${ALGA_COMPONENTS_DIR:-$ALGA_ROOT/target/components}"
 

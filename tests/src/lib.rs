@@ -97,13 +97,13 @@ impl Node {
             "--samples",
             samples.to_str().expect("utf-8 path"),
         ];
-        Self::spawn_subcommand(binary, "demo", data_dir, &args, &[])
+        Self::spawn_subcommand(binary, "demo", data_dir, &args, &[], true)
     }
 
     fn spawn(binary: &str, data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Node {
         let mut args = vec!["--data-dir", data_dir.to_str().expect("utf-8 path")];
         args.extend_from_slice(extra);
-        Self::spawn_subcommand(binary, "serve", data_dir, &args, env)
+        Self::spawn_subcommand(binary, "serve", data_dir, &args, env, false)
     }
 
     fn spawn_subcommand(
@@ -112,10 +112,14 @@ impl Node {
         data_dir: &Path,
         extra: &[&str],
         env: &[(&str, &str)],
+        new_user: bool,
     ) -> Node {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let log = data_dir.join(format!("node-{}.log", unique()));
         let mut command = Command::new(binary);
+        if new_user {
+            as_new_user(&mut command);
+        }
         command
             .arg(subcommand)
             .args(if extra.contains(&"--listen") {
@@ -254,10 +258,47 @@ pub struct Finished {
     pub stderr: String,
 }
 
+/// Variables the test command sets that a new user's shell does not have: build caches and
+/// settings (`CARGO_*`, `ALGA_*`, rustup's), which could hide a bug in a default path.
+/// Toolchain locations stay (`ALGA_COMPONENTIZE_PY`, `ALGA_COMPONENTIZE_JS`): where the test
+/// command installed a toolchain is not a default the command under test derives.
+fn is_test_setting(name: &str) -> bool {
+    const TOOLCHAINS: [&str; 2] = ["ALGA_COMPONENTIZE_PY", "ALGA_COMPONENTIZE_JS"];
+    let setting = ["CARGO", "ALGA_", "RUSTUP_", "RUSTC", "RUSTFLAGS", "RUSTDOC"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        || name == "CI";
+    setting && !TOOLCHAINS.contains(&name)
+}
+
+/// Gives `command` the environment of a new user: the test command's settings removed (see
+/// [`is_test_setting`]), everything else (HOME, PATH) kept.
+pub fn as_new_user(command: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_none_or(is_test_setting) {
+            command.env_remove(&name);
+        }
+    }
+    command
+}
+
 /// Runs `binary` with `args` until it exits (killed, and the test failed, after `limit`).
 pub fn run_to_exit(binary: &str, args: &[&str], limit: Duration) -> Finished {
-    let mut child = Command::new(binary)
-        .args(args)
+    let mut command = Command::new(binary);
+    command.args(args);
+    run_command_to_exit(command, limit)
+}
+
+/// Runs `binary` with `args` as a new user would (see [`as_new_user`]) until it exits.
+pub fn run_as_new_user(binary: &str, args: &[&str], limit: Duration) -> Finished {
+    let mut command = Command::new(binary);
+    as_new_user(&mut command).args(args);
+    run_command_to_exit(command, limit)
+}
+
+/// Runs `command` with stdin closed until it exits (killed, and the test failed, after `limit`).
+pub fn run_command_to_exit(mut command: Command, limit: Duration) -> Finished {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -293,7 +334,7 @@ pub fn run_to_exit(binary: &str, args: &[&str], limit: Duration) -> Finished {
         if started.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{binary} {args:?} still running after {limit:?}");
+            panic!("{command:?} still running after {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };

@@ -1,12 +1,13 @@
 //! The author's path over the real binary, for every language: `ext new` → `ext build` →
 //! pack → sign → publish → install → request, from a clean temporary folder; and the README's
-//! author quick start, run as written.
+//! author quick start, run as written. Author commands run with a new user's environment
+//! (`run_as_new_user`): the test command's build caches would hide bugs in default paths.
 
 use std::path::Path;
 use std::time::Duration;
 
 use alga_edge_e2e::publishing::{Fixture, admin_ok, binary, call, cli, json, path, token};
-use alga_edge_e2e::{Node, repo_root, run_to_exit, tempfile};
+use alga_edge_e2e::{Node, repo_root, run_as_new_user, tempfile};
 
 /// Packs and signs the built extension at `dir` with the fixture's key, publishes it on `node`
 /// and installs it for tenant `acme` with KV and config granted and `config` set.
@@ -45,12 +46,16 @@ fn every_language_goes_from_new_to_a_served_request() {
     for lang in ["rust", "python", "js"] {
         let name = format!("com.example.{lang}notes");
         let dir = work.path().join(&name);
-        let out = cli(&["ext", "new", &name, "--lang", lang, "--dir", path(&dir)]);
+        let out = run_as_new_user(
+            &binary(),
+            &["ext", "new", &name, "--lang", lang, "--dir", path(&dir)],
+            Duration::from_secs(60),
+        );
         assert!(out.ok, "ext new {lang}: {}", out.stderr);
         for file in ["manifest.json", "README.md", "ui/index.html"] {
             assert!(dir.join(file).is_file(), "{lang}: {file} missing");
         }
-        let built = run_to_exit(
+        let built = run_as_new_user(
             &binary(),
             &["ext", "build", path(&dir)],
             Duration::from_secs(900),
@@ -153,7 +158,7 @@ fn the_python_and_javascript_samples_keep_notes_in_kv_with_a_configured_title() 
             let entry = entry.unwrap();
             std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
         }
-        let built = run_to_exit(
+        let built = run_as_new_user(
             &binary(),
             &["ext", "build", path(&dir)],
             Duration::from_secs(900),
@@ -216,7 +221,7 @@ fn the_readme_author_quick_start_runs_as_written() {
         ),
     )
     .unwrap();
-    let run = run_to_exit("bash", &[path(&wrapper)], Duration::from_secs(900));
+    let run = run_as_new_user("bash", &[path(&wrapper)], Duration::from_secs(900));
     println!("{}\n{}", run.stdout, run.stderr);
     assert!(
         run.ok,

@@ -134,13 +134,25 @@ pub fn run(command: ExtCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Where this checkout's SDK and WIT live (`ALGA_SDK_DIR` / `ALGA_WIT_DIR` override).
-fn repo_path(env: &str, relative: &str) -> PathBuf {
-    std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(relative)
-    })
+/// Where this checkout's SDK and WIT live (`ALGA_SDK_DIR` / `ALGA_WIT_DIR` override), as an
+/// absolute path: toolchains run with other working directories.
+fn repo_path(env: &str, relative: &str) -> anyhow::Result<PathBuf> {
+    match std::env::var_os(env) {
+        Some(path) => absolute(Path::new(&path)),
+        None => Ok(checkout().join(relative)),
+    }
+}
+
+/// The checkout this binary was built from.
+fn checkout() -> PathBuf {
+    let host = Path::new(env!("CARGO_MANIFEST_DIR"));
+    host.parent().unwrap_or(host).to_owned()
+}
+
+/// `path` made absolute against the working directory (not resolving symlinks, so error
+/// messages name the folder the author typed).
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
 }
 
 fn scaffold(name: &str, lang: Lang, dir: &Path, publisher: &str) -> anyhow::Result<()> {
@@ -155,7 +167,7 @@ fn scaffold(name: &str, lang: Lang, dir: &Path, publisher: &str) -> anyhow::Resu
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
         bail!("{} exists and is not empty", dir.display());
     }
-    let sdk_rust = repo_path("ALGA_SDK_DIR", "sdk").join("rust");
+    let sdk_rust = repo_path("ALGA_SDK_DIR", "sdk")?.join("rust");
     let (capabilities, toolchain, files): (&[&str], &str, &[Template]) = match lang {
         Lang::Rust => {
             if !sdk_rust.join("Cargo.toml").exists() {
@@ -232,6 +244,8 @@ fn detect(dir: &Path) -> anyhow::Result<Lang> {
 }
 
 fn build(dir: &Path, world: Option<&str>) -> anyhow::Result<PathBuf> {
+    // Every path derived from here on is absolute: the toolchains run in other directories.
+    let dir = &absolute(dir)?;
     let manifest_bytes = std::fs::read(dir.join("manifest.json"))
         .with_context(|| format!("{} has no manifest.json", dir.display()))?;
     let manifest = Manifest::parse(&manifest_bytes).context("manifest.json")?;
@@ -301,9 +315,10 @@ fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
             (key.trim() == "name").then(|| value.trim().trim_matches('"').to_owned())
         })
         .context("Cargo.toml has no [package] name")?;
-    let target_dir = std::env::var_os("ALGA_GUEST_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dir.join("target"));
+    let target_dir = match std::env::var_os("ALGA_GUEST_TARGET_DIR") {
+        Some(path) => absolute(Path::new(&path))?,
+        None => dir.join("target"),
+    };
     run_step(
         "building the Rust component (Debian cargo, wasm32-wasip2, -Zbuild-std)",
         Command::new("/usr/bin/cargo")
@@ -338,7 +353,7 @@ fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
 
 /// The standard WIT the guests bind (`wit/` with `deps/` filled by the component build).
 fn wit_dir() -> anyhow::Result<PathBuf> {
-    let wit = repo_path("ALGA_WIT_DIR", "wit");
+    let wit = repo_path("ALGA_WIT_DIR", "wit")?;
     if !wit.join("deps/http.wit").exists() {
         bail!(
             "{} has no deps/: run scripts/build-components.sh once (it copies the standard WIT \
@@ -349,9 +364,12 @@ fn wit_dir() -> anyhow::Result<PathBuf> {
     Ok(wit)
 }
 
-/// A tool: `env` when set, else `<tools>/<relative>`, else `name` on PATH.
+/// A tool: `env` when set; else `<tools>/<relative>` in the first tools folder that has it
+/// (`ALGA_TOOLS_DIR`, this checkout's `target/tools` where `scripts/test.sh` installs them,
+/// `~/.cache/alga-edge/tools`); else `name` on PATH. Always an absolute path.
 fn tool(env: &str, relative: &str, name: &str, install: &str) -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os(env).map(PathBuf::from) {
+    if let Some(path) = std::env::var_os(env) {
+        let path = absolute(Path::new(&path))?;
         if !path.is_file() {
             bail!(
                 "{env} names {}, which does not exist: {install}",
@@ -360,16 +378,19 @@ fn tool(env: &str, relative: &str, name: &str, install: &str) -> anyhow::Result<
         }
         return Ok(path);
     }
-    let tools = std::env::var_os("ALGA_TOOLS_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/alga-edge/tools")));
-    if let Some(path) = tools.map(|t| t.join(relative)).filter(|p| p.exists()) {
+    let tools_dirs = std::env::var_os("ALGA_TOOLS_DIR")
+        .map(|dir| absolute(Path::new(&dir)))
+        .transpose()?
+        .into_iter()
+        .chain([checkout().join("target/tools")])
+        .chain(std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/alga-edge/tools")));
+    if let Some(path) = tools_dirs.map(|t| t.join(relative)).find(|p| p.exists()) {
         return Ok(path);
     }
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join(name))
+        .filter_map(|d| absolute(&d.join(name)).ok())
         .find(|p| p.is_file());
     on_path.ok_or_else(|| anyhow::anyhow!("{name} not found (set {env}, or install it: {install})"))
 }
