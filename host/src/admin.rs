@@ -1,29 +1,36 @@
 //! The admin API (primary role): publish bundles, list extensions and versions, deprecate, and
 //! manage per-tenant installs. Every route needs `authorization: Bearer <admin token>`.
 //!
-//! Routes, under [`ADMIN_PREFIX`]:
+//! Routes, under [`ADMIN_PREFIX`] (one handler per resource, see [`AdminRoute`]):
 //! - `POST bundles` (body: the bundle archive; header `x-alga-signature`: the detached JWS)
 //! - `GET extensions`, `GET extensions/{name}`,
 //!   `POST extensions/{name}/versions/{version}/deprecate`
 //! - `GET|POST tenants/{tenant}/installs`,
 //!   `GET|PATCH|DELETE tenants/{tenant}/installs/{name}` (PATCH: `version` and/or `policy`),
 //!   `POST tenants/{tenant}/installs/{name}/enable|disable`
+//! - `GET tenants/{tenant}/kv/{extension}/{bucket}`,
+//!   `GET|PUT|DELETE tenants/{tenant}/kv/{extension}/{bucket}/{key}`
 //! - `GET tenants/{tenant}/executions?limit=&extension=` (execution log, newest first),
 //!   `GET tenants/{tenant}/usage?since=` (per-window quota usage)
 //!
-//! Errors are `{error, message, request_id}` with 400 (bad input), 401 (token), 403 (signature
-//! or publisher refused), 404, 405, 409 (conflicts), 413 (body too large).
+//! Errors are the node's one contract ([`ApiError`]) with 400 (bad input), 401 (token), 403
+//! (signature or publisher refused), 404, 405, 409 (conflicts), 413 (body too large).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Body;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use alga_edge_capabilities::egress::Allowlist;
+use alga_edge_capabilities::kv_service::{KvOp, KvOutcome, KvService, KvServiceError};
+use alga_edge_http::{
+    ApiError, BearerSecret, BoxError, HostBody, json_response, read_body, read_json,
+};
+use alga_edge_registry::kv::{self, KvScope};
 use alga_edge_registry::secrets::Secrets;
 use alga_edge_registry::signing::TrustBundle;
 use alga_edge_registry::store::BundleStore;
@@ -31,13 +38,7 @@ use alga_edge_registry::{
     InstallPolicy, InstallRequest, Registry, RegistryError, USAGE_WINDOW_SECS, VersionInfo,
 };
 
-use crate::capabilities::egress::Allowlist;
-use crate::error::{error_response, json_response};
-use crate::keys::BearerSecret;
-use crate::kv::{KvOp, KvOutcome, KvService, KvServiceError};
-use crate::policy::declared_length;
-use crate::server::HostBody;
-use alga_edge_registry::kv::{self, KvScope};
+use crate::routes::{Params, RouteTable, normalized};
 
 /// Path prefix of admin routes.
 pub const ADMIN_PREFIX: &str = "/admin/v1/";
@@ -46,7 +47,70 @@ pub const ADMIN_PREFIX: &str = "/admin/v1/";
 pub const SIGNATURE_HEADER: &str = "x-alga-signature";
 
 /// Largest JSON body an admin call accepts.
-const MAX_JSON_BYTES: usize = 1 << 20;
+const MAX_JSON_BYTES: u64 = 1 << 20;
+
+/// Most execution-log rows one call returns.
+const MAX_EXECUTIONS: u32 = 1000;
+
+/// The resources of the admin API, each served by one handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminRoute {
+    /// `bundles`: publish.
+    Bundles,
+    /// `extensions`: the catalog.
+    Extensions,
+    /// `extensions/{name}`.
+    Extension,
+    /// `extensions/{name}/versions/{version}/deprecate`.
+    Deprecate,
+    /// `tenants/{tenant}/installs`.
+    Installs,
+    /// `tenants/{tenant}/installs/{name}`.
+    Install,
+    /// `tenants/{tenant}/installs/{name}/{action}` (enable, disable).
+    InstallAction,
+    /// `tenants/{tenant}/kv/{extension}/{bucket}`.
+    KvBucket,
+    /// `tenants/{tenant}/kv/{extension}/{bucket}/{key}`.
+    KvKey,
+    /// `tenants/{tenant}/executions`.
+    Executions,
+    /// `tenants/{tenant}/usage`.
+    Usage,
+}
+
+impl AdminRoute {
+    /// The route table, relative to [`ADMIN_PREFIX`].
+    fn table() -> RouteTable<Self> {
+        RouteTable::new(&[
+            ("bundles", Self::Bundles),
+            ("extensions", Self::Extensions),
+            ("extensions/{name}", Self::Extension),
+            (
+                "extensions/{name}/versions/{version}/deprecate",
+                Self::Deprecate,
+            ),
+            ("tenants/{tenant}/installs", Self::Installs),
+            ("tenants/{tenant}/installs/{name}", Self::Install),
+            (
+                "tenants/{tenant}/installs/{name}/{action}",
+                Self::InstallAction,
+            ),
+            ("tenants/{tenant}/kv/{extension}/{bucket}", Self::KvBucket),
+            (
+                "tenants/{tenant}/kv/{extension}/{bucket}/{key}",
+                Self::KvKey,
+            ),
+            ("tenants/{tenant}/executions", Self::Executions),
+            ("tenants/{tenant}/usage", Self::Usage),
+        ])
+    }
+
+    /// KV writes are the one kind of write an edge takes: it forwards them to the primary.
+    fn edge_forwards_writes(self) -> bool {
+        matches!(self, Self::KvBucket | Self::KvKey)
+    }
+}
 
 /// The admin API of a primary node.
 pub struct Admin {
@@ -57,51 +121,27 @@ pub struct Admin {
     store: BundleStore,
     trust: Option<Arc<TrustBundle>>,
     token: BearerSecret,
-    max_bundle_bytes: usize,
+    max_bundle_bytes: u64,
+    routes: RouteTable<AdminRoute>,
 }
 
-/// A refused admin call.
-#[derive(Debug)]
-struct AdminError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
+/// What a handler answers: a status and a JSON document.
+type Answer = Result<(StatusCode, Value), ApiError>;
 
-impl AdminError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
+/// A registry failure as the admin API answers it.
+fn registry_error(error: RegistryError) -> ApiError {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let code = match status {
+        StatusCode::BAD_REQUEST => "invalid",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::CONFLICT => "conflict",
+        _ => "internal_error",
+    };
+    if status.is_server_error() {
+        tracing::error!("admin call failed: {error}");
     }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-
-    fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-}
-
-impl From<RegistryError> for AdminError {
-    fn from(error: RegistryError) -> Self {
-        let status =
-            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let code = match status {
-            StatusCode::BAD_REQUEST => "invalid",
-            StatusCode::FORBIDDEN => "forbidden",
-            StatusCode::NOT_FOUND => "not_found",
-            StatusCode::CONFLICT => "conflict",
-            _ => "internal_error",
-        };
-        if status.is_server_error() {
-            tracing::error!("admin call failed: {error}");
-        }
-        Self::new(status, code, error.to_string())
-    }
+    ApiError::new(status, code, error.to_string())
 }
 
 /// Body of `POST tenants/{tenant}/installs`.
@@ -131,9 +171,6 @@ struct UpdateBody {
     policy: Option<InstallPolicy>,
 }
 
-/// Most execution-log rows one call returns.
-const MAX_EXECUTIONS: u32 = 1000;
-
 impl Admin {
     /// The admin API over `registry`, storing bundles in `store`, verifying publishes with
     /// `trust`, and accepting `token`.
@@ -152,7 +189,8 @@ impl Admin {
             store,
             trust,
             token: BearerSecret::new(token),
-            max_bundle_bytes,
+            max_bundle_bytes: max_bundle_bytes as u64,
+            routes: AdminRoute::table(),
         }
     }
 
@@ -174,258 +212,352 @@ impl Admin {
     pub async fn handle<B>(&self, request: Request<B>, request_id: &str) -> Response<HostBody>
     where
         B: Body<Data = Bytes>,
-        B::Error: Into<crate::server::BoxError>,
+        B::Error: Into<BoxError>,
     {
-        let result = match (self.authorize(&request), &self.read_only) {
-            (Err(e), _) => Err(e),
-            // KV writes are the exception: the edge forwards them to the primary.
-            (Ok(()), Some(primary))
-                if request.method() != Method::GET && !is_kv_route(request.uri().path()) =>
-            {
-                Err(AdminError::new(
-                    StatusCode::CONFLICT,
-                    "read_only_replica",
-                    format!(
-                        "this node is an edge: its registry is a read-only replica; send {} {} to the primary at {primary}",
-                        request.method(),
-                        request.uri().path()
-                    ),
+        match self.authorized(request).await {
+            Ok((status, body)) => json_response(status, &body),
+            Err(e) => e.into_response(request_id),
+        }
+    }
+
+    async fn authorized<B>(&self, request: Request<B>) -> Answer
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        self.token.require(request.headers(), "admin token")?;
+        let path = request.uri().path().to_owned();
+        let relative = normalized(path.strip_prefix(ADMIN_PREFIX).unwrap_or_default());
+        let (route, params) = self
+            .routes
+            .find(&relative)
+            .ok_or_else(|| ApiError::not_found(format!("no admin route {path}")))?;
+        if let Some(primary) = &self.read_only
+            && request.method() != Method::GET
+            && !route.edge_forwards_writes()
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "read_only_replica",
+                format!(
+                    "this node is an edge: its registry is a read-only replica; send {} {path} to the primary at {primary}",
+                    request.method(),
+                ),
+            ));
+        }
+        let method = request.method().clone();
+        let answer = match route {
+            AdminRoute::Bundles => self.bundles(request).await,
+            AdminRoute::Extensions => self.extensions(&method).await,
+            AdminRoute::Extension => self.extension(&method, &params).await,
+            AdminRoute::Deprecate => self.deprecate(&method, &params).await,
+            AdminRoute::Installs => self.installs(request, &params).await,
+            AdminRoute::Install => self.install(request, &params).await,
+            AdminRoute::InstallAction => self.install_action(&method, &params).await,
+            AdminRoute::KvBucket => self.kv_bucket(&method, &params).await,
+            AdminRoute::KvKey => self.kv_key(request, &params).await,
+            AdminRoute::Executions => self.executions(&request, &params).await,
+            AdminRoute::Usage => self.usage(&request, &params).await,
+        };
+        answer.map_err(|e| {
+            if e.status() == StatusCode::METHOD_NOT_ALLOWED {
+                ApiError::method_not_allowed(&method, &path)
+            } else {
+                e
+            }
+        })
+    }
+
+    async fn bundles<B>(&self, request: Request<B>) -> Answer
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        match *request.method() {
+            Method::POST => self.publish(request).await,
+            _ => Err(not_allowed()),
+        }
+    }
+
+    async fn extensions(&self, method: &Method) -> Answer {
+        if method != Method::GET {
+            return Err(not_allowed());
+        }
+        let mut extensions = Vec::new();
+        for name in self.registry.extensions().await.map_err(registry_error)? {
+            extensions.push(self.extension_json(&name).await?);
+        }
+        Ok((StatusCode::OK, json!({ "extensions": extensions })))
+    }
+
+    async fn extension(&self, method: &Method, params: &Params) -> Answer {
+        if method != Method::GET {
+            return Err(not_allowed());
+        }
+        Ok((
+            StatusCode::OK,
+            self.extension_json(params.get("name")).await?,
+        ))
+    }
+
+    async fn deprecate(&self, method: &Method, params: &Params) -> Answer {
+        if method != Method::POST {
+            return Err(not_allowed());
+        }
+        let (name, version) = (params.get("name"), params.get("version"));
+        self.registry
+            .deprecate(name, version)
+            .await
+            .map_err(registry_error)?;
+        let info = self
+            .registry
+            .version(name, version)
+            .await
+            .map_err(registry_error)?;
+        Ok((
+            StatusCode::OK,
+            info.map(version_json).unwrap_or(Value::Null),
+        ))
+    }
+
+    async fn installs<B>(&self, request: Request<B>, params: &Params) -> Answer
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let tenant = params.get("tenant");
+        match *request.method() {
+            Method::GET => {
+                let installs = self
+                    .registry
+                    .installs(tenant)
+                    .await
+                    .map_err(registry_error)?;
+                Ok((StatusCode::OK, json!({ "installs": installs })))
+            }
+            Method::POST => {
+                let (parts, body) = request.into_parts();
+                let body: InstallBody =
+                    read_json(&parts.headers, body, MAX_JSON_BYTES, "JSON body").await?;
+                check_egress_allowlist(&body.policy)?;
+                let install = self
+                    .registry
+                    .install(&InstallRequest {
+                        tenant: tenant.to_owned(),
+                        extension: body.extension,
+                        version: body.version,
+                        grants: body.grants,
+                        config: body.config,
+                        secrets: Secrets::new(body.secrets),
+                        policy: body.policy,
+                    })
+                    .await
+                    .map_err(registry_error)?;
+                Ok((StatusCode::CREATED, json!(install)))
+            }
+            _ => Err(not_allowed()),
+        }
+    }
+
+    async fn install<B>(&self, request: Request<B>, params: &Params) -> Answer
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let (tenant, name) = (params.get("tenant"), params.get("name"));
+        match *request.method() {
+            Method::GET => {
+                let install = self
+                    .registry
+                    .install_of(tenant, name)
+                    .await
+                    .map_err(registry_error)?
+                    .ok_or_else(|| {
+                        ApiError::not_found(format!("tenant '{tenant}' has no install of '{name}'"))
+                    })?;
+                Ok((StatusCode::OK, json!(install)))
+            }
+            Method::PATCH => {
+                let (parts, body) = request.into_parts();
+                let body: UpdateBody =
+                    read_json(&parts.headers, body, MAX_JSON_BYTES, "JSON body").await?;
+                self.update_install(tenant, name, body).await
+            }
+            Method::DELETE => {
+                self.registry
+                    .uninstall(tenant, name)
+                    .await
+                    .map_err(registry_error)?;
+                Ok((
+                    StatusCode::OK,
+                    json!({"tenant": tenant, "extension": name, "uninstalled": true}),
                 ))
             }
-            (Ok(()), _) => self.dispatch(request).await,
-        };
-        match result {
-            Ok((status, body)) => json_response(status, &body),
-            Err(e) => error_response(e.status, e.code, &e.message, request_id),
+            _ => Err(not_allowed()),
         }
     }
 
-    fn authorize<B>(&self, request: &Request<B>) -> Result<(), AdminError> {
-        let unauthorized = |m: &str| AdminError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
-        let authorization = crate::tenant_auth::authorization(request.headers());
-        match self.token.check(authorization) {
-            None => Err(unauthorized(
-                "missing admin token: send 'authorization: Bearer <admin token>'",
-            )),
-            Some(false) => Err(unauthorized("the admin token is not valid")),
-            Some(true) => Ok(()),
+    async fn update_install(&self, tenant: &str, name: &str, body: UpdateBody) -> Answer {
+        if body.version.is_none() && body.policy.is_none() {
+            return Err(ApiError::bad_request(
+                "nothing to change: send 'version', 'policy' or both",
+            ));
         }
+        if let Some(policy) = &body.policy {
+            // Validate before changing anything, so a bad policy leaves the version unchanged too.
+            policy
+                .validate()
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            check_egress_allowlist(policy)?;
+        }
+        let mut install = None;
+        if let Some(version) = &body.version {
+            install = Some(
+                self.registry
+                    .update(tenant, name, version)
+                    .await
+                    .map_err(registry_error)?,
+            );
+        }
+        if let Some(policy) = &body.policy {
+            install = Some(
+                self.registry
+                    .set_policy(tenant, name, policy)
+                    .await
+                    .map_err(registry_error)?,
+            );
+        }
+        Ok((StatusCode::OK, json!(install)))
     }
 
-    async fn dispatch<B>(&self, request: Request<B>) -> Result<(StatusCode, Value), AdminError>
-    where
-        B: Body<Data = Bytes>,
-        B::Error: Into<crate::server::BoxError>,
-    {
-        let path = request.uri().path().to_owned();
-        let rest = path.strip_prefix(ADMIN_PREFIX).unwrap_or_default();
-        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-        let method = request.method().clone();
-        let not_allowed = || {
-            AdminError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                format!("{method} is not supported on {path}"),
-            )
-        };
-        match segments.as_slice() {
-            ["bundles"] => match method {
-                Method::POST => self.publish(request).await,
-                _ => Err(not_allowed()),
-            },
-            ["extensions"] => match method {
-                Method::GET => self.list_extensions().await,
-                _ => Err(not_allowed()),
-            },
-            ["extensions", name] => match method {
-                Method::GET => self.get_extension(name).await,
-                _ => Err(not_allowed()),
-            },
-            ["extensions", name, "versions", version, "deprecate"] => match method {
-                Method::POST => {
-                    self.registry.deprecate(name, version).await?;
-                    let info = self.registry.version(name, version).await?;
-                    Ok((
-                        StatusCode::OK,
-                        info.map(version_json).unwrap_or(Value::Null),
-                    ))
-                }
-                _ => Err(not_allowed()),
-            },
-            ["tenants", tenant, "installs"] => match method {
-                Method::GET => {
-                    let installs = self.registry.installs(tenant).await?;
-                    Ok((StatusCode::OK, json!({ "installs": installs })))
-                }
-                Method::POST => {
-                    let body: InstallBody = read_json(request).await?;
-                    check_egress_allowlist(&body.policy)?;
-                    let install = self
-                        .registry
-                        .install(&InstallRequest {
-                            tenant: (*tenant).to_owned(),
-                            extension: body.extension,
-                            version: body.version,
-                            grants: body.grants,
-                            config: body.config,
-                            secrets: Secrets::new(body.secrets),
-                            policy: body.policy,
-                        })
-                        .await?;
-                    Ok((StatusCode::CREATED, json!(install)))
-                }
-                _ => Err(not_allowed()),
-            },
-            ["tenants", tenant, "installs", name] => match method {
-                Method::GET => {
-                    let install =
-                        self.registry
-                            .install_of(tenant, name)
-                            .await?
-                            .ok_or_else(|| {
-                                AdminError::not_found(format!(
-                                    "tenant '{tenant}' has no install of '{name}'"
-                                ))
-                            })?;
-                    Ok((StatusCode::OK, json!(install)))
-                }
-                Method::PATCH => {
-                    let body: UpdateBody = read_json(request).await?;
-                    if body.version.is_none() && body.policy.is_none() {
-                        return Err(AdminError::bad_request(
-                            "nothing to change: send 'version', 'policy' or both",
-                        ));
-                    }
-                    if let Some(policy) = &body.policy {
-                        // Validate before changing anything, so a bad policy leaves the
-                        // version unchanged too.
-                        policy
-                            .validate()
-                            .map_err(|e| AdminError::bad_request(e.to_string()))?;
-                        check_egress_allowlist(policy)?;
-                    }
-                    let mut install = None;
-                    if let Some(version) = &body.version {
-                        install = Some(self.registry.update(tenant, name, version).await?);
-                    }
-                    if let Some(policy) = &body.policy {
-                        install = Some(self.registry.set_policy(tenant, name, policy).await?);
-                    }
-                    Ok((StatusCode::OK, json!(install)))
-                }
-                Method::DELETE => {
-                    self.registry.uninstall(tenant, name).await?;
-                    Ok((
-                        StatusCode::OK,
-                        json!({"tenant": tenant, "extension": name, "uninstalled": true}),
-                    ))
-                }
-                _ => Err(not_allowed()),
-            },
-            [
-                "tenants",
-                tenant,
-                "installs",
-                name,
-                action @ ("enable" | "disable"),
-            ] => match method {
-                Method::POST => {
-                    self.registry
-                        .set_enabled(tenant, name, *action == "enable")
-                        .await?;
-                    let install = self.registry.install_of(tenant, name).await?;
-                    Ok((StatusCode::OK, json!(install)))
-                }
-                _ => Err(not_allowed()),
-            },
-            ["tenants", tenant, "kv", extension, bucket] => match method {
-                Method::GET => {
-                    let scope = kv_scope(tenant, extension, bucket);
-                    let keys = self.kv()?.keys(&scope, 1000).await.map_err(kv_error)?;
-                    Ok((StatusCode::OK, json!({ "keys": keys })))
-                }
-                _ => Err(not_allowed()),
-            },
-            ["tenants", tenant, "kv", extension, bucket, key] => {
-                let scope = kv_scope(tenant, extension, bucket);
-                let key = percent_decode(key);
-                match method {
-                    Method::GET => match self.kv()?.get(&scope, &key).await.map_err(kv_error)? {
-                        Some(value) => Ok((
-                            StatusCode::OK,
-                            json!({"key": key, "value": String::from_utf8_lossy(&value)}),
-                        )),
-                        None => Err(AdminError::not_found(format!("no key '{key}'"))),
-                    },
-                    Method::PUT => {
-                        let value = read_body(request, kv::MAX_VALUE_BYTES, "value").await?;
-                        self.kv()?
-                            .write(&scope, &key, KvOp::Set(value.to_vec()), None)
-                            .await
-                            .map_err(kv_error)?;
-                        Ok((StatusCode::OK, json!({"key": key, "stored": true})))
-                    }
-                    Method::DELETE => {
-                        let existed = matches!(
-                            self.kv()?
-                                .write(&scope, &key, KvOp::Delete, None)
-                                .await
-                                .map_err(kv_error)?,
-                            KvOutcome::Deleted(true)
-                        );
-                        Ok((StatusCode::OK, json!({"key": key, "deleted": existed})))
-                    }
-                    _ => Err(not_allowed()),
-                }
+    async fn install_action(&self, method: &Method, params: &Params) -> Answer {
+        let (tenant, name) = (params.get("tenant"), params.get("name"));
+        let enable = match params.get("action") {
+            "enable" => true,
+            "disable" => false,
+            _ => {
+                return Err(ApiError::not_found(
+                    "no such install action: use enable or disable",
+                ));
             }
-            ["tenants", tenant, "executions"] => match method {
-                Method::GET => {
-                    let query = query_map(request.uri().query());
-                    let limit = match query.get("limit") {
-                        Some(v) => v
-                            .parse::<u32>()
-                            .ok()
-                            .filter(|n| (1..=MAX_EXECUTIONS).contains(n))
-                            .ok_or_else(|| {
-                                AdminError::bad_request(format!(
-                                    "limit must be 1..={MAX_EXECUTIONS}"
-                                ))
-                            })?,
-                        None => 100,
-                    };
-                    let rows = self
-                        .log_registry
-                        .executions(tenant, query.get("extension").map(String::as_str), limit)
-                        .await?;
-                    Ok((StatusCode::OK, json!({ "executions": rows })))
-                }
-                _ => Err(not_allowed()),
+        };
+        if method != Method::POST {
+            return Err(not_allowed());
+        }
+        self.registry
+            .set_enabled(tenant, name, enable)
+            .await
+            .map_err(registry_error)?;
+        let install = self
+            .registry
+            .install_of(tenant, name)
+            .await
+            .map_err(registry_error)?;
+        Ok((StatusCode::OK, json!(install)))
+    }
+
+    async fn kv_bucket(&self, method: &Method, params: &Params) -> Answer {
+        if method != Method::GET {
+            return Err(not_allowed());
+        }
+        let keys = self
+            .kv()?
+            .keys(&kv_scope(params), 1000)
+            .await
+            .map_err(kv_error)?;
+        Ok((StatusCode::OK, json!({ "keys": keys })))
+    }
+
+    async fn kv_key<B>(&self, request: Request<B>, params: &Params) -> Answer
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let scope = kv_scope(params);
+        let key = percent_decode(params.get("key"));
+        let kv = self.kv()?;
+        match *request.method() {
+            Method::GET => match kv.get(&scope, &key).await.map_err(kv_error)? {
+                Some(value) => Ok((
+                    StatusCode::OK,
+                    json!({"key": key, "value": String::from_utf8_lossy(&value)}),
+                )),
+                None => Err(ApiError::not_found(format!("no key '{key}'"))),
             },
-            ["tenants", tenant, "usage"] => match method {
-                Method::GET => {
-                    let query = query_map(request.uri().query());
-                    let since = match query.get("since") {
-                        Some(v) => v
-                            .parse::<i64>()
-                            .map_err(|_| AdminError::bad_request("since must be Unix seconds"))?,
-                        None => 0,
-                    };
-                    let usage = self.log_registry.usage(tenant, since).await?;
-                    Ok((
-                        StatusCode::OK,
-                        json!({ "window_secs": USAGE_WINDOW_SECS, "usage": usage }),
-                    ))
-                }
-                _ => Err(not_allowed()),
-            },
-            _ => Err(AdminError::not_found(format!("no admin route {path}"))),
+            Method::PUT => {
+                let (parts, body) = request.into_parts();
+                let value =
+                    read_body(&parts.headers, body, kv::MAX_VALUE_BYTES as u64, "value").await?;
+                kv.write(&scope, &key, KvOp::Set(value.to_vec()), None)
+                    .await
+                    .map_err(kv_error)?;
+                Ok((StatusCode::OK, json!({"key": key, "stored": true})))
+            }
+            Method::DELETE => {
+                let outcome = kv
+                    .write(&scope, &key, KvOp::Delete, None)
+                    .await
+                    .map_err(kv_error)?;
+                let existed = matches!(outcome, KvOutcome::Deleted(true));
+                Ok((StatusCode::OK, json!({"key": key, "deleted": existed})))
+            }
+            _ => Err(not_allowed()),
         }
     }
 
-    async fn publish<B>(&self, request: Request<B>) -> Result<(StatusCode, Value), AdminError>
+    async fn executions<B>(&self, request: &Request<B>, params: &Params) -> Answer {
+        if request.method() != Method::GET {
+            return Err(not_allowed());
+        }
+        let query = query_map(request.uri().query());
+        let limit = match query.get("limit") {
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_EXECUTIONS).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("limit must be 1..={MAX_EXECUTIONS}"))
+                })?,
+            None => 100,
+        };
+        let rows = self
+            .log_registry
+            .executions(
+                params.get("tenant"),
+                query.get("extension").map(String::as_str),
+                limit,
+            )
+            .await
+            .map_err(registry_error)?;
+        Ok((StatusCode::OK, json!({ "executions": rows })))
+    }
+
+    async fn usage<B>(&self, request: &Request<B>, params: &Params) -> Answer {
+        if request.method() != Method::GET {
+            return Err(not_allowed());
+        }
+        let query = query_map(request.uri().query());
+        let since = match query.get("since") {
+            Some(v) => v
+                .parse::<i64>()
+                .map_err(|_| ApiError::bad_request("since must be Unix seconds"))?,
+            None => 0,
+        };
+        let usage = self
+            .log_registry
+            .usage(params.get("tenant"), since)
+            .await
+            .map_err(registry_error)?;
+        Ok((
+            StatusCode::OK,
+            json!({ "window_secs": USAGE_WINDOW_SECS, "usage": usage }),
+        ))
+    }
+
+    async fn publish<B>(&self, request: Request<B>) -> Answer
     where
         B: Body<Data = Bytes>,
-        B::Error: Into<crate::server::BoxError>,
+        B::Error: Into<BoxError>,
     {
         let signature = request
             .headers()
@@ -434,28 +566,30 @@ impl Admin {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
-                AdminError::bad_request(format!(
+                ApiError::bad_request(format!(
                     "missing {SIGNATURE_HEADER} header: send the bundle's detached signature (alga-edge sign)"
                 ))
             })?
             .to_owned();
         let trust = self.trust.clone().ok_or_else(|| {
-            AdminError::new(
+            ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "this node has no trust bundle (SIGNING_TRUST_BUNDLE), so it accepts no publish",
             )
         })?;
-        let bundle = read_body(request, self.max_bundle_bytes, "bundle").await?;
+        let (parts, body) = request.into_parts();
+        let bundle = read_body(&parts.headers, body, self.max_bundle_bytes, "bundle").await?;
         if bundle.is_empty() {
-            return Err(AdminError::bad_request(
+            return Err(ApiError::bad_request(
                 "the request body (the bundle) is empty",
             ));
         }
         let published = self
             .registry
             .publish(&bundle, &signature, &trust, &self.store)
-            .await?;
+            .await
+            .map_err(registry_error)?;
         tracing::info!(name = %published.name, version = %published.version,
             content_hash = %published.content_hash, created = published.created, "bundle published");
         let status = if published.created {
@@ -474,32 +608,21 @@ impl Admin {
         ))
     }
 
-    fn kv(&self) -> Result<&KvService, AdminError> {
+    fn kv(&self) -> Result<&KvService, ApiError> {
         self.kv
             .as_deref()
-            .ok_or_else(|| AdminError::not_found("this node has no KV store"))
-    }
-
-    async fn list_extensions(&self) -> Result<(StatusCode, Value), AdminError> {
-        let mut extensions = Vec::new();
-        for name in self.registry.extensions().await? {
-            extensions.push(self.extension_json(&name).await?);
-        }
-        Ok((StatusCode::OK, json!({ "extensions": extensions })))
-    }
-
-    async fn get_extension(&self, name: &str) -> Result<(StatusCode, Value), AdminError> {
-        Ok((StatusCode::OK, self.extension_json(name).await?))
+            .ok_or_else(|| ApiError::not_found("this node has no KV store"))
     }
 
     /// `name` with its publisher and versions; unknown names are 404.
-    async fn extension_json(&self, name: &str) -> Result<Value, AdminError> {
+    async fn extension_json(&self, name: &str) -> Result<Value, ApiError> {
         let publisher = self
             .registry
             .publisher_of(name)
-            .await?
-            .ok_or_else(|| RegistryError::UnknownExtension(name.to_owned()))?;
-        let versions = self.registry.versions(name).await?;
+            .await
+            .map_err(registry_error)?
+            .ok_or_else(|| registry_error(RegistryError::UnknownExtension(name.to_owned())))?;
+        let versions = self.registry.versions(name).await.map_err(registry_error)?;
         Ok(json!({
             "name": name,
             "publisher": publisher,
@@ -518,79 +641,25 @@ fn version_json(info: VersionInfo) -> Value {
     })
 }
 
-/// Bytes of an oversized body still read (and dropped) before answering 413, so a client that
-/// sends its whole body before reading the answer sees the 413 instead of a reset connection.
-const OVERSIZE_DRAIN_BYTES: usize = 16 << 20;
-
-/// The whole body, refused with 413 past `limit` bytes.
-async fn read_body<B>(request: Request<B>, limit: usize, what: &str) -> Result<Bytes, AdminError>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<crate::server::BoxError>,
-{
-    let mut too_large = declared_length(request.headers()).is_some_and(|n| n > limit as u64);
-    let mut body = std::pin::pin!(request.into_body());
-    let mut collected = bytes::BytesMut::new();
-    let mut seen = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            AdminError::bad_request(format!("could not read the request body: {}", e.into()))
-        })?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        seen = seen.saturating_add(data.len());
-        too_large |= seen > limit;
-        if too_large {
-            if seen > limit.saturating_add(OVERSIZE_DRAIN_BYTES) {
-                break;
-            }
-        } else {
-            collected.extend_from_slice(&data);
-        }
-    }
-    if too_large {
-        return Err(AdminError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the {what} is larger than this node accepts ({limit} bytes)"),
-        ));
-    }
-    Ok(collected.freeze())
+/// The 405 placeholder a handler returns; [`Admin::authorized`] names the method and path.
+fn not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "")
 }
 
-async fn read_json<B, T>(request: Request<B>) -> Result<T, AdminError>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<crate::server::BoxError>,
-    T: serde::de::DeserializeOwned,
-{
-    let body = read_body(request, MAX_JSON_BYTES, "JSON body").await?;
-    serde_json::from_slice(&body)
-        .map_err(|e| AdminError::bad_request(format!("invalid JSON body: {e}")))
-}
-
-/// Admin KV routes: `tenants/{t}/kv/…`.
-fn is_kv_route(path: &str) -> bool {
-    let rest = path.strip_prefix(ADMIN_PREFIX).unwrap_or_default();
-    let segments: Vec<&str> = rest.split('/').collect();
-    segments.len() >= 3 && segments[0] == "tenants" && segments[2] == "kv"
-}
-
-fn kv_scope(tenant: &str, extension: &str, bucket: &str) -> KvScope {
+fn kv_scope(params: &Params) -> KvScope {
     KvScope {
-        tenant: tenant.to_owned(),
-        extension: extension.to_owned(),
-        bucket: bucket.to_owned(),
+        tenant: params.get("tenant").to_owned(),
+        extension: params.get("extension").to_owned(),
+        bucket: params.get("bucket").to_owned(),
     }
 }
 
-fn kv_error(error: KvServiceError) -> AdminError {
+fn kv_error(error: KvServiceError) -> ApiError {
     match error {
-        KvServiceError::Store(e) => AdminError::from(e),
-        KvServiceError::Refused(message) => AdminError::bad_request(message),
+        KvServiceError::Store(e) => registry_error(e),
+        KvServiceError::Refused(message) => ApiError::bad_request(message),
         KvServiceError::Forward(message) => {
-            AdminError::new(StatusCode::BAD_GATEWAY, "primary_unavailable", message)
+            ApiError::new(StatusCode::BAD_GATEWAY, "primary_unavailable", message)
         }
     }
 }
@@ -611,10 +680,10 @@ fn query_map(query: Option<&str>) -> BTreeMap<String, String> {
 
 /// Refuses an install policy whose egress allowlist the capability could not parse (it would
 /// allow nothing), before anything is stored.
-fn check_egress_allowlist(policy: &InstallPolicy) -> Result<(), AdminError> {
+fn check_egress_allowlist(policy: &InstallPolicy) -> Result<(), ApiError> {
     if let Some(entries) = &policy.egress_allow {
         Allowlist::from_entries(entries.iter().map(String::as_str))
-            .map_err(|e| AdminError::bad_request(format!("invalid install policy: {e}")))?;
+            .map_err(|e| ApiError::bad_request(format!("invalid install policy: {e}")))?;
     }
     Ok(())
 }

@@ -122,7 +122,7 @@ pub fn sign(
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), AuthoringError> {
-    crate::keys::write_private(path, contents).map_err(|e| io(&e.path, e.source))
+    alga_edge_gateway::keys::write_private(path, contents).map_err(|e| io(&e.path, e.source))
 }
 
 fn io(path: &Path, source: std::io::Error) -> AuthoringError {

@@ -1,43 +1,25 @@
-//! Alga Edge host: one process per edge node that runs tenant extensions (WASI Preview 2
-//! components) behind an HTTP gateway.
+//! Alga Edge node: one process per edge node. This crate is the top of the dependency order
+//! (http → capabilities → engine → gateway → node) and the composition root: it routes HTTP to
+//! the parts below, serves what only a node has, and wires everything together.
 //!
-//! The modules follow the data path of a request:
-//! - [`server`]: accepts connections and routes `/api/ext/…`, `/v1/execute`, `/admin/v1/…`,
-//!   `/healthz`, `/readyz` and `/metrics`.
-//! - [`tenant_auth`]: the tenant JWT on gateway routes (verified tokens cached until expiry).
-//! - [`policy`]: body/header caps, concurrency and rate limits, endpoint enforcement, with
-//!   per-install overrides.
-//! - [`gateway`]: turns `/api/ext/{extensionId}/{path…}` into a component call for a tenant.
-//! - [`runner`]: `POST /v1/execute`, the Alga runner envelope over the same path.
-//! - [`telemetry`]: Prometheus metrics and the batched execution log.
-//! - [`replication`]: the primary's sync API and the edge's sync loop.
-//! - [`kv`]: extension KV data: local reads, writes on the primary (forwarded from edges).
-//! - [`catalog`]: which component serves which extension: registry installs, or dev mappings.
-//! - [`engine`]: compiles, caches and instantiates components, enforces per-request limits.
-//! - [`capabilities`]: host interfaces linked into every component (`alga:extension/*`).
-//! - [`error`]: the JSON error contract and HTTP status of every failure.
-//! - [`config`]: settings with embedded defaults, overridable by flags and environment.
-//! - [`admin`]: the admin API (publish, installs) of a primary node.
-//! - [`keys`]: node key files created on first use.
-//! - [`authoring`]: local author commands (keygen, pack, sign).
+//! - [`server`]: accepts connections and routes by one table: `/api/ext/…` and `/v1/execute`
+//!   (the gateway crate), `/admin/v1/…`, `/replication/v1/…`, `/ext-ui/…`, the host page,
+//!   `/healthz`, `/readyz`, `/metrics`.
+//! - [`routes`]: the route tables (matchit) the server, admin and replication APIs declare.
+//! - [`health`]: what the probes and the replication gauges report.
+//! - [`admin`]: the admin API (publish, installs, KV, execution log).
+//! - [`replication`]: the primary's replication API and the sync and rollover loops.
 //! - [`ui`]: `/ext-ui/{extensionId}/{content_hash}/{path…}`, extension iframe UI files.
 //! - [`host_page`]: the demo host page at `/` that opens extension UIs in sandboxed iframes.
+//! - [`authoring`]: local author commands (keygen, pack, sign).
+//!
+//! The binary's `cmd` modules hold the CLI and the node's start-up (one builder per role).
 
 pub mod admin;
 pub mod authoring;
-pub mod capabilities;
-pub mod catalog;
-pub mod config;
-pub mod engine;
-pub mod error;
-pub mod gateway;
+pub mod health;
 pub mod host_page;
-pub mod keys;
-pub mod kv;
-pub mod policy;
 pub mod replication;
-pub mod runner;
+pub mod routes;
 pub mod server;
-pub mod telemetry;
-pub mod tenant_auth;
 pub mod ui;

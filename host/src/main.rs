@@ -11,12 +11,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use alga_edge::authoring;
-use alga_edge::capabilities::CapabilityLimits;
-use alga_edge::capabilities::egress::{Allowlist, EgressLimits};
-use alga_edge::config::EngineConfig;
-use alga_edge::policy::PolicyConfig;
-use alga_edge::telemetry::ExecutionLogConfig;
-use alga_edge::tenant_auth::DevTokenIssuer;
+use alga_edge_capabilities::CapabilityLimits;
+use alga_edge_capabilities::egress::{Allowlist, EgressLimits};
+use alga_edge_engine::config::EngineConfig;
+use alga_edge_gateway::policy::PolicyConfig;
+use alga_edge_gateway::telemetry::ExecutionLogConfig;
+use alga_edge_gateway::tenant_auth::DevTokenIssuer;
 use cmd::demo::DemoArgs;
 use cmd::node::{NodeSettings, ReplicationSettings, Role};
 use cmd::remote::RemoteCommand;

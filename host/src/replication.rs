@@ -4,43 +4,73 @@
 //!   `{db}/sync/{generation}/{start}/{end}` with `db` = `registry` or `kv`), bundles by content
 //!   hash (`bundles/{hash}`) and forwarded KV writes (`POST kv/write`), behind the sync token;
 //!   a background task starts a new generation when a WAL passes its bound;
-//! - on an edge, a background task syncs the replica on an interval.
+//! - on an edge, a background task syncs the replica on an interval. The edge's side of the
+//!   protocol (URLs, forwarding, bundle fetching) is the registry's `PrimaryClient`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use alga_edge_capabilities::kv_service::{KvService, KvWrite};
+use alga_edge_http::{
+    ApiError, BearerSecret, BoxError, HostBody, bytes_response, json_response, read_json,
+};
 use alga_edge_registry::Registry;
 use alga_edge_registry::bundle::ContentHash;
 use alga_edge_registry::kv::KvStore;
 use alga_edge_registry::replication::{GenerationLog, Pull};
 use alga_edge_registry::store::BundleStore;
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http::{Method, Request, Response, StatusCode};
 
-use crate::error::{error_response, json_response};
-use crate::keys::BearerSecret;
-use crate::kv::{KvService, KvWrite};
-use crate::server::HostBody;
+pub use alga_edge_registry::replication::REPLICATION_PREFIX;
 
-/// Path prefix of the replication API.
-pub const REPLICATION_PREFIX: &str = "/replication/v1/";
-
-/// The registry's sync endpoint under a primary's base URL.
-pub fn registry_sync_url(primary: &str) -> String {
-    format!(
-        "{}{REPLICATION_PREFIX}registry",
-        primary.trim_end_matches('/')
-    )
-}
-
-/// The KV database's sync endpoint under a primary's base URL.
-pub fn kv_sync_url(primary: &str) -> String {
-    format!("{}{REPLICATION_PREFIX}kv", primary.trim_end_matches('/'))
-}
+use crate::routes::{Params, RouteTable, normalized};
 
 /// Largest forwarded KV write body.
-const MAX_KV_WRITE_BYTES: usize = 2 << 20;
+const MAX_KV_WRITE_BYTES: u64 = 2 << 20;
+
+/// Which replicated database a route serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// The registry.
+    Registry,
+    /// Extension KV data.
+    Kv,
+}
+
+/// The routes of the replication API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicationRoute {
+    /// `{db}/info`: current and oldest generation.
+    Info(Database),
+    /// `{db}/export/{generation}`: the database image of a generation.
+    Export(Database),
+    /// `{db}/sync/{generation}/{start}/{end}`: WAL frames.
+    Sync(Database),
+    /// `bundles/{hash}`.
+    Bundle,
+    /// `POST kv/write`: a write an edge forwards.
+    KvWrite,
+}
+
+impl ReplicationRoute {
+    fn table() -> RouteTable<Self> {
+        use Database::{Kv, Registry};
+        RouteTable::new(&[
+            ("registry/info", Self::Info(Registry)),
+            ("kv/info", Self::Info(Kv)),
+            ("registry/export/{generation}", Self::Export(Registry)),
+            ("kv/export/{generation}", Self::Export(Kv)),
+            (
+                "registry/sync/{generation}/{start}/{end}",
+                Self::Sync(Registry),
+            ),
+            ("kv/sync/{generation}/{start}/{end}", Self::Sync(Kv)),
+            ("bundles/{hash}", Self::Bundle),
+            ("kv/write", Self::KvWrite),
+        ])
+    }
+}
 
 /// The primary's replication API.
 pub struct ReplicationApi {
@@ -49,6 +79,7 @@ pub struct ReplicationApi {
     kv: Arc<KvService>,
     store: BundleStore,
     token: BearerSecret,
+    routes: RouteTable<ReplicationRoute>,
 }
 
 impl ReplicationApi {
@@ -67,6 +98,7 @@ impl ReplicationApi {
             kv,
             store,
             token: BearerSecret::new(token),
+            routes: ReplicationRoute::table(),
         }
     }
 
@@ -74,213 +106,161 @@ impl ReplicationApi {
     pub async fn handle<B>(&self, request: Request<B>, request_id: &str) -> Response<HostBody>
     where
         B: hyper::body::Body<Data = Bytes>,
-        B::Error: Into<crate::server::BoxError>,
+        B::Error: Into<BoxError>,
     {
-        let authorization = crate::tenant_auth::authorization(request.headers());
-        if self.token.check(authorization) != Some(true) {
-            return error_response(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "replication needs 'authorization: Bearer <sync token>'",
-                request_id,
-            );
+        match self.answer(request).await {
+            Ok(response) => response,
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::error!(%request_id, "replication: {e}");
+                }
+                e.into_response(request_id)
+            }
         }
+    }
+
+    async fn answer<B>(&self, request: Request<B>) -> Result<Response<HostBody>, ApiError>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        self.token.require(request.headers(), "sync token")?;
         let path = request.uri().path().to_owned();
-        let rest = path.strip_prefix(REPLICATION_PREFIX).unwrap_or_default();
-        let segments: Vec<&str> = rest.split('/').collect();
-        let bad = |message: String| {
-            error_response(StatusCode::BAD_REQUEST, "bad_request", &message, request_id)
-        };
-        if segments.as_slice() == ["kv", "write"] && request.method() == Method::POST {
-            return self.kv_write(request, request_id).await;
-        }
-        if request.method() != Method::GET {
-            return error_response(
+        let relative = normalized(path.strip_prefix(REPLICATION_PREFIX).unwrap_or_default());
+        let (route, params) = self
+            .routes
+            .find(&relative)
+            .ok_or_else(|| ApiError::not_found(format!("no replication route {path}")))?;
+        let method = request.method().clone();
+        match (route, method) {
+            (ReplicationRoute::KvWrite, Method::POST) => self.kv_write(request).await,
+            (ReplicationRoute::KvWrite, method) => {
+                Err(ApiError::method_not_allowed(&method, &path))
+            }
+            (_, Method::GET) => self.read(route, &params).await,
+            (_, _) => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "replication is pull-only: replicas never write back",
-                request_id,
-            );
-        }
-        let log = match segments.first() {
-            Some(&"registry") => Some(&self.registry_log),
-            Some(&"kv") => Some(&self.kv_log),
-            _ => None,
-        };
-        match (log, &segments[1.min(segments.len())..]) {
-            (Some(log), ["info"]) => {
-                let (current, oldest) = log.generations();
-                json_response(
-                    StatusCode::OK,
-                    &serde_json::json!({"current_generation": current, "oldest_generation": oldest}),
-                )
-            }
-            (Some(log), ["export", generation]) => {
-                let Ok(generation) = generation.parse::<u32>() else {
-                    return bad(format!("invalid generation '{generation}'"));
-                };
-                let current = log.generations().0;
-                let log = log.clone();
-                match tokio::task::spawn_blocking(move || log.export(generation)).await {
-                    Ok(Ok(Some(image))) => bytes_response(image),
-                    Ok(Ok(None)) => error_response(
-                        StatusCode::NOT_FOUND,
-                        "not_found",
-                        &format!(
-                            "generation {generation} is not the current one ({current}); ask /info again"
-                        ),
-                        request_id,
-                    ),
-                    Ok(Err(e)) => internal(&e.to_string(), request_id),
-                    Err(e) => internal(&e.to_string(), request_id),
-                }
-            }
-            (Some(log), ["sync", generation, start, end]) => {
-                let (Ok(generation), Ok(start), Ok(end)) = (
-                    generation.parse::<u32>(),
-                    start.parse::<u32>(),
-                    end.parse::<u32>(),
-                ) else {
-                    return bad("use sync/{generation}/{start}/{end} with integers".into());
-                };
-                let log = log.clone();
-                let pulled =
-                    tokio::task::spawn_blocking(move || log.pull(generation, start, end)).await;
-                match pulled {
-                    Ok(Ok(Pull::Frames(frames))) => bytes_response(frames),
-                    // The client reads "no more frames here" from a 400 carrying the current
-                    // generation (the protocol's end-of-generation answer).
-                    Ok(Ok(Pull::End { generation })) => json_response(
-                        StatusCode::BAD_REQUEST,
-                        &serde_json::json!({"generation": generation}),
-                    ),
-                    Ok(Ok(Pull::Gone { oldest })) => error_response(
-                        StatusCode::GONE,
-                        "generation_gone",
-                        &format!(
-                            "generation {generation} is no longer kept (oldest: {oldest}); the replica must bootstrap again"
-                        ),
-                        request_id,
-                    ),
-                    Ok(Ok(Pull::Ahead {
-                        generation: current,
-                    })) => error_response(
-                        StatusCode::CONFLICT,
-                        "generation_ahead",
-                        &format!(
-                            "the replica is at generation {generation} but this primary is at {current}: it was replicated from other data; remove the replica"
-                        ),
-                        request_id,
-                    ),
-                    Ok(Err(e)) => internal(&e.to_string(), request_id),
-                    Err(e) => internal(&e.to_string(), request_id),
-                }
-            }
-            (None, [hash]) if segments[0] == "bundles" => {
-                let Ok(hash) = ContentHash::parse(hash) else {
-                    return bad(format!("invalid content hash '{hash}'"));
-                };
-                match self.store.get(&hash).await {
-                    Ok(Some(bytes)) => bytes_response(bytes),
-                    Ok(None) => error_response(
-                        StatusCode::NOT_FOUND,
-                        "not_found",
-                        &format!("no bundle {hash}"),
-                        request_id,
-                    ),
-                    Err(e) => internal(&e.to_string(), request_id),
-                }
-            }
-            _ => error_response(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                &format!("no replication route {path}"),
-                request_id,
-            ),
+            )),
         }
     }
-}
 
-impl ReplicationApi {
+    fn log(&self, database: Database) -> Arc<GenerationLog> {
+        match database {
+            Database::Registry => self.registry_log.clone(),
+            Database::Kv => self.kv_log.clone(),
+        }
+    }
+
+    async fn read(
+        &self,
+        route: ReplicationRoute,
+        params: &Params,
+    ) -> Result<Response<HostBody>, ApiError> {
+        match route {
+            ReplicationRoute::Info(database) => {
+                let (current, oldest) = self.log(database).generations();
+                Ok(json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({"current_generation": current, "oldest_generation": oldest}),
+                ))
+            }
+            ReplicationRoute::Export(database) => {
+                export(self.log(database), params.get("generation")).await
+            }
+            ReplicationRoute::Sync(database) => sync(self.log(database), params).await,
+            ReplicationRoute::Bundle => {
+                let hash = params.get("hash");
+                let hash = ContentHash::parse(hash)
+                    .map_err(|_| ApiError::bad_request(format!("invalid content hash '{hash}'")))?;
+                match self.store.get(&hash).await {
+                    Ok(Some(bytes)) => Ok(bytes_response(bytes)),
+                    Ok(None) => Err(ApiError::not_found(format!("no bundle {hash}"))),
+                    Err(e) => Err(ApiError::internal(e.to_string())),
+                }
+            }
+            ReplicationRoute::KvWrite => Err(ApiError::no_route("kv/write")),
+        }
+    }
+
     /// Applies a KV write an edge forwarded.
-    async fn kv_write<B>(&self, request: Request<B>, request_id: &str) -> Response<HostBody>
+    async fn kv_write<B>(&self, request: Request<B>) -> Result<Response<HostBody>, ApiError>
     where
         B: hyper::body::Body<Data = Bytes>,
-        B::Error: Into<crate::server::BoxError>,
+        B::Error: Into<BoxError>,
     {
-        let body = match http_body_util::Limited::new(request.into_body(), MAX_KV_WRITE_BYTES)
-            .collect()
-            .await
-        {
-            Ok(body) => body.to_bytes(),
-            Err(e) => {
-                return error_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    &format!("cannot read the write: {e}"),
-                    request_id,
-                );
-            }
-        };
-        let write: KvWrite = match serde_json::from_slice(&body) {
-            Ok(write) => write,
-            Err(e) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    &format!("invalid KV write: {e}"),
-                    request_id,
-                );
-            }
-        };
-        let op = match write.op() {
-            Ok(op) => op,
-            Err(message) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    &message,
-                    request_id,
-                );
-            }
-        };
+        let (parts, body) = request.into_parts();
+        let write: KvWrite =
+            read_json(&parts.headers, body, MAX_KV_WRITE_BYTES, "KV write").await?;
+        let op = write.op().map_err(ApiError::bad_request)?;
         match self
             .kv
             .apply(&write.scope, &write.key, op, write.max_keys)
             .await
         {
-            Ok(outcome) => json_response(StatusCode::OK, &serde_json::json!(outcome)),
-            Err(e) => error_response(
+            Ok(outcome) => Ok(json_response(StatusCode::OK, &serde_json::json!(outcome))),
+            Err(e) => Err(ApiError::new(
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 "kv_write_refused",
-                &e.to_string(),
-                request_id,
-            ),
+                e.to_string(),
+            )),
         }
     }
 }
 
-fn bytes_response(bytes: Vec<u8>) -> Response<HostBody> {
-    let mut response = Response::new(
-        Full::new(Bytes::from(bytes))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    response
+/// `{db}/export/{generation}`: the image of the current generation.
+async fn export(log: Arc<GenerationLog>, generation: &str) -> Result<Response<HostBody>, ApiError> {
+    let generation: u32 = generation
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid generation '{generation}'")))?;
+    let current = log.generations().0;
+    match tokio::task::spawn_blocking(move || log.export(generation)).await {
+        Ok(Ok(Some(image))) => Ok(bytes_response(image)),
+        Ok(Ok(None)) => Err(ApiError::not_found(format!(
+            "generation {generation} is not the current one ({current}); ask /info again"
+        ))),
+        Ok(Err(e)) => Err(ApiError::internal(e.to_string())),
+        Err(e) => Err(ApiError::internal(e.to_string())),
+    }
 }
 
-fn internal(message: &str, request_id: &str) -> Response<HostBody> {
-    tracing::error!(%request_id, "replication: {message}");
-    error_response(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal_error",
-        message,
-        request_id,
-    )
+/// `{db}/sync/{generation}/{start}/{end}`: frames of a generation.
+async fn sync(log: Arc<GenerationLog>, params: &Params) -> Result<Response<HostBody>, ApiError> {
+    let parse = |name| params.get(name).parse::<u32>();
+    let (Ok(generation), Ok(start), Ok(end)) = (parse("generation"), parse("start"), parse("end"))
+    else {
+        return Err(ApiError::bad_request(
+            "use sync/{generation}/{start}/{end} with integers",
+        ));
+    };
+    match tokio::task::spawn_blocking(move || log.pull(generation, start, end)).await {
+        Ok(Ok(Pull::Frames(frames))) => Ok(bytes_response(frames)),
+        // The client reads "no more frames here" from a 400 carrying the current generation
+        // (the protocol's end-of-generation answer).
+        Ok(Ok(Pull::End { generation })) => Ok(json_response(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"generation": generation}),
+        )),
+        Ok(Ok(Pull::Gone { oldest })) => Err(ApiError::new(
+            StatusCode::GONE,
+            "generation_gone",
+            format!(
+                "generation {generation} is no longer kept (oldest: {oldest}); the replica must bootstrap again"
+            ),
+        )),
+        Ok(Ok(Pull::Ahead {
+            generation: current,
+        })) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "generation_ahead",
+            format!(
+                "the replica is at generation {generation} but this primary is at {current}: it was replicated from other data; remove the replica"
+            ),
+        )),
+        Ok(Err(e)) => Err(ApiError::internal(e.to_string())),
+        Err(e) => Err(ApiError::internal(e.to_string())),
+    }
 }
 
 /// Primary: checks the WALs every `every` and starts a new generation of a database when its

@@ -1,15 +1,14 @@
 //! The node's HTTP front: accepts connections, assigns request ids, routes the gateway, the
-//! runner API, the admin API and the probes (`/healthz`, `/readyz`, `/metrics`), and drains
-//! in-flight requests on shutdown.
+//! runner API, the admin API, replication, UI files, the host page and the probes
+//! (`/healthz`, `/readyz`, `/metrics`) through one route table, and drains in-flight requests
+//! on shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -17,24 +16,50 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use alga_edge_registry::Registry;
-use http_body_util::{BodyExt, Full};
+use alga_edge_gateway::{Gateway, Runner};
+use alga_edge_http::{ApiError, BearerSecret, HostBody, full, json_response, request_id_for};
 
-use crate::admin::{ADMIN_PREFIX, Admin};
-use crate::error::{GatewayError, json_response};
-use crate::gateway::{Gateway, ROUTE_PREFIX};
+use crate::admin::Admin;
+use crate::health::Health;
 use crate::host_page::HostPage;
-use crate::keys::BearerSecret;
-use crate::replication::{REPLICATION_PREFIX, ReplicationApi};
-use crate::runner::{EXECUTE_PATH, Runner};
-use crate::ui::{UI_PREFIX, UiRoute};
-use alga_edge_registry::replication::GenerationLog;
+use crate::replication::ReplicationApi;
+use crate::routes::RouteTable;
+use crate::ui::UiRoute;
 
-/// Error type of response bodies (a guest's body stream can fail mid-way).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Which part of the node serves a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Front {
+    /// `/api/ext/{extensionId}/{path…}`.
+    Gateway,
+    /// `POST /v1/execute`.
+    Execute,
+    /// `/admin/v1/…`.
+    Admin,
+    /// `/replication/v1/…`.
+    Replication,
+    /// `/ext-ui/…`.
+    Ui,
+    /// The demo host page and its scripts.
+    Page,
+    /// `/healthz`.
+    Healthz,
+    /// `/readyz`.
+    Readyz,
+    /// `/metrics`.
+    Metrics,
+}
 
-/// Body of every response the host sends.
-pub type HostBody = UnsyncBoxBody<Bytes, BoxError>;
+impl Front {
+    /// Label of the request log line, `None` for high-volume routes logged only on error.
+    fn log_kind(self) -> Option<&'static str> {
+        match self {
+            Self::Gateway => Some("gateway"),
+            Self::Execute => Some("execute"),
+            Self::Admin => Some("admin"),
+            _ => None,
+        }
+    }
+}
 
 /// Everything a request can reach.
 pub struct App {
@@ -46,60 +71,7 @@ pub struct App {
     metrics_token: Option<BearerSecret>,
     ui: Option<Arc<UiRoute>>,
     host_page: Option<HostPage>,
-}
-
-/// What the probes report: the registry, and replication state by role.
-#[derive(Clone)]
-pub struct Health {
-    /// The registry (a replica on edges).
-    pub registry: Arc<Registry>,
-    /// The primary's generations.
-    pub generations: Option<Arc<GenerationLog>>,
-    /// Edge: staleness past which the node reports degraded.
-    pub max_staleness: Duration,
-}
-
-impl Health {
-    /// Edge: time since the last sync that reached the primary (`None` on a primary; `MAX`
-    /// when it never synced in this process).
-    pub fn staleness(&self) -> Option<Duration> {
-        let replica = self.registry.replica()?;
-        Some(replica.status().staleness().unwrap_or(Duration::MAX))
-    }
-
-    /// Whether an edge is staler than allowed.
-    pub fn degraded(&self) -> bool {
-        self.staleness().is_some_and(|age| age > self.max_staleness)
-    }
-
-    /// The `/healthz` document.
-    pub fn report(&self) -> serde_json::Value {
-        match (self.registry.replica(), &self.generations) {
-            (Some(replica), _) => {
-                let status = replica.status();
-                serde_json::json!({
-                    "status": if self.degraded() { "degraded" } else { "ok" },
-                    "role": "edge",
-                    "primary": replica.primary(),
-                    "generation": replica.generation(),
-                    "last_sync_age_ms": status.staleness().map(|d| d.as_millis() as u64),
-                    "last_sync_unix_ms": status.last_ok_unix_ms(),
-                    "max_staleness_ms": self.max_staleness.as_millis() as u64,
-                    "last_error": status.last_error(),
-                })
-            }
-            (None, Some(log)) => {
-                let (current, oldest) = log.generations();
-                serde_json::json!({
-                    "status": "ok",
-                    "role": "primary",
-                    "generation": current,
-                    "oldest_generation": oldest,
-                })
-            }
-            (None, None) => serde_json::json!({"status": "ok"}),
-        }
-    }
+    routes: RouteTable<Front>,
 }
 
 impl App {
@@ -122,19 +94,53 @@ impl App {
             metrics_token: metrics_token.map(BearerSecret::new),
             ui: None,
             host_page: None,
+            routes: RouteTable::new(&[]),
         }
+        .with_routes()
+    }
+
+    /// The route table of what this node serves.
+    fn with_routes(mut self) -> Self {
+        let mut routes = vec![
+            ("healthz", Front::Healthz),
+            ("readyz", Front::Readyz),
+            ("metrics", Front::Metrics),
+            ("api/ext/", Front::Gateway),
+            ("api/ext/{*rest}", Front::Gateway),
+            ("v1/execute", Front::Execute),
+        ];
+        if self.admin.is_some() {
+            routes.extend([
+                ("admin/v1/", Front::Admin),
+                ("admin/v1/{*rest}", Front::Admin),
+            ]);
+        }
+        if self.replication.is_some() {
+            routes.extend([
+                ("replication/v1/", Front::Replication),
+                ("replication/v1/{*rest}", Front::Replication),
+            ]);
+        }
+        if self.ui.is_some() {
+            routes.extend([("ext-ui/", Front::Ui), ("ext-ui/{*rest}", Front::Ui)]);
+        }
+        if let Some(page) = &self.host_page {
+            routes.extend(page.paths().map(|path| (path, Front::Page)));
+        }
+        self.routes = RouteTable::new(&routes);
+        self
     }
 
     /// Also serves extension UI files under `/ext-ui/`.
     pub fn with_ui(mut self, ui: Arc<UiRoute>) -> Self {
         self.ui = Some(ui);
-        self
+        self.with_routes()
     }
 
     /// Also serves the demo host page at `/` (and the iframe SDK it loads).
     pub fn with_host_page(mut self, page: HostPage) -> Self {
         self.host_page = Some(page);
-        self
+        self.with_routes()
     }
 
     /// Routes one request.
@@ -143,35 +149,15 @@ impl App {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let started = std::time::Instant::now();
-        let (kind, mut response) =
-            if let Some(ui) = self.ui.as_ref().filter(|_| path.starts_with(UI_PREFIX)) {
-                ("ui", ui.handle(&request, &request_id).await)
-            } else if let Some(page) = self.host_page.as_ref().filter(|page| page.serves(&path)) {
-                ("page", page.handle(&request, &request_id).await)
-            } else if path.starts_with(ROUTE_PREFIX) {
-                ("gateway", self.gateway.handle(request, &request_id).await)
-            } else if path == EXECUTE_PATH {
-                ("execute", self.runner.handle(request, &request_id).await)
-            } else if let Some(admin) = self
-                .admin
-                .as_ref()
-                .filter(|_| path.starts_with(ADMIN_PREFIX))
-            {
-                ("admin", admin.handle(request, &request_id).await)
-            } else if let Some(replication) = self
-                .replication
-                .as_ref()
-                .filter(|_| path.starts_with(REPLICATION_PREFIX))
-            {
-                (
-                    "replication",
-                    replication.handle(request, &request_id).await,
-                )
-            } else {
-                ("probe", self.probe(&request, &path, &request_id).await)
-            };
-        // UI files and probes are high-volume and uninteresting one by one.
-        if !matches!(kind, "probe" | "replication" | "ui" | "page") {
+        let front = self
+            .routes
+            .find(path.strip_prefix('/').unwrap_or(&path))
+            .map(|(front, _)| front);
+        let mut response = match front {
+            Some(front) => self.dispatch(front, request, &request_id).await,
+            None => ApiError::no_route(&path).into_response(&request_id),
+        };
+        if let Some(kind) = front.and_then(Front::log_kind) {
             tracing::info!(%request_id, %method, %path, status = response.status().as_u16(),
                 ms = started.elapsed().as_millis() as u64, "{kind} request");
         }
@@ -181,81 +167,87 @@ impl App {
         response
     }
 
-    /// `/healthz` (the process answers), `/readyz` (the registry answers) and `/metrics`.
-    async fn probe<B>(
+    async fn dispatch(
         &self,
-        request: &Request<B>,
-        path: &str,
+        front: Front,
+        request: Request<Incoming>,
         request_id: &str,
     ) -> Response<HostBody> {
-        if !matches!(*request.method(), Method::GET | Method::HEAD) {
-            return GatewayError::NoRoute(path.to_owned()).into_response(request_id);
-        }
-        match path {
-            "/healthz" => json_response(StatusCode::OK, &self.health.report()),
-            "/readyz" => match self.health.registry.ping().await {
-                Ok(()) if self.health.degraded() => json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &serde_json::json!({
-                        "status": "not_ready",
-                        "registry": "stale",
-                        "last_sync_age_ms": self.health.staleness().map(|d| d.as_millis() as u64),
-                    }),
-                ),
-                Ok(()) => json_response(
-                    StatusCode::OK,
-                    &serde_json::json!({"status": "ready", "registry": "ok"}),
-                ),
-                Err(e) => {
-                    tracing::warn!("readiness: registry unavailable: {e}");
-                    json_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &serde_json::json!({"status": "not_ready", "registry": e.to_string()}),
-                    )
-                }
+        // The table only holds the optional parts this node has; `None` here cannot happen,
+        // but answers 404 rather than panic.
+        let missing = |path: &str| ApiError::no_route(path).into_response(request_id);
+        match front {
+            Front::Gateway => self.gateway.handle(request, request_id).await,
+            Front::Execute => self.runner.handle(request, request_id).await,
+            Front::Admin => match &self.admin {
+                Some(admin) => admin.handle(request, request_id).await,
+                None => missing(request.uri().path()),
             },
-            "/metrics" => {
-                if let Some(token) = &self.metrics_token {
-                    let authorization = crate::tenant_auth::authorization(request.headers());
-                    if token.check(authorization) != Some(true) {
-                        return GatewayError::Unauthorized(
-                            "/metrics needs 'authorization: Bearer <metrics token>'".into(),
-                        )
+            Front::Replication => match &self.replication {
+                Some(replication) => replication.handle(request, request_id).await,
+                None => missing(request.uri().path()),
+            },
+            Front::Ui => match &self.ui {
+                Some(ui) => ui.handle(&request, request_id).await,
+                None => missing(request.uri().path()),
+            },
+            Front::Page => match &self.host_page {
+                Some(page) => page.handle(&request, request_id).await,
+                None => missing(request.uri().path()),
+            },
+            Front::Healthz | Front::Readyz | Front::Metrics => {
+                if !matches!(*request.method(), Method::GET | Method::HEAD) {
+                    return ApiError::method_not_allowed(request.method(), request.uri().path())
                         .into_response(request_id);
-                    }
                 }
-                let text = self.gateway.telemetry().metrics.encode();
-                let mut response = Response::new(
-                    Full::new(Bytes::from(text))
-                        .map_err(|never| match never {})
-                        .boxed_unsync(),
-                );
-                response.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                );
-                response
+                match front {
+                    Front::Healthz => json_response(StatusCode::OK, &self.health.report()),
+                    Front::Readyz => self.readiness().await,
+                    _ => self.metrics(&request, request_id),
+                }
             }
-            _ => GatewayError::NoRoute(path.to_owned()).into_response(request_id),
         }
     }
-}
 
-/// The caller's `x-request-id` when it is a sane token, else a fresh UUID, so a platform can
-/// trace one request across its systems and ours.
-fn request_id_for<B>(request: &Request<B>) -> String {
-    request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|id| {
-            (1..=128).contains(&id.len())
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+    /// `/readyz`: the registry answers and, on an edge, is fresh enough.
+    async fn readiness(&self) -> Response<HostBody> {
+        match self.health.registry.ping().await {
+            Ok(()) if self.health.degraded() => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({
+                    "status": "not_ready",
+                    "registry": "stale",
+                    "last_sync_age_ms": self.health.staleness().map(|d| d.as_millis() as u64),
+                }),
+            ),
+            Ok(()) => json_response(
+                StatusCode::OK,
+                &serde_json::json!({"status": "ready", "registry": "ok"}),
+            ),
+            Err(e) => {
+                tracing::warn!("readiness: registry unavailable: {e}");
+                json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"status": "not_ready", "registry": e.to_string()}),
+                )
+            }
+        }
+    }
+
+    /// `/metrics`, behind the metrics token when one is set.
+    fn metrics<B>(&self, request: &Request<B>, request_id: &str) -> Response<HostBody> {
+        if let Some(token) = &self.metrics_token
+            && let Err(e) = token.require(request.headers(), "metrics token")
+        {
+            return e.into_response(request_id);
+        }
+        let mut response = Response::new(full(self.gateway.telemetry().metrics.encode()));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        response
+    }
 }
 
 /// How long a client may take to send request headers (slow-loris protection).

@@ -9,10 +9,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use alga_edge::authoring;
-use alga_edge::config::EngineConfig;
-use alga_edge::policy::PolicyConfig;
-use alga_edge::telemetry::ExecutionLogConfig;
-use alga_edge::tenant_auth::DevTokenIssuer;
+use alga_edge_engine::config::EngineConfig;
+use alga_edge_gateway::policy::PolicyConfig;
+use alga_edge_gateway::telemetry::ExecutionLogConfig;
+use alga_edge_gateway::tenant_auth::DevTokenIssuer;
 use alga_edge_registry::manifest::Manifest;
 use alga_edge_registry::{InstallRequest, RegistryError};
 

@@ -11,26 +11,27 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use alga_edge::admin::Admin;
-use alga_edge::capabilities::egress::Allowlist;
-use alga_edge::capabilities::{Capabilities, CapabilityLimits, CapabilityMetrics};
-use alga_edge::catalog::{BundleFetcher, DevCatalog, InstalledCatalog};
-use alga_edge::config::EngineConfig;
-use alga_edge::engine::Engine;
-use alga_edge::gateway::Gateway;
+use alga_edge::health::{Health, ReplicationGauges};
 use alga_edge::host_page::HostPage;
-use alga_edge::keys;
-use alga_edge::kv::{Forwarder, KvService};
-use alga_edge::policy::{Policies, PolicyConfig};
 use alga_edge::replication::{self, ReplicationApi};
-use alga_edge::runner::Runner;
-use alga_edge::server::Health;
 use alga_edge::server::{self, App};
-use alga_edge::telemetry::{ExecutionLog, ExecutionLogConfig, LogWriter, Metrics, Telemetry};
-use alga_edge::tenant_auth::TenantAuth;
 use alga_edge::ui::UiRoute;
+use alga_edge_capabilities::egress::Allowlist;
+use alga_edge_capabilities::kv_service::KvService;
+use alga_edge_capabilities::{Capabilities, CapabilityLimits, CapabilityMetrics};
+use alga_edge_engine::{Engine, EngineConfig};
+use alga_edge_gateway::catalog::{BundleFetcher, DevCatalog, InstalledCatalog};
+use alga_edge_gateway::keys;
+use alga_edge_gateway::policy::{Policies, PolicyConfig};
+use alga_edge_gateway::telemetry::metrics::ResultCounters;
+use alga_edge_gateway::telemetry::{
+    ExecutionLog, ExecutionLogConfig, LogWriter, Metrics, Telemetry,
+};
+use alga_edge_gateway::tenant_auth::TenantAuth;
+use alga_edge_gateway::{Gateway, Runner};
 use alga_edge_registry::Registry;
 use alga_edge_registry::kv::KvStore;
-use alga_edge_registry::replication::{GenerationLog, ReplicaConfig};
+use alga_edge_registry::replication::{GenerationLog, PrimaryClient, ReplicaConfig};
 use alga_edge_registry::secrets::SecretSealer;
 use alga_edge_registry::signing::TrustBundle;
 use alga_edge_registry::store::BundleStore;
@@ -155,6 +156,22 @@ pub struct Node {
 /// How long shutdown waits for the execution log to flush.
 const LOG_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The node's databases, opened by role.
+struct Data {
+    /// The registry (a replica on edges).
+    registry: Arc<Registry>,
+    /// Where this node's execution log goes (the registry on a primary, `local.db` on edges).
+    log_registry: Arc<Registry>,
+    /// The primary's registry generations.
+    generations: Option<Arc<GenerationLog>>,
+    /// The KV store (a replica on edges).
+    kv_store: Arc<KvStore>,
+    /// The primary's KV generations.
+    kv_generations: Option<Arc<GenerationLog>>,
+    /// KV as capabilities and the admin API use it (edges forward writes to the primary).
+    kv: Arc<KvService>,
+}
+
 /// Opens the registry and stores, compiles dev components, and binds the listener.
 pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
     // Before anything is written: a bad `--component` leaves no data directory behind.
@@ -162,91 +179,14 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
     let data_dir = &settings.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-
-    let secrets_key = match &settings.secrets_key {
-        Some(key) => key.clone(),
-        None => keys::read_or_create(
-            &key_path(data_dir, "secrets.key"),
-            SecretSealer::generate_key_hex,
-        )?,
-    };
-    let sealer = SecretSealer::from_hex(&secrets_key)
-        .context("invalid secrets key (ALGA_SECRETS_KEY must be 64 hex characters)")?;
-    let sync_token = match (&settings.role, &settings.sync_token) {
-        (_, Some(token)) if token.len() >= 16 => token.clone(),
-        (_, Some(_)) => anyhow::bail!("the sync token must be at least 16 characters"),
-        (Role::Edge { .. }, None) => {
-            anyhow::bail!("an edge needs the primary's sync token (--sync-token / ALGA_SYNC_TOKEN)")
-        }
-        (Role::Primary, None) => node_token(data_dir, None, "sync.token", "replication (sync)")?,
-    };
-    let (kv_store, kv_generations) = match &settings.role {
-        Role::Primary => {
-            let path = data_dir.join("kv.db");
-            let store = KvStore::open(&path).await?;
-            let generations = GenerationLog::open(
-                &path,
-                settings.replication.max_wal_frames,
-                settings.replication.keep_generations,
-            )
-            .context("cannot start KV replication")?;
-            (Arc::new(store), Some(Arc::new(generations)))
-        }
+    let sealer = secret_sealer(&settings)?;
+    let sync_token = sync_token(&settings)?;
+    let data = match &settings.role {
+        Role::Primary => open_primary(&settings, &sealer).await?,
         Role::Edge { primary } => {
-            let config = ReplicaConfig {
-                sync_url: replication::kv_sync_url(primary),
-                token: sync_token.clone(),
-            };
-            let store =
-                KvStore::open_replica(&data_dir.join("kv-replica.db"), config, primary.clone())
-                    .await?;
-            (Arc::new(store), None)
-        }
-    };
-    let kv = Arc::new(KvService::new(
-        kv_store.clone(),
-        match &settings.role {
-            Role::Edge { primary } => Some(Forwarder {
-                primary: primary.clone(),
-                token: sync_token.clone(),
-                http: alga_edge_registry::http_client(),
-            }),
-            Role::Primary => None,
-        },
-    ));
-    let (registry, log_registry, generations) = match &settings.role {
-        Role::Primary => {
-            let path = data_dir.join("registry.db");
-            let registry = Arc::new(
-                Registry::open(&path)
-                    .await?
-                    .with_secret_sealer(sealer.clone()),
-            );
-            let generations = Arc::new(
-                GenerationLog::open(
-                    &path,
-                    settings.replication.max_wal_frames,
-                    settings.replication.keep_generations,
-                )
-                .context("cannot start registry replication")?,
-            );
-            (registry.clone(), registry, Some(generations))
-        }
-        Role::Edge { primary } => {
-            let config = ReplicaConfig {
-                sync_url: replication::registry_sync_url(primary),
-                token: sync_token.clone(),
-            };
-            let registry = Registry::open_replica(
-                &data_dir.join("registry-replica.db"),
-                config,
-                primary.clone(),
-            )
-            .await?
-            .with_secret_sealer(sealer.clone());
-            // Edges keep their own execution log: the replica is read-only.
-            let local = Registry::open(&data_dir.join("local.db")).await?;
-            (Arc::new(registry), Arc::new(local), None)
+            let client =
+                PrimaryClient::new(primary, &sync_token, alga_edge_registry::http_client());
+            open_edge(&settings, &sealer, client).await?
         }
     };
     let store = match &settings.bundle_store {
@@ -254,18 +194,7 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         None => BundleStore::local(data_dir.join("bundles"))?,
     };
     tracing::info!(store = %store.describe(), "bundle store");
-    let trust = match &settings.trust_bundle {
-        Some(spec) => Some(Arc::new(
-            TrustBundle::load(spec).context("cannot load SIGNING_TRUST_BUNDLE")?,
-        )),
-        None => {
-            tracing::warn!(
-                "no SIGNING_TRUST_BUNDLE: publishes are refused and no registry bundle runs"
-            );
-            None
-        }
-    };
-    let auth = Arc::new(tenant_auth(&settings)?);
+    let trust = trust_bundle(&settings)?;
     let admin_token = node_token(
         data_dir,
         settings.admin_token.as_deref(),
@@ -284,130 +213,41 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
             "the metrics token must be at least 16 characters"
         );
     }
-
-    if !settings.dev_components.is_empty() {
-        tracing::warn!(
-            tenant = %settings.dev_tenant,
-            "dev components (--component) are served without authentication"
-        );
-    }
-    let engine = Arc::new(Engine::new(settings.engine)?);
-    let max_response_bytes = engine.config().max_response_bytes;
     let health = Health {
-        registry: registry.clone(),
-        generations: generations.clone(),
+        registry: data.registry.clone(),
+        generations: data.generations.clone(),
         max_staleness: settings.replication.max_staleness,
     };
-    let capability_metrics = CapabilityMetrics::default();
-    let capabilities = Arc::new(Capabilities::new(
-        Some(kv.clone()),
-        Some(sealer.clone()),
-        settings.egress_allowlist.clone(),
-        settings.capabilities.clone(),
-        capability_metrics.clone(),
-    ));
-    let metrics = Metrics::new(
-        engine.clone(),
-        auth.clone(),
-        health.clone(),
-        &capability_metrics,
-    );
-    let (log, log_writer) = ExecutionLog::start(
-        log_registry.clone(),
-        settings.execution_log.clone(),
-        metrics.log_written.clone(),
-        metrics.log_dropped.clone(),
-    )
-    .context("cannot start the execution-log writer")?;
-    let telemetry = Arc::new(Telemetry::new(metrics, log));
-    let mut installed = InstalledCatalog::new(registry.clone(), store.clone(), trust.clone());
-    if let Role::Edge { primary } = &settings.role {
-        installed = installed.with_fetcher(BundleFetcher {
-            primary: primary.clone(),
-            token: sync_token.clone(),
-            cache_dir: settings
-                .bundle_store
-                .is_none()
-                .then(|| data_dir.join("bundles")),
-            cache_bytes: settings.replication.bundle_cache_bytes,
-            http: alga_edge_registry::http_client(),
-        });
-    }
-    let gateway = Arc::new(Gateway::new(
-        engine.clone(),
+    let (gateway, log_writer) = build_gateway(
+        &settings,
         dev,
-        installed,
-        auth,
-        Policies::new(settings.policy),
-        capabilities,
-        telemetry,
-    ));
+        &data,
+        &store,
+        &trust,
+        &sealer,
+        &sync_token,
+        &health,
+    )
+    .await?;
+    let max_response_bytes = gateway.max_response_bytes();
     let runner = Runner::new(gateway.clone(), &service_token, max_response_bytes);
-    let started = std::time::Instant::now();
-    let ready = gateway.warm_up().await?;
-    let stats = engine.cache_stats();
-    tracing::info!(
-        extensions = ready,
-        compiled = stats.compiles.load(Ordering::Relaxed),
-        from_disk_cache = stats.disk_hits.load(Ordering::Relaxed),
-        ms = started.elapsed().as_millis() as u64,
-        "components ready"
-    );
     let mut admin = Admin::new(
-        registry.clone(),
+        data.registry.clone(),
         store.clone(),
         trust.clone(),
         &admin_token,
         settings.max_bundle_bytes,
     )
-    .with_kv(kv.clone());
-    let replication_api = match (&settings.role, &generations) {
-        (Role::Edge { primary }, _) => {
-            admin = admin.read_only(log_registry.clone(), primary.clone());
-            tokio::spawn(replication::sync_loop(
-                registry.clone(),
-                kv_store.clone(),
-                settings.replication.sync_interval,
-            ));
+    .with_kv(data.kv.clone());
+    let replication_api = match &settings.role {
+        Role::Edge { primary } => {
+            admin = admin.read_only(data.log_registry.clone(), primary.clone());
+            start_edge_sync(&settings, &data);
             None
         }
-        (Role::Primary, Some(log)) => {
-            let kv_log = kv_generations
-                .clone()
-                .context("the primary's KV generations are missing")?;
-            // Checking is one frame-count read: cheap enough to keep the WALs near their bound.
-            tokio::spawn(replication::rollover_loop(
-                registry.clone(),
-                log.clone(),
-                kv_store.clone(),
-                kv_log.clone(),
-                Duration::from_millis(250),
-            ));
-            Some(ReplicationApi::new(
-                log.clone(),
-                kv_log,
-                kv.clone(),
-                store.clone(),
-                &sync_token,
-            ))
-        }
-        (Role::Primary, None) => None,
+        Role::Primary => Some(start_primary_replication(&data, &store, &sync_token)?),
     };
-
-    let ui_cache = Arc::new(
-        UiCache::open(
-            data_dir.join("ui-cache"),
-            UiCacheLimits {
-                disk_bytes: settings.ui_cache_bytes,
-                ..UiCacheLimits::default()
-            },
-        )
-        .context("cannot open the UI cache")?,
-    );
-    let mut ancestors = vec!["'self'".to_owned()];
-    ancestors.extend(settings.ui_frame_ancestors.iter().cloned());
-    let ui = UiRoute::new(ui_cache, registry.clone(), gateway.clone(), &ancestors)
-        .map_err(|e| anyhow::anyhow!("EXT_UI_FRAME_ANCESTORS: {e}"))?;
+    let ui = ui_route(&settings, &data.registry, &gateway)?;
     let mut app = App::new(
         gateway,
         runner,
@@ -418,7 +258,7 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
     )
     .with_ui(Arc::new(ui));
     if let Some((tenant, token)) = settings.host_page.clone() {
-        app = app.with_host_page(HostPage::new(registry.clone(), tenant, token));
+        app = app.with_host_page(HostPage::new(data.registry.clone(), tenant, token));
     }
 
     let listener = server::bind(settings.listen)
@@ -429,14 +269,299 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         listener,
         addr,
         app: Arc::new(app),
-        registry,
+        registry: data.registry,
         store,
         trust,
         log_writer,
-        generations,
-        kv: kv_store,
-        kv_generations,
+        generations: data.generations,
+        kv: data.kv_store,
+        kv_generations: data.kv_generations,
     })
+}
+
+/// The secrets-sealing key: configured, or generated under `keys/secrets.key`.
+fn secret_sealer(settings: &NodeSettings) -> anyhow::Result<SecretSealer> {
+    let secrets_key = match &settings.secrets_key {
+        Some(key) => key.clone(),
+        None => keys::read_or_create(
+            &key_path(&settings.data_dir, "secrets.key"),
+            SecretSealer::generate_key_hex,
+        )?,
+    };
+    SecretSealer::from_hex(&secrets_key)
+        .context("invalid secrets key (ALGA_SECRETS_KEY must be 64 hex characters)")
+}
+
+/// The replication sync token: configured (an edge must be given its primary's), or a
+/// primary's generated one.
+fn sync_token(settings: &NodeSettings) -> anyhow::Result<String> {
+    match (&settings.role, &settings.sync_token) {
+        (_, Some(token)) if token.len() >= 16 => Ok(token.clone()),
+        (_, Some(_)) => anyhow::bail!("the sync token must be at least 16 characters"),
+        (Role::Edge { .. }, None) => {
+            anyhow::bail!("an edge needs the primary's sync token (--sync-token / ALGA_SYNC_TOKEN)")
+        }
+        (Role::Primary, None) => {
+            node_token(&settings.data_dir, None, "sync.token", "replication (sync)")
+        }
+    }
+}
+
+/// A primary's databases: the registry and KV, each with its replication generations.
+async fn open_primary(settings: &NodeSettings, sealer: &SecretSealer) -> anyhow::Result<Data> {
+    let data_dir = &settings.data_dir;
+    let generations = |path: &Path, what: &str| {
+        GenerationLog::open(
+            path,
+            settings.replication.max_wal_frames,
+            settings.replication.keep_generations,
+        )
+        .map(Arc::new)
+        .with_context(|| format!("cannot start {what} replication"))
+    };
+    let kv_path = data_dir.join("kv.db");
+    let kv_store = Arc::new(KvStore::open(&kv_path).await?);
+    let kv_generations = generations(&kv_path, "KV")?;
+    let path = data_dir.join("registry.db");
+    let registry = Arc::new(
+        Registry::open(&path)
+            .await?
+            .with_secret_sealer(sealer.clone()),
+    );
+    let registry_generations = generations(&path, "registry")?;
+    Ok(Data {
+        log_registry: registry.clone(),
+        registry,
+        generations: Some(registry_generations),
+        kv: Arc::new(KvService::new(kv_store.clone(), None)),
+        kv_store,
+        kv_generations: Some(kv_generations),
+    })
+}
+
+/// An edge's databases: replicas of the primary's registry and KV, plus its own execution log.
+async fn open_edge(
+    settings: &NodeSettings,
+    sealer: &SecretSealer,
+    primary: PrimaryClient,
+) -> anyhow::Result<Data> {
+    let data_dir = &settings.data_dir;
+    let replica = |sync_url| ReplicaConfig {
+        sync_url,
+        token: primary.token().to_owned(),
+    };
+    let kv_store = Arc::new(
+        KvStore::open_replica(
+            &data_dir.join("kv-replica.db"),
+            replica(primary.kv_sync_url()),
+            primary.base().to_owned(),
+        )
+        .await?,
+    );
+    let registry = Registry::open_replica(
+        &data_dir.join("registry-replica.db"),
+        replica(primary.registry_sync_url()),
+        primary.base().to_owned(),
+    )
+    .await?
+    .with_secret_sealer(sealer.clone());
+    // Edges keep their own execution log: the replica is read-only.
+    let local = Registry::open(&data_dir.join("local.db")).await?;
+    Ok(Data {
+        registry: Arc::new(registry),
+        log_registry: Arc::new(local),
+        generations: None,
+        kv: Arc::new(KvService::new(kv_store.clone(), Some(primary))),
+        kv_store,
+        kv_generations: None,
+    })
+}
+
+/// The configured trust bundle; without one, publishes are refused and nothing from the
+/// registry runs.
+fn trust_bundle(settings: &NodeSettings) -> anyhow::Result<Option<Arc<TrustBundle>>> {
+    match &settings.trust_bundle {
+        Some(spec) => Ok(Some(Arc::new(
+            TrustBundle::load(spec).context("cannot load SIGNING_TRUST_BUNDLE")?,
+        ))),
+        None => {
+            tracing::warn!(
+                "no SIGNING_TRUST_BUNDLE: publishes are refused and no registry bundle runs"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// The engine, capabilities, telemetry (with the engine's, token cache's and replication's
+/// metrics registered here) and the gateway over them, with every installed component
+/// compiled; also the execution-log writer to flush at shutdown.
+#[allow(clippy::too_many_arguments)]
+async fn build_gateway(
+    settings: &NodeSettings,
+    dev: DevCatalog,
+    data: &Data,
+    store: &BundleStore,
+    trust: &Option<Arc<TrustBundle>>,
+    sealer: &SecretSealer,
+    sync_token: &str,
+    health: &Health,
+) -> anyhow::Result<(Arc<Gateway>, LogWriter)> {
+    if !settings.dev_components.is_empty() {
+        tracing::warn!(
+            tenant = %settings.dev_tenant,
+            "dev components (--component) are served without authentication"
+        );
+    }
+    let auth = Arc::new(tenant_auth(settings)?);
+    let engine = Arc::new(Engine::new(settings.engine.clone())?);
+    let capability_metrics = CapabilityMetrics::default();
+    let capabilities = Arc::new(Capabilities::new(
+        Some(data.kv.clone()),
+        Some(sealer.clone()),
+        settings.egress_allowlist.clone(),
+        settings.capabilities.clone(),
+        capability_metrics.clone(),
+    ));
+    let mut metrics = Metrics::new(&capability_metrics);
+    register_metrics(&mut metrics, &engine, &auth, health);
+    let (log, log_writer) = ExecutionLog::start(
+        data.log_registry.clone(),
+        settings.execution_log.clone(),
+        metrics.log_written.clone(),
+        metrics.log_dropped.clone(),
+    )
+    .context("cannot start the execution-log writer")?;
+    let telemetry = Arc::new(Telemetry::new(metrics, log));
+    let mut installed = InstalledCatalog::new(data.registry.clone(), store.clone(), trust.clone());
+    if let Role::Edge { primary } = &settings.role {
+        installed = installed.with_fetcher(BundleFetcher {
+            primary: PrimaryClient::new(primary, sync_token, alga_edge_registry::http_client()),
+            cache_dir: settings
+                .bundle_store
+                .is_none()
+                .then(|| settings.data_dir.join("bundles")),
+            cache_bytes: settings.replication.bundle_cache_bytes,
+        });
+    }
+    let gateway = Arc::new(Gateway::new(
+        engine.clone(),
+        dev,
+        installed,
+        auth,
+        Policies::new(settings.policy.clone()),
+        capabilities,
+        telemetry,
+    ));
+    let started = std::time::Instant::now();
+    let ready = gateway.warm_up().await?;
+    let stats = engine.cache_stats();
+    tracing::info!(
+        extensions = ready,
+        compiled = stats.compiles.load(Ordering::Relaxed),
+        from_disk_cache = stats.disk_hits.load(Ordering::Relaxed),
+        ms = started.elapsed().as_millis() as u64,
+        "components ready"
+    );
+    Ok((gateway, log_writer))
+}
+
+/// Gives the gateway's metrics the engine's, the token cache's and replication's series,
+/// read at scrape time (the telemetry module imports none of them).
+fn register_metrics(
+    metrics: &mut Metrics,
+    engine: &Arc<Engine>,
+    auth: &Arc<TenantAuth>,
+    health: &Health,
+) {
+    metrics.register(
+        "instantiation_duration_seconds",
+        "Time to instantiate a component for one request",
+        engine.instantiation_histogram(),
+    );
+    let engine = engine.clone();
+    metrics.register_collector(ResultCounters::new(
+        "component_cache",
+        "Prepared-component lookups by result",
+        move || {
+            let stats = engine.cache_stats();
+            vec![
+                ("memory_hit", stats.memory_hits.load(Ordering::Relaxed)),
+                ("disk_hit", stats.disk_hits.load(Ordering::Relaxed)),
+                ("compile", stats.compiles.load(Ordering::Relaxed)),
+            ]
+        },
+    ));
+    let auth = auth.clone();
+    metrics.register_collector(ResultCounters::new(
+        "token_cache",
+        "Tenant token verifications by result",
+        move || {
+            let tokens = auth.cache_stats();
+            vec![
+                ("hit", tokens.hits.load(Ordering::Relaxed)),
+                ("miss", tokens.misses.load(Ordering::Relaxed)),
+            ]
+        },
+    ));
+    metrics.register_collector(Box::new(ReplicationGauges(health.clone())));
+}
+
+/// Edge: the background sync of the registry and KV replicas.
+fn start_edge_sync(settings: &NodeSettings, data: &Data) {
+    tokio::spawn(replication::sync_loop(
+        data.registry.clone(),
+        data.kv_store.clone(),
+        settings.replication.sync_interval,
+    ));
+}
+
+/// Primary: the WAL rollover task and the replication API edges pull from.
+fn start_primary_replication(
+    data: &Data,
+    store: &BundleStore,
+    sync_token: &str,
+) -> anyhow::Result<ReplicationApi> {
+    let (Some(log), Some(kv_log)) = (&data.generations, &data.kv_generations) else {
+        anyhow::bail!("the primary's replication generations are missing");
+    };
+    // Checking is one frame-count read: cheap enough to keep the WALs near their bound.
+    tokio::spawn(replication::rollover_loop(
+        data.registry.clone(),
+        log.clone(),
+        data.kv_store.clone(),
+        kv_log.clone(),
+        Duration::from_millis(250),
+    ));
+    Ok(ReplicationApi::new(
+        log.clone(),
+        kv_log.clone(),
+        data.kv.clone(),
+        store.clone(),
+        sync_token,
+    ))
+}
+
+/// `/ext-ui/`: the UI cache and the frame-ancestors policy.
+fn ui_route(
+    settings: &NodeSettings,
+    registry: &Arc<Registry>,
+    gateway: &Arc<Gateway>,
+) -> anyhow::Result<UiRoute> {
+    let ui_cache = Arc::new(
+        UiCache::open(
+            settings.data_dir.join("ui-cache"),
+            UiCacheLimits {
+                disk_bytes: settings.ui_cache_bytes,
+                ..UiCacheLimits::default()
+            },
+        )
+        .context("cannot open the UI cache")?,
+    );
+    let mut ancestors = vec!["'self'".to_owned()];
+    ancestors.extend(settings.ui_frame_ancestors.iter().cloned());
+    UiRoute::new(ui_cache, registry.clone(), gateway.clone(), &ancestors)
+        .map_err(|e| anyhow::anyhow!("EXT_UI_FRAME_ANCESTORS: {e}"))
 }
 
 /// Serves `node` until SIGINT/SIGTERM, drains in-flight requests, then flushes the execution

@@ -10,12 +10,11 @@ use alga_edge_registry::Registry;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 use serde_json::json;
 
-use crate::error::{error_response, json_response};
-use crate::server::HostBody;
 use crate::ui::UI_PREFIX;
+use alga_edge_http::HostBody;
+use alga_edge_http::{ApiError, full, json_response};
 
 const INDEX: &str = include_str!("index.html");
 const PAGE_JS: &str = include_str!("host-page.js");
@@ -59,42 +58,41 @@ impl HostPage {
         }
     }
 
-    /// Whether `path` is one of this page's.
-    pub fn serves(&self, path: &str) -> bool {
-        path == "/demo/config" || FILES.iter().any(|(p, _, _)| *p == path)
+    /// The paths it serves, relative (no leading `/`), for the node's route table.
+    pub fn paths(&self) -> impl Iterator<Item = &'static str> {
+        FILES
+            .iter()
+            .map(|(path, _, _)| *path)
+            .chain(["/demo/config"])
+            .map(|path| path.trim_start_matches('/'))
     }
 
-    /// Answers one of [`HostPage::serves`]'s paths.
+    /// Answers one of [`HostPage::paths`].
     pub async fn handle<B>(&self, request: &Request<B>, request_id: &str) -> Response<HostBody> {
         if !matches!(*request.method(), Method::GET | Method::HEAD) {
-            return error_response(
+            return ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "GET only",
-                request_id,
-            );
+            )
+            .into_response(request_id);
         }
         let path = request.uri().path();
         if path == "/demo/config" {
             return match self.config().await {
                 Ok(config) => no_store(json_response(StatusCode::OK, &config)),
-                Err(e) => error_response(
+                Err(e) => ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
-                    &format!("cannot list the tenant's extensions: {e}"),
-                    request_id,
-                ),
+                    format!("cannot list the tenant's extensions: {e}"),
+                )
+                .into_response(request_id),
             };
         }
-        let (_, content_type, body) = FILES
-            .iter()
-            .find(|(p, _, _)| *p == path)
-            .expect("serves() checked the path");
-        let mut response = Response::new(
-            Full::new(Bytes::from_static(body.as_bytes()))
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        );
+        let Some((_, content_type, body)) = FILES.iter().find(|(p, _, _)| *p == path) else {
+            return ApiError::no_route(path).into_response(request_id);
+        };
+        let mut response = Response::new(full(Bytes::from_static(body.as_bytes())));
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(

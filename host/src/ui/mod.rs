@@ -22,10 +22,10 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use lru::LruCache;
 
-use crate::catalog::is_valid_extension_id;
-use crate::error::error_response;
-use crate::gateway::Gateway;
-use crate::server::HostBody;
+use alga_edge_gateway::catalog::is_valid_extension_id;
+use alga_edge_gateway::ext_api::Gateway;
+use alga_edge_http::ApiError;
+use alga_edge_http::HostBody;
 use http_rules::RangeAnswer;
 
 pub use path::{PathError, ui_path};
@@ -88,7 +88,7 @@ impl UiRoute {
         match self.serve(request).await {
             Ok(response) => response,
             Err((status, code, message)) => {
-                let mut response = error_response(status, code, &message, request_id);
+                let mut response = ApiError::new(status, code, message).into_response(request_id);
                 if status == StatusCode::METHOD_NOT_ALLOWED {
                     response
                         .headers_mut()

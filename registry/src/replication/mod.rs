@@ -1,7 +1,9 @@
 //! Registry replication (DESIGN §4): the primary serves the libsql sync protocol from its WAL
 //! ([`primary`]), every edge holds a libsql synced replica pulled with libsql's own client
-//! ([`replica`]). Edges never write their replica.
+//! ([`replica`]). Edges never write their replica; [`client`] is their one client of the
+//! primary's replication API.
 
+pub mod client;
 pub mod primary;
 pub mod replica;
 pub mod wal;
@@ -10,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub use client::{PrimaryCallError, PrimaryClient, REPLICATION_PREFIX};
 pub use primary::{GenerationLog, Pull, ReplicationError};
 pub use replica::{ReplicaConfig, ReplicaError, ReplicaStatus};
 

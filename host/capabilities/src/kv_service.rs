@@ -1,0 +1,294 @@
+//! Extension KV data as the host uses it: reads from the node's copy (the primary's database,
+//! or an edge's replica), writes applied on the primary. An edge forwards each write to the
+//! primary and syncs its replica before answering, so the writer reads its own write.
+//! The `wasi:keyvalue` capability ([`crate::kv`]) and the admin API sit on this.
+
+use std::sync::Arc;
+
+use alga_edge_registry::RegistryError;
+use alga_edge_registry::kv::{KvScope, KvStore};
+use alga_edge_registry::replication::PrimaryClient;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+
+/// One write, as an edge forwards it to the primary.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KvWrite {
+    /// Whose key.
+    #[serde(flatten)]
+    pub scope: KvScope,
+    /// The key.
+    pub key: String,
+    /// The new value (base64); with neither this nor `increment`, the key is deleted.
+    #[serde(default)]
+    pub value_b64: Option<String>,
+    /// Add this to the decimal counter at the key.
+    #[serde(default)]
+    pub increment: Option<i128>,
+    /// Set `value_b64` only over this current value (compare-and-swap).
+    #[serde(default)]
+    pub swap: Option<KvSwapGuard>,
+    /// Refuse a new key once the tenant × extension holds this many.
+    #[serde(default)]
+    pub max_keys: Option<u64>,
+}
+
+/// The condition of a compare-and-swap write.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KvSwapGuard {
+    /// The value the key must hold (base64); `None`: the key must be absent.
+    pub expected_b64: Option<String>,
+}
+
+impl KvWrite {
+    /// What an edge sends the primary for `op` on `key`.
+    pub fn new(scope: &KvScope, key: &str, op: &KvOp, max_keys: Option<u64>) -> Self {
+        Self {
+            scope: scope.clone(),
+            key: key.to_owned(),
+            value_b64: match op {
+                KvOp::Set(value) | KvOp::Swap { value, .. } => Some(BASE64.encode(value)),
+                _ => None,
+            },
+            increment: match op {
+                KvOp::Increment(delta) => Some(*delta),
+                _ => None,
+            },
+            swap: match op {
+                KvOp::Swap { expected, .. } => Some(KvSwapGuard {
+                    expected_b64: expected.as_ref().map(|v| BASE64.encode(v)),
+                }),
+                _ => None,
+            },
+            max_keys,
+        }
+    }
+
+    /// The operation this write asks for.
+    pub fn op(&self) -> Result<KvOp, String> {
+        let decode = |name: &str, value: &str| {
+            BASE64
+                .decode(value)
+                .map_err(|e| format!("{name} is not base64: {e}"))
+        };
+        match (&self.value_b64, self.increment, &self.swap) {
+            (Some(_), Some(_), _) | (None, Some(_), Some(_)) => {
+                Err("give value_b64 (with or without swap) or increment, not both".into())
+            }
+            (None, None, Some(_)) => Err("a swap needs value_b64".into()),
+            (Some(value), None, None) => decode("value_b64", value).map(KvOp::Set),
+            (Some(value), None, Some(guard)) => Ok(KvOp::Swap {
+                expected: guard
+                    .expected_b64
+                    .as_deref()
+                    .map(|expected| decode("expected_b64", expected))
+                    .transpose()?,
+                value: decode("value_b64", value)?,
+            }),
+            (None, Some(delta), None) => Ok(KvOp::Increment(delta)),
+            (None, None, None) => Ok(KvOp::Delete),
+        }
+    }
+}
+
+/// A change to one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvOp {
+    /// Store this value.
+    Set(Vec<u8>),
+    /// Remove the key.
+    Delete,
+    /// Add to the decimal counter at the key.
+    Increment(i128),
+    /// Store `value` only if the key holds `expected` (`None`: only if absent).
+    Swap {
+        /// The value the key must hold.
+        expected: Option<Vec<u8>>,
+        /// The new value.
+        value: Vec<u8>,
+    },
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvOutcome {
+    /// The value was stored.
+    Stored,
+    /// The key was removed (`true`) or was not there.
+    Deleted(bool),
+    /// The counter's new value.
+    Counter(i128),
+    /// Whether a compare-and-swap stored its value.
+    Swapped(bool),
+}
+
+/// A KV failure.
+#[derive(Debug, thiserror::Error)]
+pub enum KvServiceError {
+    /// The store refused (bad key, too large, database).
+    #[error(transparent)]
+    Store(#[from] RegistryError),
+    /// The primary refused a forwarded write (its message).
+    #[error("{0}")]
+    Refused(String),
+    /// The primary could not be reached or failed.
+    #[error("the primary could not apply the write: {0}")]
+    Forward(String),
+}
+
+impl KvServiceError {
+    /// HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Store(e) => e.status(),
+            Self::Refused(_) => 400,
+            Self::Forward(_) => 502,
+        }
+    }
+}
+
+/// KV reads and writes for this node.
+pub struct KvService {
+    store: Arc<KvStore>,
+    forward: Option<PrimaryClient>,
+}
+
+impl KvService {
+    /// KV on `store`; `forward` sends writes to the primary (edges).
+    pub fn new(store: Arc<KvStore>, forward: Option<PrimaryClient>) -> Self {
+        Self { store, forward }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<KvStore> {
+        &self.store
+    }
+
+    /// Reads `key` from this node's copy.
+    pub async fn get(&self, scope: &KvScope, key: &str) -> Result<Option<Vec<u8>>, KvServiceError> {
+        Ok(self.store.get(scope, key).await?)
+    }
+
+    /// Keys of the scope.
+    pub async fn keys(&self, scope: &KvScope, limit: u32) -> Result<Vec<String>, KvServiceError> {
+        Ok(self.store.keys(scope, limit).await?)
+    }
+
+    /// Applies `op` to `key`; on an edge, through the primary, then syncs so the caller reads
+    /// its own write.
+    pub async fn write(
+        &self,
+        scope: &KvScope,
+        key: &str,
+        op: KvOp,
+        max_keys: Option<u64>,
+    ) -> Result<KvOutcome, KvServiceError> {
+        let Some(forward) = &self.forward else {
+            return self.apply(scope, key, op, max_keys).await;
+        };
+        let body = KvWrite::new(scope, key, &op, max_keys);
+        let body = serde_json::to_vec(&body).map_err(|e| KvServiceError::Forward(e.to_string()))?;
+        let (status, text) = forward
+            .forward_kv_write(body)
+            .await
+            .map_err(|e| KvServiceError::Forward(e.to_string()))?;
+        let url = format!("the primary {}", forward.base());
+        if status.is_client_error() {
+            // The primary judged the write itself (bad key, limits): the caller's error.
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_owned))
+                .unwrap_or(text);
+            return Err(KvServiceError::Refused(message));
+        }
+        if !status.is_success() {
+            return Err(KvServiceError::Forward(format!(
+                "{url} answered {status}: {text}"
+            )));
+        }
+        let outcome: KvOutcome = serde_json::from_str(&text)
+            .map_err(|e| KvServiceError::Forward(format!("{url} answered {text:?}: {e}")))?;
+        // Read-your-writes: the replica has the write before the caller hears back.
+        if !self.store.sync().await? {
+            return Err(KvServiceError::Forward(
+                "the write was applied but the replica could not sync it back".into(),
+            ));
+        }
+        Ok(outcome)
+    }
+
+    /// Applies a write to the primary's store.
+    pub async fn apply(
+        &self,
+        scope: &KvScope,
+        key: &str,
+        op: KvOp,
+        max_keys: Option<u64>,
+    ) -> Result<KvOutcome, KvServiceError> {
+        Ok(match op {
+            KvOp::Set(value) => {
+                self.store.put(scope, key, &value, max_keys).await?;
+                KvOutcome::Stored
+            }
+            KvOp::Delete => KvOutcome::Deleted(self.store.delete(scope, key).await?),
+            KvOp::Increment(delta) => {
+                KvOutcome::Counter(self.store.increment(scope, key, delta, max_keys).await?)
+            }
+            KvOp::Swap { expected, value } => KvOutcome::Swapped(
+                self.store
+                    .compare_and_swap(scope, key, expected.as_deref(), &value, max_keys)
+                    .await?,
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an edge sends for `op`, read back by the primary.
+    fn forwarded(op: &KvOp) -> KvOp {
+        let scope = KvScope {
+            tenant: "t".into(),
+            extension: "e".into(),
+            bucket: "b".into(),
+        };
+        let json = serde_json::to_string(&KvWrite::new(&scope, "k", op, None)).unwrap();
+        serde_json::from_str::<KvWrite>(&json)
+            .unwrap()
+            .op()
+            .unwrap()
+    }
+
+    #[test]
+    fn forwarded_writes_keep_their_operation() {
+        for op in [
+            KvOp::Set(b"v".to_vec()),
+            KvOp::Delete,
+            KvOp::Increment(-42),
+            KvOp::Increment(i128::from(u64::MAX)),
+            KvOp::Swap {
+                expected: None,
+                value: b"new".to_vec(),
+            },
+            KvOp::Swap {
+                expected: Some(b"old".to_vec()),
+                value: b"new".to_vec(),
+            },
+        ] {
+            assert_eq!(forwarded(&op), op);
+        }
+    }
+
+    #[test]
+    fn contradictory_writes_are_refused() {
+        let write = |json: &str| serde_json::from_str::<KvWrite>(json).unwrap().op();
+        let scope = r#""tenant":"t","extension":"e","bucket":"b","key":"k""#;
+        assert!(write(&format!(r#"{{{scope},"value_b64":"dg==","increment":1}}"#)).is_err());
+        assert!(write(&format!(r#"{{{scope},"swap":{{"expected_b64":null}}}}"#)).is_err());
+        assert!(write(&format!(r#"{{{scope},"value_b64":"not base64!"}}"#)).is_err());
+    }
+}

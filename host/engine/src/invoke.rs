@@ -1,0 +1,266 @@
+//! One request through one fresh instance: create the store with its limits, start the
+//! component's wasi:http handler ([`super::handlers`]), and turn every way that can end into a
+//! response or an [`InvokeError`].
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::body::Body;
+use tokio::task::JoinHandle;
+use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
+
+use super::handlers::{self, Finished, Run, Started};
+use super::{Engine, HostState, Prepared};
+use alga_edge_capabilities::RequestCapabilities;
+use alga_edge_capabilities::context::RequestContext;
+use alga_edge_http::HostBody;
+
+/// Why a component call produced no response. Knows nothing of HTTP: the gateway maps each
+/// to its status.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// Every instance slot of this node is busy.
+    #[error("this node is at capacity ({max} concurrent instances); retry shortly")]
+    AtCapacity {
+        /// The node-wide instance cap.
+        max: u32,
+    },
+    /// The component trapped: a panic, `unreachable`, a bad memory access…
+    #[error("the extension crashed: {0}")]
+    GuestTrap(String),
+    /// The component tried to grow its memory past the per-instance cap.
+    #[error("the extension exceeded its memory limit of {limit_mib} MiB")]
+    MemoryLimit {
+        /// The cap, in MiB.
+        limit_mib: u64,
+    },
+    /// The component overflowed the wasm stack.
+    #[error("the extension overflowed its stack")]
+    StackOverflow,
+    /// The component answered with an HTTP error code instead of a response, or never answered.
+    #[error("the extension returned no valid response: {0}")]
+    BadGuestResponse(String),
+    /// The component did not finish within the deadline.
+    #[error("the extension did not answer within {timeout_ms} ms")]
+    Timeout {
+        /// The deadline that passed.
+        timeout_ms: u64,
+    },
+    /// A failure of the host itself.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl InvokeError {
+    /// Stable machine-readable class, for logs (the gateway answers with the same codes).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::AtCapacity { .. } => "node_at_capacity",
+            Self::GuestTrap(_) => "extension_trap",
+            Self::MemoryLimit { .. } => "extension_memory_limit",
+            Self::StackOverflow => "extension_stack_overflow",
+            Self::BadGuestResponse(_) => "extension_bad_response",
+            Self::Timeout { .. } => "extension_timeout",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+}
+
+/// How long past the deadline the host waits before cancelling the call. A guest running wasm
+/// traps at the first epoch tick past the deadline (10 ms) and its output is logged; one blocked
+/// in host I/O never reaches an epoch check and is cancelled when this grace ends.
+const CANCEL_GRACE: Duration = Duration::from_millis(25);
+
+impl Engine {
+    /// Serves `request` with a fresh instance of `component`, for `context`, with the install's
+    /// `capabilities`, within `timeout` (the engine's default when `None`).
+    ///
+    /// The deadline covers everything the guest does, including streaming the response body;
+    /// a body cut by the deadline or the response-size cap ends the connection abruptly.
+    pub async fn run<B>(
+        &self,
+        component: &Prepared,
+        request: http::Request<B>,
+        context: RequestContext,
+        capabilities: RequestCapabilities,
+        timeout: Option<Duration>,
+    ) -> Result<http::Response<HostBody>, InvokeError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let config = &self.config;
+        let slot = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| InvokeError::AtCapacity {
+                max: config.max_instances,
+            })?;
+        let request_id = context.request_id.clone();
+        let timeout = timeout.unwrap_or(config.timeout);
+        let deadline = Instant::now() + timeout;
+        let state = HostState::new(
+            context,
+            capabilities,
+            config.memory_limit_bytes,
+            config.guest_output_bytes,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        // Check the clock at every epoch tick; yield in between so a spinning guest never
+        // monopolises a runtime worker.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+
+        let run = Run {
+            store,
+            request,
+            slot,
+            instantiation: self.instantiation.clone(),
+            max_response_bytes: usize::try_from(config.max_response_bytes).unwrap_or(usize::MAX),
+        };
+        let Started { task, answer } = match component {
+            Prepared::P2(pre) => handlers::start_p2(pre.clone(), run),
+            Prepared::P3(pre) => handlers::start_p3(pre.clone(), run),
+        }
+        .map_err(|e| InvokeError::Internal(format!("{e:#}")))?;
+
+        let abort = task.abort_handle();
+        let limits = Limits::of(self, timeout);
+        let cancel_at = tokio::time::Instant::from_std(deadline + CANCEL_GRACE);
+        match tokio::time::timeout_at(cancel_at, answer).await {
+            Ok(Some(Ok(response))) => {
+                tokio::spawn(watch(task, request_id, limits, cancel_at));
+                Ok(response)
+            }
+            Ok(Some(Err(code))) => {
+                tokio::spawn(watch(task, request_id, limits, cancel_at));
+                Err(InvokeError::BadGuestResponse(format!(
+                    "it answered with the error {code}"
+                )))
+            }
+            Ok(None) => match tokio::time::timeout_at(cancel_at, task).await {
+                Ok(Ok(finished)) => {
+                    log_guest_output(&request_id, &finished);
+                    let error = classify(&finished, limits);
+                    tracing::warn!(%request_id, error = error.code(), "extension failed: {}", describe(&finished));
+                    Err(error)
+                }
+                Ok(Err(join)) => Err(InvokeError::Internal(format!(
+                    "extension task failed: {join}"
+                ))),
+                Err(_) => {
+                    abort.abort();
+                    Err(limits.timeout())
+                }
+            },
+            Err(_elapsed) => {
+                abort.abort();
+                Err(limits.timeout())
+            }
+        }
+    }
+}
+
+/// The limits a failure is reported against.
+#[derive(Clone, Copy)]
+struct Limits {
+    timeout_ms: u64,
+    memory_limit_bytes: u64,
+    max_instances: u32,
+}
+
+impl Limits {
+    fn of(engine: &Engine, timeout: Duration) -> Self {
+        Self {
+            timeout_ms: timeout.as_millis() as u64,
+            memory_limit_bytes: engine.config.memory_limit_bytes,
+            max_instances: engine.config.max_instances,
+        }
+    }
+
+    fn timeout(self) -> InvokeError {
+        InvokeError::Timeout {
+            timeout_ms: self.timeout_ms,
+        }
+    }
+}
+
+/// Follows a guest that already sent its response head until it finishes streaming, so traps
+/// and timeouts mid-body are still logged.
+async fn watch(
+    task: JoinHandle<Finished>,
+    request_id: String,
+    limits: Limits,
+    cancel_at: tokio::time::Instant,
+) {
+    let abort = task.abort_handle();
+    match tokio::time::timeout_at(cancel_at, task).await {
+        Ok(Ok(finished)) => {
+            log_guest_output(&request_id, &finished);
+            if finished.result.is_err() {
+                let error = classify(&finished, limits);
+                tracing::warn!(%request_id, error = error.code(), "extension failed after responding: {}", describe(&finished));
+            }
+        }
+        Ok(Err(join)) => tracing::error!(%request_id, "extension task failed: {join}"),
+        Err(_) => {
+            abort.abort();
+            tracing::warn!(%request_id, error = "extension_timeout", "extension cancelled while streaming its response");
+        }
+    }
+}
+
+/// Maps how a guest ended (without a usable response) to the error the caller sees.
+fn classify(finished: &Finished, limits: Limits) -> InvokeError {
+    let error = match &finished.result {
+        Ok(()) => {
+            return InvokeError::BadGuestResponse("it returned without setting a response".into());
+        }
+        Err(error) => error,
+    };
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => limits.timeout(),
+        Some(Trap::StackOverflow) => InvokeError::StackOverflow,
+        _ if finished.memory_denied => InvokeError::MemoryLimit {
+            limit_mib: limits.memory_limit_bytes >> 20,
+        },
+        Some(trap) => InvokeError::GuestTrap(trap.to_string()),
+        None if error.is::<PoolConcurrencyLimitError>() => InvokeError::AtCapacity {
+            max: limits.max_instances,
+        },
+        None => InvokeError::GuestTrap(error.to_string()),
+    }
+}
+
+/// The error chain and, when wasmtime captured one, the guest's wasm backtrace (what an
+/// extension author needs; the host's native backtrace is noise here).
+fn describe(finished: &Finished) -> String {
+    match &finished.result {
+        Ok(()) => "no response was set".into(),
+        Err(error) => match error.downcast_ref::<wasmtime::WasmBacktrace>() {
+            Some(backtrace) => format!("{error:#}\n{backtrace}"),
+            None => format!("{error:#}"),
+        },
+    }
+}
+
+/// One log event per line of guest output, each carrying the request id, so aggregated logs
+/// can always attribute a line to its request.
+fn log_guest_output(request_id: &str, finished: &Finished) {
+    for (stream, (text, dropped)) in [("stdout", &finished.stdout), ("stderr", &finished.stderr)] {
+        for line in text.lines().filter(|line| !line.trim().is_empty()) {
+            tracing::info!(target: "guest", %request_id, stream, "{line}");
+        }
+        if *dropped > 0 {
+            tracing::warn!(target: "guest", %request_id, stream, dropped_bytes = dropped, "guest output past the per-request bound was dropped");
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The component engine (DESIGN §3): one `wasmtime::Engine` with the pooling allocator and
+//! copy-on-write memory images, one epoch ticker, compile-once caches, and a fresh `Store` +
+//! instance per request with memory, time and response-size limits. Its errors
+//! ([`EngineError`] at start-up, [`InvokeError`] per call) know nothing of HTTP.
+//!
+//! - [`config`]: the engine's limits and cache settings.
+//! - `cache`: compile once per content hash (memory and disk), pre-instantiate per ABI.
+//! - `handlers`: start a component's wasi:http handler, WASIp2 or WASIp3.
+//! - `invoke`: one request through one fresh instance, and how it ended.
+//! - `limits`, `output`, `state`, `ticker`: store limits, captured stdio, per-store state, the
+//!   epoch ticker that enforces deadlines.
+
+pub mod config;
+
+mod cache;
+mod handlers;
+mod invoke;
+mod limits;
+mod output;
+mod state;
+mod ticker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use tokio::sync::Semaphore;
+use wasmtime::component::Linker;
+use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use cache::{CacheStats, LoadError, Prepared};
+pub use config::EngineConfig;
+pub use invoke::InvokeError;
+pub use state::HostState;
+
+use alga_edge_capabilities as capabilities;
+use ticker::EpochTicker;
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// wasmtime rejected the configuration (e.g. the pool does not fit this machine).
+    #[error("cannot configure the wasm engine: {0}")]
+    Config(String),
+    /// Linking the host interfaces failed.
+    #[error("cannot link host interfaces: {0}")]
+    Link(String),
+    /// The precompiled cache directory is unusable.
+    #[error(transparent)]
+    Cache(#[from] LoadError),
+    /// The epoch ticker thread could not start.
+    #[error("cannot start the epoch ticker: {0}")]
+    Ticker(std::io::Error),
+}
+
+/// Runs extension components; one per process, shared by all requests.
+pub struct Engine {
+    engine: wasmtime::Engine,
+    cache: ComponentCache,
+    config: EngineConfig,
+    slots: Arc<Semaphore>,
+    instantiation: Histogram,
+    _ticker: EpochTicker,
+}
+
+use cache::{ComponentCache, Linkers};
+
+impl Engine {
+    /// Builds the engine, its linker and caches, and starts the epoch ticker.
+    pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
+        let engine = wasmtime::Engine::new(&wasmtime_config(&config)?)
+            .map_err(|e| EngineError::Config(format!("{e:#}")))?;
+        let linkers = host_linkers(&engine).map_err(|e| EngineError::Link(format!("{e:#}")))?;
+        let disk = config
+            .cache_dir
+            .clone()
+            .map(|dir: PathBuf| (dir, config.disk_cache_bytes));
+        let cache =
+            ComponentCache::new(engine.clone(), linkers, config.memory_cache_entries, disk)?;
+        let ticker =
+            EpochTicker::start(engine.clone(), config.epoch_tick).map_err(EngineError::Ticker)?;
+        Ok(Self {
+            slots: Arc::new(Semaphore::new(config.max_instances as usize)),
+            // 50 µs .. ~1.6 s
+            instantiation: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
+            engine,
+            cache,
+            config,
+            _ticker: ticker,
+        })
+    }
+
+    /// The component with `content_hash`, ready to instantiate; `wasm` supplies its bytes when
+    /// it is in no cache yet.
+    pub async fn prepare<F, Fut>(&self, content_hash: &str, wasm: F) -> Result<Prepared, LoadError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Arc<[u8]>, LoadError>>,
+    {
+        self.cache.get_or_load(content_hash, wasm).await
+    }
+
+    /// Compile-cache counters.
+    pub fn cache_stats(&self) -> &CacheStats {
+        self.cache.stats()
+    }
+
+    /// Instantiation times of every request (exported by the metrics module).
+    pub fn instantiation_histogram(&self) -> Histogram {
+        self.instantiation.clone()
+    }
+
+    /// The limits this engine enforces.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+}
+
+fn wasmtime_config(config: &EngineConfig) -> Result<wasmtime::Config, EngineError> {
+    let instances = config.max_instances.max(1);
+    let memory_cap = usize::try_from(config.memory_limit_bytes)
+        .map_err(|_| EngineError::Config("memory limit does not fit this platform".into()))?;
+
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances)
+        // Components built from interpreted languages hold many core instances and a few
+        // memories/tables each; size the pool so every admitted request can instantiate.
+        .total_core_instances(instances.saturating_mul(16))
+        .total_memories(instances.saturating_mul(4))
+        .total_tables(instances.saturating_mul(8))
+        .total_stacks(instances)
+        .max_memory_size(memory_cap)
+        .max_core_instances_per_component(64)
+        .max_memories_per_component(8)
+        .max_tables_per_component(32)
+        .table_elements(100_000)
+        .decommit_batch_size(config.decommit_batch.max(1));
+
+    let mut wt = wasmtime::Config::new();
+    wt.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .memory_init_cow(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(config.max_wasm_stack_bytes)
+        // The async fiber stack must hold the wasm stack plus host frames.
+        .async_stack_size(config.max_wasm_stack_bytes + (1 << 20))
+        .wasm_component_model(true)
+        // WASIp3 components (async lifts/lowers, streams, futures); WASIp2 ones are unaffected.
+        .wasm_component_model_async(true)
+        .concurrency_support(true)
+        .parallel_compilation(true);
+    Ok(wt)
+}
+
+/// The linkers components are instantiated with: WASI (granting nothing but clocks, random and
+/// captured stdio, see [`HostState::new`]), wasi:http, and the Alga capabilities; the WASIp3
+/// one adds the 0.3 interfaces and links Spin's interfaces as spin-sdk 7 types them.
+///
+/// Linking does not depend on what an install was granted (ungranted capabilities are linked
+/// and deny at call time, DESIGN §2), so one prepared instance per content hash serves every
+/// install of that bundle.
+fn host_linkers(engine: &wasmtime::Engine) -> wasmtime::Result<Linkers> {
+    let base = |abi: capabilities::Abi| -> wasmtime::Result<Linker<HostState>> {
+        let mut linker = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        capabilities::context::add_to_linker(&mut linker, |state: &mut HostState| {
+            &mut state.context
+        })?;
+        capabilities::add_to_linker(&mut linker, abi)?;
+        Ok(linker)
+    };
+    let p2 = base(capabilities::Abi::P2)?;
+    let mut p3 = base(capabilities::Abi::P3)?;
+    wasmtime_wasi::p3::add_to_linker(&mut p3)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut p3)?;
+    Ok(Linkers { p2, p3 })
+}

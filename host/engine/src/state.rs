@@ -1,0 +1,83 @@
+//! What one request's `Store` holds: WASI contexts granting nothing but stdio capture, the
+//! capability states of the request's install, and the resource limiter.
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::limits::GuestLimiter;
+use super::output::GuestOutput;
+use alga_edge_capabilities::context::{ContextState, RequestContext};
+use alga_edge_capabilities::{CapabilityView, RequestCapabilities};
+
+/// The `T` of every `Store<T>` the engine creates; one per request, dropped with it.
+pub struct HostState {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    capabilities: RequestCapabilities,
+    pub(super) limiter: GuestLimiter,
+    pub(super) context: ContextState,
+    pub(super) stdout: GuestOutput,
+    pub(super) stderr: GuestOutput,
+}
+
+impl HostState {
+    /// State for one request: no filesystem, environment, arguments or sockets (DESIGN §2);
+    /// stdout/stderr are captured for the log, up to `output_bytes` each.
+    pub fn new(
+        context: RequestContext,
+        capabilities: RequestCapabilities,
+        memory_limit_bytes: u64,
+        output_bytes: usize,
+    ) -> Self {
+        let stdout = GuestOutput::new(output_bytes);
+        let stderr = GuestOutput::new(output_bytes);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            table: ResourceTable::new(),
+            wasi,
+            http: WasiHttpCtx::new(),
+            capabilities,
+            limiter: GuestLimiter::new(memory_limit_bytes),
+            context: ContextState::new(context),
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: self.capabilities.egress(),
+        }
+    }
+}
+
+impl CapabilityView for HostState {
+    fn capabilities(&mut self) -> &mut RequestCapabilities {
+        &mut self.capabilities
+    }
+
+    fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}

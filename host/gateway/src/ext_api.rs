@@ -1,0 +1,476 @@
+//! `/api/ext/{extensionId}/{path…}`: authenticate the tenant, resolve its install, prepare the
+//! component, and forward the request to a fresh instance with the route prefix removed
+//! (DESIGN §2, §5).
+//!
+//! Dev-mapped components (`--component`) are served without a token as the dev tenant; every
+//! other extension id needs a valid tenant token and an enabled install of that tenant.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Body;
+
+use crate::catalog::{
+    ComponentSource, DevCatalog, InstalledCatalog, Resolved, is_valid_extension_id,
+};
+use crate::error::GatewayError;
+use alga_edge_capabilities::capped_body::CappedBody;
+use alga_edge_capabilities::context::RequestContext;
+use alga_edge_capabilities::{Capabilities, Grant, GrantLimits};
+use alga_edge_engine::Engine;
+
+use crate::policy::{Policies, endpoint_declared};
+use crate::telemetry::{Metrics, RequestTrace, Target, Telemetry};
+use crate::tenant_auth::TenantAuth;
+use alga_edge_http::HostBody;
+
+/// Path prefix of gateway routes.
+pub const ROUTE_PREFIX: &str = "/api/ext/";
+
+/// Request headers a component may see (DESIGN §5); everything else, notably the end user's
+/// `authorization` and `cookie`, is dropped. `content-length` describes the forwarded body.
+const FORWARDED_HEADERS: [HeaderName; 7] = [
+    header::ACCEPT,
+    header::ACCEPT_ENCODING,
+    header::CONTENT_LENGTH,
+    header::CONTENT_TYPE,
+    header::USER_AGENT,
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("x-idempotency-key"),
+];
+
+/// Response headers a component may set (DESIGN §5, plus the entity headers that describe the
+/// body it sent); `cache-control` only when it does not allow shared caching, and `x-ext-*`.
+/// Everything else, notably `set-cookie` and hop-by-hop headers, is dropped.
+const RETURNED_HEADERS: [HeaderName; 6] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LANGUAGE,
+    header::ETAG,
+    header::LAST_MODIFIED,
+];
+
+/// Runs extension routes.
+pub struct Gateway {
+    engine: Arc<Engine>,
+    dev: DevCatalog,
+    installed: InstalledCatalog,
+    auth: Arc<TenantAuth>,
+    policies: Policies,
+    capabilities: Arc<Capabilities>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl Gateway {
+    /// A gateway running on `engine` that serves `dev` mappings as-is and everything else
+    /// through `installed` for callers `auth` accepts, giving each request the `capabilities`
+    /// its install was granted, reporting to `telemetry`.
+    pub fn new(
+        engine: Arc<Engine>,
+        dev: DevCatalog,
+        installed: InstalledCatalog,
+        auth: Arc<TenantAuth>,
+        policies: Policies,
+        capabilities: Arc<Capabilities>,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
+        Self {
+            engine,
+            dev,
+            installed,
+            auth,
+            policies,
+            capabilities,
+            telemetry,
+        }
+    }
+
+    /// The registry-backed catalog (the runner resolves bundles through it too).
+    pub fn installed(&self) -> &InstalledCatalog {
+        &self.installed
+    }
+
+    /// The node's default request deadline, in milliseconds.
+    pub fn default_timeout_ms(&self) -> u64 {
+        self.engine.config().timeout.as_millis() as u64
+    }
+
+    /// The node's default request body cap, in bytes.
+    pub fn max_body_bytes(&self) -> u64 {
+        self.policies.config().max_body_bytes
+    }
+
+    /// Largest response body the engine lets a component send.
+    pub fn max_response_bytes(&self) -> u64 {
+        self.engine.config().max_response_bytes
+    }
+
+    /// Metrics and execution log.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// Compiles every dev-mapped component now, so broken components fail at startup.
+    pub async fn warm_up(&self) -> Result<usize, GatewayError> {
+        let mut count = 0;
+        for extension in self.dev.extensions() {
+            let ComponentSource::File(wasm) = &extension.source else {
+                continue;
+            };
+            self.engine
+                .prepare(&extension.content_hash, || async { Ok(wasm.clone()) })
+                .await
+                .map_err(|e| {
+                    GatewayError::Internal(format!("extension '{}': {e}", extension.extension_id))
+                })?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Serves one gateway request; `request_id` is already chosen by the server. Every
+    /// outcome is reported to metrics, and to the execution log once the install is known.
+    pub async fn handle<B>(&self, request: Request<B>, request_id: &str) -> Response<HostBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let mut trace = self.telemetry.begin("gateway", request_id);
+        match self.serve(request, request_id, &mut trace).await {
+            Ok(response) => trace.succeed(response),
+            Err(error) => {
+                trace.fail(&error);
+                error.into_response(request_id)
+            }
+        }
+    }
+
+    async fn serve<B>(
+        &self,
+        request: Request<B>,
+        request_id: &str,
+        trace: &mut RequestTrace,
+    ) -> Result<Response<HostBody>, GatewayError>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        self.policies.check_headers(request.headers())?;
+        let (extension_id, path) = split_route(request.uri().path())?;
+        let (extension_id, path) = (extension_id.to_owned(), path.to_owned());
+        let (extension, user) = match self.dev.get(&extension_id) {
+            Some(dev) => (dev.clone(), None),
+            None => {
+                let authorization = alga_edge_http::authorization(request.headers());
+                let caller = self
+                    .auth
+                    .authenticate(authorization)
+                    .map_err(|e| GatewayError::Unauthorized(e.to_string()))?;
+                let resolved = self
+                    .installed
+                    .resolve(&caller.tenant, &extension_id)
+                    .await?
+                    .ok_or_else(|| GatewayError::UnknownExtension(extension_id.clone()))?;
+                (resolved, caller.user)
+            }
+        };
+        self.run(extension, request, path, user, request_id, trace)
+            .await
+    }
+
+    /// Runs `request` on the resolved `extension` under every policy: header and body caps,
+    /// endpoint enforcement, rate and concurrency admission, deadline. `path` is what the
+    /// component sees. Shared by the gateway route and the runner API.
+    pub async fn run<B>(
+        &self,
+        extension: Resolved,
+        request: Request<B>,
+        path: String,
+        user: Option<String>,
+        request_id: &str,
+        trace: &mut RequestTrace,
+    ) -> Result<Response<HostBody>, GatewayError>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        trace.resolved(Target {
+            tenant: extension.tenant.clone(),
+            extension: extension.extension_id.clone(),
+            version: extension.version.clone(),
+            content_hash: extension.content_hash.clone(),
+        });
+        let effective = self.policies.effective(&extension.policy);
+        self.policies
+            .check_install_headers(request.headers(), &extension.policy)?;
+        self.policies
+            .check_declared_body(request.headers(), effective.max_body_bytes)?;
+        if effective.enforce_endpoints
+            && !endpoint_declared(&extension.endpoints, request.method().as_str(), &path)
+        {
+            return Err(GatewayError::EndpointNotDeclared {
+                method: request.method().to_string(),
+                path,
+            });
+        }
+        let admission = self.policies.admit(
+            &extension.tenant,
+            &extension.extension_id,
+            &extension.install_id,
+            &extension.policy,
+        )?;
+        let component = self
+            .engine
+            .prepare(&extension.content_hash, || async {
+                match &extension.source {
+                    ComponentSource::File(wasm) => Ok(wasm.clone()),
+                    ComponentSource::Bundle => {
+                        self.installed.component(&extension.content_hash).await
+                    }
+                }
+            })
+            .await
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+
+        let bytes_in = self
+            .telemetry
+            .metrics
+            .bytes_in
+            .get_or_create(&Metrics::extension(&extension.extension_id))
+            .clone();
+        let request =
+            request.map(|body| CappedBody::new(body, effective.max_body_bytes).counting(bytes_in));
+        let forwarded = forward(
+            request,
+            path,
+            &extension.tenant,
+            &extension.extension_id,
+            request_id,
+        )?;
+        let journal = trace.journal(self.capabilities.limits().log_max_lines);
+        let capabilities = self.capabilities.for_request(Grant {
+            tenant: extension.tenant.clone(),
+            extension: extension.extension_id.clone(),
+            install_id: extension.install_id.clone(),
+            request_id: request_id.to_owned(),
+            granted: extension.grants,
+            config: extension.config,
+            sealed_secrets: extension.sealed_secrets,
+            egress_allow: extension.policy.egress_allow.clone().unwrap_or_default(),
+            limits: GrantLimits {
+                kv_max_keys: extension.policy.kv_max_keys,
+                egress_max_requests: extension.policy.egress_max_requests,
+                egress_max_response_bytes: extension.policy.egress_max_response_bytes,
+                egress_timeout_ms: extension.policy.egress_timeout_ms,
+            },
+            journal,
+        });
+        let context = RequestContext {
+            tenant_id: extension.tenant,
+            extension_id: extension.extension_id,
+            install_id: extension.install_id,
+            version_id: extension.version_id,
+            content_hash: extension.content_hash,
+            request_id: request_id.to_owned(),
+            user_id: user,
+        };
+        let mut response = self
+            .engine
+            .run(
+                &component,
+                forwarded,
+                context,
+                capabilities,
+                effective.timeout,
+            )
+            .await?;
+        filter_response_headers(response.headers_mut());
+        // The concurrency slots are held until the response body has streamed: the instance
+        // runs until then.
+        Ok(response.map(move |body| {
+            body.map_err(move |e| {
+                let _held = &admission;
+                e
+            })
+            .boxed_unsync()
+        }))
+    }
+}
+
+/// Drops every response header outside [`RETURNED_HEADERS`], `x-ext-*` and private
+/// `cache-control`.
+fn filter_response_headers(headers: &mut HeaderMap) {
+    let kept = std::mem::take(headers);
+    let mut name = None;
+    for (next, value) in kept {
+        // `HeaderMap`'s owned iterator yields a name only for the first value of each name.
+        if let Some(next) = next {
+            name = Some(next);
+        }
+        let Some(name) = name.as_ref() else { continue };
+        let allowed = RETURNED_HEADERS.contains(name)
+            || name.as_str().starts_with("x-ext-")
+            || (name == header::CACHE_CONTROL
+                && !value
+                    .to_str()
+                    .map(|v| v.to_ascii_lowercase().contains("public"))
+                    .unwrap_or(true));
+        if allowed {
+            headers.append(name.clone(), value);
+        }
+    }
+}
+
+/// Splits `/api/ext/{id}/{rest…}` into the extension id and the path the component sees
+/// (`/{rest…}`, or `/` when there is none).
+pub fn split_route(path: &str) -> Result<(&str, &str), GatewayError> {
+    let rest = path
+        .strip_prefix(ROUTE_PREFIX)
+        .ok_or_else(|| GatewayError::NoRoute(path.to_owned()))?;
+    let (id, inner) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, "/"),
+    };
+    if id.is_empty() {
+        return Err(GatewayError::BadRequest(
+            "missing extension id: use /api/ext/{extensionId}/{path}".into(),
+        ));
+    }
+    if !is_valid_extension_id(id) {
+        return Err(GatewayError::BadRequest(format!(
+            "invalid extension id '{id}': use 1-128 characters of A-Z a-z 0-9 . _ -"
+        )));
+    }
+    Ok((id, inner))
+}
+
+/// The request the component receives: prefix-free path, original query, allowlisted headers,
+/// and the gateway's `x-request-id`, `x-alga-tenant`, `x-alga-extension`.
+fn forward<B>(
+    request: Request<B>,
+    path: String,
+    tenant: &str,
+    extension_id: &str,
+    request_id: &str,
+) -> Result<Request<B>, GatewayError> {
+    let (mut parts, body) = request.into_parts();
+    let path_and_query = match parts.uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    let authority = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .filter(|host| host.parse::<http::uri::Authority>().is_ok())
+        .unwrap_or("localhost")
+        .to_owned();
+    parts.uri = Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|e| GatewayError::BadRequest(format!("invalid request path: {e}")))?;
+
+    let mut headers = HeaderMap::with_capacity(FORWARDED_HEADERS.len() + 3);
+    for name in &FORWARDED_HEADERS {
+        for value in parts.headers.get_all(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let value = |s: &str| {
+        HeaderValue::from_str(s)
+            .map_err(|_| GatewayError::BadRequest(format!("invalid header value '{s}'")))
+    };
+    headers.insert("x-request-id", value(request_id)?);
+    headers.insert("x-alga-tenant", value(tenant)?);
+    headers.insert("x-alga-extension", value(extension_id)?);
+    parts.headers = headers;
+    Ok(Request::from_parts(parts, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_routes() {
+        assert_eq!(
+            split_route("/api/ext/hello/greet").unwrap(),
+            ("hello", "/greet")
+        );
+        assert_eq!(
+            split_route("/api/ext/hello/a/b/").unwrap(),
+            ("hello", "/a/b/")
+        );
+        assert_eq!(split_route("/api/ext/hello").unwrap(), ("hello", "/"));
+        assert_eq!(split_route("/api/ext/hello/").unwrap(), ("hello", "/"));
+        assert!(matches!(
+            split_route("/api/ext/"),
+            Err(GatewayError::BadRequest(_))
+        ));
+        assert!(matches!(
+            split_route("/api/ext/%2e%2e/x"),
+            Err(GatewayError::BadRequest(_))
+        ));
+        assert!(matches!(
+            split_route("/other"),
+            Err(GatewayError::NoRoute(_))
+        ));
+    }
+
+    #[test]
+    fn returns_only_allowlisted_response_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("text/plain"));
+        headers.append("set-cookie", HeaderValue::from_static("a=1"));
+        headers.append("set-cookie", HeaderValue::from_static("b=2"));
+        headers.insert("connection", HeaderValue::from_static("close"));
+        headers.append("x-ext-trace", HeaderValue::from_static("1"));
+        headers.append("x-ext-trace", HeaderValue::from_static("2"));
+        headers.insert(
+            "cache-control",
+            HeaderValue::from_static("public, max-age=60"),
+        );
+        filter_response_headers(&mut headers);
+        assert_eq!(headers.len(), 3, "{headers:?}");
+        assert_eq!(headers["content-type"], "text/plain");
+        assert_eq!(headers.get_all("x-ext-trace").iter().count(), 2);
+        let mut private = HeaderMap::new();
+        private.insert(
+            "cache-control",
+            HeaderValue::from_static("private, max-age=5"),
+        );
+        filter_response_headers(&mut private);
+        assert_eq!(private["cache-control"], "private, max-age=5");
+    }
+
+    #[test]
+    fn forwards_only_allowlisted_headers_and_sets_alga_ones() {
+        let request = Request::builder()
+            .uri("/api/ext/hello/greet?x=1")
+            .header("host", "edge.example:8080")
+            .header("authorization", "Bearer secret")
+            .header("cookie", "session=1")
+            .header("x-alga-tenant", "spoofed")
+            .header("accept", "application/json")
+            .body(())
+            .unwrap();
+        let forwarded = forward(request, "/greet".into(), "t1", "hello", "rid-1").unwrap();
+        assert_eq!(
+            forwarded.uri().to_string(),
+            "http://edge.example:8080/greet?x=1"
+        );
+        let headers = forwarded.headers();
+        assert!(headers.get("authorization").is_none());
+        assert!(headers.get("cookie").is_none());
+        assert_eq!(headers["x-alga-tenant"], "t1");
+        assert_eq!(headers["x-alga-extension"], "hello");
+        assert_eq!(headers["x-request-id"], "rid-1");
+        assert_eq!(headers["accept"], "application/json");
+    }
+}

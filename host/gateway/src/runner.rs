@@ -1,0 +1,438 @@
+//! `POST /v1/execute`: the Alga runner API (DESIGN §5). The platform, which already resolved
+//! the tenant's install, sends an envelope
+//! `{context, http{method, path, query, headers, body_b64}, limits, config, providers,
+//! secret_envelope}` with its service token and gets `{status, headers, body_b64}` back. The
+//! request runs through the same engine and policies as the gateway route.
+//!
+//! The platform is authoritative for what it sends: a non-empty `providers` list replaces the
+//! capabilities granted (each must be a known capability; the
+//! install's grants apply otherwise), a non-empty `config` replaces the install's config (string
+//! values as they are, others as JSON text). Secrets come only from this node's registry
+//! install, sealed with the node key: `secret_envelope` is accepted but not opened (its
+//! format is the platform's; a non-null one is logged as ignored).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use alga_edge_registry::manifest::canonical_capability;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Body;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::is_valid_extension_id;
+use alga_edge_http::json_response;
+
+use crate::error::GatewayError;
+use crate::ext_api::Gateway;
+use alga_edge_http::BearerSecret;
+use alga_edge_http::{BoxError, HostBody};
+
+/// Path of the runner API.
+pub const EXECUTE_PATH: &str = "/v1/execute";
+
+/// The runner envelope.
+#[derive(Debug, Deserialize)]
+pub struct Envelope {
+    /// Who and what runs.
+    pub context: ExecuteContext,
+    /// Handler hint from the manifest (informational: a component has one entry point).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The request the component receives.
+    pub http: HttpEnvelope,
+    /// Per-call limits.
+    #[serde(default)]
+    pub limits: ExecuteLimits,
+    /// The install's config map.
+    #[serde(default)]
+    pub config: BTreeMap<String, serde_json::Value>,
+    /// Granted capability providers.
+    #[serde(default)]
+    pub providers: Vec<String>,
+    /// The install's sealed secrets, opaque here.
+    #[serde(default)]
+    pub secret_envelope: Option<serde_json::Value>,
+}
+
+/// `context` of the envelope.
+#[derive(Debug, Deserialize)]
+pub struct ExecuteContext {
+    /// The platform's request id (the node's own is used when absent or unusable).
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Extension name.
+    pub extension_id: String,
+    /// The platform's install id.
+    #[serde(default)]
+    pub install_id: Option<String>,
+    /// The platform's version id (informational: the content hash decides).
+    #[serde(default)]
+    pub version_id: Option<String>,
+    /// `sha256:<hex>` of the bundle to run.
+    pub content_hash: String,
+    /// End user, if any.
+    #[serde(default)]
+    pub user_id: Option<String>,
+}
+
+/// `http` of the envelope.
+#[derive(Debug, Deserialize)]
+pub struct HttpEnvelope {
+    /// Method.
+    pub method: String,
+    /// Path the component sees, starting with `/`.
+    pub path: String,
+    /// Query parameters; a value may be a string or a list of strings.
+    #[serde(default)]
+    pub query: BTreeMap<String, QueryValue>,
+    /// Request headers (the gateway's allowlist still applies).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Body, base64.
+    #[serde(default)]
+    pub body_b64: Option<String>,
+}
+
+/// One query parameter's value(s).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum QueryValue {
+    /// `?k=v`
+    One(String),
+    /// `?k=a&k=b`
+    Many(Vec<String>),
+}
+
+/// `limits` of the envelope.
+#[derive(Debug, Default, Deserialize)]
+pub struct ExecuteLimits {
+    /// Deadline; the node's (or install's) deadline still caps it.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The runner's answer.
+#[derive(Debug, Serialize)]
+pub struct ExecuteResponse {
+    /// Status the component answered.
+    pub status: u16,
+    /// Its (allowlisted) headers; repeated headers joined with `, `.
+    pub headers: BTreeMap<String, String>,
+    /// Its body, base64.
+    pub body_b64: String,
+}
+
+/// The runner API.
+pub struct Runner {
+    gateway: Arc<Gateway>,
+    token: BearerSecret,
+    max_response_bytes: usize,
+}
+
+impl Runner {
+    /// Runs envelopes on `gateway` for callers presenting `service_token`.
+    pub fn new(gateway: Arc<Gateway>, service_token: &str, max_response_bytes: u64) -> Self {
+        Self {
+            gateway,
+            token: BearerSecret::new(service_token),
+            max_response_bytes: usize::try_from(max_response_bytes).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Serves one `POST /v1/execute`.
+    pub async fn handle<B>(&self, request: Request<B>, request_id: &str) -> Response<HostBody>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let mut trace = self.gateway.telemetry().begin("execute", request_id);
+        let response = match self.execute(request, request_id, &mut trace).await {
+            Ok(response) => response,
+            Err(error) => {
+                trace.fail(&error);
+                return error.into_response(request_id);
+            }
+        };
+        let status = response.status().as_u16();
+        let mut headers: BTreeMap<String, String> = BTreeMap::new();
+        for (name, value) in response.headers() {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            headers
+                .entry(name.as_str().to_owned())
+                .and_modify(|v| {
+                    v.push_str(", ");
+                    v.push_str(&value);
+                })
+                .or_insert(value);
+        }
+        // The trace reports (status, bytes, duration) once the body has been read to its end.
+        let body = match trace.succeed(response).into_body().collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(e) => {
+                return GatewayError::BadGuestResponse(format!("its response body failed: {e}"))
+                    .into_response(request_id);
+            }
+        };
+        if body.len() > self.max_response_bytes {
+            return GatewayError::BadGuestResponse(format!(
+                "its response body is larger than {} bytes",
+                self.max_response_bytes
+            ))
+            .into_response(request_id);
+        }
+        let answer = ExecuteResponse {
+            status,
+            headers,
+            body_b64: BASE64.encode(&body),
+        };
+        match serde_json::to_value(answer) {
+            Ok(value) => json_response(StatusCode::OK, &value),
+            Err(e) => GatewayError::Internal(format!("encoding the answer: {e}"))
+                .into_response(request_id),
+        }
+    }
+
+    async fn execute<B>(
+        &self,
+        request: Request<B>,
+        request_id: &str,
+        trace: &mut crate::telemetry::RequestTrace,
+    ) -> Result<Response<HostBody>, GatewayError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        if request.method() != Method::POST {
+            return Err(GatewayError::BadRequest(format!(
+                "{} is not supported on {EXECUTE_PATH}: use POST",
+                request.method()
+            )));
+        }
+        let authorization = alga_edge_http::authorization(request.headers());
+        match self.token.check(authorization) {
+            None => {
+                return Err(GatewayError::Unauthorized(
+                    "missing service token: send 'authorization: Bearer <runner service token>'"
+                        .into(),
+                ));
+            }
+            Some(false) => {
+                return Err(GatewayError::Unauthorized(
+                    "the service token is not valid".into(),
+                ));
+            }
+            Some(true) => {}
+        }
+        let envelope = read_envelope(request, self.envelope_limit()).await?;
+        let context = &envelope.context;
+        if !is_valid_extension_id(&context.extension_id) {
+            return Err(GatewayError::BadRequest(format!(
+                "invalid context.extension_id '{}'",
+                context.extension_id
+            )));
+        }
+        if context.tenant_id.is_empty() || context.tenant_id.len() > 128 {
+            return Err(GatewayError::BadRequest(
+                "context.tenant_id must be 1-128 characters".into(),
+            ));
+        }
+        let mut resolved = self
+            .gateway
+            .installed()
+            .resolve_bundle(
+                &context.tenant_id,
+                &context.extension_id,
+                &context.content_hash,
+                context.install_id.as_deref(),
+            )
+            .await?
+            .ok_or_else(|| {
+                GatewayError::UnknownExtension(format!(
+                    "{} with bundle {}",
+                    context.extension_id, context.content_hash
+                ))
+            })?;
+        if let Some(ms) = envelope.limits.timeout_ms {
+            // The caller may shorten the deadline, never extend it past the node's.
+            let cap = resolved
+                .policy
+                .timeout_ms
+                .unwrap_or(self.gateway.default_timeout_ms());
+            resolved.policy.timeout_ms = Some(ms.clamp(1, cap));
+        }
+        if !envelope.providers.is_empty() {
+            let mut grants = Vec::with_capacity(envelope.providers.len());
+            for provider in &envelope.providers {
+                let canonical = canonical_capability(provider).ok_or_else(|| {
+                    GatewayError::BadRequest(format!("unknown provider '{provider}'"))
+                })?;
+                grants.push(canonical);
+            }
+            resolved.grants = grants;
+        }
+        if !envelope.config.is_empty() {
+            resolved.config = Arc::new(
+                envelope
+                    .config
+                    .iter()
+                    .map(|(k, v)| {
+                        let text = match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        (k.clone(), text)
+                    })
+                    .collect(),
+            );
+        }
+        if envelope
+            .secret_envelope
+            .as_ref()
+            .is_some_and(|v| !v.is_null())
+        {
+            tracing::info!(%request_id, "secret_envelope ignored: secrets come from the node's install");
+        }
+        let (inner, path) = build_request(&envelope.http)?;
+        let user = envelope.context.user_id.clone();
+        self.gateway
+            .run(resolved, inner, path, user, request_id, trace)
+            .await
+    }
+
+    /// Largest envelope: a base64 body of the largest allowed size plus room for the rest.
+    fn envelope_limit(&self) -> usize {
+        let body = usize::try_from(self.gateway.max_body_bytes()).unwrap_or(usize::MAX);
+        body.saturating_mul(4).div_euclid(3).saturating_add(1 << 20)
+    }
+}
+
+/// Reads and parses the envelope with the node's one bounded reader, refusing bodies over
+/// `limit`.
+async fn read_envelope<B>(request: Request<B>, limit: usize) -> Result<Envelope, GatewayError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = request.into_parts();
+    alga_edge_http::read_json(&parts.headers, body, limit as u64, "runner envelope")
+        .await
+        .map_err(|e| {
+            if e.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+                GatewayError::BodyTooLarge {
+                    limit_bytes: limit as u64,
+                }
+            } else {
+                GatewayError::BadRequest(e.message().to_owned())
+            }
+        })
+}
+
+/// The component's request from the envelope's `http`, and the path it sees.
+fn build_request(http: &HttpEnvelope) -> Result<(Request<Full<Bytes>>, String), GatewayError> {
+    let method = Method::from_bytes(http.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| GatewayError::BadRequest(format!("invalid http.method '{}'", http.method)))?;
+    if !http.path.starts_with('/') || http.path.contains('?') || http.path.contains('#') {
+        return Err(GatewayError::BadRequest(format!(
+            "http.path '{}' must start with '/' and carry no query or fragment (use http.query)",
+            http.path
+        )));
+    }
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in &http.query {
+        match value {
+            QueryValue::One(v) => {
+                query.append_pair(key, v);
+            }
+            QueryValue::Many(values) => {
+                for v in values {
+                    query.append_pair(key, v);
+                }
+            }
+        }
+    }
+    let query = query.finish();
+    let uri = if query.is_empty() {
+        http.path.clone()
+    } else {
+        format!("{}?{query}", http.path)
+    };
+    let body = match &http.body_b64 {
+        Some(b64) => BASE64
+            .decode(b64)
+            .map_err(|e| GatewayError::BadRequest(format!("http.body_b64 is not base64: {e}")))?,
+        None => Vec::new(),
+    };
+    let mut request = Request::builder()
+        .method(method)
+        .uri(&uri)
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| GatewayError::BadRequest(format!("invalid http.path: {e}")))?;
+    let headers = request.headers_mut();
+    for (name, value) in &http.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| GatewayError::BadRequest(format!("invalid header name '{name}'")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| GatewayError::BadRequest(format!("invalid value for header '{name}'")))?;
+        headers.append(name, value);
+    }
+    // The decoded body's real length replaces whatever the envelope claimed.
+    let length = request.body().size_hint().exact().unwrap_or(0);
+    request
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    Ok((request, http.path.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(json: serde_json::Value) -> HttpEnvelope {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn builds_the_component_request_from_the_envelope() {
+        let (request, path) = build_request(&http(serde_json::json!({
+            "method": "post", "path": "/agreements/sync",
+            "query": {"force": "true", "tag": ["a b", "c"]},
+            "headers": {"content-type": "application/json", "content-length": "999"},
+            "body_b64": BASE64.encode(b"{\"x\":1}"),
+        })))
+        .unwrap();
+        assert_eq!(path, "/agreements/sync");
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(
+            request.uri().to_string(),
+            "/agreements/sync?force=true&tag=a+b&tag=c"
+        );
+        assert_eq!(request.headers()["content-length"], "7");
+        assert_eq!(request.headers()["content-type"], "application/json");
+    }
+
+    #[test]
+    fn refuses_bad_envelopes() {
+        for bad in [
+            serde_json::json!({"method": "GET", "path": "relative"}),
+            serde_json::json!({"method": "GET", "path": "/x?y=1"}),
+            serde_json::json!({"method": "G ET", "path": "/"}),
+            serde_json::json!({"method": "GET", "path": "/", "body_b64": "%%%"}),
+            serde_json::json!({"method": "GET", "path": "/", "headers": {"bad name": "v"}}),
+        ] {
+            assert!(
+                matches!(
+                    build_request(&http(bad.clone())),
+                    Err(GatewayError::BadRequest(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+}

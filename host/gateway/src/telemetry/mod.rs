@@ -1,0 +1,247 @@
+//! What the node tells operators about requests: Prometheus [`metrics`] and the batched
+//! [`execution_log`]. A [`RequestTrace`] follows one request from arrival to its last response
+//! byte and reports it exactly once.
+
+pub mod execution_log;
+pub mod metrics;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use alga_edge_registry::ExecutionRecord;
+use bytes::Bytes;
+use http::Response;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
+
+use crate::error::GatewayError;
+use alga_edge_capabilities::Journal;
+use alga_edge_http::{BoxError, HostBody};
+pub use execution_log::{ExecutionLog, ExecutionLogConfig, LogWriter};
+pub use metrics::Metrics;
+use metrics::{DenialLabels, RequestLabels};
+
+/// Metrics and the execution log, shared by every route that runs extensions.
+pub struct Telemetry {
+    /// The Prometheus metrics.
+    pub metrics: Metrics,
+    log: ExecutionLog,
+}
+
+/// The install a request resolved to (what its execution-log row names).
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Tenant.
+    pub tenant: String,
+    /// Extension id.
+    pub extension: String,
+    /// Version.
+    pub version: String,
+    /// Bundle content hash.
+    pub content_hash: String,
+}
+
+/// One request in flight.
+pub struct RequestTrace {
+    route: &'static str,
+    request_id: String,
+    started: Instant,
+    at: i64,
+    target: Option<Target>,
+    journal: Option<Arc<Journal>>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl Telemetry {
+    /// Telemetry reporting into `metrics` and `log`.
+    pub fn new(metrics: Metrics, log: ExecutionLog) -> Self {
+        Self { metrics, log }
+    }
+
+    /// Starts following a request on `route` (`gateway` or `execute`).
+    pub fn begin(self: &Arc<Self>, route: &'static str, request_id: &str) -> RequestTrace {
+        self.metrics.in_flight.inc();
+        RequestTrace {
+            route,
+            request_id: request_id.to_owned(),
+            started: Instant::now(),
+            at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+            target: None,
+            journal: None,
+            telemetry: self.clone(),
+        }
+    }
+}
+
+impl RequestTrace {
+    /// Names the install the request resolved to; from here on it gets an execution-log row.
+    pub fn resolved(&mut self, target: Target) {
+        self.target = Some(target);
+    }
+
+    /// The journal the request's capabilities write into (log lines kept up to `max_lines`);
+    /// its contents go into the request's execution-log row.
+    pub fn journal(&mut self, max_lines: usize) -> Arc<Journal> {
+        self.journal
+            .get_or_insert_with(|| Arc::new(Journal::new(max_lines)))
+            .clone()
+    }
+
+    /// The extension label of this request's series.
+    pub fn extension_label(&self) -> &str {
+        self.target.as_ref().map_or("-", |t| t.extension.as_str())
+    }
+
+    /// Reports a request answered with `error`.
+    pub fn fail(self, error: &GatewayError) {
+        let metrics = &self.telemetry.metrics;
+        if let Some(reason) = error.denial_reason() {
+            metrics
+                .denials
+                .get_or_create(&DenialLabels {
+                    route: self.route,
+                    reason,
+                })
+                .inc();
+        }
+        if matches!(error, GatewayError::Timeout { .. }) {
+            metrics
+                .timeouts
+                .get_or_create(&Metrics::extension(self.extension_label()))
+                .inc();
+        }
+        self.report(error.status().as_u16(), Some(error.code().to_owned()), 0);
+    }
+
+    /// Wraps `response` so the request is reported when its body ends (or is dropped).
+    pub fn succeed(self, response: Response<HostBody>) -> Response<HostBody> {
+        let status = response.status().as_u16();
+        response.map(|inner| {
+            TracedBody {
+                inner,
+                status,
+                sent: 0,
+                failed: false,
+                trace: Some(self),
+            }
+            .boxed_unsync()
+        })
+    }
+
+    fn report(mut self, status: u16, error_class: Option<String>, bytes_out: u64) {
+        let metrics = &self.telemetry.metrics;
+        let elapsed = self.started.elapsed();
+        let extension = self.extension_label().to_owned();
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: self.route,
+                extension: extension.clone(),
+                status,
+            })
+            .inc();
+        if let Some(target) = self.target.take() {
+            let labels = Metrics::extension(&extension);
+            metrics
+                .duration
+                .get_or_create(&labels)
+                .observe(elapsed.as_secs_f64());
+            if bytes_out > 0 {
+                metrics.bytes_out.get_or_create(&labels).inc_by(bytes_out);
+            }
+            let (logs, egress_bytes) = self
+                .journal
+                .take()
+                .map_or((Vec::new(), 0), |j| (j.take_lines(), j.egress_bytes()));
+            self.telemetry.log.record(ExecutionRecord {
+                tenant: target.tenant,
+                extension: target.extension,
+                version: target.version,
+                content_hash: target.content_hash,
+                request_id: std::mem::take(&mut self.request_id),
+                status,
+                duration_ms: elapsed.as_millis() as u64,
+                error_class,
+                at: self.at,
+                logs,
+                egress_bytes,
+            });
+        }
+    }
+}
+
+impl Drop for RequestTrace {
+    fn drop(&mut self) {
+        self.telemetry.metrics.in_flight.dec();
+    }
+}
+
+/// A response body that reports its request when it ends, fails, or is dropped unfinished
+/// (client gone).
+struct TracedBody {
+    inner: HostBody,
+    status: u16,
+    sent: u64,
+    failed: bool,
+    trace: Option<RequestTrace>,
+}
+
+impl TracedBody {
+    fn finish(&mut self, error_class: Option<&str>) {
+        if let Some(trace) = self.trace.take() {
+            trace.report(self.status, error_class.map(str::to_owned), self.sent);
+        }
+    }
+}
+
+impl Body for TracedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.sent += data.len() as u64;
+                }
+                if this.inner.is_end_stream() {
+                    this.finish(None);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                this.failed = true;
+                this.finish(Some("response_stream_failed"));
+            }
+            Poll::Ready(None) => this.finish(None),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for TracedBody {
+    fn drop(&mut self) {
+        if !self.failed && !self.inner.is_end_stream() {
+            self.finish(Some("client_disconnected"));
+        } else {
+            self.finish(None);
+        }
+    }
+}
