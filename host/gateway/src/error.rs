@@ -50,33 +50,10 @@ pub enum GatewayError {
     /// The request itself is malformed (bad extension id, bad path).
     #[error("{0}")]
     BadRequest(String),
-    /// The component trapped: a panic, `unreachable`, a bad memory access…
-    #[error("the extension crashed: {0}")]
-    GuestTrap(String),
-    /// The component tried to grow its memory past the per-instance cap.
-    #[error("the extension exceeded its memory limit of {limit_mib} MiB")]
-    MemoryLimit {
-        /// The cap, in MiB.
-        limit_mib: u64,
-    },
-    /// The component overflowed the wasm stack.
-    #[error("the extension overflowed its stack")]
-    StackOverflow,
-    /// The component answered with an HTTP error code instead of a response, or never answered.
-    #[error("the extension returned no valid response: {0}")]
-    BadGuestResponse(String),
-    /// The component did not finish within the deadline.
-    #[error("the extension did not answer within {timeout_ms} ms")]
-    Timeout {
-        /// The deadline that passed.
-        timeout_ms: u64,
-    },
-    /// Every instance slot of this node is busy.
-    #[error("this node is at capacity ({max} concurrent instances); retry shortly")]
-    AtCapacity {
-        /// The node-wide instance cap.
-        max: u32,
-    },
+    /// The engine ran the component and got no usable response (trap, memory or stack limit,
+    /// deadline, bad answer), or had no instance slot free.
+    #[error(transparent)]
+    Invoke(#[from] InvokeError),
     /// A failure of the host itself (compile error of a stored component, I/O…).
     #[error("internal error: {0}")]
     Internal(String),
@@ -95,12 +72,10 @@ impl GatewayError {
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BundleRejected(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::GuestTrap(_)
-            | Self::MemoryLimit { .. }
-            | Self::StackOverflow
-            | Self::BadGuestResponse(_) => StatusCode::BAD_GATEWAY,
-            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Invoke(InvokeError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Invoke(InvokeError::AtCapacity { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Invoke(InvokeError::Internal(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Invoke(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -117,12 +92,7 @@ impl GatewayError {
             Self::HeadersTooLarge(_) => "request_headers_too_large",
             Self::RateLimited { .. } => "rate_limited",
             Self::BundleRejected(_) => "bundle_rejected",
-            Self::GuestTrap(_) => "extension_trap",
-            Self::MemoryLimit { .. } => "extension_memory_limit",
-            Self::StackOverflow => "extension_stack_overflow",
-            Self::BadGuestResponse(_) => "extension_bad_response",
-            Self::Timeout { .. } => "extension_timeout",
-            Self::AtCapacity { .. } => "node_at_capacity",
+            Self::Invoke(error) => error.code(),
             Self::Internal(_) => "internal_error",
         }
     }
@@ -140,13 +110,8 @@ impl GatewayError {
             | Self::BodyTooLarge { .. }
             | Self::HeadersTooLarge(_)
             | Self::BundleRejected(_)
-            | Self::AtCapacity { .. } => Some(self.code()),
-            Self::GuestTrap(_)
-            | Self::MemoryLimit { .. }
-            | Self::StackOverflow
-            | Self::BadGuestResponse(_)
-            | Self::Timeout { .. }
-            | Self::Internal(_) => None,
+            | Self::Invoke(InvokeError::AtCapacity { .. }) => Some(self.code()),
+            Self::Invoke(_) | Self::Internal(_) => None,
         }
     }
 
@@ -159,7 +124,7 @@ impl GatewayError {
 impl From<GatewayError> for ApiError {
     fn from(error: GatewayError) -> Self {
         let retry_after = match error {
-            GatewayError::AtCapacity { .. } => Some(1),
+            GatewayError::Invoke(InvokeError::AtCapacity { .. }) => Some(1),
             GatewayError::RateLimited { retry_after, .. } => Some(retry_after),
             _ => None,
         };
@@ -167,20 +132,6 @@ impl From<GatewayError> for ApiError {
         match retry_after {
             Some(seconds) => api.retry_after(seconds),
             None => api,
-        }
-    }
-}
-
-impl From<InvokeError> for GatewayError {
-    fn from(error: InvokeError) -> Self {
-        match error {
-            InvokeError::AtCapacity { max } => Self::AtCapacity { max },
-            InvokeError::GuestTrap(message) => Self::GuestTrap(message),
-            InvokeError::MemoryLimit { limit_mib } => Self::MemoryLimit { limit_mib },
-            InvokeError::StackOverflow => Self::StackOverflow,
-            InvokeError::BadGuestResponse(message) => Self::BadGuestResponse(message),
-            InvokeError::Timeout { timeout_ms } => Self::Timeout { timeout_ms },
-            InvokeError::Internal(message) => Self::Internal(message),
         }
     }
 }

@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::is_valid_extension_id;
 use alga_edge_http::json_response;
 
+use alga_edge_engine::InvokeError;
+
 use crate::error::GatewayError;
 use crate::ext_api::Gateway;
 use alga_edge_http::BearerSecret;
@@ -176,15 +178,17 @@ impl Runner {
         let body = match trace.succeed(response).into_body().collect().await {
             Ok(body) => body.to_bytes(),
             Err(e) => {
-                return GatewayError::BadGuestResponse(format!("its response body failed: {e}"))
-                    .into_response(request_id);
+                return GatewayError::Invoke(InvokeError::BadGuestResponse(format!(
+                    "its response body failed: {e}"
+                )))
+                .into_response(request_id);
             }
         };
         if body.len() > self.max_response_bytes {
-            return GatewayError::BadGuestResponse(format!(
+            return GatewayError::Invoke(InvokeError::BadGuestResponse(format!(
                 "its response body is larger than {} bytes",
                 self.max_response_bytes
-            ))
+            )))
             .into_response(request_id);
         }
         let answer = ExecuteResponse {

@@ -16,6 +16,8 @@ use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 
+use alga_edge_engine::InvokeError;
+
 use crate::error::GatewayError;
 use alga_edge_capabilities::Journal;
 use alga_edge_http::{BoxError, HostBody};
@@ -108,7 +110,7 @@ impl RequestTrace {
                 })
                 .inc();
         }
-        if matches!(error, GatewayError::Timeout { .. }) {
+        if matches!(error, GatewayError::Invoke(InvokeError::Timeout { .. })) {
             metrics
                 .timeouts
                 .get_or_create(&Metrics::extension(self.extension_label()))
