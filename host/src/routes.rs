@@ -36,6 +36,12 @@ impl<T: Copy> RouteTable<T> {
         Self { router }
     }
 
+    /// The route serving `path`, a request's own path (with its leading `/`), without
+    /// collecting parameters: the hot path of the node's front allocates nothing here.
+    pub fn route(&self, path: &str) -> Option<T> {
+        self.router.at(path).ok().map(|matched| *matched.value)
+    }
+
     /// The route serving `path` (relative, as [`normalized`] returns it) and its parameters.
     pub fn find(&self, path: &str) -> Option<(T, Params)> {
         let rooted = format!("/{path}");
@@ -70,5 +76,7 @@ mod tests {
         assert_eq!((value, params.get("id")), (3, "x7"));
         assert!(table.find("a/x/c").is_none());
         assert!(table.find("").is_none());
+        assert_eq!(table.route("/a/x7"), Some(2));
+        assert_eq!(table.route("a"), None);
     }
 }

@@ -149,10 +149,7 @@ impl App {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let started = std::time::Instant::now();
-        let front = self
-            .routes
-            .find(path.strip_prefix('/').unwrap_or(&path))
-            .map(|(front, _)| front);
+        let front = self.routes.route(&path);
         let mut response = match front {
             Some(front) => self.dispatch(front, request, &request_id).await,
             None => ApiError::no_route(&path).into_response(&request_id),
