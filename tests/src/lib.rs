@@ -354,17 +354,62 @@ pub fn client() -> ureq::Agent {
         .into()
 }
 
-/// A GET that returns status, headers and the body parsed as JSON (Null when not JSON).
-pub fn get_json(agent: &ureq::Agent, url: &str) -> (u16, http::HeaderMap, serde_json::Value) {
-    let mut response = agent
-        .get(url)
-        .call()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+/// `method url` with `headers` and, when given, `body`, over `agent`: status, headers and body
+/// text. Fails the test only when no answer arrives (every status is an answer: see [`client`]).
+pub fn send(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> (u16, http::HeaderMap, String) {
+    let mut builder = http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    // No body at all rather than an empty one, so a GET stays a plain GET.
+    let mut response = match body {
+        Some(body) => agent.run(builder.body(body).unwrap()),
+        None => agent.run(builder.body(()).unwrap()),
+    }
+    .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let text = response.body_mut().read_to_string().unwrap_or_default();
+    (status, headers, text)
+}
+
+/// [`send`] to `route` (a path with its query) of `node`, over a fresh [`client`].
+pub fn request(
+    node: &Node,
+    method: &str,
+    route: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> (u16, http::HeaderMap, String) {
+    send(&client(), method, &node.url(route), headers, body)
+}
+
+/// A GET that returns status, headers and the body parsed as JSON (Null when not JSON).
+pub fn get_json(agent: &ureq::Agent, url: &str) -> (u16, http::HeaderMap, serde_json::Value) {
+    let (status, headers, text) = send(agent, "GET", url, &[], None);
     let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
     (status, headers, json)
+}
+
+/// Calls `check` every 20 ms until it holds, and returns how long that took; fails the test,
+/// naming `what` it waited for, once `limit` has passed. For what a node does in the
+/// background (replication, the execution log's batches), which has no event to wait on.
+pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
 }
 
 /// A number unique within this test process.
@@ -410,11 +455,11 @@ impl S3Server {
             endpoint: format!("http://127.0.0.1:{port}"),
         };
         let agent = client();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while agent.get(&server.endpoint).call().is_err() {
-            assert!(Instant::now() < deadline, "moto did not start on {port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(
+            Duration::from_secs(60),
+            &format!("moto to answer on port {port}"),
+            || agent.get(&server.endpoint).call().is_ok(),
+        );
         server
     }
 

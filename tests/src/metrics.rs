@@ -42,3 +42,20 @@ pub fn sum(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
         .map(|(_, _, v)| v)
         .sum()
 }
+
+/// Scrapes `node`'s `/metrics`: the text and its samples. Fails the test unless the node answers
+/// 200 with Prometheus text that holds samples.
+pub fn scrape(node: &crate::Node) -> (String, Vec<Sample>) {
+    let (status, headers, text) = crate::request(node, "GET", "/metrics", &[], None);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("text/plain")),
+        "{headers:?}"
+    );
+    let samples = parse(&text);
+    assert!(!samples.is_empty(), "{text}");
+    (text, samples)
+}

@@ -4,19 +4,13 @@
 
 use std::time::Duration;
 
-use alga_edge_e2e::{client, get_json, run_to_exit, timed};
+use alga_edge_e2e::publishing::{get, json, token};
+use alga_edge_e2e::{Node, client, get_json, run_to_exit, timed, wait_until};
 
-/// A node running the `alga-edge` binary cargo built for this test.
-struct Node;
-
-impl Node {
-    fn start(extra: &[&str], env: &[(&str, &str)]) -> alga_edge_e2e::Node {
-        alga_edge_e2e::Node::start(env!("CARGO_BIN_EXE_alga-edge"), extra, env)
-    }
-}
+use crate::BIN;
 
 /// The node still answers a normal request after a fault.
-fn assert_still_serving(node: &alga_edge_e2e::Node) {
+fn assert_still_serving(node: &Node) {
     let (status, _, body) = get_json(&client(), &node.url("/api/ext/hello/after-fault"));
     assert_eq!(
         status,
@@ -27,8 +21,28 @@ fn assert_still_serving(node: &alga_edge_e2e::Node) {
     assert_eq!(body["path"], "/after-fault");
 }
 
-/// How many body bytes arrive before the stream ends or is cut.
-fn bytes_until_cut(response: &mut http::Response<ureq::Body>) -> u64 {
+/// GETs `/trap` of the dev-mapped `extension`: a 502 `extension_trap`, and the guest's panic
+/// message is in the node's log, tied to the request id.
+fn assert_trap_is_logged(node: &Node, extension: &str) {
+    let route = format!("/api/ext/{extension}/trap");
+    let (status, headers, body) = get_json(&client(), &node.url(&route));
+    assert_eq!(status, 502, "body: {body}");
+    assert_error_body(&headers, &body, "extension_trap");
+    let request_id = body["request_id"].as_str().unwrap();
+    let message = format!("{extension}: deliberate trap");
+    let log = node.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(request_id) && l.contains(&message)),
+        "guest stderr not logged for {request_id}:\n{log}"
+    );
+}
+
+/// GETs `url`, a body larger than the node's `cap_mib` response cap: 200, then the stream is
+/// cut (the connection aborts mid-body) after some bytes and never more than the cap.
+fn assert_cut_at_cap(agent: &ureq::Agent, url: &str, cap_mib: u64) {
+    let mut response = agent.get(url).call().unwrap();
+    assert_eq!(response.status(), 200);
     let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
     let mut received = 0u64;
     let mut buf = vec![0u8; 64 << 10];
@@ -38,7 +52,11 @@ fn bytes_until_cut(response: &mut http::Response<ureq::Body>) -> u64 {
         }
         received += n as u64;
     }
-    received
+    assert!(
+        received <= cap_mib << 20,
+        "got {received} bytes past a {cap_mib} MiB cap"
+    );
+    assert!(received > 0, "nothing was streamed before the cut");
 }
 
 /// The JSON error contract: `{error, message, request_id}` with the id also in the header.
@@ -55,9 +73,34 @@ fn assert_error_body(headers: &http::HeaderMap, body: &serde_json::Value, error:
     );
 }
 
+/// The answer, after `elapsed`, to a request `what` kept running past its `timeout_ms`
+/// deadline: 504 `extension_timeout`, not before the deadline (less 50 ms of timer slack) and,
+/// when `overshoot_ms` is given, no more than that after it.
+fn assert_stopped_at_deadline(
+    what: &str,
+    (status, headers, body): &(u16, http::HeaderMap, serde_json::Value),
+    elapsed: Duration,
+    timeout_ms: u64,
+    overshoot_ms: Option<u64>,
+) {
+    eprintln!("{what} answered {status} after {elapsed:?} (deadline {timeout_ms} ms)");
+    assert_eq!(*status, 504, "body: {body}");
+    assert_error_body(headers, body, "extension_timeout");
+    assert!(
+        elapsed >= Duration::from_millis(timeout_ms - 50),
+        "answered before the deadline: {elapsed:?}"
+    );
+    if let Some(overshoot_ms) = overshoot_ms {
+        assert!(
+            elapsed <= Duration::from_millis(timeout_ms + overshoot_ms),
+            "deadline overshot: {elapsed:?}"
+        );
+    }
+}
+
 #[test]
 fn hello_echoes_path_query_and_context() {
-    let node = Node::start(&[], &[]);
+    let node = Node::start(BIN, &[], &[]);
     let agent = client();
     let mut response = agent
         .get(&node.url("/api/ext/hello/greet?x=1&name=Ada%20L"))
@@ -99,7 +142,7 @@ fn hello_echoes_path_query_and_context() {
 
 #[test]
 fn unknown_extension_and_route_are_404() {
-    let node = Node::start(&[], &[]);
+    let node = Node::start(BIN, &[], &[]);
     let agent = client();
     // Ids that are not dev-mapped go through tenant auth first: no token is 401 …
     let (status, headers, body) = get_json(&agent, &node.url("/api/ext/nope/x"));
@@ -107,11 +150,10 @@ fn unknown_extension_and_route_are_404() {
     assert_error_body(&headers, &body, "unauthorized");
     assert_eq!(headers["www-authenticate"], "Bearer");
     // … and a valid tenant token for an extension the tenant has not installed is 404.
-    let token = alga_edge_e2e::publishing::token(&node, "acme");
-    let (status, body) =
-        alga_edge_e2e::publishing::get(&agent, &node.url("/api/ext/nope/x"), Some(&token));
+    let token = token(&node, "acme");
+    let (status, body) = get(&agent, &node.url("/api/ext/nope/x"), Some(&token));
     assert_eq!(status, 404);
-    let body = alga_edge_e2e::publishing::json(&body);
+    let body = json(&body);
     assert_eq!(body["error"], "extension_not_found");
 
     let (status, headers, body) = get_json(&agent, &node.url("/elsewhere"));
@@ -128,25 +170,15 @@ fn unknown_extension_and_route_are_404() {
 
 #[test]
 fn trap_is_502_and_node_keeps_serving() {
-    let node = Node::start(&[], &[]);
-    let (status, headers, body) = get_json(&client(), &node.url("/api/ext/faulty/trap"));
-    assert_eq!(status, 502);
-    assert_error_body(&headers, &body, "extension_trap");
+    let node = Node::start(BIN, &[], &[]);
+    assert_trap_is_logged(&node, "faulty");
     assert_still_serving(&node);
-    // The guest's panic message is in the node's log, tied to the request id.
-    let request_id = body["request_id"].as_str().unwrap();
-    let log = node.log_text();
-    assert!(
-        log.lines()
-            .any(|l| l.contains(request_id) && l.contains("faulty: deliberate trap")),
-        "guest stderr not logged for {request_id}:\n{log}"
-    );
 }
 
 #[test]
 fn infinite_loop_is_504_within_deadline_and_next_request_succeeds() {
     const TIMEOUT_MS: u64 = 1000;
-    let node = Node::start(&[], &[("EXT_GATEWAY_TIMEOUT_MS", "1000")]);
+    let node = Node::start(BIN, &[], &[("EXT_GATEWAY_TIMEOUT_MS", "1000")]);
     let agent = client();
     // Two loops at once on a 2-core node: neither may starve the other or the deadline.
     let loops: Vec<_> = (0..2)
@@ -157,25 +189,15 @@ fn infinite_loop_is_504_within_deadline_and_next_request_succeeds() {
         })
         .collect();
     for handle in loops {
-        let ((status, headers, body), elapsed) = handle.join().unwrap();
-        eprintln!("infinite loop answered {status} after {elapsed:?} (deadline {TIMEOUT_MS} ms)");
-        assert_eq!(status, 504, "body: {body}");
-        assert_error_body(&headers, &body, "extension_timeout");
-        assert!(
-            elapsed >= Duration::from_millis(TIMEOUT_MS - 50),
-            "answered before the deadline: {elapsed:?}"
-        );
-        assert!(
-            elapsed <= Duration::from_millis(TIMEOUT_MS + 200),
-            "deadline overshot: {elapsed:?}"
-        );
+        let (answer, elapsed) = handle.join().unwrap();
+        assert_stopped_at_deadline("infinite loop", &answer, elapsed, TIMEOUT_MS, Some(200));
     }
     assert_still_serving(&node);
 }
 
 /// Fires `bombs` memory bombs at `node` (cap `cap_mib`), each a 502 naming the cap; returns the
 /// node's RSS growth in bytes.
-fn rss_growth_after_memory_bombs(node: &alga_edge_e2e::Node, bombs: usize, cap_mib: u64) -> u64 {
+fn rss_growth_after_memory_bombs(node: &Node, bombs: usize, cap_mib: u64) -> u64 {
     let agent = client();
     assert_still_serving(node);
     let baseline = node.rss_bytes();
@@ -201,20 +223,9 @@ fn guest_blocked_in_the_host_is_cancelled_at_the_deadline() {
     // No wasm runs while the guest waits on a host timer, so epoch checks cannot stop it: the
     // host cancels the call instead.
     const TIMEOUT_MS: u64 = 800;
-    let node = Node::start(&[], &[("EXT_GATEWAY_TIMEOUT_MS", "800")]);
-    let ((status, headers, body), elapsed) =
-        timed(|| get_json(&client(), &node.url("/api/ext/faulty/sleep")));
-    eprintln!("sleeping guest answered {status} after {elapsed:?} (deadline {TIMEOUT_MS} ms)");
-    assert_eq!(status, 504, "body: {body}");
-    assert_error_body(&headers, &body, "extension_timeout");
-    assert!(
-        elapsed >= Duration::from_millis(TIMEOUT_MS - 50),
-        "{elapsed:?}"
-    );
-    assert!(
-        elapsed <= Duration::from_millis(TIMEOUT_MS + 200),
-        "{elapsed:?}"
-    );
+    let node = Node::start(BIN, &[], &[("EXT_GATEWAY_TIMEOUT_MS", "800")]);
+    let (answer, elapsed) = timed(|| get_json(&client(), &node.url("/api/ext/faulty/sleep")));
+    assert_stopped_at_deadline("sleeping guest", &answer, elapsed, TIMEOUT_MS, Some(200));
     assert_still_serving(&node);
 }
 
@@ -223,6 +234,7 @@ fn memory_bomb_is_502_and_freed_memory_is_returned() {
     // Unbatched decommit: every bomb's memory goes back to the OS when its instance ends, so
     // five bombs grow RSS by less than one instance's cap.
     let node = Node::start(
+        BIN,
         &["--memory-limit-mib", "64", "--pool-decommit-batch", "1"],
         &[],
     );
@@ -239,7 +251,7 @@ fn memory_bombs_with_default_decommit_batching_stay_within_the_documented_bound(
         .map_or(1, |n| n.get())
         .min(16) as u64;
     let pending = shards * 7;
-    let node = Node::start(&["--memory-limit-mib", "64"], &[]);
+    let node = Node::start(BIN, &["--memory-limit-mib", "64"], &[]);
     let bombs = 2 * (pending + 1) as usize;
     let growth = rss_growth_after_memory_bombs(&node, bombs, CAP_MIB);
     assert!(
@@ -252,7 +264,7 @@ fn memory_bombs_with_default_decommit_batching_stay_within_the_documented_bound(
 
 #[test]
 fn stack_overflows_are_502() {
-    let node = Node::start(&[], &[]);
+    let node = Node::start(BIN, &[], &[]);
     let agent = client();
     // The wasm call stack: the engine's stack limit traps.
     let (status, headers, body) = get_json(&agent, &node.url("/api/ext/faulty/stack"));
@@ -267,7 +279,7 @@ fn stack_overflows_are_502() {
 
 #[test]
 fn hundred_concurrent_hello_requests_all_succeed() {
-    let node = Node::start(&[], &[]);
+    let node = Node::start(BIN, &[], &[]);
     let agent = client();
     let workers: Vec<_> = (0..100)
         .map(|i| {
@@ -292,7 +304,7 @@ fn hundred_concurrent_hello_requests_all_succeed() {
 
 #[test]
 fn huge_body_streams_and_is_cut_at_the_response_cap() {
-    let node = Node::start(&["--max-response-mib", "4"], &[]);
+    let node = Node::start(BIN, &["--max-response-mib", "4"], &[]);
     let agent = client();
 
     // Under the cap: streamed whole.
@@ -306,20 +318,14 @@ fn huge_body_streams_and_is_cut_at_the_response_cap() {
     assert_eq!(received, 3 << 20);
 
     // Over the cap: the stream is cut (the connection aborts mid-body); never more than the cap.
-    let mut response = agent
-        .get(&node.url("/api/ext/faulty/huge?mb=1024"))
-        .call()
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let received = bytes_until_cut(&mut response);
-    assert!(received <= 4 << 20, "got {received} bytes past a 4 MiB cap");
-    assert!(received > 0, "nothing was streamed before the cut");
+    assert_cut_at_cap(&agent, &node.url("/api/ext/faulty/huge?mb=1024"), 4);
     assert_still_serving(&node);
 }
 
 #[test]
 fn busy_node_answers_503_with_retry_after_then_recovers() {
     let node = Node::start(
+        BIN,
         &["--max-instances", "1"],
         &[("EXT_GATEWAY_TIMEOUT_MS", "1500")],
     );
@@ -331,15 +337,16 @@ fn busy_node_answers_503_with_retry_after_then_recovers() {
     };
     // Wait (bounded) until the loop holds the only slot, then a second request is refused.
     let mut refused = None;
-    for _ in 0..50 {
-        std::thread::sleep(Duration::from_millis(20));
-        let (status, headers, body) = get_json(&agent, &node.url("/api/ext/hello/x"));
-        if status == 503 {
+    wait_until(
+        Duration::from_secs(1),
+        "a 503 while the only instance slot is busy",
+        || {
+            let (status, headers, body) = get_json(&agent, &node.url("/api/ext/hello/x"));
             refused = Some((headers, body));
-            break;
-        }
-    }
-    let (headers, body) = refused.expect("no 503 while the only instance slot was busy");
+            status == 503
+        },
+    );
+    let (headers, body) = refused.unwrap();
     assert_error_body(&headers, &body, "node_at_capacity");
     assert_eq!(headers["retry-after"], "1");
     assert_eq!(looping.join().unwrap().0, 504);
@@ -350,7 +357,7 @@ fn busy_node_answers_503_with_retry_after_then_recovers() {
 fn a_restarted_node_loads_precompiled_components_from_disk() {
     let cache = alga_edge_e2e::tempfile::tempdir().unwrap();
     let cache_dir = cache.path().to_str().unwrap();
-    let first = Node::start(&["--cache-dir", cache_dir], &[]);
+    let first = Node::start(BIN, &["--cache-dir", cache_dir], &[]);
     assert_still_serving(&first);
     assert!(
         first.log_text().contains("compiled=2 from_disk_cache=0"),
@@ -361,7 +368,7 @@ fn a_restarted_node_loads_precompiled_components_from_disk() {
     let artifacts = std::fs::read_dir(cache.path()).unwrap().count();
     assert_eq!(artifacts, 2, "one precompiled artifact per component");
 
-    let second = Node::start(&["--cache-dir", cache_dir], &[]);
+    let second = Node::start(BIN, &["--cache-dir", cache_dir], &[]);
     assert!(
         second.log_text().contains("compiled=0 from_disk_cache=2"),
         "{}",
@@ -379,7 +386,7 @@ fn invalid_component_fails_startup_with_a_clear_error() {
     let spec = format!("broken={}", garbage.display());
     let data = dir.join("data");
     let finished = run_to_exit(
-        env!("CARGO_BIN_EXE_alga-edge"),
+        BIN,
         &[
             "serve",
             "--listen",
@@ -398,7 +405,7 @@ fn invalid_component_fails_startup_with_a_clear_error() {
 
     let untouched = dir.join("untouched");
     let finished = run_to_exit(
-        env!("CARGO_BIN_EXE_alga-edge"),
+        BIN,
         &[
             "serve",
             "--listen",
@@ -430,6 +437,7 @@ fn wasip3_components_stream_both_ways_and_their_faults_are_contained() {
         alga_edge_e2e::component("faulty-p3").display()
     );
     let node = Node::start(
+        BIN,
         &["--component", &faulty_p3, "--max-response-mib", "4"],
         &[("EXT_GATEWAY_TIMEOUT_MS", "2000")],
     );
@@ -477,38 +485,13 @@ fn wasip3_components_stream_both_ways_and_their_faults_are_contained() {
     assert!(echoed == sent, "the echo differs from what was sent");
 
     // Over the response cap: cut, never more than the cap.
-    let mut response = agent
-        .get(&node.url("/api/ext/faulty-p3/stream?kib=65536"))
-        .call()
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let received = bytes_until_cut(&mut response);
-    assert!(received <= 4 << 20, "got {received} bytes past a 4 MiB cap");
-    assert!(received > 0, "nothing was streamed before the cut");
+    assert_cut_at_cap(&agent, &node.url("/api/ext/faulty-p3/stream?kib=65536"), 4);
 
     // An infinite loop is stopped at the deadline.
-    let ((status, headers, body), elapsed) =
-        timed(|| get_json(&agent, &node.url("/api/ext/faulty-p3/loop")));
-    eprintln!(
-        "WASIp3 infinite loop answered {status} after {elapsed:?} (deadline {TIMEOUT_MS} ms)"
-    );
-    assert_eq!(status, 504, "body: {body}");
-    assert_error_body(&headers, &body, "extension_timeout");
-    assert!(
-        elapsed >= Duration::from_millis(TIMEOUT_MS - 50),
-        "{elapsed:?}"
-    );
+    let (answer, elapsed) = timed(|| get_json(&agent, &node.url("/api/ext/faulty-p3/loop")));
+    assert_stopped_at_deadline("WASIp3 infinite loop", &answer, elapsed, TIMEOUT_MS, None);
 
     // A trap is a 502; the guest's panic message is logged with the request id.
-    let (status, headers, body) = get_json(&agent, &node.url("/api/ext/faulty-p3/trap"));
-    assert_eq!(status, 502, "body: {body}");
-    assert_error_body(&headers, &body, "extension_trap");
-    let request_id = body["request_id"].as_str().unwrap();
-    let log = node.log_text();
-    assert!(
-        log.lines()
-            .any(|l| l.contains(request_id) && l.contains("faulty-p3: deliberate trap")),
-        "guest stderr not logged for {request_id}:\n{log}"
-    );
+    assert_trap_is_logged(&node, "faulty-p3");
     assert_still_serving(&node);
 }

@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use alga_edge_e2e::publishing::{Fixture, admin_ok, get, json, path, token};
-use alga_edge_e2e::{Node, client};
-
-const HELLO: &str = "com.alga.test.hello";
-const FAULTY: &str = "com.alga.test.faulty";
+use alga_edge_e2e::publishing::{
+    FAULTY, Fixture, HELLO, admin_ok, bearer, get, install, json, path, token,
+};
+use alga_edge_e2e::{Node, client, request, send};
 
 /// A node with hello and faulty published and installed for `tenants`.
 fn node_with_installs(fixture: &Fixture, extra: &[&str], tenants: &[&str]) -> Node {
@@ -18,43 +17,10 @@ fn node_with_installs(fixture: &Fixture, extra: &[&str], tenants: &[&str]) -> No
     admin_ok(&node, &["publish", path(&faulty)]);
     for tenant in tenants {
         for name in [HELLO, FAULTY] {
-            admin_ok(
-                &node,
-                &["install", name, "--version", "1.0.0", "--tenant", tenant],
-            );
+            install(&node, name, "1.0.0", tenant, &[], &[]);
         }
     }
     node
-}
-
-fn request(
-    node: &Node,
-    method: &str,
-    route: &str,
-    bearer: &str,
-    headers: &[(String, String)],
-    body: Option<Vec<u8>>,
-) -> (u16, http::HeaderMap, String) {
-    let mut builder = http::Request::builder()
-        .method(method)
-        .uri(node.url(route))
-        .header("authorization", format!("Bearer {bearer}"));
-    for (name, value) in headers {
-        builder = builder.header(name, value);
-    }
-    let agent = client();
-    let mut response = match body {
-        Some(body) => agent.run(builder.body(body).unwrap()),
-        None => agent.run(builder.body(()).unwrap()),
-    }
-    .unwrap_or_else(|e| panic!("{method} {route}: {e}"));
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (
-        status,
-        headers,
-        response.body_mut().read_to_string().unwrap_or_default(),
-    )
 }
 
 #[test]
@@ -78,13 +44,15 @@ fn headers_bodies_and_concurrency_are_policed_per_tenant() {
     );
     let acme = token(&node, "acme");
     let globex = token(&node, "globex");
+    let acme_authorization = bearer(&acme);
+    let as_acme = [("authorization", acme_authorization.as_str())];
 
     // Response headers: set-cookie and public caching are stripped, x-ext-* passes.
     let route = format!(
         "/api/ext/{HELLO}/?response_header=set-cookie:session%3D1\
          &response_header=x-ext-trace:42&response_header=cache-control:public,max-age%3D60"
     );
-    let (status, headers, body) = request(&node, "GET", &route, &acme, &[], None);
+    let (status, headers, body) = request(&node, "GET", &route, &as_acme, None);
     assert_eq!(status, 200, "{body}");
     assert!(headers.get("set-cookie").is_none(), "{headers:?}");
     assert_eq!(headers["x-ext-trace"], "42");
@@ -94,18 +62,18 @@ fn headers_bodies_and_concurrency_are_policed_per_tenant() {
     // Bodies: within the cap 200, over it 413 before the component runs.
     let hello = format!("/api/ext/{HELLO}/echo");
     assert_eq!(
-        request(&node, "POST", &hello, &acme, &[], Some(vec![b'a'; 1000])).0,
+        request(&node, "POST", &hello, &as_acme, Some(vec![b'a'; 1000])).0,
         200
     );
-    let (status, _, body) = request(&node, "POST", &hello, &acme, &[], Some(vec![b'a'; 2048]));
+    let (status, _, body) = request(&node, "POST", &hello, &as_acme, Some(vec![b'a'; 2048]));
     assert_eq!(status, 413, "{body}");
     assert_eq!(json(&body)["error"], "payload_too_large");
 
     // Headers: more than the cap is 431.
-    let many: Vec<(String, String)> = (0..60)
-        .map(|i| (format!("x-filler-{i}"), "v".to_owned()))
-        .collect();
-    let (status, _, body) = request(&node, "GET", &hello, &acme, &many, None);
+    let fillers: Vec<String> = (0..60).map(|i| format!("x-filler-{i}")).collect();
+    let mut many = as_acme.to_vec();
+    many.extend(fillers.iter().map(|name| (name.as_str(), "v")));
+    let (status, _, body) = request(&node, "GET", &hello, &many, None);
     assert_eq!(status, 431, "{body}");
     assert_eq!(json(&body)["error"], "request_headers_too_large");
 
@@ -114,19 +82,14 @@ fn headers_bodies_and_concurrency_are_policed_per_tenant() {
     let sleep = node.url(&format!("/api/ext/{FAULTY}/sleep"));
     let sleepers: Vec<_> = (0..5)
         .map(|_| {
-            let (url, bearer) = (sleep.clone(), acme.clone());
+            let (url, authorization) = (sleep.clone(), acme_authorization.clone());
             std::thread::spawn(move || {
-                let mut response = client()
-                    .get(&url)
-                    .header("authorization", &format!("Bearer {bearer}"))
-                    .call()
-                    .unwrap();
-                let retry_after = response
-                    .headers()
+                let headers = [("authorization", authorization.as_str())];
+                let (status, headers, _) = send(&client(), "GET", &url, &headers, None);
+                let retry_after = headers
                     .get("retry-after")
                     .map(|v| v.to_str().unwrap().to_owned());
-                let _ = response.body_mut().read_to_string();
-                (response.status().as_u16(), retry_after)
+                (status, retry_after)
             })
         })
         .collect();
@@ -172,19 +135,23 @@ fn tenant_rate_limit_answers_429_with_retry_after_and_spares_other_tenants() {
         &["--tenant-rate", "0.1", "--tenant-burst", "3"],
         &["acme", "globex"],
     );
-    let acme = token(&node, "acme");
-    let globex = token(&node, "globex");
+    let acme = bearer(&token(&node, "acme"));
+    let globex = bearer(&token(&node, "globex"));
+    let (as_acme, as_globex) = (
+        [("authorization", acme.as_str())],
+        [("authorization", globex.as_str())],
+    );
     let route = format!("/api/ext/{HELLO}/");
     // Compile the component first (on another tenant's budget).
-    assert_eq!(request(&node, "GET", &route, &globex, &[], None).0, 200);
+    assert_eq!(request(&node, "GET", &route, &as_globex, None).0, 200);
     let statuses: Vec<u16> = (0..4)
-        .map(|_| request(&node, "GET", &route, &acme, &[], None).0)
+        .map(|_| request(&node, "GET", &route, &as_acme, None).0)
         .collect();
     assert_eq!(statuses, vec![200, 200, 200, 429]);
-    let (status, headers, body) = request(&node, "GET", &route, &acme, &[], None);
+    let (status, headers, body) = request(&node, "GET", &route, &as_acme, None);
     assert_eq!(status, 429);
     assert_eq!(json(&body)["error"], "rate_limited");
     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=10).contains(&retry), "retry-after {retry}");
-    assert_eq!(request(&node, "GET", &route, &globex, &[], None).0, 200);
+    assert_eq!(request(&node, "GET", &route, &as_globex, None).0, 200);
 }

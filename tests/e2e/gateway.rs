@@ -5,40 +5,16 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use alga_edge_e2e::metrics::{Sample, sum};
-use alga_edge_e2e::publishing::{Fixture, admin_ok, json, path};
-use alga_edge_e2e::{Node, client};
+use alga_edge_e2e::metrics::{scrape, sum};
+use alga_edge_e2e::publishing::{
+    FAULTY, Fixture, HELLO, SERVICE_TOKEN, SHARED_JWT_SECRET, TenantClaims, admin, admin_json,
+    admin_ok, bearer, content_hash, execution_rows, hs256_token, install, json, path,
+};
+use alga_edge_e2e::{Node, client, request, send, wait_until};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use jwt_simple::prelude::*;
 use serde_json::{Value, json};
-
-const HELLO: &str = "com.alga.test.hello";
-const FAULTY: &str = "com.alga.test.faulty";
-/// HS256 secret the test nodes verify tenant tokens with (the platform's shared secret).
-const JWT_SECRET: &str = "e2e-tenant-jwt-secret-0123456789abcdef";
-const SERVICE_TOKEN: &str = "e2e-runner-service-token-0123456789";
-
-#[derive(Serialize, Deserialize)]
-struct TenantClaims {
-    tenant: String,
-}
-
-/// A tenant token signed with `secret`, valid for `valid_for` seconds (negative: expired).
-fn hs256_token(secret: &str, tenant: &str, valid_for: i64) -> String {
-    let mut claims = Claims::with_custom_claims(
-        TenantClaims {
-            tenant: tenant.into(),
-        },
-        jwt_simple::prelude::Duration::from_secs(60),
-    )
-    .with_subject("user-1");
-    let now = Clock::now_since_epoch().as_secs() as i64;
-    claims.expires_at = Some(UnixTimeStamp::from_secs((now + valid_for) as u64));
-    HS256Key::from_bytes(secret.as_bytes())
-        .authenticate(claims)
-        .unwrap()
-}
 
 /// A node verifying HS256 tenant tokens, with hello and faulty published.
 fn start_node(fixture: &Fixture, extra: &[&str]) -> Node {
@@ -54,96 +30,36 @@ fn start_node(fixture: &Fixture, extra: &[&str]) -> Node {
     let faulty = fixture.bundle(FAULTY, "1.0.0", "faulty");
     let mut args = vec!["--service-token", SERVICE_TOKEN, "--tenant-rate", "0"];
     args.extend_from_slice(extra);
-    let node = fixture.start_with_env(&args, &[("ALGA_TENANT_JWT_HS256_SECRET", JWT_SECRET)]);
+    let node = fixture.start_with_env(
+        &args,
+        &[("ALGA_TENANT_JWT_HS256_SECRET", SHARED_JWT_SECRET)],
+    );
     admin_ok(&node, &["publish", path(&hello)]);
     admin_ok(&node, &["publish", path(&faulty)]);
     node
 }
 
-fn install(node: &Node, tenant: &str, name: &str, extra: &[&str]) {
-    let mut args = vec!["install", name, "--version", "1.0.0", "--tenant", tenant];
-    args.extend_from_slice(extra);
-    admin_ok(node, &args);
-}
-
-/// One HTTP call: status, headers, body text.
-fn call(
-    node: &Node,
-    method: &str,
-    route: &str,
-    headers: &[(&str, &str)],
-    body: Option<Vec<u8>>,
-) -> (u16, http::HeaderMap, String) {
-    let mut builder = http::Request::builder().method(method).uri(node.url(route));
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let agent = client();
-    let mut response = agent
-        .run(builder.body(body.unwrap_or_default()).unwrap())
-        .unwrap_or_else(|e| panic!("{method} {route}: {e}"));
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (
-        status,
-        headers,
-        response.body_mut().read_to_string().unwrap_or_default(),
-    )
-}
-
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
-}
-
-/// The node's metrics, parsed as Prometheus text.
-fn metrics(node: &Node) -> Vec<Sample> {
-    let (status, headers, text) = call(node, "GET", "/metrics", &[], None);
-    assert_eq!(status, 200, "{text}");
-    assert!(
-        headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain"),
-        "{headers:?}"
-    );
-    let samples = alga_edge_e2e::metrics::parse(&text);
-    assert!(!samples.is_empty(), "{text}");
-    samples
-}
-
 /// The tenant's execution-log rows (newest first), polled until `count` are there (bounded).
 fn executions(node: &Node, tenant: &str, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (status, _, text) = call(
-            node,
-            "GET",
-            &format!("/admin/v1/tenants/{tenant}/executions?limit=1000"),
-            &[(
-                "authorization",
-                &bearer(alga_edge_e2e::publishing::ADMIN_TOKEN),
-            )],
-            None,
-        );
-        assert_eq!(status, 200, "{text}");
-        let rows = json(&text)["executions"].as_array().unwrap().clone();
-        if rows.len() >= count || Instant::now() > deadline {
-            return rows;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut rows = Vec::new();
+    let what = format!("{count} execution-log rows of {tenant}");
+    wait_until(Duration::from_secs(15), &what, || {
+        rows = execution_rows(node, tenant, 1000);
+        rows.len() >= count
+    });
+    rows
 }
 
 #[test]
 fn tenant_tokens_are_checked_and_only_the_tenants_own_installs_are_reachable() {
     let fixture = Fixture::new();
     let node = start_node(&fixture, &[]);
-    install(&node, "tenant-a", HELLO, &[]);
-    install(&node, "tenant-b", FAULTY, &[]);
+    install(&node, HELLO, "1.0.0", "tenant-a", &[], &[]);
+    install(&node, FAULTY, "1.0.0", "tenant-b", &[], &[]);
     let route = format!("/api/ext/{HELLO}/greet");
 
-    let good = hs256_token(JWT_SECRET, "tenant-a", 120);
-    let (status, _, body) = call(
+    let good = hs256_token(SHARED_JWT_SECRET, "tenant-a", 120);
+    let (status, _, body) = request(
         &node,
         "GET",
         &route,
@@ -156,7 +72,7 @@ fn tenant_tokens_are_checked_and_only_the_tenants_own_installs_are_reachable() {
 
     // Past the 30 s clock skew, signed with another secret, another algorithm, tampered claims,
     // no token at all: 401 with the Bearer challenge, and the component never runs.
-    let expired = hs256_token(JWT_SECRET, "tenant-a", -120);
+    let expired = hs256_token(SHARED_JWT_SECRET, "tenant-a", -120);
     let forged = hs256_token("another-secret-that-is-long-enough-000", "tenant-a", 120);
     let eddsa = {
         let claims = Claims::with_custom_claims(
@@ -192,14 +108,14 @@ fn tenant_tokens_are_checked_and_only_the_tenants_own_installs_are_reachable() {
             .iter()
             .map(|a| ("authorization", a.as_str()))
             .collect();
-        let (status, headers, body) = call(&node, "GET", &route, &headers, None);
+        let (status, headers, body) = request(&node, "GET", &route, &headers, None);
         assert_eq!(status, 401, "{what}: {body}");
         assert_eq!(headers["www-authenticate"], "Bearer", "{what}");
         assert_eq!(json(&body)["error"], "unauthorized", "{what}");
     }
 
     // Tenant A's valid token on an extension only tenant B installed: 404, same as unknown.
-    let (status, _, body) = call(
+    let (status, _, body) = request(
         &node,
         "GET",
         &format!("/api/ext/{FAULTY}/"),
@@ -208,7 +124,7 @@ fn tenant_tokens_are_checked_and_only_the_tenants_own_installs_are_reachable() {
     );
     assert_eq!(status, 404, "{body}");
     assert_eq!(json(&body)["error"], "extension_not_found");
-    let (unknown, _, _) = call(
+    let (unknown, _, _) = request(
         &node,
         "GET",
         "/api/ext/com.nobody.nothing/",
@@ -218,7 +134,7 @@ fn tenant_tokens_are_checked_and_only_the_tenants_own_installs_are_reachable() {
     assert_eq!(unknown, 404);
 
     // The metrics count exactly what happened, and the token cache answered the repeats.
-    let samples = metrics(&node);
+    let (_, samples) = scrape(&node);
     let denied = sum(
         &samples,
         "alga_denials_total",
@@ -244,25 +160,9 @@ fn tenant_tokens_are_checked_and_only_the_tenants_own_installs_are_reachable() {
 fn runner_execute_round_trips_an_envelope_under_the_same_policies() {
     let fixture = Fixture::new();
     let node = start_node(&fixture, &[]);
-    install(&node, "tenant-a", HELLO, &[]);
-    let hash_of = |name: &str| -> String {
-        let (_, _, text) = call(
-            &node,
-            "GET",
-            &format!("/admin/v1/extensions/{name}"),
-            &[(
-                "authorization",
-                &bearer(alga_edge_e2e::publishing::ADMIN_TOKEN),
-            )],
-            None,
-        );
-        json(&text)["versions"][0]["content_hash"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no version in {text}"))
-            .to_owned()
-    };
-    let hello_hash = hash_of(HELLO);
-    let faulty_hash = hash_of(FAULTY);
+    install(&node, HELLO, "1.0.0", "tenant-a", &[], &[]);
+    let hello_hash = content_hash(&node, HELLO);
+    let faulty_hash = content_hash(&node, FAULTY);
     let envelope = |hash: &str, extension: &str, path: &str, extra: Value| {
         let mut envelope = json!({
             "context": {
@@ -297,7 +197,7 @@ fn runner_execute_round_trips_an_envelope_under_the_same_policies() {
         if let Some(a) = authorization {
             headers.push(("authorization", a));
         }
-        call(&node, "POST", "/v1/execute", &headers, Some(body))
+        request(&node, "POST", "/v1/execute", &headers, Some(body))
     };
 
     let (status, _, text) = execute(
@@ -405,7 +305,7 @@ fn runner_execute_round_trips_an_envelope_under_the_same_policies() {
         [(FAULTY, 504), (FAULTY, 200), (HELLO, 200)],
         "{rows:?}"
     );
-    let samples = metrics(&node);
+    let (_, samples) = scrape(&node);
     assert_eq!(
         sum(
             &samples,
@@ -432,14 +332,14 @@ fn runner_execute_round_trips_an_envelope_under_the_same_policies() {
 fn every_request_leaves_one_execution_log_row_and_metrics_count_them() {
     let fixture = Fixture::new();
     let node = start_node(&fixture, &[]);
-    install(&node, "tenant-a", HELLO, &[]);
-    install(&node, "tenant-a", FAULTY, &[]);
-    let token = hs256_token(JWT_SECRET, "tenant-a", 300);
+    install(&node, HELLO, "1.0.0", "tenant-a", &[], &[]);
+    install(&node, FAULTY, "1.0.0", "tenant-a", &[], &[]);
+    let token = hs256_token(SHARED_JWT_SECRET, "tenant-a", 300);
     let auth = bearer(&token);
     let requests = 25;
     for i in 0..requests {
         let id = format!("req-{i}");
-        let (status, _, body) = call(
+        let (status, _, body) = request(
             &node,
             "POST",
             &format!("/api/ext/{HELLO}/echo"),
@@ -449,7 +349,7 @@ fn every_request_leaves_one_execution_log_row_and_metrics_count_them() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(json(&body)["body"], format!("payload-{i}"));
     }
-    let (status, _, _) = call(
+    let (status, _, _) = request(
         &node,
         "GET",
         &format!("/api/ext/{FAULTY}/trap"),
@@ -476,17 +376,8 @@ fn every_request_leaves_one_execution_log_row_and_metrics_count_them() {
     assert_eq!(seen["req-trap"]["status"], 502);
     assert_eq!(seen["req-trap"]["error_class"], "extension_trap");
 
-    let (_, _, usage) = call(
-        &node,
-        "GET",
-        "/admin/v1/tenants/tenant-a/usage",
-        &[(
-            "authorization",
-            &bearer(alga_edge_e2e::publishing::ADMIN_TOKEN),
-        )],
-        None,
-    );
-    let total: i64 = json(&usage)["usage"]
+    let (_, usage) = admin_json(&node, "GET", "tenants/tenant-a/usage", None);
+    let total: i64 = usage["usage"]
         .as_array()
         .unwrap()
         .iter()
@@ -494,7 +385,7 @@ fn every_request_leaves_one_execution_log_row_and_metrics_count_them() {
         .sum();
     assert_eq!(total, requests as i64 + 1, "{usage}");
 
-    let samples = metrics(&node);
+    let (_, samples) = scrape(&node);
     let ok = sum(
         &samples,
         "alga_requests_total",
@@ -551,16 +442,20 @@ fn install_policies_override_the_node_and_endpoints_are_enforced_when_asked() {
     let node = start_node(&fixture, &[]);
     install(
         &node,
-        "strict",
         HELLO,
+        "1.0.0",
+        "strict",
+        &[],
         &["--policy", "enforce_endpoints=true"],
     );
-    install(&node, "relaxed", HELLO, &[]);
-    install(&node, "relaxed", FAULTY, &[]);
+    install(&node, HELLO, "1.0.0", "relaxed", &[], &[]);
+    install(&node, FAULTY, "1.0.0", "relaxed", &[], &[]);
     install(
         &node,
-        "strict",
         FAULTY,
+        "1.0.0",
+        "strict",
+        &[],
         &[
             "--policy",
             "timeout_ms=300",
@@ -571,9 +466,10 @@ fn install_policies_override_the_node_and_endpoints_are_enforced_when_asked() {
             "rate_burst=2",
         ],
     );
-    let strict = bearer(&hs256_token(JWT_SECRET, "strict", 300));
-    let relaxed = bearer(&hs256_token(JWT_SECRET, "relaxed", 300));
-    let get = |route: &str, auth: &str| call(&node, "GET", route, &[("authorization", auth)], None);
+    let strict = bearer(&hs256_token(SHARED_JWT_SECRET, "strict", 300));
+    let relaxed = bearer(&hs256_token(SHARED_JWT_SECRET, "relaxed", 300));
+    let get =
+        |route: &str, auth: &str| request(&node, "GET", route, &[("authorization", auth)], None);
 
     // Endpoint enforcement: on for the strict install only.
     for (route, want) in [
@@ -589,7 +485,7 @@ fn install_policies_override_the_node_and_endpoints_are_enforced_when_asked() {
             assert_eq!(json(&body)["error"], "endpoint_not_found");
         }
     }
-    let (status, _, _) = call(
+    let (status, _, _) = request(
         &node,
         "POST",
         &format!("/api/ext/{HELLO}/greet"),
@@ -631,21 +527,17 @@ fn install_policies_override_the_node_and_endpoints_are_enforced_when_asked() {
             "max_body_bytes=16",
         ],
     );
-    let (_, _, text) = call(
+    let (_, installed) = admin_json(
         &node,
         "GET",
-        &format!("/admin/v1/tenants/strict/installs/{HELLO}"),
-        &[(
-            "authorization",
-            &bearer(alga_edge_e2e::publishing::ADMIN_TOKEN),
-        )],
+        &format!("tenants/strict/installs/{HELLO}"),
         None,
     );
     assert_eq!(
-        json(&text)["policy"],
+        installed["policy"],
         json!({"max_body_bytes": 16, "enforce_endpoints": true})
     );
-    let (status, _, body) = call(
+    let (status, _, body) = request(
         &node,
         "GET",
         &format!("/api/ext/{HELLO}/greet"),
@@ -653,7 +545,7 @@ fn install_policies_override_the_node_and_endpoints_are_enforced_when_asked() {
         Some(vec![b'a'; 32]),
     );
     assert_eq!(status, 413, "{body}");
-    let (status, _, _) = call(
+    let (status, _, _) = request(
         &node,
         "GET",
         &format!("/api/ext/{HELLO}/greet"),
@@ -663,7 +555,7 @@ fn install_policies_override_the_node_and_endpoints_are_enforced_when_asked() {
     assert_eq!(status, 200, "other installs keep the node's cap");
 
     // Bad policies are refused with 400 and change nothing.
-    let out = alga_edge_e2e::publishing::admin(
+    let out = admin(
         &node,
         &[
             "update",
@@ -676,7 +568,7 @@ fn install_policies_override_the_node_and_endpoints_are_enforced_when_asked() {
     );
     assert!(!out.ok);
     assert!(out.stderr.contains("timeout_ms"), "{}", out.stderr);
-    let samples = metrics(&node);
+    let (_, samples) = scrape(&node);
     assert!(
         sum(
             &samples,
@@ -697,24 +589,24 @@ fn install_policies_override_the_node_and_endpoints_are_enforced_when_asked() {
 fn shutdown_finishes_in_flight_requests_and_flushes_the_execution_log() {
     let fixture = Fixture::new();
     let node = start_node(&fixture, &[]);
-    install(&node, "tenant-a", FAULTY, &["--policy", "timeout_ms=1500"]);
-    let auth = bearer(&hs256_token(JWT_SECRET, "tenant-a", 300));
+    install(
+        &node,
+        FAULTY,
+        "1.0.0",
+        "tenant-a",
+        &[],
+        &["--policy", "timeout_ms=1500"],
+    );
+    let auth = bearer(&hs256_token(SHARED_JWT_SECRET, "tenant-a", 300));
     let url = node.url(&format!("/api/ext/{FAULTY}/sleep"));
     let slow = std::thread::spawn(move || {
-        let agent = client();
-        let request = http::Request::builder()
-            .uri(url)
-            .header("authorization", auth)
-            .header("x-request-id", "in-flight-at-shutdown")
-            .body(())
-            .unwrap();
-        let mut response = agent
-            .run(request)
-            .expect("the in-flight request is answered");
-        (
-            response.status().as_u16(),
-            response.body_mut().read_to_string().unwrap_or_default(),
-        )
+        // `send` fails the test (this thread) when the in-flight request is not answered.
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("x-request-id", "in-flight-at-shutdown"),
+        ];
+        let (status, _, body) = send(&client(), "GET", &url, &headers, None);
+        (status, body)
     });
     std::thread::sleep(Duration::from_millis(500));
     let data = node.data_dir().to_owned();
@@ -726,7 +618,7 @@ fn shutdown_finishes_in_flight_requests_and_flushes_the_execution_log() {
     // Restarted on the same data: the row written during shutdown is there.
     let node = fixture.start_with_env(
         &["--service-token", SERVICE_TOKEN],
-        &[("ALGA_TENANT_JWT_HS256_SECRET", JWT_SECRET)],
+        &[("ALGA_TENANT_JWT_HS256_SECRET", SHARED_JWT_SECRET)],
     );
     assert_eq!(node.data_dir(), data);
     let rows = executions(&node, "tenant-a", 1);
@@ -740,15 +632,15 @@ fn readiness_and_liveness_probes_answer() {
     let fixture = Fixture::new();
     let node = fixture.start(&[]);
     for probe in ["/healthz", "/readyz"] {
-        let (status, headers, body) = call(&node, "GET", probe, &[], None);
+        let (status, headers, body) = request(&node, "GET", probe, &[], None);
         assert_eq!(status, 200, "{probe}: {body}");
         assert_eq!(headers["content-type"], "application/json");
         assert!(!headers.contains_key("cache-control") || headers["cache-control"] == "no-store");
     }
-    let (status, _, body) = call(&node, "POST", "/readyz", &[], None);
+    let (status, _, body) = request(&node, "POST", "/readyz", &[], None);
     assert_eq!(status, 404, "{body}");
     // The immutable caching of UI assets never leaks onto API routes.
-    let (_, headers, _) = call(&node, "GET", &format!("/api/ext/{HELLO}/"), &[], None);
+    let (_, headers, _) = request(&node, "GET", &format!("/api/ext/{HELLO}/"), &[], None);
     assert!(
         !headers
             .get("cache-control")

@@ -3,99 +3,28 @@
 //! their replica when it is gone (reporting staleness), refuse admin writes, catch up when it
 //! returns; generations roll over and fresh and lagging edges converge to the primary's rows.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
+use alga_edge_e2e::metrics::scrape;
 use alga_edge_e2e::publishing::{
-    ADMIN_TOKEN, Fixture, admin_ok, json, path, shared_token as token,
+    ADMIN_TOKEN, FAULTY, Fixture, HELLO, admin_call, admin_json, admin_ok, call, install, json,
+    path, shared_token as token,
 };
-use alga_edge_e2e::{Node, client};
+use alga_edge_e2e::{Node, request, wait_until};
 use serde_json::Value;
 
-const HELLO: &str = "com.alga.test.hello";
-const FAULTY: &str = "com.alga.test.faulty";
-/// Starts a node on `dir` trusting the fixture's publisher key, with `extra` arguments.
-fn start(fixture: &Fixture, dir: &Path, extra: &[&str]) -> Node {
-    fixture.start_node_in(dir, extra)
-}
+/// Edges of these tests report themselves degraded once their replica is 1.5 s old.
+const MAX_STALENESS: [&str; 2] = ["--max-staleness-ms", "1500"];
 
-fn start_edge(fixture: &Fixture, dir: &Path, primary: &str) -> Node {
-    start_edge_syncing(fixture, dir, primary, 200)
-}
-
-fn start_edge_syncing(fixture: &Fixture, dir: &Path, primary: &str, interval_ms: u64) -> Node {
-    let interval = interval_ms.to_string();
-    start(
-        fixture,
-        dir,
-        &[
-            "--role",
-            "edge",
-            "--primary",
-            primary,
-            "--sync-interval-ms",
-            &interval,
-            "--max-staleness-ms",
-            "1500",
-        ],
-    )
-}
-
-/// GET `route` on `node` with a tenant token: status.
+/// GET `route` on `node` with a token of `tenant`: status.
 fn status(node: &Node, route: &str, tenant: &str) -> u16 {
-    let request = http::Request::builder()
-        .uri(node.url(route))
-        .header("authorization", format!("Bearer {}", token(tenant)))
-        .body(())
-        .unwrap();
-    let mut response = client()
-        .run(request)
-        .unwrap_or_else(|e| panic!("GET {route}: {e}"));
-    let _ = response.body_mut().read_to_string();
-    response.status().as_u16()
+    call(node, "GET", route, &token(tenant), "").0
 }
 
-/// An admin call: status and JSON answer.
-fn admin_call(node: &Node, method: &str, route: &str, body: Option<Value>) -> (u16, Value) {
-    let request = http::Request::builder()
-        .method(method)
-        .uri(node.url(&format!("/admin/v1/{route}")))
-        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
-        .header("content-type", "application/json");
-    let agent = client();
-    let mut response = match body {
-        Some(body) => agent.run(request.body(body.to_string()).unwrap()),
-        None => agent.run(request.body(()).unwrap()),
-    }
-    .unwrap_or_else(|e| panic!("{method} {route}: {e}"));
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    (status, json(&text))
-}
-
+/// GET `route` on `node` without credentials (health probes): status and JSON answer.
 fn probe(node: &Node, route: &str) -> (u16, Value) {
-    let mut response = client()
-        .get(node.url(route))
-        .call()
-        .unwrap_or_else(|e| panic!("GET {route}: {e}"));
-    let status = response.status().as_u16();
-    (
-        status,
-        json(&response.body_mut().read_to_string().unwrap_or_default()),
-    )
-}
-
-/// Polls `check` every 20 ms until it holds or `limit` passes; how long it took.
-fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !check() {
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    started.elapsed()
+    let (status, _, text) = request(node, "GET", route, &[], None);
+    (status, json(&text))
 }
 
 #[test]
@@ -104,12 +33,12 @@ fn edges_follow_the_primary_and_keep_serving_through_its_outage() {
     let root = fixture.dir.path().to_owned();
     let hello = fixture.bundle(HELLO, "1.0.0", "hello");
     let faulty = fixture.bundle(FAULTY, "1.0.0", "faulty");
-    let primary = start(&fixture, &root.join("primary"), &[]);
+    let primary = fixture.start_node_in(&root.join("primary"), &[]);
     let primary_url = primary.base();
     let port = primary_url.rsplit(':').next().unwrap().to_owned();
     let edges = [
-        start_edge(&fixture, &root.join("edge-1"), &primary_url),
-        start_edge(&fixture, &root.join("edge-2"), &primary_url),
+        fixture.start_edge_in(&root.join("edge-1"), &primary_url, 200, &MAX_STALENESS),
+        fixture.start_edge_in(&root.join("edge-2"), &primary_url, 200, &MAX_STALENESS),
     ];
     let route = format!("/api/ext/{HELLO}/greet");
     for edge in &edges {
@@ -124,17 +53,7 @@ fn edges_follow_the_primary_and_keep_serving_through_its_outage() {
     admin_ok(&primary, &["publish", path(&hello)]);
     admin_ok(&primary, &["publish", path(&faulty)]);
     let installed_at = Instant::now();
-    admin_ok(
-        &primary,
-        &[
-            "install",
-            HELLO,
-            "--version",
-            "1.0.0",
-            "--tenant",
-            "tenant-a",
-        ],
-    );
+    install(&primary, HELLO, "1.0.0", "tenant-a", &[], &[]);
     for (i, edge) in edges.iter().enumerate() {
         wait_until(Duration::from_secs(20), "the install on an edge", || {
             status(edge, &route, "tenant-a") == 200
@@ -152,10 +71,10 @@ fn edges_follow_the_primary_and_keep_serving_through_its_outage() {
     );
 
     // Admin on an edge: reads answer from the replica, writes are refused naming the primary.
-    let (code, answer) = admin_call(&edges[0], "GET", "tenants/tenant-a/installs", None);
+    let (code, answer) = admin_json(&edges[0], "GET", "tenants/tenant-a/installs", None);
     assert_eq!(code, 200);
     assert_eq!(answer["installs"][0]["extension"], HELLO);
-    let (code, answer) = admin_call(
+    let (code, answer) = admin_json(
         &edges[0],
         "POST",
         "tenants/tenant-b/installs",
@@ -188,13 +107,7 @@ fn edges_follow_the_primary_and_keep_serving_through_its_outage() {
         );
         assert!(health["last_error"].is_string(), "{health}");
         assert_eq!(probe(edge, "/readyz").0, 503);
-        let metrics = client()
-            .get(edge.url("/metrics"))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap();
+        let (metrics, _) = scrape(edge);
         assert!(metrics.contains("alga_replica_degraded 1"), "{metrics}");
         assert_eq!(
             status(edge, &route, "tenant-a"),
@@ -203,7 +116,7 @@ fn edges_follow_the_primary_and_keep_serving_through_its_outage() {
         );
     }
     // New installs queue nowhere: the edge refuses them.
-    let (code, _) = admin_call(
+    let (code, _) = admin_json(
         &edges[1],
         "POST",
         "tenants/tenant-a/installs",
@@ -213,18 +126,8 @@ fn edges_follow_the_primary_and_keep_serving_through_its_outage() {
 
     // The primary comes back on the same address: the edges catch up with what it does next.
     let listen = format!("127.0.0.1:{port}");
-    let primary = start(&fixture, &root.join("primary"), &["--listen", &listen]);
-    admin_ok(
-        &primary,
-        &[
-            "install",
-            FAULTY,
-            "--version",
-            "1.0.0",
-            "--tenant",
-            "tenant-a",
-        ],
-    );
+    let primary = fixture.start_node_in(&root.join("primary"), &["--listen", &listen]);
+    install(&primary, FAULTY, "1.0.0", "tenant-a", &[], &[]);
     let faulty_route = format!("/api/ext/{FAULTY}/");
     for edge in &edges {
         wait_until(Duration::from_secs(20), "an edge to catch up", || {
@@ -240,7 +143,7 @@ fn edges_follow_the_primary_and_keep_serving_through_its_outage() {
     primary.kill_hard();
     let [edge1, edge2] = edges;
     edge1.kill_hard();
-    let edge1 = start_edge(&fixture, &root.join("edge-1"), &primary_url);
+    let edge1 = fixture.start_edge_in(&root.join("edge-1"), &primary_url, 200, &MAX_STALENESS);
     assert_eq!(status(&edge1, &route, "tenant-a"), 200);
     assert_eq!(status(&edge1, &faulty_route, "tenant-a"), 200);
     assert_eq!(status(&edge1, &route, "tenant-b"), 404);
@@ -254,7 +157,7 @@ fn churn(primary: &Node, tenants: &[String], rounds: usize) {
     for _ in 0..rounds {
         for tenant in tenants {
             let route = format!("tenants/{tenant}/installs");
-            let (code, answer) = admin_call(
+            let (code, answer) = admin_json(
                 primary,
                 "POST",
                 &route,
@@ -264,16 +167,16 @@ fn churn(primary: &Node, tenants: &[String], rounds: usize) {
                 })),
             );
             assert_eq!(code, 201, "{answer}");
-            let (code, _) = admin_call(primary, "DELETE", &format!("{route}/{HELLO}"), None);
+            let (code, _) = admin_json(primary, "DELETE", &format!("{route}/{HELLO}"), None);
             assert_eq!(code, 200);
         }
     }
 }
 
 fn rows(node: &Node, tenants: &[String]) -> Vec<Value> {
-    let mut all = vec![admin_call(node, "GET", "extensions", None).1];
+    let mut all = vec![admin_json(node, "GET", "extensions", None).1];
     for tenant in tenants {
-        all.push(admin_call(node, "GET", &format!("tenants/{tenant}/installs"), None).1);
+        all.push(admin_json(node, "GET", &format!("tenants/{tenant}/installs"), None).1);
     }
     all
 }
@@ -284,8 +187,7 @@ fn generations_roll_over_and_fresh_and_lagging_edges_converge() {
     let root = fixture.dir.path().to_owned();
     let hello = fixture.bundle(HELLO, "1.0.0", "hello");
     let max_frames = 24;
-    let primary = start(
-        &fixture,
+    let primary = fixture.start_node_in(
         &root.join("primary"),
         &[
             "--replication-max-wal-frames",
@@ -301,7 +203,7 @@ fn generations_roll_over_and_fresh_and_lagging_edges_converge() {
 
     // An edge that syncs the start, then goes away.
     let lagging_dir = root.join("edge-lagging");
-    let lagging = start_edge(&fixture, &lagging_dir, &primary_url);
+    let lagging = fixture.start_edge_in(&lagging_dir, &primary_url, 200, &MAX_STALENESS);
     let tenants: Vec<String> = (0..6).map(|i| format!("tenant-{i}")).collect();
     churn(&primary, &tenants[..1], 1);
     wait_until(
@@ -318,13 +220,13 @@ fn generations_roll_over_and_fresh_and_lagging_edges_converge() {
         churn(&primary, &tenants, 2);
         largest_wal = largest_wal.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
         for tenant in &tenants[..burst % tenants.len() + 1] {
-            admin_call(
+            admin_json(
                 &primary,
                 "POST",
                 &format!("tenants/{tenant}/installs"),
                 Some(serde_json::json!({"extension": HELLO, "version": "1.0.0"})),
             );
-            admin_call(
+            admin_json(
                 &primary,
                 "DELETE",
                 &format!("tenants/{tenant}/installs/{HELLO}"),
@@ -336,7 +238,7 @@ fn generations_roll_over_and_fresh_and_lagging_edges_converge() {
     }
     // The final state: some tenants keep an install.
     for tenant in &tenants[..3] {
-        let (code, _) = admin_call(
+        let (code, _) = admin_json(
             &primary,
             "POST",
             &format!("tenants/{tenant}/installs"),
@@ -369,8 +271,8 @@ fn generations_roll_over_and_fresh_and_lagging_edges_converge() {
 
     // A fresh edge and the lagging one (restarted on its old replica) converge to the
     // primary's exact rows.
-    let fresh = start_edge(&fixture, &root.join("edge-fresh"), &primary_url);
-    let lagging = start_edge(&fixture, &lagging_dir, &primary_url);
+    let fresh = fixture.start_edge_in(&root.join("edge-fresh"), &primary_url, 200, &MAX_STALENESS);
+    let lagging = fixture.start_edge_in(&lagging_dir, &primary_url, 200, &MAX_STALENESS);
     let expected = rows(&primary, &tenants);
     for (name, edge) in [("fresh", &fresh), ("lagging", &lagging)] {
         wait_until(Duration::from_secs(30), name, || {
@@ -394,34 +296,29 @@ fn generations_roll_over_and_fresh_and_lagging_edges_converge() {
     }
 }
 
-/// A KV admin call with a raw body: status and JSON answer.
+/// A KV admin call on tenant-a's default bucket of hello, with a raw body: status and answer.
 fn kv_call(node: &Node, method: &str, key: &str, body: Option<&str>) -> (u16, Value) {
-    let route = format!("/admin/v1/tenants/tenant-a/kv/{HELLO}/default/{key}");
-    let request = http::Request::builder()
-        .method(method)
-        .uri(node.url(&route))
-        .header("authorization", format!("Bearer {ADMIN_TOKEN}"));
-    let agent = client();
-    let mut response = match body {
-        Some(body) => agent.run(request.body(body.to_owned()).unwrap()),
-        None => agent.run(request.body(()).unwrap()),
-    }
-    .unwrap_or_else(|e| panic!("{method} {route}: {e}"));
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    (status, json(&text))
+    let route = format!("tenants/tenant-a/kv/{HELLO}/default/{key}");
+    admin_call(
+        node,
+        method,
+        &route,
+        Some(ADMIN_TOKEN),
+        &[],
+        body.map(Into::into),
+    )
 }
 
 #[test]
 fn kv_writes_at_an_edge_go_through_the_primary_and_the_writer_reads_them_at_once() {
     let fixture = Fixture::new();
     let root = fixture.dir.path().to_owned();
-    let primary = start(&fixture, &root.join("primary"), &[]);
+    let primary = fixture.start_node_in(&root.join("primary"), &[]);
     let url = primary.base();
     // edge-1 never syncs on its own (a minute), so only the forwarded write's sync can show it
     // the value; edge-2 syncs every 300 ms.
-    let edge1 = start_edge_syncing(&fixture, &root.join("edge-1"), &url, 60_000);
-    let edge2 = start_edge_syncing(&fixture, &root.join("edge-2"), &url, 300);
+    let edge1 = fixture.start_edge_in(&root.join("edge-1"), &url, 60_000, &MAX_STALENESS);
+    let edge2 = fixture.start_edge_in(&root.join("edge-2"), &url, 300, &MAX_STALENESS);
     let key = "greeting%2Fwith%20slash";
 
     assert_eq!(kv_call(&edge1, "GET", key, None).0, 404);

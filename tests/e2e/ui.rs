@@ -8,11 +8,15 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use alga_edge_e2e::publishing::{ADMIN_TOKEN, Fixture, admin_ok, cli, json, path, token};
+use alga_edge_e2e::publishing::{
+    ADMIN_TOKEN, Fixture, OTHER, admin_ok, bearer, content_hash, install, path, token,
+};
 use alga_edge_e2e::{Node, repo_root, run_to_exit, samples_dir, tempfile};
 
+use crate::BIN;
+
+/// The hello sample's own id (its `manifest.json`), which carries a `ui/`.
 const HELLO: &str = "com.alga.samples.hello";
-const OTHER: &str = "com.alga.test.other";
 const HOST_ORIGIN: &str = "https://psa.example.com";
 
 /// One raw HTTP/1.1 exchange (no client-side decoding, so encodings can be checked):
@@ -66,40 +70,14 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// The hello sample (with its `ui/`) packed and signed with the fixture's key.
-fn hello_bundle(fixture: &Fixture) -> PathBuf {
-    let bundle = fixture.dir.path().join("hello-ui.tar.zst");
-    let out = cli(&[
-        "pack",
-        path(&samples_dir().join("hello")),
-        "--out",
-        path(&bundle),
-    ]);
-    assert!(out.ok, "pack: {}", out.stderr);
-    let key = fixture.keys().join("publisher.pem");
-    let out = cli(&["sign", path(&bundle), "--key", path(&key)]);
-    assert!(out.ok, "sign: {}", out.stderr);
-    bundle
-}
-
-fn content_hash(node: &Node, name: &str) -> String {
-    let (status, _, body) = raw(
-        node,
-        "GET",
-        &format!("/admin/v1/extensions/{name}"),
-        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
-    );
-    assert_eq!(status, 200);
-    json(&String::from_utf8_lossy(&body))["versions"][0]["content_hash"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[test]
 fn ui_files_are_served_immutable_by_hash_with_revalidation_encodings_and_ranges() {
     let fixture = Fixture::new();
-    let hello = hello_bundle(&fixture);
+    // The hello sample as built, with its `ui/`.
+    let hello = fixture.pack_and_sign(
+        &samples_dir().join("hello"),
+        fixture.dir.path().join("hello-ui.tar.zst"),
+    );
     let other = fixture.bundle(OTHER, "1.0.0", "hello");
     let node = fixture.start(&["--ui-frame-ancestors", HOST_ORIGIN]);
     admin_ok(&node, &["publish", path(&hello)]);
@@ -302,17 +280,11 @@ fn ui_files_are_served_immutable_by_hash_with_revalidation_encodings_and_ranges(
     }
 
     // `immutable` belongs to this route only.
-    admin_ok(
-        &node,
-        &["install", HELLO, "--version", "0.1.0", "--tenant", "t1"],
-    );
-    let bearer = format!("Bearer {}", token(&node, "t1"));
+    install(&node, HELLO, "0.1.0", "t1", &[], &[]);
+    let (tenant, admin) = (bearer(&token(&node, "t1")), bearer(ADMIN_TOKEN));
     for (target, auth) in [
-        (format!("/api/ext/{HELLO}/greet"), bearer.as_str()),
-        (
-            "/admin/v1/extensions".to_owned(),
-            &*format!("Bearer {ADMIN_TOKEN}"),
-        ),
+        (format!("/api/ext/{HELLO}/greet"), tenant.as_str()),
+        ("/admin/v1/extensions".to_owned(), admin.as_str()),
         ("/healthz".to_owned(), ""),
     ] {
         let (status, headers, _) = raw(&node, "GET", &target, &[("authorization", auth)]);
@@ -335,7 +307,7 @@ fn the_hello_ui_renders_through_the_bridge_in_chromium() {
         "{playwright} has no index.mjs"
     );
     let dir = tempfile::tempdir().unwrap();
-    let demo = Node::start_demo(env!("CARGO_BIN_EXE_alga-edge"), &dir.path().join("demo"));
+    let demo = Node::start_demo(BIN, &dir.path().join("demo"));
     demo.wait_for_line("host page ", Duration::from_secs(120))
         .expect("the demo prints its host page");
     let artifacts = std::env::var_os("ALGA_ARTIFACTS_DIR")

@@ -6,36 +6,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use alga_edge_e2e::publishing::{Fixture, admin_ok, binary, call, cli, json, path, token};
+use alga_edge_e2e::publishing::{Fixture, admin_ok, binary, call, cli, install, json, path, token};
 use alga_edge_e2e::{Node, repo_root, run_as_new_user, tempfile};
 
 /// Packs and signs the built extension at `dir` with the fixture's key, publishes it on `node`
 /// and installs it for tenant `acme` with KV and config granted and `config` set.
 fn publish_and_install(fixture: &Fixture, node: &Node, dir: &Path, name: &str, config: &str) {
-    let bundle = dir.parent().unwrap().join(format!("{name}.tar.zst"));
-    let out = cli(&["pack", path(dir), "--out", path(&bundle)]);
-    assert!(out.ok, "pack {name}: {}", out.stderr);
-    let key = fixture.keys().join("publisher.pem");
-    let out = cli(&["sign", path(&bundle), "--key", path(&key)]);
-    assert!(out.ok, "sign {name}: {}", out.stderr);
+    let bundle = fixture.pack_and_sign(dir, dir.parent().unwrap().join(format!("{name}.tar.zst")));
     admin_ok(node, &["publish", path(&bundle)]);
-    admin_ok(
-        node,
-        &[
-            "install",
-            name,
-            "--version",
-            "0.1.0",
-            "--tenant",
-            "acme",
-            "--grant",
-            "storage.kv",
-            "--grant",
-            "config.get",
-            "--config",
-            config,
-        ],
-    );
+    let grants = ["storage.kv", "config.get"];
+    install(node, name, "0.1.0", "acme", &grants, &["--config", config]);
 }
 
 #[test]

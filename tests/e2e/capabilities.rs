@@ -7,22 +7,20 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use alga_edge_e2e::Node;
-use alga_edge_e2e::metrics::{Sample, sum};
+use alga_edge_e2e::metrics::{Sample, scrape, sum};
 use alga_edge_e2e::publishing::{
-    ADMIN_TOKEN, Fixture, admin_ok, call, json, path, shared_token, token,
+    Fixture, OTHER, SERVICE_TOKEN, admin_json, admin_ok, call, execution_rows, install, json, path,
+    shared_token, token,
 };
+use alga_edge_e2e::{Node, wait_until};
 use serde_json::{Value, json};
 
 const CAPS: &str = "com.alga.test.caps";
-const OTHER: &str = "com.alga.test.other";
 const SECRET: &str = "S3cr3t-Value-7f1e9c";
-const SERVICE_TOKEN: &str = "e2e-runner-service-token-0123456789";
 const ALL: [&str; 5] = [
     "cap:storage.kv",
     "cap:config.get",
@@ -81,6 +79,38 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// The egress policy the egress tests install with: this server by address and by name,
+    /// and the cloud metadata address, which the nodes do not allow.
+    fn install_policy(&self) -> String {
+        let port = self.port;
+        format!("egress_allow=127.0.0.1:{port},localhost:{port},169.254.169.254")
+    }
+
+    /// What an install with [`Upstream::install_policy`] may not fetch on a node that allows
+    /// this server by address and by name, each with the error the guest sees.
+    fn refused_by_policy(&self) -> [(String, &'static str); 3] {
+        let port = self.port;
+        [
+            // Not in the install's list (other port).
+            (
+                format!("http://127.0.0.1:{}/x", port.wrapping_add(1)),
+                "HttpRequestDenied",
+            ),
+            // In the install's list but not the node's.
+            (
+                "http://169.254.169.254/latest/meta-data/".to_owned(),
+                "HttpRequestDenied",
+            ),
+            // Allowed by both lists by name, but the name resolves to loopback.
+            (
+                format!("http://localhost:{port}/x"),
+                "DestinationIpProhibited",
+            ),
+        ]
+    }
+}
+
 impl Drop for Upstream {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -100,16 +130,15 @@ fn sample(node: &Node, ext: &str, method: &str, route: &str, bearer: &str, body:
     json(&text)
 }
 
-/// GET `/fetch?url=` of `ext` as `bearer`: the guest reports `error`, not a response.
+/// GET `/fetch?url=` of `ext` as `bearer`: what the guest reports of its outbound request.
+fn fetch(node: &Node, ext: &str, bearer: &str, url: &str) -> Value {
+    let route = format!("/fetch?url={}", q(url));
+    sample(node, ext, "GET", &route, bearer, "")
+}
+
+/// [`fetch`], where the guest reports `error`, not a response.
 fn assert_fetch_refused(node: &Node, ext: &str, bearer: &str, url: &str, error: &str) {
-    let answer = sample(
-        node,
-        ext,
-        "GET",
-        &format!("/fetch?url={}", q(url)),
-        bearer,
-        "",
-    );
+    let answer = fetch(node, ext, bearer, url);
     assert_eq!(answer["ok"], false, "{url}: {answer}");
     assert!(
         answer["error"].as_str().unwrap_or("").contains(error),
@@ -143,25 +172,22 @@ fn kv_put(node: &Node, ext: &str, bearer: &str, bucket: &str, key: &str, value: 
     )
 }
 
+/// How often the node refused `capability` to a guest for `reason`, by its metrics.
+fn denials(samples: &[Sample], capability: &str, reason: &str) -> f64 {
+    let labels = [("capability", capability), ("reason", reason)];
+    sum(samples, "alga_capability_denials_total", &labels)
+}
+
 fn ok(answer: &Value) -> bool {
     answer["ok"] == json!(true)
 }
 
-/// The metrics text and its samples.
-fn metrics(node: &Node) -> (String, Vec<Sample>) {
-    let (status, text) = call(node, "GET", "/metrics", "-", "");
-    assert_eq!(status, 200, "{text}");
-    let samples = alga_edge_e2e::metrics::parse(&text);
-    (text, samples)
-}
-
-fn install(node: &Node, tenant: &str, ext: &str, grants: &[&str], extra: &[&str]) {
-    let mut args = vec!["install", ext, "--version", "1.0.0", "--tenant", tenant];
-    for grant in grants {
-        args.extend_from_slice(&["--grant", grant]);
-    }
-    args.extend_from_slice(extra);
-    admin_ok(node, &args);
+/// The keys of `tenant`'s `default` bucket of `ext`, as the admin API lists them.
+fn admin_kv_keys(node: &Node, tenant: &str, ext: &str) -> Value {
+    let route = format!("tenants/{tenant}/kv/{ext}/default");
+    let (status, answer) = admin_json(node, "GET", &route, None);
+    assert_eq!(status, 200, "{answer}");
+    answer["keys"].clone()
 }
 
 fn caps_bundle(fixture: &Fixture, name: &str) -> std::path::PathBuf {
@@ -192,12 +218,13 @@ fn capabilities_are_granted_scoped_and_metered() {
     admin_ok(&node, &["publish", path(&caps)]);
     admin_ok(&node, &["publish", path(&other)]);
 
-    let egress = format!("egress_allow=127.0.0.1:{port},localhost:{port},169.254.169.254");
+    let egress = upstream.install_policy();
     let secret = format!("api_key={SECRET}");
     install(
         &node,
-        "tenant-a",
         CAPS,
+        "1.0.0",
+        "tenant-a",
         &ALL,
         &[
             "--config",
@@ -214,23 +241,26 @@ fn capabilities_are_granted_scoped_and_metered() {
     );
     install(
         &node,
-        "tenant-b",
         CAPS,
+        "1.0.0",
+        "tenant-b",
         &ALL,
         &["--config", "greeting=hello-b"],
     );
-    install(&node, "tenant-a", OTHER, &["cap:storage.kv"], &[]);
+    install(&node, OTHER, "1.0.0", "tenant-a", &["cap:storage.kv"], &[]);
     install(
         &node,
-        "tenant-c",
         CAPS,
+        "1.0.0",
+        "tenant-c",
         &[],
         &["--secret", &secret, "--config", "greeting=c"],
     );
     install(
         &node,
-        "tenant-d",
         CAPS,
+        "1.0.0",
+        "tenant-d",
         &["cap:storage.kv"],
         &["--policy", "kv_max_keys=2"],
     );
@@ -363,21 +393,7 @@ fn capabilities_are_granted_scoped_and_metered() {
     );
     assert!(ok(&sample(&node, CAPS, "POST", "/log", &c, "dropped line")));
     let url = format!("http://127.0.0.1:{port}/from-c");
-    let fetch = sample(
-        &node,
-        CAPS,
-        "GET",
-        &format!("/fetch?url={}", q(&url)),
-        &c,
-        "",
-    );
-    assert!(
-        fetch["error"]
-            .as_str()
-            .unwrap()
-            .contains("HttpRequestDenied"),
-        "{fetch}"
-    );
+    assert_fetch_refused(&node, CAPS, &c, &url, "HttpRequestDenied");
 
     // Config and secrets.
     assert_eq!(
@@ -421,51 +437,20 @@ fn capabilities_are_granted_scoped_and_metered() {
 
     // Outbound HTTP.
     let before = upstream.seen.load(Ordering::Relaxed);
-    let url = format!("http://127.0.0.1:{port}/ping");
-    let fetched = sample(
-        &node,
-        CAPS,
-        "GET",
-        &format!("/fetch?url={}", q(&url)),
-        &a,
-        "",
-    );
+    let fetched = fetch(&node, CAPS, &a, &format!("http://127.0.0.1:{port}/ping"));
     assert_eq!(
         fetched,
         json!({"ok": true, "status": 200, "body": "pong /ping"})
     );
     assert_eq!(upstream.seen.load(Ordering::Relaxed), before + 1);
-    let refused = [
-        // Not in the install's list (other port).
-        (
-            format!("http://127.0.0.1:{}/x", port.wrapping_add(1)),
-            "HttpRequestDenied",
-            &a,
-        ),
-        // In the install's list but not the node's.
-        (
-            "http://169.254.169.254/latest/meta-data/".to_owned(),
-            "HttpRequestDenied",
-            &a,
-        ),
-        // Allowed by both lists by name, but the name resolves to loopback.
-        (
-            format!("http://localhost:{port}/x"),
-            "DestinationIpProhibited",
-            &a,
-        ),
-        // In the node's list only.
-        ("http://example.com/".to_owned(), "HttpRequestDenied", &a),
-        // Tenant B has no allowlist at all.
-        (
-            format!("http://127.0.0.1:{port}/from-b"),
-            "HttpRequestDenied",
-            &b,
-        ),
-    ];
-    for (url, error, bearer) in &refused {
-        assert_fetch_refused(&node, CAPS, bearer, url, error);
+    for (url, error) in upstream.refused_by_policy() {
+        assert_fetch_refused(&node, CAPS, &a, &url, error);
     }
+    // In the node's list only.
+    assert_fetch_refused(&node, CAPS, &a, "http://example.com/", "HttpRequestDenied");
+    // Tenant B has no allowlist at all.
+    let url = format!("http://127.0.0.1:{port}/from-b");
+    assert_fetch_refused(&node, CAPS, &b, &url, "HttpRequestDenied");
     assert_eq!(
         upstream.seen.load(Ordering::Relaxed),
         before + 1,
@@ -473,7 +458,7 @@ fn capabilities_are_granted_scoped_and_metered() {
     );
 
     // Metrics: egress bytes and denials by reason.
-    let (metrics_text, samples) = metrics(&node);
+    let (metrics_text, samples) = scrape(&node);
     let received = sum(
         &samples,
         "alga_egress_bytes_total",
@@ -488,57 +473,35 @@ fn capabilities_are_granted_scoped_and_metered() {
         ),
         1.0
     );
-    let denials = |capability: &str, reason: &str| {
-        sum(
-            &samples,
-            "alga_capability_denials_total",
-            &[("capability", capability), ("reason", reason)],
-        )
-    };
-    assert_eq!(denials("http", "not_allowlisted"), 4.0, "{metrics_text}");
-    assert_eq!(denials("http", "not_granted"), 1.0);
-    assert_eq!(denials("http", "private_address"), 1.0);
-    assert!(denials("kv", "not_granted") >= 1.0);
-    assert_eq!(denials("config", "not_granted"), 1.0);
-    assert_eq!(denials("secrets", "not_granted"), 1.0);
-    assert_eq!(denials("log", "not_granted"), 1.0);
+    assert_eq!(
+        denials(&samples, "http", "not_allowlisted"),
+        4.0,
+        "{metrics_text}"
+    );
+    assert_eq!(denials(&samples, "http", "not_granted"), 1.0);
+    assert_eq!(denials(&samples, "http", "private_address"), 1.0);
+    assert!(denials(&samples, "kv", "not_granted") >= 1.0);
+    assert_eq!(denials(&samples, "config", "not_granted"), 1.0);
+    assert_eq!(denials(&samples, "secrets", "not_granted"), 1.0);
+    assert_eq!(denials(&samples, "log", "not_granted"), 1.0);
 
     // Execution log: the guest's line and the egress bytes, on their requests' rows.
     // (The log writer batches: poll until the rows of those requests are written.)
-    let rows_with = |wanted: &dyn Fn(&Value) -> bool| {
-        within(Duration::from_secs(10), || {
-            let (status, rows) = call(
-                &node,
-                "GET",
-                "/admin/v1/tenants/tenant-a/executions?limit=20",
-                ADMIN_TOKEN,
-                "",
-            );
-            assert_eq!(status, 200, "{rows}");
-            json(&rows)["executions"]
-                .as_array()
-                .is_some_and(|rows| rows.iter().any(wanted))
+    let rows_with = |what: &str, wanted: &dyn Fn(&Value) -> bool| {
+        wait_until(Duration::from_secs(10), what, || {
+            execution_rows(&node, "tenant-a", 20).iter().any(wanted)
         })
     };
-    assert!(
-        rows_with(&|r| r["logs"] == json!(["WARN sample: hello from the guest"])).is_some(),
-        "no execution-log row carries the guest's line"
-    );
-    assert!(
-        rows_with(&|r| r["egress_bytes"].as_u64().unwrap_or(0) >= "pong /ping".len() as u64)
-            .is_some(),
-        "no execution-log row carries the egress bytes"
-    );
+    rows_with("an execution-log row carrying the guest's line", &|r| {
+        r["logs"] == json!(["WARN sample: hello from the guest"])
+    });
+    rows_with("an execution-log row carrying the egress bytes", &|r| {
+        r["egress_bytes"].as_u64().unwrap_or(0) >= "pong /ping".len() as u64
+    });
 
     // The secret never leaks: not in the node's log, the metrics, the execution log, or any
     // error body (a denied read and a missing one).
-    let (_, executions) = call(
-        &node,
-        "GET",
-        "/admin/v1/tenants/tenant-c/executions?limit=200",
-        ADMIN_TOKEN,
-        "",
-    );
+    let executions = json!(execution_rows(&node, "tenant-c", 200)).to_string();
     for (what, text) in [
         ("node log", node.log_text()),
         ("metrics", metrics_text),
@@ -559,54 +522,39 @@ fn capabilities_are_granted_scoped_and_metered() {
     drop(upstream);
 }
 
-/// A node of the edge test on `dir`.
-fn start_in(fixture: &Fixture, dir: &Path, extra: &[&str]) -> Node {
-    fixture.start_node_in(dir, extra)
-}
-
-/// Polls `probe` every 20 ms for at most `limit`; how long it took to hold.
-fn within(limit: Duration, mut probe: impl FnMut() -> bool) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if probe() {
-            return Some(started.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
 #[test]
 fn kv_writes_at_an_edge_are_read_there_at_once_and_at_the_other_edge_after_sync() {
     let fixture = Fixture::new();
     let caps = caps_bundle(&fixture, CAPS);
-    let primary = start_in(&fixture, &fixture.dir.path().join("primary"), &[]);
+    let primary = fixture.start_node_in(&fixture.dir.path().join("primary"), &[]);
     admin_ok(&primary, &["publish", path(&caps)]);
-    install(&primary, "tenant-a", CAPS, &["cap:storage.kv"], &[]);
-    let edge = |name: &str, interval: &str| {
-        start_in(
-            &fixture,
+    install(
+        &primary,
+        CAPS,
+        "1.0.0",
+        "tenant-a",
+        &["cap:storage.kv"],
+        &[],
+    );
+    let edge = |name: &str, interval_ms: u64| {
+        fixture.start_edge_in(
             &fixture.dir.path().join(name),
-            &[
-                "--role",
-                "edge",
-                "--primary",
-                &primary.base(),
-                "--sync-interval-ms",
-                interval,
-            ],
+            &primary.base(),
+            interval_ms,
+            &[],
         )
     };
     // Edge 1 never syncs on its own during the test: what it reads after its write came back
     // with the write itself.
-    let edge1 = edge("edge-1", "3600000");
-    let edge2 = edge("edge-2", "200");
+    let edge1 = edge("edge-1", 3_600_000);
+    let edge2 = edge("edge-2", 200);
     let a = shared_token("tenant-a");
     for node in [&edge1, &edge2] {
-        let served = within(Duration::from_secs(20), || {
-            call(node, "GET", &format!("/api/ext/{CAPS}/context"), &a, "").0 == 200
-        });
-        assert!(served.is_some(), "the edge never served the install");
+        wait_until(
+            Duration::from_secs(20),
+            "the edge to serve the install",
+            || call(node, "GET", &format!("/api/ext/{CAPS}/context"), &a, "").0 == 200,
+        );
     }
 
     let put = kv_put(&edge1, CAPS, &a, "prefs", "theme", "dark");
@@ -630,10 +578,11 @@ fn kv_writes_at_an_edge_are_read_there_at_once_and_at_the_other_edge_after_sync(
     );
     assert_eq!(counted["value"], 3, "{counted}");
     // Edge 2 syncs on its own schedule: wait for the later write, which carries the earlier.
-    let seen = within(Duration::from_secs(10), || {
-        kv_get(&edge2, CAPS, &a, "prefs", "visits")["value"] == "3"
-    })
-    .expect("the other edge never saw the writes");
+    let seen = wait_until(
+        Duration::from_secs(10),
+        "the other edge to see the writes",
+        || kv_get(&edge2, CAPS, &a, "prefs", "visits")["value"] == "3",
+    );
     println!(
         "edge-2 read edge-1's KV writes after {} ms",
         seen.as_millis()
@@ -655,13 +604,14 @@ fn spin_sdk_components_run_unchanged_with_key_value_and_variables() {
     admin_ok(&node, &["publish", path(&bundle)]);
     install(
         &node,
-        "tenant-a",
         SPIN,
+        "1.0.0",
+        "tenant-a",
         &["cap:storage.kv", "cap:config.get"],
         &["--config", "greeting=Hi from Spin"],
     );
-    install(&node, "tenant-b", SPIN, &["cap:storage.kv"], &[]);
-    install(&node, "tenant-c", SPIN, &[], &[]);
+    install(&node, SPIN, "1.0.0", "tenant-b", &["cap:storage.kv"], &[]);
+    install(&node, SPIN, "1.0.0", "tenant-c", &[], &[]);
     let (a, b, c) = (
         token(&node, "tenant-a"),
         token(&node, "tenant-b"),
@@ -669,9 +619,7 @@ fn spin_sdk_components_run_unchanged_with_key_value_and_variables() {
     );
     let route = format!("/api/ext/{SPIN}/hello");
     for visits in [1, 2] {
-        let (status, body) = call(&node, "GET", &route, &a, "");
-        assert_eq!(status, 200, "{body}");
-        let body = json(&body);
+        let body = sample(&node, SPIN, "GET", "/hello", &a, "");
         assert_eq!(
             body["greeting"], "Hi from Spin",
             "a Spin variable is the install's config"
@@ -681,9 +629,7 @@ fn spin_sdk_components_run_unchanged_with_key_value_and_variables() {
         assert_eq!(body["path"], "/hello");
     }
     // The same component for another tenant: its own store, and no `greeting` variable.
-    let (status, body) = call(&node, "GET", &route, &b, "");
-    assert_eq!(status, 200, "{body}");
-    let body = json(&body);
+    let body = sample(&node, SPIN, "GET", "/hello", &b, "");
     assert_eq!(
         (body["greeting"].as_str(), body["visits"].as_u64()),
         (Some("Hello"), Some(1))
@@ -691,25 +637,10 @@ fn spin_sdk_components_run_unchanged_with_key_value_and_variables() {
     // Without grants, the store's open fails with Spin's own access-denied; the SDK answers 500.
     let (status, body) = call(&node, "GET", &route, &c, "");
     assert_eq!(status, 500, "{body}");
-    let (text, samples) = metrics(&node);
-    assert!(
-        sum(
-            &samples,
-            "alga_capability_denials_total",
-            &[("capability", "kv"), ("reason", "not_granted")]
-        ) >= 1.0,
-        "{text}"
-    );
+    let (text, samples) = scrape(&node);
+    assert!(denials(&samples, "kv", "not_granted") >= 1.0, "{text}");
     // The KV rows are the ones the admin API shows for that tenant and extension.
-    let (status, keys) = call(
-        &node,
-        "GET",
-        &format!("/admin/v1/tenants/tenant-a/kv/{SPIN}/default"),
-        ADMIN_TOKEN,
-        "",
-    );
-    assert_eq!(status, 200, "{keys}");
-    assert_eq!(json(&keys)["keys"], json!(["visits"]));
+    assert_eq!(admin_kv_keys(&node, "tenant-a", SPIN), json!(["visits"]));
 
     // spin.toml runs this very component under Spin (Spin manifest v2).
     let manifest = std::fs::read_to_string(alga_edge_e2e::repo_root().join("spin.toml")).unwrap();
@@ -736,29 +667,29 @@ fn wasip3_spin_sdk_7_components_run_with_key_value_and_variables_beside_wasip2_o
     admin_ok(&node, &["publish", path(&p2_bundle)]);
     install(
         &node,
-        "tenant-a",
         P3,
+        "1.0.0",
+        "tenant-a",
         &caps,
         &["--config", "greeting=Hi from p3"],
     );
     install(
         &node,
-        "tenant-a",
         P2,
+        "1.0.0",
+        "tenant-a",
         &caps,
         &["--config", "greeting=Hi from p2"],
     );
-    install(&node, "tenant-b", P3, &caps, &[]);
-    install(&node, "tenant-c", P3, &[], &[]);
-    install(&node, "tenant-d", P3, &["cap:storage.kv"], &[]);
+    install(&node, P3, "1.0.0", "tenant-b", &caps, &[]);
+    install(&node, P3, "1.0.0", "tenant-c", &[], &[]);
+    install(&node, P3, "1.0.0", "tenant-d", &["cap:storage.kv"], &[]);
     let [a, b, c, d] = ["tenant-a", "tenant-b", "tenant-c", "tenant-d"].map(|t| token(&node, t));
     let route = format!("/api/ext/{P3}/hello");
 
     // spin-sdk 7's async key-value (get, set, exists, get-keys as a stream) and variables.
     for visits in [1, 2] {
-        let (status, body) = call(&node, "GET", &route, &a, "");
-        assert_eq!(status, 200, "{body}");
-        let body = json(&body);
+        let body = sample(&node, P3, "GET", "/hello", &a, "");
         assert_eq!(body["wasi"], "p3");
         assert_eq!(
             body["greeting"], "Hi from p3",
@@ -769,9 +700,7 @@ fn wasip3_spin_sdk_7_components_run_with_key_value_and_variables_beside_wasip2_o
         assert_eq!(body["keys"], json!(["visits"]));
         assert_eq!(body["path"], "/hello");
     }
-    let (status, body) = call(&node, "DELETE", &route, &a, "");
-    assert_eq!(status, 200, "{body}");
-    let body = json(&body);
+    let body = sample(&node, P3, "DELETE", "/hello", &a, "");
     assert_eq!(
         (body["visits"].as_u64(), body["exists"].as_bool()),
         (Some(0), Some(false))
@@ -779,18 +708,14 @@ fn wasip3_spin_sdk_7_components_run_with_key_value_and_variables_beside_wasip2_o
     assert_eq!(body["keys"], json!([]));
 
     // A WASIp2 component on the same node, with the same interface names typed synchronously.
-    let (status, body) = call(&node, "GET", &format!("/api/ext/{P2}/x"), &a, "");
-    assert_eq!(status, 200, "{body}");
-    let body = json(&body);
+    let body = sample(&node, P2, "GET", "/x", &a, "");
     assert_eq!(
         (body["greeting"].as_str(), body["visits"].as_u64()),
         (Some("Hi from p2"), Some(1))
     );
 
     // Another tenant: its own store; no `greeting` in its config, so Spin's `undefined`.
-    let (status, body) = call(&node, "GET", &route, &b, "");
-    assert_eq!(status, 200, "{body}");
-    let body = json(&body);
+    let body = sample(&node, P3, "GET", "/hello", &b, "");
     assert_eq!(
         (body["greeting"].as_str(), body["visits"].as_u64()),
         (Some("Hello"), Some(1))
@@ -810,28 +735,16 @@ fn wasip3_spin_sdk_7_components_run_with_key_value_and_variables_beside_wasip2_o
     assert_eq!(status, 502, "{body}");
     assert_eq!(json(&body)["error"], "extension_bad_response");
     assert!(body.contains("AccessDenied"), "{body}");
-    let (text, samples) = metrics(&node);
+    let (text, samples) = scrape(&node);
     for capability in ["kv", "config"] {
         assert!(
-            sum(
-                &samples,
-                "alga_capability_denials_total",
-                &[("capability", capability), ("reason", "not_granted")]
-            ) >= 1.0,
+            denials(&samples, capability, "not_granted") >= 1.0,
             "{capability}: {text}"
         );
     }
     // The KV rows are tenant-a's and tenant-b's own.
     for (tenant, keys) in [("tenant-a", json!([])), ("tenant-b", json!(["visits"]))] {
-        let (status, listed) = call(
-            &node,
-            "GET",
-            &format!("/admin/v1/tenants/{tenant}/kv/{P3}/default"),
-            ADMIN_TOKEN,
-            "",
-        );
-        assert_eq!(status, 200, "{listed}");
-        assert_eq!(json(&listed)["keys"], keys, "{tenant}");
+        assert_eq!(admin_kv_keys(&node, tenant, P3), keys, "{tenant}");
     }
 }
 
@@ -850,67 +763,39 @@ fn wasip3_outbound_http_goes_through_the_same_egress_checks() {
     let node_allowlist = format!("127.0.0.1:{port},localhost:{port}");
     let node = fixture.start(&["--tenant-rate", "0", "--egress-allowlist", &node_allowlist]);
     admin_ok(&node, &["publish", path(&bundle)]);
-    let egress = format!("egress_allow=127.0.0.1:{port},localhost:{port},169.254.169.254");
+    let egress = upstream.install_policy();
     install(
         &node,
-        "tenant-a",
         P3,
+        "1.0.0",
+        "tenant-a",
         &["cap:http.fetch"],
         &["--policy", &egress],
     );
-    install(&node, "tenant-b", P3, &[], &["--policy", &egress]);
+    install(&node, P3, "1.0.0", "tenant-b", &[], &["--policy", &egress]);
     let (a, b) = (token(&node, "tenant-a"), token(&node, "tenant-b"));
-    let url = format!("http://127.0.0.1:{port}/p3");
-    let answer = sample(&node, P3, "GET", &format!("/fetch?url={}", q(&url)), &a, "");
+    let answer = fetch(&node, P3, &a, &format!("http://127.0.0.1:{port}/p3"));
     assert_eq!(
         answer,
         json!({"ok": true, "status": 200, "body": "pong /p3"})
     );
-    let refused = [
-        (
-            &a,
-            format!("http://127.0.0.1:{}/x", port.wrapping_add(1)),
-            "HttpRequestDenied",
-        ),
-        (
-            &a,
-            "http://169.254.169.254/latest/meta-data/".to_owned(),
-            "HttpRequestDenied",
-        ),
-        (
-            &a,
-            format!("http://localhost:{port}/x"),
-            "DestinationIpProhibited",
-        ),
-        (
-            &b,
-            format!("http://127.0.0.1:{port}/ungranted"),
-            "HttpRequestDenied",
-        ),
-    ];
-    for (bearer, url, error) in &refused {
-        assert_fetch_refused(&node, P3, bearer, url, error);
+    for (url, error) in upstream.refused_by_policy() {
+        assert_fetch_refused(&node, P3, &a, &url, error);
     }
+    let url = format!("http://127.0.0.1:{port}/ungranted");
+    assert_fetch_refused(&node, P3, &b, &url, "HttpRequestDenied");
     assert_eq!(
         upstream.seen.load(Ordering::Relaxed),
         1,
         "only the allowed request reached the server"
     );
-    let (text, samples) = metrics(&node);
+    let (text, samples) = scrape(&node);
     for (reason, count) in [
         ("not_allowlisted", 2.0),
         ("private_address", 1.0),
         ("not_granted", 1.0),
     ] {
-        assert_eq!(
-            sum(
-                &samples,
-                "alga_capability_denials_total",
-                &[("capability", "http"), ("reason", reason)]
-            ),
-            count,
-            "{reason}: {text}"
-        );
+        assert_eq!(denials(&samples, "http", reason), count, "{reason}: {text}");
     }
     assert!(
         sum(&samples, "alga_egress_bytes_total", &[("kind", "received")])
@@ -929,13 +814,14 @@ fn standard_keyvalue_and_config_as_spin_hosts_them_run_unchanged() {
     admin_ok(&node, &["publish", path(&bundle)]);
     install(
         &node,
-        "tenant-a",
         STD,
+        "1.0.0",
+        "tenant-a",
         &caps,
         &["--config", "greeting=Hi from draft2"],
     );
-    install(&node, "tenant-b", STD, &["cap:storage.kv"], &[]);
-    install(&node, "tenant-c", STD, &[], &[]);
+    install(&node, STD, "1.0.0", "tenant-b", &["cap:storage.kv"], &[]);
+    install(&node, STD, "1.0.0", "tenant-c", &[], &[]);
     let [a, b, c] = ["tenant-a", "tenant-b", "tenant-c"].map(|t| token(&node, t));
     let std_call = |bearer: &str, method: &str, route: &str, body: &str| {
         sample(&node, STD, method, route, bearer, body)
@@ -998,13 +884,8 @@ fn standard_keyvalue_and_config_as_spin_hosts_them_run_unchanged() {
         std_call(&c, "POST", "/incr?key=c&delta=1", ""),
         json!({"ok": false, "error": "access-denied"})
     );
-    let (status, keys) = call(
-        &node,
-        "GET",
-        &format!("/admin/v1/tenants/tenant-a/kv/{STD}/default"),
-        ADMIN_TOKEN,
-        "",
+    assert_eq!(
+        admin_kv_keys(&node, "tenant-a", STD),
+        json!(["c", "r", "visits", "x", "y"])
     );
-    assert_eq!(status, 200, "{keys}");
-    assert_eq!(json(&keys)["keys"], json!(["c", "r", "visits", "x", "y"]));
 }

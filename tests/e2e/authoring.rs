@@ -2,23 +2,13 @@
 //! real `hello` component) verifies and publishes into a registry.
 
 use std::path::Path;
-use std::time::Duration;
 
-use alga_edge_e2e::{component, run_to_exit, tempfile};
+use alga_edge_e2e::publishing::{cli, path};
+use alga_edge_e2e::{component, tempfile};
 use alga_edge_registry::Registry;
 use alga_edge_registry::bundle::ContentHash;
 use alga_edge_registry::signing::TrustBundle;
 use alga_edge_registry::store::BundleStore;
-
-const LIMIT: Duration = Duration::from_secs(60);
-
-fn alga_edge(args: &[&str]) -> alga_edge_e2e::Finished {
-    run_to_exit(env!("CARGO_BIN_EXE_alga-edge"), args, LIMIT)
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// An extension folder around the built hello component.
 fn hello_extension(root: &Path, manifest: serde_json::Value) {
@@ -49,7 +39,7 @@ async fn keygen_pack_sign_then_the_bundle_verifies_and_publishes() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
 
-    let out = alga_edge(&["keygen", "--out", path(&keys)]);
+    let out = cli(&["keygen", "--out", path(&keys)]);
     assert!(out.ok, "keygen failed: {}", out.stderr);
     assert!(
         out.stdout.contains("fingerprint: sha256:"),
@@ -65,7 +55,7 @@ async fn keygen_pack_sign_then_the_bundle_verifies_and_publishes() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "private key must be owner-only");
     }
-    let again = alga_edge(&["keygen", "--out", path(&keys)]);
+    let again = cli(&["keygen", "--out", path(&keys)]);
     assert!(
         !again.ok && again.stderr.contains("already exists"),
         "{}",
@@ -75,7 +65,7 @@ async fn keygen_pack_sign_then_the_bundle_verifies_and_publishes() {
     let ext = dir.path().join("hello");
     hello_extension(&ext, hello_manifest());
     let bundle = dir.path().join("hello.tar.zst");
-    let out = alga_edge(&["pack", path(&ext), "--out", path(&bundle)]);
+    let out = cli(&["pack", path(&ext), "--out", path(&bundle)]);
     assert!(out.ok, "pack failed: {}", out.stderr);
     let bytes = std::fs::read(&bundle).unwrap();
     let hash = ContentHash::of(&bytes);
@@ -86,7 +76,7 @@ async fn keygen_pack_sign_then_the_bundle_verifies_and_publishes() {
         out.stdout
     );
 
-    let out = alga_edge(&[
+    let out = cli(&[
         "sign",
         path(&bundle),
         "--key",
@@ -119,7 +109,7 @@ fn pack_refuses_an_invalid_manifest_naming_the_field() {
     let mut manifest = hello_manifest();
     manifest["version"] = serde_json::json!("one");
     hello_extension(&ext, manifest);
-    let out = alga_edge(&[
+    let out = cli(&[
         "pack",
         path(&ext),
         "--out",
@@ -136,7 +126,7 @@ fn pack_refuses_an_invalid_manifest_naming_the_field() {
         "nothing written for an invalid bundle"
     );
 
-    let out = alga_edge(&["pack", path(&dir.path().join("missing"))]);
+    let out = cli(&["pack", path(&dir.path().join("missing"))]);
     assert!(
         !out.ok && out.stderr.contains("manifest.json"),
         "{}",

@@ -6,12 +6,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use alga_edge_e2e::publishing::{
-    ADMIN_TOKEN, Fixture, LIMIT, admin, admin_ok, cli, get, json, path, token,
+    ADMIN_TOKEN, Fixture, LIMIT, admin, admin_call, admin_json, admin_ok, cli, get, install, json,
+    path, token,
 };
-use alga_edge_e2e::{Node, client, tempfile};
+use alga_edge_e2e::{Node, client, tempfile, wait_until};
 use alga_edge_registry::bundle::ContentHash;
 
-const BIN: &str = env!("CARGO_BIN_EXE_alga-edge");
+use crate::BIN;
+
 const NAME: &str = "com.alga.test.greeter";
 
 #[test]
@@ -43,10 +45,7 @@ fn publish_install_request_disable_update_uninstall_over_the_cli() {
     // Published is not installed.
     assert_eq!(get(&agent, &route, Some(&acme)).0, 404);
 
-    admin_ok(
-        &node,
-        &["install", NAME, "--version", "1.0.0", "--tenant", "acme"],
-    );
+    install(&node, NAME, "1.0.0", "acme", &[], &[]);
     let (status, body) = get(&agent, &route, Some(&acme));
     assert_eq!(status, 200, "{body}");
     let body = json(&body);
@@ -99,14 +98,8 @@ fn two_tenants_on_different_versions_each_get_their_own() {
     let node = fixture.start(&[]);
     admin_ok(&node, &["publish", path(&v1)]);
     admin_ok(&node, &["publish", path(&v2)]);
-    admin_ok(
-        &node,
-        &["install", NAME, "--version", "1.0.0", "--tenant", "acme"],
-    );
-    admin_ok(
-        &node,
-        &["install", NAME, "--version", "2.0.0", "--tenant", "globex"],
-    );
+    install(&node, NAME, "1.0.0", "acme", &[], &[]);
+    install(&node, NAME, "2.0.0", "globex", &[], &[]);
     let agent = client();
     let route = node.url(&format!("/api/ext/{NAME}/"));
     let (acme, globex) = (token(&node, "acme"), token(&node, "globex"));
@@ -119,38 +112,6 @@ fn two_tenants_on_different_versions_each_get_their_own() {
     // A tenant without an install sees 404, not another tenant's install.
     let initech = token(&node, "initech");
     assert_eq!(get(&agent, &route, Some(&initech)).0, 404);
-}
-
-/// Sends `body` to an admin route with `token`; status and JSON answer.
-fn admin_call(
-    node: &Node,
-    method: &str,
-    route: &str,
-    token: Option<&str>,
-    headers: &[(&str, &str)],
-    body: Option<Vec<u8>>,
-) -> (u16, serde_json::Value) {
-    let agent = client();
-    let url = node.url(&format!("/admin/v1/{route}"));
-    let request = http::Request::builder().method(method).uri(&url);
-    let mut request = match token {
-        Some(token) => request.header("authorization", format!("Bearer {token}")),
-        None => request,
-    };
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let mut response = match body {
-        Some(body) => agent.run(request.body(body).unwrap()),
-        None => agent.run(request.body(()).unwrap()),
-    }
-    .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-    )
 }
 
 #[test]
@@ -232,20 +193,18 @@ fn admin_api_refuses_bad_calls_with_the_right_status_and_leaves_nothing_behind()
 
     // Installs: unknown extension/version 404, bad JSON and ungranted capability 400,
     // a second install 409, a deprecated version 409 for new installs.
-    let install = |tenant: &str, body: serde_json::Value| {
-        admin_call(
+    let post_install = |tenant: &str, body: serde_json::Value| {
+        admin_json(
             &node,
             "POST",
             &format!("tenants/{tenant}/installs"),
-            t,
-            &[("content-type", "application/json")],
-            Some(body.to_string().into_bytes()),
+            Some(body),
         )
     };
     let body = |extension: &str, version: &str| serde_json::json!({"extension": extension, "version": version});
-    assert_eq!(install("acme", body("com.alga.nope", "1.0.0")).0, 404);
-    assert_eq!(install("acme", body(NAME, "9.9.9")).0, 404);
-    let (status, answer) = install(
+    assert_eq!(post_install("acme", body("com.alga.nope", "1.0.0")).0, 404);
+    assert_eq!(post_install("acme", body(NAME, "9.9.9")).0, 404);
+    let (status, answer) = post_install(
         "acme",
         serde_json::json!({"extension": NAME, "version": "1.0.0", "grants": ["cap:storage.kv"]}),
     );
@@ -256,15 +215,15 @@ fn admin_api_refuses_bad_calls_with_the_right_status_and_leaves_nothing_behind()
             .unwrap()
             .contains("cap:storage.kv")
     );
-    let (status, answer) = install("acme", serde_json::json!({"extension": NAME}));
+    let (status, answer) = post_install("acme", serde_json::json!({"extension": NAME}));
     assert_eq!(status, 400, "{answer}");
     assert!(
         answer["message"].as_str().unwrap().contains("version"),
         "{answer}"
     );
-    assert_eq!(install("bad%20tenant", body(NAME, "1.0.0")).0, 400);
-    assert_eq!(install("acme", body(NAME, "1.0.0")).0, 201);
-    assert_eq!(install("acme", body(NAME, "1.0.0")).0, 409);
+    assert_eq!(post_install("bad%20tenant", body(NAME, "1.0.0")).0, 400);
+    assert_eq!(post_install("acme", body(NAME, "1.0.0")).0, 201);
+    assert_eq!(post_install("acme", body(NAME, "1.0.0")).0, 409);
     let (status, _) = admin_call(
         &node,
         "POST",
@@ -274,7 +233,7 @@ fn admin_api_refuses_bad_calls_with_the_right_status_and_leaves_nothing_behind()
         None,
     );
     assert_eq!(status, 200);
-    assert_eq!(install("globex", body(NAME, "1.0.0")).0, 409);
+    assert_eq!(post_install("globex", body(NAME, "1.0.0")).0, 409);
     // The existing install keeps working.
     let acme = token(&node, "acme");
     let route = node.url(&format!("/api/ext/{NAME}/"));
@@ -283,8 +242,7 @@ fn admin_api_refuses_bad_calls_with_the_right_status_and_leaves_nothing_behind()
 
 /// The status and answer of `GET extensions/{NAME}`.
 fn listed_versions(node: &Node) -> (u16, serde_json::Value) {
-    let route = format!("extensions/{NAME}");
-    admin_call(node, "GET", &route, Some(ADMIN_TOKEN), &[], None)
+    admin_json(node, "GET", &format!("extensions/{NAME}"), None)
 }
 
 /// Kill -9 while bundles are being published: after a restart every listed version is whole
@@ -324,15 +282,14 @@ fn kill_9_during_publish_leaves_no_half_visible_version() {
         outcomes
     });
     // Let a few publishes land, then kill in the middle of the stream.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, listed) = listed_versions(&node);
-        let published = listed["versions"].as_array().map_or(0, Vec::len);
-        if published >= 3 || std::time::Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        Duration::from_secs(60),
+        "three versions to be listed",
+        || {
+            let (_, listed) = listed_versions(&node);
+            listed["versions"].as_array().map_or(0, Vec::len) >= 3
+        },
+    );
     node.kill_hard();
     let outcomes = publisher.join().unwrap();
     assert_eq!(
@@ -368,10 +325,7 @@ fn kill_9_during_publish_leaves_no_half_visible_version() {
         .as_str()
         .unwrap()
         .to_owned();
-    admin_ok(
-        &node,
-        &["install", NAME, "--version", &last, "--tenant", "acme"],
-    );
+    install(&node, NAME, &last, "acme", &[], &[]);
     let acme = token(&node, "acme");
     assert_eq!(
         get(
@@ -405,10 +359,7 @@ fn bundles_can_live_in_an_object_store() {
         "the bundle is stored under its hash in the object store"
     );
     assert!(!fixture.data().join("bundles").exists());
-    admin_ok(
-        &node,
-        &["install", NAME, "--version", "1.0.0", "--tenant", "acme"],
-    );
+    install(&node, NAME, "1.0.0", "acme", &[], &[]);
     let acme = token(&node, "acme");
     let (status, body) = get(
         &client(),
@@ -516,10 +467,7 @@ fn bundles_can_live_in_an_s3_bucket() {
         "nothing stored locally"
     );
     assert!(admin_ok(&node, &["publish", path(&v1)]).contains("already published"));
-    admin_ok(
-        &node,
-        &["install", NAME, "--version", "1.0.0", "--tenant", "acme"],
-    );
+    install(&node, NAME, "1.0.0", "acme", &[], &[]);
     let acme = token(&node, "acme");
     let route = node.url(&format!("/api/ext/{NAME}/"));
     let (status, body) = get(&client(), &route, Some(&acme));
@@ -534,15 +482,13 @@ fn install_secrets_are_sealed_at_rest_and_never_echoed() {
     let node = fixture.start(&[]);
     admin_ok(&node, &["publish", path(&v1)]);
     let secret = format!("api_key={SECRET}");
-    let out = admin_ok(
+    let out = install(
         &node,
+        NAME,
+        "1.0.0",
+        "acme",
+        &[],
         &[
-            "install",
-            NAME,
-            "--version",
-            "1.0.0",
-            "--tenant",
-            "acme",
             "--config",
             "region=config-marker-93ad",
             "--secret",
@@ -550,8 +496,8 @@ fn install_secrets_are_sealed_at_rest_and_never_echoed() {
             "--json",
         ],
     );
-    let install = json(&out);
-    assert_eq!(install["config"]["region"], "config-marker-93ad");
+    let installed = json(&out);
+    assert_eq!(installed["config"]["region"], "config-marker-93ad");
     assert!(
         !out.contains(SECRET),
         "the admin API echoed a secret: {out}"
