@@ -327,7 +327,9 @@ fn busy_node_answers_503_with_retry_after_then_recovers() {
     let node = Node::start(
         BIN,
         &["--max-instances", "1"],
-        &[("EXT_GATEWAY_TIMEOUT_MS", "1500")],
+        // Long enough that a loaded machine still gets the probe in while the loop holds
+        // the slot; the wait below stays well inside it.
+        &[("EXT_GATEWAY_TIMEOUT_MS", "6000")],
     );
     let agent = client();
     let url = node.url("/api/ext/faulty/loop");
@@ -338,7 +340,7 @@ fn busy_node_answers_503_with_retry_after_then_recovers() {
     // Wait (bounded) until the loop holds the only slot, then a second request is refused.
     let mut refused = None;
     wait_until(
-        Duration::from_secs(1),
+        Duration::from_secs(5),
         "a 503 while the only instance slot is busy",
         || {
             let (status, headers, body) = get_json(&agent, &node.url("/api/ext/hello/x"));
