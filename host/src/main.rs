@@ -319,51 +319,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let engine = EngineConfig {
-        timeout: Duration::from_millis(args.timeout_ms),
-        memory_limit_bytes: args.memory_limit_mib << 20,
-        max_instances: args.max_instances,
-        max_response_bytes: args.max_response_mib << 20,
-        decommit_batch: args.pool_decommit_batch as usize,
-        cache_dir: (!args.no_disk_cache).then(|| {
-            args.cache_dir
-                .clone()
-                .unwrap_or_else(|| args.data_dir.join("compiled"))
-        }),
-        ..EngineConfig::default()
-    };
-    anyhow::ensure!(
-        args.tenant_rate >= 0.0 && args.tenant_rate.is_finite(),
-        "--tenant-rate must be a finite number >= 0"
-    );
-    anyhow::ensure!(
-        args.tenant_burst >= 1.0 && args.tenant_burst.is_finite(),
-        "--tenant-burst must be a finite number >= 1"
-    );
-    let policy = PolicyConfig {
-        max_body_bytes: args.max_body_kib << 10,
-        max_headers: args.max_headers as usize,
-        max_header_bytes: (args.max_header_kib as usize) << 10,
-        tenant_concurrency: args.tenant_concurrency,
-        extension_concurrency: args.extension_concurrency,
-        tenant_rate_per_sec: args.tenant_rate,
-        tenant_rate_burst: args.tenant_burst,
-        enforce_endpoints: args.enforce_endpoints,
-    };
-    let role = match (args.role, args.primary) {
-        (RoleArg::Primary, None) => Role::Primary,
-        (RoleArg::Primary, Some(_)) => {
-            anyhow::bail!("--primary is for edges: add --role edge, or drop --primary")
-        }
-        (RoleArg::Edge, Some(primary)) => {
-            anyhow::ensure!(
-                primary.starts_with("http://") || primary.starts_with("https://"),
-                "--primary must be an http:// or https:// URL, got '{primary}'"
-            );
-            Role::Edge { primary }
-        }
-        (RoleArg::Edge, None) => anyhow::bail!("an edge needs --primary URL"),
-    };
+    let engine = engine_config(&args);
+    let policy = policy_config(&args)?;
+    let role = role(args.role, args.primary.clone())?;
     let node = cmd::node::start(NodeSettings {
         listen: args.listen,
         policy,
@@ -416,6 +374,63 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port when --listen uses port 0.
     println!("alga-edge listening on http://{}", node.addr);
     cmd::node::run(node).await
+}
+
+/// The engine's limits and caches from `serve`'s flags.
+fn engine_config(args: &ServeArgs) -> EngineConfig {
+    EngineConfig {
+        timeout: Duration::from_millis(args.timeout_ms),
+        memory_limit_bytes: args.memory_limit_mib << 20,
+        max_instances: args.max_instances,
+        max_response_bytes: args.max_response_mib << 20,
+        decommit_batch: args.pool_decommit_batch as usize,
+        cache_dir: (!args.no_disk_cache).then(|| {
+            args.cache_dir
+                .clone()
+                .unwrap_or_else(|| args.data_dir.join("compiled"))
+        }),
+        ..EngineConfig::default()
+    }
+}
+
+/// The gateway's policies from `serve`'s flags.
+fn policy_config(args: &ServeArgs) -> anyhow::Result<PolicyConfig> {
+    anyhow::ensure!(
+        args.tenant_rate >= 0.0 && args.tenant_rate.is_finite(),
+        "--tenant-rate must be a finite number >= 0"
+    );
+    anyhow::ensure!(
+        args.tenant_burst >= 1.0 && args.tenant_burst.is_finite(),
+        "--tenant-burst must be a finite number >= 1"
+    );
+    Ok(PolicyConfig {
+        max_body_bytes: args.max_body_kib << 10,
+        max_headers: args.max_headers as usize,
+        max_header_bytes: (args.max_header_kib as usize) << 10,
+        tenant_concurrency: args.tenant_concurrency,
+        extension_concurrency: args.extension_concurrency,
+        tenant_rate_per_sec: args.tenant_rate,
+        tenant_rate_burst: args.tenant_burst,
+        enforce_endpoints: args.enforce_endpoints,
+    })
+}
+
+/// The node's role from `--role` and `--primary`.
+fn role(role: RoleArg, primary: Option<String>) -> anyhow::Result<Role> {
+    Ok(match (role, primary) {
+        (RoleArg::Primary, None) => Role::Primary,
+        (RoleArg::Primary, Some(_)) => {
+            anyhow::bail!("--primary is for edges: add --role edge, or drop --primary")
+        }
+        (RoleArg::Edge, Some(primary)) => {
+            anyhow::ensure!(
+                primary.starts_with("http://") || primary.starts_with("https://"),
+                "--primary must be an http:// or https:// URL, got '{primary}'"
+            );
+            Role::Edge { primary }
+        }
+        (RoleArg::Edge, None) => anyhow::bail!("an edge needs --primary URL"),
+    })
 }
 
 /// CSP sources from `EXT_UI_FRAME_ANCESTORS` entries and `RUNNER_PUBLIC_BASE`'s origin; each

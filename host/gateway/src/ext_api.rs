@@ -19,10 +19,10 @@ use crate::catalog::{
 use crate::error::GatewayError;
 use alga_edge_capabilities::capped_body::CappedBody;
 use alga_edge_capabilities::context::RequestContext;
-use alga_edge_capabilities::{Capabilities, Grant, GrantLimits};
+use alga_edge_capabilities::{Capabilities, Grant, GrantLimits, Journal, RequestCapabilities};
 use alga_edge_engine::Engine;
 
-use crate::policy::{Policies, endpoint_declared};
+use crate::policy::{Admission, Effective, Policies, endpoint_declared};
 use crate::telemetry::{Metrics, RequestTrace, Target, Telemetry};
 use crate::tenant_auth::TenantAuth;
 use alga_edge_http::HostBody;
@@ -204,25 +204,7 @@ impl Gateway {
             version: extension.version.clone(),
             content_hash: extension.content_hash.clone(),
         });
-        let effective = self.policies.effective(&extension.policy);
-        self.policies
-            .check_install_headers(request.headers(), &extension.policy)?;
-        self.policies
-            .check_declared_body(request.headers(), effective.max_body_bytes)?;
-        if effective.enforce_endpoints
-            && !endpoint_declared(&extension.endpoints, request.method().as_str(), &path)
-        {
-            return Err(GatewayError::EndpointNotDeclared {
-                method: request.method().to_string(),
-                path,
-            });
-        }
-        let admission = self.policies.admit(
-            &extension.tenant,
-            &extension.extension_id,
-            &extension.install_id,
-            &extension.policy,
-        )?;
+        let (effective, admission) = self.admit(&extension, &request, &path)?;
         let component = self
             .engine
             .prepare(&extension.content_hash, || async {
@@ -252,6 +234,67 @@ impl Gateway {
             request_id,
         )?;
         let journal = trace.journal(self.capabilities.limits().log_max_lines);
+        let (capabilities, context) = self.grant(extension, request_id, user, journal);
+        let mut response = self
+            .engine
+            .run(
+                &component,
+                forwarded,
+                context,
+                capabilities,
+                effective.timeout,
+            )
+            .await?;
+        filter_response_headers(response.headers_mut());
+        // The concurrency slots are held until the response body has streamed: the instance
+        // runs until then.
+        Ok(response.map(move |body| {
+            body.map_err(move |e| {
+                let _held = &admission;
+                e
+            })
+            .boxed_unsync()
+        }))
+    }
+
+    /// Every policy that applies before the component runs: header and body caps, endpoint
+    /// enforcement, rate and concurrency admission (held until the response has streamed).
+    fn admit<B>(
+        &self,
+        extension: &Resolved,
+        request: &Request<B>,
+        path: &str,
+    ) -> Result<(Effective, Admission), GatewayError> {
+        let effective = self.policies.effective(&extension.policy);
+        self.policies
+            .check_install_headers(request.headers(), &extension.policy)?;
+        self.policies
+            .check_declared_body(request.headers(), effective.max_body_bytes)?;
+        if effective.enforce_endpoints
+            && !endpoint_declared(&extension.endpoints, request.method().as_str(), path)
+        {
+            return Err(GatewayError::EndpointNotDeclared {
+                method: request.method().to_string(),
+                path: path.to_owned(),
+            });
+        }
+        let admission = self.policies.admit(
+            &extension.tenant,
+            &extension.extension_id,
+            &extension.install_id,
+            &extension.policy,
+        )?;
+        Ok((effective, admission))
+    }
+
+    /// What the install was granted for this one request, and the context the component sees.
+    fn grant(
+        &self,
+        extension: Resolved,
+        request_id: &str,
+        user: Option<String>,
+        journal: Arc<Journal>,
+    ) -> (RequestCapabilities, RequestContext) {
         let capabilities = self.capabilities.for_request(Grant {
             tenant: extension.tenant.clone(),
             extension: extension.extension_id.clone(),
@@ -278,26 +321,7 @@ impl Gateway {
             request_id: request_id.to_owned(),
             user_id: user,
         };
-        let mut response = self
-            .engine
-            .run(
-                &component,
-                forwarded,
-                context,
-                capabilities,
-                effective.timeout,
-            )
-            .await?;
-        filter_response_headers(response.headers_mut());
-        // The concurrency slots are held until the response body has streamed: the instance
-        // runs until then.
-        Ok(response.map(move |body| {
-            body.map_err(move |e| {
-                let _held = &admission;
-                e
-            })
-            .boxed_unsync()
-        }))
+        (capabilities, context)
     }
 }
 

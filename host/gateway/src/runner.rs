@@ -24,7 +24,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::is_valid_extension_id;
+use crate::catalog::{Resolved, is_valid_extension_id};
 use alga_edge_http::json_response;
 
 use alga_edge_engine::InvokeError;
@@ -219,83 +219,12 @@ impl Runner {
                 request.method()
             )));
         }
-        let authorization = alga_edge_http::authorization(request.headers());
-        match self.token.check(authorization) {
-            None => {
-                return Err(GatewayError::Unauthorized(
-                    "missing service token: send 'authorization: Bearer <runner service token>'"
-                        .into(),
-                ));
-            }
-            Some(false) => {
-                return Err(GatewayError::Unauthorized(
-                    "the service token is not valid".into(),
-                ));
-            }
-            Some(true) => {}
-        }
+        self.token
+            .require(request.headers(), "runner service token")
+            .map_err(|e| GatewayError::Unauthorized(e.message().to_owned()))?;
         let envelope = read_envelope(request, self.envelope_limit()).await?;
-        let context = &envelope.context;
-        if !is_valid_extension_id(&context.extension_id) {
-            return Err(GatewayError::BadRequest(format!(
-                "invalid context.extension_id '{}'",
-                context.extension_id
-            )));
-        }
-        if context.tenant_id.is_empty() || context.tenant_id.len() > 128 {
-            return Err(GatewayError::BadRequest(
-                "context.tenant_id must be 1-128 characters".into(),
-            ));
-        }
-        let mut resolved = self
-            .gateway
-            .installed()
-            .resolve_bundle(
-                &context.tenant_id,
-                &context.extension_id,
-                &context.content_hash,
-                context.install_id.as_deref(),
-            )
-            .await?
-            .ok_or_else(|| {
-                GatewayError::UnknownExtension(format!(
-                    "{} with bundle {}",
-                    context.extension_id, context.content_hash
-                ))
-            })?;
-        if let Some(ms) = envelope.limits.timeout_ms {
-            // The caller may shorten the deadline, never extend it past the node's.
-            let cap = resolved
-                .policy
-                .timeout_ms
-                .unwrap_or(self.gateway.default_timeout_ms());
-            resolved.policy.timeout_ms = Some(ms.clamp(1, cap));
-        }
-        if !envelope.providers.is_empty() {
-            let mut grants = Vec::with_capacity(envelope.providers.len());
-            for provider in &envelope.providers {
-                let canonical = canonical_capability(provider).ok_or_else(|| {
-                    GatewayError::BadRequest(format!("unknown provider '{provider}'"))
-                })?;
-                grants.push(canonical);
-            }
-            resolved.grants = grants;
-        }
-        if !envelope.config.is_empty() {
-            resolved.config = Arc::new(
-                envelope
-                    .config
-                    .iter()
-                    .map(|(k, v)| {
-                        let text = match v {
-                            serde_json::Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        (k.clone(), text)
-                    })
-                    .collect(),
-            );
-        }
+        let resolved = self.resolve(&envelope).await?;
+        let resolved = overridden(resolved, &envelope, self.gateway.default_timeout_ms())?;
         if envelope
             .secret_envelope
             .as_ref()
@@ -310,11 +239,81 @@ impl Runner {
             .await
     }
 
+    /// The install the envelope's context names, checked to run the bundle it names.
+    async fn resolve(&self, envelope: &Envelope) -> Result<Resolved, GatewayError> {
+        let context = &envelope.context;
+        if !is_valid_extension_id(&context.extension_id) {
+            return Err(GatewayError::BadRequest(format!(
+                "invalid context.extension_id '{}'",
+                context.extension_id
+            )));
+        }
+        if context.tenant_id.is_empty() || context.tenant_id.len() > 128 {
+            return Err(GatewayError::BadRequest(
+                "context.tenant_id must be 1-128 characters".into(),
+            ));
+        }
+        self.gateway
+            .installed()
+            .resolve_bundle(
+                &context.tenant_id,
+                &context.extension_id,
+                &context.content_hash,
+                context.install_id.as_deref(),
+            )
+            .await?
+            .ok_or_else(|| {
+                GatewayError::UnknownExtension(format!(
+                    "{} with bundle {}",
+                    context.extension_id, context.content_hash
+                ))
+            })
+    }
+
     /// Largest envelope: a base64 body of the largest allowed size plus room for the rest.
     fn envelope_limit(&self) -> usize {
         let body = usize::try_from(self.gateway.max_body_bytes()).unwrap_or(usize::MAX);
         body.saturating_mul(4).div_euclid(3).saturating_add(1 << 20)
     }
+}
+
+/// `resolved` with what the envelope may override: a shorter deadline (never past the
+/// node's, `default_timeout_ms`), the providers granted, the config.
+fn overridden(
+    mut resolved: Resolved,
+    envelope: &Envelope,
+    default_timeout_ms: u64,
+) -> Result<Resolved, GatewayError> {
+    if let Some(ms) = envelope.limits.timeout_ms {
+        let cap = resolved.policy.timeout_ms.unwrap_or(default_timeout_ms);
+        resolved.policy.timeout_ms = Some(ms.clamp(1, cap));
+    }
+    if !envelope.providers.is_empty() {
+        let mut grants = Vec::with_capacity(envelope.providers.len());
+        for provider in &envelope.providers {
+            let canonical = canonical_capability(provider).ok_or_else(|| {
+                GatewayError::BadRequest(format!("unknown provider '{provider}'"))
+            })?;
+            grants.push(canonical);
+        }
+        resolved.grants = grants;
+    }
+    if !envelope.config.is_empty() {
+        resolved.config = Arc::new(
+            envelope
+                .config
+                .iter()
+                .map(|(k, v)| {
+                    let text = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), text)
+                })
+                .collect(),
+        );
+    }
+    Ok(resolved)
 }
 
 /// Reads and parses the envelope with the node's one bounded reader, refusing bodies over

@@ -195,24 +195,7 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
     };
     tracing::info!(store = %store.describe(), "bundle store");
     let trust = trust_bundle(&settings)?;
-    let admin_token = node_token(
-        data_dir,
-        settings.admin_token.as_deref(),
-        "admin.token",
-        "admin API",
-    )?;
-    let service_token = node_token(
-        data_dir,
-        settings.service_token.as_deref(),
-        "service.token",
-        "runner API (/v1/execute) service",
-    )?;
-    if let Some(token) = &settings.metrics_token {
-        anyhow::ensure!(
-            token.len() >= 16,
-            "the metrics token must be at least 16 characters"
-        );
-    }
+    let tokens = Tokens::of(&settings)?;
     let health = Health {
         registry: data.registry.clone(),
         generations: data.generations.clone(),
@@ -230,36 +213,18 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
     )
     .await?;
     let max_response_bytes = gateway.max_response_bytes();
-    let runner = Runner::new(gateway.clone(), &service_token, max_response_bytes);
-    let mut admin = Admin::new(
-        data.registry.clone(),
-        store.clone(),
-        trust.clone(),
-        &admin_token,
-        settings.max_bundle_bytes,
-    )
-    .with_kv(data.kv.clone());
-    let replication_api = match &settings.role {
-        Role::Edge { primary } => {
-            admin = admin.read_only(data.log_registry.clone(), primary.clone());
-            start_edge_sync(&settings, &data);
-            None
-        }
-        Role::Primary => Some(start_primary_replication(&data, &store, &sync_token)?),
-    };
-    let ui = ui_route(&settings, &data.registry, &gateway)?;
-    let mut app = App::new(
+    let runner = Runner::new(gateway.clone(), &tokens.service, max_response_bytes);
+    let app = assemble_app(
+        &settings,
+        &data,
+        &store,
+        &trust,
+        &tokens,
+        &sync_token,
         gateway,
         runner,
-        Some(admin),
-        replication_api,
         health,
-        settings.metrics_token.as_deref(),
-    )
-    .with_ui(Arc::new(ui));
-    if let Some((tenant, token)) = settings.host_page.clone() {
-        app = app.with_host_page(HostPage::new(data.registry.clone(), tenant, token));
-    }
+    )?;
 
     let listener = server::bind(settings.listen)
         .await
@@ -277,6 +242,85 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         kv: data.kv_store,
         kv_generations: data.kv_generations,
     })
+}
+
+/// The node's own bearer tokens (configured, or generated under `keys/`).
+struct Tokens {
+    /// The admin API's.
+    admin: String,
+    /// The runner API's (`/v1/execute`).
+    service: String,
+}
+
+impl Tokens {
+    fn of(settings: &NodeSettings) -> anyhow::Result<Self> {
+        let data_dir = &settings.data_dir;
+        let admin = node_token(
+            data_dir,
+            settings.admin_token.as_deref(),
+            "admin.token",
+            "admin API",
+        )?;
+        let service = node_token(
+            data_dir,
+            settings.service_token.as_deref(),
+            "service.token",
+            "runner API (/v1/execute) service",
+        )?;
+        if let Some(token) = &settings.metrics_token {
+            anyhow::ensure!(
+                token.len() >= 16,
+                "the metrics token must be at least 16 characters"
+            );
+        }
+        Ok(Self { admin, service })
+    }
+}
+
+/// The app over the gateway: the admin API (read-only on edges), replication by role, the UI
+/// route and, for the demo, the host page.
+#[allow(clippy::too_many_arguments)]
+fn assemble_app(
+    settings: &NodeSettings,
+    data: &Data,
+    store: &BundleStore,
+    trust: &Option<Arc<TrustBundle>>,
+    tokens: &Tokens,
+    sync_token: &str,
+    gateway: Arc<Gateway>,
+    runner: Runner,
+    health: Health,
+) -> anyhow::Result<App> {
+    let mut admin = Admin::new(
+        data.registry.clone(),
+        store.clone(),
+        trust.clone(),
+        &tokens.admin,
+        settings.max_bundle_bytes,
+    )
+    .with_kv(data.kv.clone());
+    let replication_api = match &settings.role {
+        Role::Edge { primary } => {
+            admin = admin.read_only(data.log_registry.clone(), primary.clone());
+            start_edge_sync(settings, data);
+            None
+        }
+        Role::Primary => Some(start_primary_replication(data, store, sync_token)?),
+    };
+    let ui = ui_route(settings, &data.registry, &gateway)?;
+    let mut app = App::new(
+        gateway,
+        runner,
+        Some(admin),
+        replication_api,
+        health,
+        settings.metrics_token.as_deref(),
+    )
+    .with_ui(Arc::new(ui));
+    if let Some((tenant, token)) = settings.host_page.clone() {
+        app = app.with_host_page(HostPage::new(data.registry.clone(), tenant, token));
+    }
+    Ok(app)
 }
 
 /// The secrets-sealing key: configured, or generated under `keys/secrets.key`.

@@ -345,28 +345,7 @@ pub fn run(command: RemoteCommand) -> anyhow::Result<()> {
             bundle,
             signature,
             registry,
-        } => {
-            let client = AdminClient::new(&registry)?;
-            let signature = signature.unwrap_or_else(|| {
-                let mut name = bundle.as_os_str().to_owned();
-                name.push(".sig");
-                PathBuf::from(name)
-            });
-            let answer = client.publish(&bundle, &signature)?;
-            client.show(&answer, || {
-                let note = if answer["created"].as_bool() == Some(false) {
-                    "already published"
-                } else {
-                    "published"
-                };
-                println!(
-                    "{} {}@{} {note}",
-                    answer["content_hash"].as_str().unwrap_or("?"),
-                    answer["name"].as_str().unwrap_or("?"),
-                    answer["version"].as_str().unwrap_or("?"),
-                )
-            });
-        }
+        } => publish(&bundle, signature, &registry),
         RemoteCommand::Install {
             extension,
             version,
@@ -388,6 +367,7 @@ pub fn run(command: RemoteCommand) -> anyhow::Result<()> {
             let path = format!("tenants/{}/installs", target.tenant);
             let answer = client.call("POST", &path, Some(body))?;
             client.show(&answer, || println!("installed {}", install_line(&answer)));
+            Ok(())
         }
         RemoteCommand::Update {
             extension,
@@ -395,30 +375,7 @@ pub fn run(command: RemoteCommand) -> anyhow::Result<()> {
             policy,
             clear_policy,
             target,
-        } => {
-            anyhow::ensure!(
-                version.is_some() || !policy.is_empty() || clear_policy,
-                "nothing to update: give --version, --policy or --clear-policy"
-            );
-            let client = AdminClient::new(&target.registry)?;
-            let path = format!("tenants/{}/installs/{extension}", target.tenant);
-            let mut body = serde_json::Map::new();
-            if let Some(version) = version {
-                body.insert("version".into(), json!(version));
-            }
-            if !policy.is_empty() || clear_policy {
-                let current = if clear_policy {
-                    InstallPolicy::default()
-                } else {
-                    let install = client.call("GET", &path, None)?;
-                    serde_json::from_value(install["policy"].clone())
-                        .context("the node answered with a policy this CLI cannot read")?
-                };
-                body.insert("policy".into(), json!(apply_policy(current, &policy)?));
-            }
-            let answer = client.call("PATCH", &path, Some(Value::Object(body)))?;
-            client.show(&answer, || println!("updated {}", install_line(&answer)));
-        }
+        } => update(&extension, version, &policy, clear_policy, &target),
         RemoteCommand::Uninstall { extension, target } => {
             let client = AdminClient::new(&target.registry)?;
             let path = format!("tenants/{}/installs/{extension}", target.tenant);
@@ -426,9 +383,10 @@ pub fn run(command: RemoteCommand) -> anyhow::Result<()> {
             client.show(&answer, || {
                 println!("uninstalled {extension} for tenant {}", target.tenant)
             });
+            Ok(())
         }
-        RemoteCommand::Enable { extension, target } => toggle(&extension, &target, "enable")?,
-        RemoteCommand::Disable { extension, target } => toggle(&extension, &target, "disable")?,
+        RemoteCommand::Enable { extension, target } => toggle(&extension, &target, "enable"),
+        RemoteCommand::Disable { extension, target } => toggle(&extension, &target, "disable"),
         RemoteCommand::Deprecate {
             extension,
             version,
@@ -438,23 +396,89 @@ pub fn run(command: RemoteCommand) -> anyhow::Result<()> {
             let path = format!("extensions/{extension}/versions/{version}/deprecate");
             let answer = client.call("POST", &path, None)?;
             client.show(&answer, || println!("deprecated {extension}@{version}"));
+            Ok(())
         }
-        RemoteCommand::List { tenant, registry } => {
-            let client = AdminClient::new(&registry)?;
-            match tenant {
-                Some(tenant) => {
-                    let answer = client.call("GET", &format!("tenants/{tenant}/installs"), None)?;
-                    client.show(&answer, || {
-                        print_installs(answer["installs"].as_array().map_or(&[], Vec::as_slice))
-                    });
-                }
-                None => {
-                    let answer = client.call("GET", "extensions", None)?;
-                    client.show(&answer, || {
-                        print_extensions(answer["extensions"].as_array().map_or(&[], Vec::as_slice))
-                    });
-                }
-            }
+        RemoteCommand::List { tenant, registry } => list(tenant.as_deref(), &registry),
+    }
+}
+
+/// `publish BUNDLE`: sends the bundle with its detached signature (default `BUNDLE.sig`).
+fn publish(
+    bundle: &Path,
+    signature: Option<PathBuf>,
+    registry: &RegistryArgs,
+) -> anyhow::Result<()> {
+    let client = AdminClient::new(registry)?;
+    let signature = signature.unwrap_or_else(|| {
+        let mut name = bundle.as_os_str().to_owned();
+        name.push(".sig");
+        PathBuf::from(name)
+    });
+    let answer = client.publish(bundle, &signature)?;
+    client.show(&answer, || {
+        let note = if answer["created"].as_bool() == Some(false) {
+            "already published"
+        } else {
+            "published"
+        };
+        println!(
+            "{} {}@{} {note}",
+            answer["content_hash"].as_str().unwrap_or("?"),
+            answer["name"].as_str().unwrap_or("?"),
+            answer["version"].as_str().unwrap_or("?"),
+        )
+    });
+    Ok(())
+}
+
+/// `update EXTENSION`: a new version and/or policy changes applied to the current policy.
+fn update(
+    extension: &str,
+    version: Option<String>,
+    policy: &[String],
+    clear_policy: bool,
+    target: &TenantArgs,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        version.is_some() || !policy.is_empty() || clear_policy,
+        "nothing to update: give --version, --policy or --clear-policy"
+    );
+    let client = AdminClient::new(&target.registry)?;
+    let path = format!("tenants/{}/installs/{extension}", target.tenant);
+    let mut body = serde_json::Map::new();
+    if let Some(version) = version {
+        body.insert("version".into(), json!(version));
+    }
+    if !policy.is_empty() || clear_policy {
+        let current = if clear_policy {
+            InstallPolicy::default()
+        } else {
+            let install = client.call("GET", &path, None)?;
+            serde_json::from_value(install["policy"].clone())
+                .context("the node answered with a policy this CLI cannot read")?
+        };
+        body.insert("policy".into(), json!(apply_policy(current, policy)?));
+    }
+    let answer = client.call("PATCH", &path, Some(Value::Object(body)))?;
+    client.show(&answer, || println!("updated {}", install_line(&answer)));
+    Ok(())
+}
+
+/// `list`: a tenant's installs, or the registry's extensions.
+fn list(tenant: Option<&str>, registry: &RegistryArgs) -> anyhow::Result<()> {
+    let client = AdminClient::new(registry)?;
+    match tenant {
+        Some(tenant) => {
+            let answer = client.call("GET", &format!("tenants/{tenant}/installs"), None)?;
+            client.show(&answer, || {
+                print_installs(answer["installs"].as_array().map_or(&[], Vec::as_slice))
+            });
+        }
+        None => {
+            let answer = client.call("GET", "extensions", None)?;
+            client.show(&answer, || {
+                print_extensions(answer["extensions"].as_array().map_or(&[], Vec::as_slice))
+            });
         }
     }
     Ok(())
