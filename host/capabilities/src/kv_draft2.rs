@@ -83,7 +83,24 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Res
             })
         },
     )?;
+    add_atomics(linker)?;
+    let mut batch = linker.instance(BATCH)?;
+    batch.func_wrap_async(
+        "get-many",
+        |mut store, (bucket, keys): (Resource<KvBucket>, Vec<String>)| {
+            Box::new(async move {
+                let target = kv::target(&mut store, &bucket)?;
+                // This draft answers every key asked for, with its value if any.
+                Ok((kv::read_each(target, keys).await,))
+            })
+        },
+    )?;
+    kv::add_batch_writes(&mut batch)?;
+    Ok(())
+}
 
+/// `atomics`: increment and the `cas` resource (compare-and-swap over a snapshot).
+fn add_atomics<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     let mut atomics = linker.instance(ATOMICS)?;
     atomics.resource(
         "cas",
@@ -145,18 +162,5 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Res
             })
         },
     )?;
-
-    let mut batch = linker.instance(BATCH)?;
-    batch.func_wrap_async(
-        "get-many",
-        |mut store, (bucket, keys): (Resource<KvBucket>, Vec<String>)| {
-            Box::new(async move {
-                let target = kv::target(&mut store, &bucket)?;
-                // This draft answers every key asked for, with its value if any.
-                Ok((kv::read_each(target, keys).await,))
-            })
-        },
-    )?;
-    kv::add_batch_writes(&mut batch)?;
     Ok(())
 }
