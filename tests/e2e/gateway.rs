@@ -637,8 +637,16 @@ fn readiness_and_liveness_probes_answer() {
         assert_eq!(headers["content-type"], "application/json");
         assert!(!headers.contains_key("cache-control") || headers["cache-control"] == "no-store");
     }
+    // A probe is a route: another method is 405 (in the one error contract), an unknown
+    // path 404.
     let (status, _, body) = request(&node, "POST", "/readyz", &[], None);
+    assert_eq!(status, 405, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["error"], "method_not_allowed", "{body}");
+    let (status, _, body) = request(&node, "GET", "/readyz/more", &[], None);
     assert_eq!(status, 404, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["error"], "not_found", "{body}");
     // The immutable caching of UI assets never leaks onto API routes.
     let (_, headers, _) = request(&node, "GET", &format!("/api/ext/{HELLO}/"), &[], None);
     assert!(
