@@ -38,7 +38,7 @@ use alga_edge_registry::{
     InstallPolicy, InstallRequest, Registry, RegistryError, USAGE_WINDOW_SECS, VersionInfo,
 };
 
-use crate::routes::{Params, RouteTable, normalized};
+use crate::routes::{Params, RouteTable};
 
 /// Path prefix of admin routes.
 pub const ADMIN_PREFIX: &str = "/admin/v1/";
@@ -227,11 +227,7 @@ impl Admin {
     {
         self.token.require(request.headers(), "admin token")?;
         let path = request.uri().path().to_owned();
-        let relative = normalized(path.strip_prefix(ADMIN_PREFIX).unwrap_or_default());
-        let (route, params) = self
-            .routes
-            .find(&relative)
-            .ok_or_else(|| ApiError::not_found(format!("no admin route {path}")))?;
+        let (route, params) = self.routes.resolve(ADMIN_PREFIX, &path, "admin")?;
         if let Some(primary) = &self.read_only
             && request.method() != Method::GET
             && !route.edge_forwards_writes()

@@ -24,7 +24,7 @@ use http::{Method, Request, Response, StatusCode};
 
 pub use alga_edge_registry::replication::REPLICATION_PREFIX;
 
-use crate::routes::{Params, RouteTable, normalized};
+use crate::routes::{Params, RouteTable};
 
 /// Largest forwarded KV write body.
 const MAX_KV_WRITE_BYTES: u64 = 2 << 20;
@@ -126,11 +126,9 @@ impl ReplicationApi {
     {
         self.token.require(request.headers(), "sync token")?;
         let path = request.uri().path().to_owned();
-        let relative = normalized(path.strip_prefix(REPLICATION_PREFIX).unwrap_or_default());
         let (route, params) = self
             .routes
-            .find(&relative)
-            .ok_or_else(|| ApiError::not_found(format!("no replication route {path}")))?;
+            .resolve(REPLICATION_PREFIX, &path, "replication")?;
         let method = request.method().clone();
         match (route, method) {
             (ReplicationRoute::KvWrite, Method::POST) => self.kv_write(request).await,

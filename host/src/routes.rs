@@ -2,6 +2,8 @@
 //! prefix and slice matching: the node's front ([`crate::server`]), the admin API and the
 //! replication API each declare theirs.
 
+use alga_edge_http::ApiError;
+
 /// Path parameters of a matched route, owned (the request moves on without its path).
 #[derive(Debug, Default)]
 pub struct Params(Vec<(String, String)>);
@@ -52,6 +54,16 @@ impl<T: Copy> RouteTable<T> {
             .map(|(key, value)| (key.to_owned(), value.to_owned()))
             .collect();
         Some((*matched.value, Params(params)))
+    }
+}
+
+impl<T: Copy> RouteTable<T> {
+    /// The route serving the request path `path` of an API mounted at `prefix`, with doubled
+    /// and trailing slashes ignored; the one 404 answer naming the `api` otherwise.
+    pub fn resolve(&self, prefix: &str, path: &str, api: &str) -> Result<(T, Params), ApiError> {
+        let relative = normalized(path.strip_prefix(prefix).unwrap_or_default());
+        self.find(&relative)
+            .ok_or_else(|| ApiError::not_found(format!("no {api} route {path}")))
     }
 }
 
