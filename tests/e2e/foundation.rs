@@ -327,22 +327,28 @@ fn busy_node_answers_503_with_retry_after_then_recovers() {
     let node = Node::start(
         BIN,
         &["--max-instances", "1"],
-        // Long enough that a loaded machine still gets the probe in while the loop holds
-        // the slot; the wait below stays well inside it.
+        // Long enough that a loaded machine still gets a probe in while the loop holds the
+        // slot.
         &[("EXT_GATEWAY_TIMEOUT_MS", "6000")],
     );
     let agent = client();
     let url = node.url("/api/ext/faulty/loop");
-    let looping = {
-        let agent = agent.clone();
+    let start_loop = || {
+        let (agent, url) = (agent.clone(), url.clone());
         std::thread::spawn(move || get_json(&agent, &url))
     };
-    // Wait (bounded) until the loop holds the only slot, then a second request is refused.
+    let mut looping = start_loop();
+    // Wait (bounded) until the loop holds the only slot, then a second request is refused. A
+    // probe that arrives first takes the slot and the loop is the one refused: start it again.
     let mut refused = None;
     wait_until(
-        Duration::from_secs(5),
+        Duration::from_secs(30),
         "a 503 while the only instance slot is busy",
         || {
+            if looping.is_finished() {
+                looping = start_loop();
+                return false;
+            }
             let (status, headers, body) = get_json(&agent, &node.url("/api/ext/hello/x"));
             refused = Some((headers, body));
             status == 503
