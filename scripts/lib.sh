@@ -74,7 +74,11 @@ ensure_s3_server() {
 # reinstalled when the version differs.
 ensure_pinned_venv() {
   local venv=$1 package=$2 version=$3
-  if ! "$venv/bin/pip" show "$package" 2>/dev/null | grep -qx "Version: $version"; then
+  # Read pip's whole answer first: `pip show | grep -q` under pipefail fails when grep exits
+  # early and pip dies of SIGPIPE, which reinstalled the venv on every run.
+  local installed
+  installed=$("$venv/bin/pip" show "$package" 2>/dev/null | sed -n 's/^Version: //p' || true)
+  if [ "$installed" != "$version" ]; then
     ensure_venv "$venv" "$package $version" "$package==$version"
   fi
 }
