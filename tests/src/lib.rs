@@ -347,9 +347,15 @@ pub fn run_command_to_exit(mut command: Command, limit: Duration) -> Finished {
 
 /// An HTTP client that returns non-2xx responses instead of failing, with a bounded timeout.
 pub fn client() -> ureq::Agent {
+    client_with_timeout(Duration::from_secs(60))
+}
+
+/// [`client`] with another bound: for a first request that compiles a large component (a
+/// JavaScript engine) in a debug build on a loaded machine.
+pub fn client_with_timeout(limit: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
+        .timeout_global(Some(limit))
         .build()
         .into()
 }
