@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn builds_every_url_under_the_replication_prefix() {
-        let client = PrimaryClient::new("http://127.0.0.1:9/", "t", reqwest::Client::new());
+        let client = PrimaryClient::new("http://127.0.0.1:9/", "t", crate::http_client());
         assert_eq!(
             client.registry_sync_url(),
             "http://127.0.0.1:9/replication/v1/registry"
