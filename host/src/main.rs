@@ -62,6 +62,11 @@ enum Command {
         /// End user id (`sub`).
         #[arg(long)]
         user: Option<String>,
+        /// The end user's profile as a JSON object (`user_email`, `user_name`, `user_type`,
+        /// `client_name`, `client_id`, `additional_fields`), carried in the `user` claim for
+        /// Alga's runner-world `user` interface.
+        #[arg(long)]
+        user_profile: Option<String>,
         /// Scope to include. Repeatable.
         #[arg(long = "scope")]
         scopes: Vec<String>,
@@ -273,13 +278,19 @@ fn main() -> anyhow::Result<()> {
         Command::Token {
             tenant,
             user,
+            user_profile,
             scopes,
             ttl_secs,
             data_dir,
         } => {
+            let profile = user_profile
+                .map(|json| serde_json::from_str(&json))
+                .transpose()
+                .context("--user-profile must be a JSON object of the user's fields")?;
             let token = DevTokenIssuer::open(&data_dir)?.mint(
                 &tenant,
                 user.as_deref(),
+                profile,
                 scopes,
                 Duration::from_secs(ttl_secs),
             )?;

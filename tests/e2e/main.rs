@@ -2,6 +2,7 @@
 //! binary (as wasmtime's `tests/all`) so the suite builds and links once. The harness they share
 //! is the `alga-edge-e2e` crate (`tests/src`); what only this target can know lives here.
 
+mod alga;
 mod architecture;
 mod authoring;
 mod authors;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 pub mod metrics;
 pub mod publishing;
+pub mod upstream;
 
 pub use tempfile;
 pub use ureq;

@@ -11,6 +11,7 @@
 //! | `cap:log.emit` | [`logging`] | `wasi:logging/logging` |
 //! | `cap:http.fetch` | [`egress`] | `wasi:http/outgoing-handler`, WASIp3 `wasi:http/client` (the send hook) |
 //! | `cap:storage.kv`, `cap:config.get` | [`spin`] | Spin SDK's key-value and variables |
+//! | Alga's `cap:*` names | [`runner`] | Alga PSA's `runner` world (`alga:extension/*`, unversioned) |
 //!
 //! Every interface is linked for every component; what an install was not granted answers
 //! the interface's own "denied" error at call time and is counted in
@@ -34,6 +35,7 @@ pub mod kv;
 pub mod kv_draft2;
 pub mod kv_service;
 pub mod logging;
+pub mod runner;
 pub mod secrets;
 pub mod spin;
 
@@ -61,6 +63,22 @@ pub mod names {
     pub const SECRETS: &str = "cap:secrets.get";
     /// Logging.
     pub const LOG: &str = "cap:log.emit";
+    /// The request context (Alga's runner world).
+    pub const CONTEXT: &str = "cap:context.read";
+    /// The end user (Alga's runner world).
+    pub const USER: &str = "cap:user.read";
+    /// Calls to the host application's routes.
+    pub const UI_PROXY: &str = "cap:ui.proxy";
+    /// The install's schedules.
+    pub const SCHEDULER: &str = "cap:scheduler.manage";
+    /// Manual invoices.
+    pub const INVOICING: &str = "cap:invoice.manual.create";
+    /// The tenant's clients.
+    pub const CLIENTS: &str = "cap:client.read";
+    /// The tenant's service catalog.
+    pub const SERVICES: &str = "cap:service.read";
+    /// Granted to every install whether or not its manifest lists them, as Alga's runner does.
+    pub const DEFAULT_GRANTS: [&str; 3] = [CONTEXT, LOG, USER];
 }
 
 /// Labels of refused capability calls.
@@ -146,12 +164,19 @@ pub struct Grant {
     pub install_id: String,
     /// Request id (in log lines).
     pub request_id: String,
+    /// The version's id, as the runner world's context reports it.
+    pub version_id: Option<String>,
+    /// The end user, when the caller named one.
+    pub user: Option<Arc<runner::EndUser>>,
     /// Granted capabilities (`cap:*`).
     pub granted: Vec<String>,
     /// The install's config.
     pub config: Arc<BTreeMap<String, String>>,
     /// The install's sealed secrets envelope.
     pub sealed_secrets: Option<Arc<[u8]>>,
+    /// Secrets the caller supplied for this one call (the runner envelope's
+    /// `secret_envelope`); they replace the install's.
+    pub call_secrets: Option<Arc<alga_edge_registry::secrets::Secrets>>,
     /// The install's outbound HTTP allowlist entries.
     pub egress_allow: Vec<String>,
     /// Overrides of the node's limits by the install's policy.
@@ -211,7 +236,9 @@ impl Capabilities {
 
     /// The per-request capability states for `grant`.
     pub fn for_request(&self, grant: Grant) -> RequestCapabilities {
-        let has = |name: &str| grant.granted.iter().any(|g| g == name);
+        let has = |name: &str| {
+            names::DEFAULT_GRANTS.contains(&name) || grant.granted.iter().any(|g| g == name)
+        };
         let limits = &self.limits;
         RequestCapabilities {
             kv: kv::KvState::new(
@@ -232,6 +259,7 @@ impl Capabilities {
                 grant.install_id.clone(),
                 grant.sealed_secrets.clone(),
                 self.sealer.clone(),
+                grant.call_secrets.clone(),
                 self.metrics.clone(),
             ),
             logging: logging::LoggingState::new(
@@ -240,6 +268,7 @@ impl Capabilities {
                 limits.log_max_message_bytes,
                 self.metrics.clone(),
             ),
+            runner: runner::RunnerState::new(&grant, has, self.metrics.clone()),
             egress: egress::EgressHooks::new(
                 has(names::HTTP),
                 egress::EgressPolicy::new(
@@ -262,6 +291,7 @@ pub struct RequestCapabilities {
     config: config::ConfigState,
     secrets: secrets::SecretsState,
     logging: logging::LoggingState,
+    runner: runner::RunnerState,
     egress: egress::EgressHooks,
 }
 
@@ -300,5 +330,6 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>, abi: Abi) -> was
     secrets::add_to_linker(linker)?;
     logging::add_to_linker(linker)?;
     spin::add_to_linker(linker, abi)?;
+    runner::add_to_linker(linker)?;
     Ok(())
 }

@@ -21,12 +21,14 @@ pub struct SecretsState {
 }
 
 impl SecretsState {
-    /// Secrets of `install_id`, sealed in `sealed`, opened with `sealer` when `granted`.
+    /// Secrets of `install_id`, sealed in `sealed`, opened with `sealer` when `granted`; or,
+    /// when the caller supplied this call's own secrets (`call`), those instead.
     pub fn new(
         granted: bool,
         install_id: String,
         sealed: Option<Arc<[u8]>>,
         sealer: Option<SecretSealer>,
+        call: Option<Arc<Secrets>>,
         metrics: CapabilityMetrics,
     ) -> Self {
         Self {
@@ -34,12 +36,13 @@ impl SecretsState {
             install_id,
             sealed,
             sealer,
-            opened: None,
+            opened: call.map(|secrets| (*secrets).clone()),
             metrics,
         }
     }
 
-    fn secrets(&mut self) -> Result<&Secrets, Error> {
+    /// The opened secrets, or why they cannot be read (counted when not granted).
+    pub(crate) fn secrets(&mut self) -> Result<&Secrets, Error> {
         if !self.granted {
             self.metrics.deny("secrets", "not_granted");
             return Err(Error::AccessDenied);

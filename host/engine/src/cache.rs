@@ -18,6 +18,8 @@ use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
+use alga_edge_capabilities::runner::bindings::RunnerPre;
+
 use super::state::HostState;
 
 /// A component linked and ready to instantiate, once per request, by the wasi:http handler
@@ -28,6 +30,16 @@ pub enum Prepared {
     P2(ProxyPre<HostState>),
     /// WASIp3: `wasi:http/handler@0.3.x` (spin-sdk 7).
     P3(ServicePre<HostState>),
+    /// Alga PSA's `runner` world: `handler: func(execute-request) -> execute-response`.
+    Runner(RunnerPre<HostState>),
+}
+
+/// Which handler a component exports.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Export {
+    P2,
+    P3,
+    Runner,
 }
 
 /// The linkers components are prepared with, one per handler ABI: a few interfaces share a
@@ -42,6 +54,8 @@ pub struct Linkers {
 
 /// The export that marks a WASIp3 `wasi:http` service.
 const P3_HANDLER: &str = "wasi:http/handler@0.3";
+/// The export of Alga's `runner` world: a function, not an interface.
+const RUNNER_HANDLER: &str = "handler";
 
 /// Why a component could not be made ready.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +90,25 @@ pub enum LoadError {
     /// The on-disk cache failed (I/O).
     #[error("precompiled cache: {0}")]
     Disk(String),
+}
+
+/// The handler `component` exports: Alga's `handler` function, a WASIp3 service, or (anything
+/// else) a WASIp2 proxy, whose pre-instantiation names what is missing.
+fn export_of(component: &Component, engine: &wasmtime::Engine) -> Export {
+    let mut export = Export::P2;
+    for (name, item) in component.component_type().exports(engine) {
+        if name.starts_with(P3_HANDLER) {
+            export = Export::P3;
+        } else if name == RUNNER_HANDLER
+            && matches!(
+                item.ty,
+                wasmtime::component::types::ComponentItem::ComponentFunc(_)
+            )
+        {
+            return Export::Runner;
+        }
+    }
+    export
 }
 
 /// Hit/miss counters, for metrics and tests.
@@ -180,21 +213,16 @@ impl ComponentCache {
             hash: hash.to_owned(),
             reason: format!("{e:#}"),
         };
-        let engine = &self.engine;
-        let p3 = component
-            .component_type()
-            .exports(engine)
-            .any(|(name, _)| name.starts_with(P3_HANDLER));
-        let linker = if p3 {
-            &self.linkers.p3
-        } else {
-            &self.linkers.p2
+        let export = export_of(&component, &self.engine);
+        let linker = match export {
+            Export::P3 => &self.linkers.p3,
+            Export::P2 | Export::Runner => &self.linkers.p2,
         };
         let pre = linker.instantiate_pre(&component).map_err(link_error)?;
-        Ok(if p3 {
-            Prepared::P3(ServicePre::new(pre).map_err(link_error)?)
-        } else {
-            Prepared::P2(ProxyPre::new(pre).map_err(link_error)?)
+        Ok(match export {
+            Export::P3 => Prepared::P3(ServicePre::new(pre).map_err(link_error)?),
+            Export::Runner => Prepared::Runner(RunnerPre::new(pre).map_err(link_error)?),
+            Export::P2 => Prepared::P2(ProxyPre::new(pre).map_err(link_error)?),
         })
     }
 

@@ -1,5 +1,6 @@
-//! How each wasi:http handler ABI is called: WASIp2 `incoming-handler.handle` with a response
-//! outparam, WASIp3 `handler.handle` returning the response inside the store's event loop.
+//! How each handler ABI is called: WASIp2 `incoming-handler.handle` with a response outparam,
+//! WASIp3 `handler.handle` returning the response inside the store's event loop, and Alga's
+//! `runner` world `handler(execute-request) -> execute-response` with whole bodies.
 //! Each starts the guest on its own task and hands back the response as it arrives; the caller
 //! ([`super::invoke`]) owns deadlines, limits and error classification.
 
@@ -18,7 +19,11 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
+use alga_edge_capabilities::runner::bindings::RunnerPre;
+
 use super::HostState;
+use super::invoke::InvokeError;
+use super::runner;
 use alga_edge_http::HostBody;
 
 /// How a guest's run ended, read from its store before the store is dropped.
@@ -42,8 +47,9 @@ impl Finished {
 }
 
 /// What the guest answered: a response head with its streaming body (cut at the response cap),
-/// or the wasi:http error it returned instead; `None` when it ended without answering.
-pub(super) type Answer = Option<Result<http::Response<HostBody>, String>>;
+/// or why there is no usable response (the error the guest returned, or a request body that
+/// could not be read); `None` when it ended without answering.
+pub(super) type Answer = Option<Result<http::Response<HostBody>, InvokeError>>;
 
 /// The guest's answer, once it has one.
 pub(super) type PendingAnswer = Pin<Box<dyn Future<Output = Answer> + Send>>;
@@ -106,7 +112,7 @@ where
                     Limited::new(body, max_response_bytes).boxed_unsync()
                 })))
             }
-            Ok(Err(code)) => Some(Err(format!("{code:?}"))),
+            Ok(Err(code)) => Some(Err(answered_error(format!("{code:?}")))),
             Err(_unset) => None,
         }
     });
@@ -129,7 +135,8 @@ where
         instantiation,
         max_response_bytes,
     } = run;
-    let (answer_tx, answer_rx) = oneshot::channel::<Result<http::Response<HostBody>, String>>();
+    let (answer_tx, answer_rx) =
+        oneshot::channel::<Result<http::Response<HostBody>, InvokeError>>();
     let task = tokio::spawn(async move {
         let _slot = slot;
         let result = async {
@@ -143,7 +150,7 @@ where
                     let response = match service.handle(accessor, request).await? {
                         Ok(response) => response,
                         Err(code) => {
-                            let _ = answer_tx.send(Err(format!("{code:?}")));
+                            let _ = answer_tx.send(Err(answered_error(format!("{code:?}"))));
                             return Ok(());
                         }
                     };
@@ -164,6 +171,53 @@ where
                     wasmtime::Result::<()>::Ok(())
                 })
                 .await?
+        }
+        .await;
+        Finished::of(&store, result)
+    });
+    let answer = Box::pin(async move { answer_rx.await.ok() });
+    Ok(Started { task, answer })
+}
+
+/// The guest answered with a wasi:http error code instead of a response.
+fn answered_error(code: String) -> InvokeError {
+    InvokeError::BadGuestResponse(format!("it answered with the error {code}"))
+}
+
+/// Starts an Alga `runner` component: reads the whole request body (within the body cap the
+/// gateway set on it), calls `handler(execute-request)` and turns its `execute-response` into
+/// an HTTP response (at most `max_response_bytes` of body).
+pub(super) fn start_runner<B>(pre: RunnerPre<HostState>, run: Run<B>) -> wasmtime::Result<Started>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let Run {
+        mut store,
+        request,
+        slot,
+        instantiation,
+        max_response_bytes,
+    } = run;
+    let (answer_tx, answer_rx) =
+        oneshot::channel::<Result<http::Response<HostBody>, InvokeError>>();
+    let task = tokio::spawn(async move {
+        let _slot = slot;
+        let context = store.data().context.context().clone();
+        let request = match runner::execute_request(request, &context).await {
+            Ok(request) => request,
+            Err(error) => {
+                let _ = answer_tx.send(Err(error));
+                return Finished::of(&store, Ok(()));
+            }
+        };
+        let result = async {
+            let started = Instant::now();
+            let runner = pre.instantiate_async(&mut store).await?;
+            instantiation.observe(started.elapsed().as_secs_f64());
+            let response = runner.call_handler(&mut store, &request).await?;
+            let _ = answer_tx.send(runner::http_response(response, max_response_bytes));
+            wasmtime::Result::<()>::Ok(())
         }
         .await;
         Finished::of(&store, result)

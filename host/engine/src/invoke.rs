@@ -46,6 +46,13 @@ pub enum InvokeError {
         /// The deadline that passed.
         timeout_ms: u64,
     },
+    /// The request body is over the cap the gateway set (a runner-world component gets the
+    /// whole body, so it is read before the guest starts).
+    #[error("the request body is over the size limit")]
+    RequestBodyTooLarge,
+    /// The client's request body failed while it was read.
+    #[error("the request body could not be read: {0}")]
+    RequestBody(String),
     /// A failure of the host itself.
     #[error("internal error: {0}")]
     Internal(String),
@@ -61,6 +68,8 @@ impl InvokeError {
             Self::StackOverflow => "extension_stack_overflow",
             Self::BadGuestResponse(_) => "extension_bad_response",
             Self::Timeout { .. } => "extension_timeout",
+            Self::RequestBodyTooLarge => "payload_too_large",
+            Self::RequestBody(_) => "bad_request",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -129,6 +138,7 @@ impl Engine {
         let Started { task, answer } = match component {
             Prepared::P2(pre) => handlers::start_p2(pre.clone(), run),
             Prepared::P3(pre) => handlers::start_p3(pre.clone(), run),
+            Prepared::Runner(pre) => handlers::start_runner(pre.clone(), run),
         }
         .map_err(|e| InvokeError::Internal(format!("{e:#}")))?;
 
@@ -140,11 +150,9 @@ impl Engine {
                 tokio::spawn(watch(task, request_id, limits, cancel_at));
                 Ok(response)
             }
-            Ok(Some(Err(code))) => {
+            Ok(Some(Err(error))) => {
                 tokio::spawn(watch(task, request_id, limits, cancel_at));
-                Err(InvokeError::BadGuestResponse(format!(
-                    "it answered with the error {code}"
-                )))
+                Err(error)
             }
             Ok(None) => match tokio::time::timeout_at(cancel_at, task).await {
                 Ok(Ok(finished)) => {

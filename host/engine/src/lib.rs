@@ -5,7 +5,8 @@
 //!
 //! - [`config`]: the engine's limits and cache settings.
 //! - `cache`: compile once per content hash (memory and disk), pre-instantiate per ABI.
-//! - `handlers`: start a component's wasi:http handler, WASIp2 or WASIp3.
+//! - `handlers`: start a component's handler: wasi:http WASIp2 or WASIp3, or Alga's `runner`
+//!   world (`runner` converts its request and response).
 //! - `invoke`: one request through one fresh instance, and how it ended.
 //! - `limits`, `output`, `state`, `ticker`: store limits, captured stdio, per-store state, the
 //!   epoch ticker that enforces deadlines.
@@ -17,6 +18,7 @@ mod handlers;
 mod invoke;
 mod limits;
 mod output;
+mod runner;
 mod state;
 mod ticker;
 

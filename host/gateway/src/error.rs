@@ -50,6 +50,12 @@ pub enum GatewayError {
     /// The request itself is malformed (bad extension id, bad path).
     #[error("{0}")]
     BadRequest(String),
+    /// Authenticated, but the request contradicts itself or asks for what the caller may not.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A valid request for something this node does not do (yet).
+    #[error("{0}")]
+    NotImplemented(String),
     /// The engine ran the component and got no usable response (trap, memory or stack limit,
     /// deadline, bad answer), or had no instance slot free.
     #[error(transparent)]
@@ -67,6 +73,8 @@ impl GatewayError {
                 StatusCode::NOT_FOUND
             }
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -75,6 +83,8 @@ impl GatewayError {
             Self::Invoke(InvokeError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             Self::Invoke(InvokeError::AtCapacity { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Invoke(InvokeError::Internal(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Invoke(InvokeError::RequestBodyTooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Invoke(InvokeError::RequestBody(_)) => StatusCode::BAD_REQUEST,
             Self::Invoke(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -87,6 +97,8 @@ impl GatewayError {
             Self::UnknownExtension(_) => "extension_not_found",
             Self::EndpointNotDeclared { .. } => "endpoint_not_found",
             Self::BadRequest(_) => "bad_request",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotImplemented(_) => "not_implemented",
             Self::Unauthorized(_) => "unauthorized",
             Self::BodyTooLarge { .. } => "payload_too_large",
             Self::HeadersTooLarge(_) => "request_headers_too_large",
@@ -107,6 +119,8 @@ impl GatewayError {
             | Self::UnknownExtension(_)
             | Self::EndpointNotDeclared { .. }
             | Self::BadRequest(_)
+            | Self::Forbidden(_)
+            | Self::NotImplemented(_)
             | Self::BodyTooLarge { .. }
             | Self::HeadersTooLarge(_)
             | Self::BundleRejected(_)

@@ -19,8 +19,10 @@ use crate::catalog::{
 use crate::error::GatewayError;
 use alga_edge_capabilities::capped_body::CappedBody;
 use alga_edge_capabilities::context::RequestContext;
+use alga_edge_capabilities::runner::EndUser;
 use alga_edge_capabilities::{Capabilities, Grant, GrantLimits, Journal, RequestCapabilities};
 use alga_edge_engine::Engine;
+use alga_edge_registry::secrets::Secrets;
 
 use crate::policy::{Admission, Effective, Policies, endpoint_declared};
 use crate::telemetry::{Metrics, RequestTrace, Target, Telemetry};
@@ -163,7 +165,7 @@ impl Gateway {
         let (extension_id, path) = split_route(request.uri().path())?;
         let (extension_id, path) = (extension_id.to_owned(), path.to_owned());
         let (extension, user) = match self.dev.get(&extension_id) {
-            Some(dev) => (dev.clone(), None),
+            Some(dev) => (dev.clone(), CallerContext::default()),
             None => {
                 let authorization = alga_edge_http::authorization(request.headers());
                 let caller = self
@@ -175,7 +177,13 @@ impl Gateway {
                     .resolve(&caller.tenant, &extension_id)
                     .await?
                     .ok_or_else(|| GatewayError::UnknownExtension(extension_id.clone()))?;
-                (resolved, caller.user)
+                (
+                    resolved,
+                    CallerContext {
+                        user: caller.profile,
+                        secrets: None,
+                    },
+                )
             }
         };
         self.run(extension, request, path, user, request_id, trace)
@@ -190,7 +198,7 @@ impl Gateway {
         extension: Resolved,
         request: Request<B>,
         path: String,
-        user: Option<String>,
+        caller: CallerContext,
         request_id: &str,
         trace: &mut RequestTrace,
     ) -> Result<Response<HostBody>, GatewayError>
@@ -234,7 +242,7 @@ impl Gateway {
             request_id,
         )?;
         let journal = trace.journal(self.capabilities.limits().log_max_lines);
-        let (capabilities, context) = self.grant(extension, request_id, user, journal);
+        let (capabilities, context) = self.grant(extension, request_id, caller, journal);
         let mut response = self
             .engine
             .run(
@@ -292,17 +300,21 @@ impl Gateway {
         &self,
         extension: Resolved,
         request_id: &str,
-        user: Option<String>,
+        caller: CallerContext,
         journal: Arc<Journal>,
     ) -> (RequestCapabilities, RequestContext) {
+        let user_id = caller.user.as_ref().map(|user| user.user_id.clone());
         let capabilities = self.capabilities.for_request(Grant {
             tenant: extension.tenant.clone(),
             extension: extension.extension_id.clone(),
             install_id: extension.install_id.clone(),
             request_id: request_id.to_owned(),
+            version_id: Some(extension.version_id.clone()),
+            user: caller.user,
             granted: extension.grants,
             config: extension.config,
             sealed_secrets: extension.sealed_secrets,
+            call_secrets: caller.secrets,
             egress_allow: extension.policy.egress_allow.clone().unwrap_or_default(),
             limits: GrantLimits {
                 kv_max_keys: extension.policy.kv_max_keys,
@@ -319,10 +331,20 @@ impl Gateway {
             version_id: extension.version_id,
             content_hash: extension.content_hash,
             request_id: request_id.to_owned(),
-            user_id: user,
+            user_id,
         };
         (capabilities, context)
     }
+}
+
+/// What the caller adds to a request beyond its install: the end user (tenant token or runner
+/// envelope) and, from the runner envelope only, this call's own secrets.
+#[derive(Debug, Clone, Default)]
+pub struct CallerContext {
+    /// The end user, when the caller named one.
+    pub user: Option<Arc<EndUser>>,
+    /// Secrets for this call, replacing the install's.
+    pub secrets: Option<Arc<Secrets>>,
 }
 
 /// Drops every response header outside [`RETURNED_HEADERS`], `x-ext-*` and private

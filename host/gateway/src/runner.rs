@@ -1,15 +1,18 @@
-//! `POST /v1/execute`: the Alga runner API (DESIGN §5). The platform, which already resolved
-//! the tenant's install, sends an envelope
+//! `POST /v1/execute`: the Alga runner API (DESIGN §5), a drop-in for Alga PSA's own callers.
+//! The platform, which already resolved the tenant's install, sends an envelope
 //! `{context, http{method, path, query, headers, body_b64}, limits, config, providers,
-//! secret_envelope}` with its service token and gets `{status, headers, body_b64}` back. The
-//! request runs through the same engine and policies as the gateway route.
+//! secret_envelope, user}` with its service token (`authorization: Bearer …` or Alga's
+//! `x-runner-service-token`) and gets `{status, headers, body_b64, error}` back. The request
+//! runs through the same engine and policies as the gateway route.
 //!
 //! The platform is authoritative for what it sends: a non-empty `providers` list replaces the
-//! capabilities granted (each must be a known capability; the
-//! install's grants apply otherwise), a non-empty `config` replaces the install's config (string
-//! values as they are, others as JSON text). Secrets come only from this node's registry
-//! install, sealed with the node key: `secret_envelope` is accepted but not opened (its
-//! format is the platform's; a non-null one is logged as ignored).
+//! capabilities granted (each must be a known capability; the install's grants apply
+//! otherwise), a non-empty `config` (top level, or Alga's `context.config`) replaces the
+//! install's config (string values as they are, others as JSON text), `user` is the end user
+//! of the runner world's `user` interface, and a `secret_envelope` in Alga's plain form
+//! (base64 of a JSON object of strings) carries this call's secrets, replacing the install's
+//! sealed ones. Stricter than Alga: the service token is required, and `x-alga-tenant` /
+//! `x-alga-extension`, when sent, must match the envelope (403).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,9 +33,11 @@ use alga_edge_http::json_response;
 use alga_edge_engine::InvokeError;
 
 use crate::error::GatewayError;
-use crate::ext_api::Gateway;
+use crate::ext_api::{CallerContext, Gateway};
+use alga_edge_capabilities::runner::EndUser;
 use alga_edge_http::BearerSecret;
 use alga_edge_http::{BoxError, HostBody};
+use alga_edge_registry::secrets::Secrets;
 
 /// Path of the runner API.
 pub const EXECUTE_PATH: &str = "/v1/execute";
@@ -56,9 +61,51 @@ pub struct Envelope {
     /// Granted capability providers.
     #[serde(default)]
     pub providers: Vec<String>,
-    /// The install's sealed secrets, opaque here.
+    /// This call's secrets, in Alga's envelope form.
     #[serde(default)]
-    pub secret_envelope: Option<serde_json::Value>,
+    pub secret_envelope: Option<SecretEnvelope>,
+    /// The end user the call runs for.
+    #[serde(default)]
+    pub user: Option<EndUser>,
+}
+
+/// `secret_envelope` of the runner envelope (Alga's shape).
+#[derive(Debug, Deserialize)]
+pub struct SecretEnvelope {
+    /// Base64 of a JSON object of name → value (plain form), or a Vault transit ciphertext.
+    #[serde(default)]
+    pub ciphertext_b64: String,
+    /// `vault-transit…` for Vault transit; absent for the plain form.
+    #[serde(default)]
+    pub algorithm: Option<String>,
+}
+
+impl SecretEnvelope {
+    /// The secrets it carries; `None` for an empty envelope (the install's secrets apply).
+    fn open(&self) -> Result<Option<Secrets>, GatewayError> {
+        if let Some(algorithm) = &self.algorithm
+            && algorithm
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with("vault-transit")
+        {
+            return Err(GatewayError::NotImplemented(format!(
+                "secret_envelope algorithm '{algorithm}' (Vault transit) is not supported by this node: send the plain form (base64 of a JSON object of strings) or seal the secrets into the install"
+            )));
+        }
+        if self.ciphertext_b64.trim().is_empty() {
+            return Ok(None);
+        }
+        let bytes = BASE64.decode(self.ciphertext_b64.trim()).map_err(|e| {
+            GatewayError::BadRequest(format!("secret_envelope.ciphertext_b64 is not base64: {e}"))
+        })?;
+        let values: BTreeMap<String, String> = serde_json::from_slice(&bytes).map_err(|e| {
+            GatewayError::BadRequest(format!(
+                "secret_envelope.ciphertext_b64 must decode to a JSON object of strings: {e}"
+            ))
+        })?;
+        Ok(Some(Secrets::new(values)))
+    }
 }
 
 /// `context` of the envelope.
@@ -79,9 +126,12 @@ pub struct ExecuteContext {
     pub version_id: Option<String>,
     /// `sha256:<hex>` of the bundle to run.
     pub content_hash: String,
-    /// End user, if any.
+    /// End user id, when no `user` is sent.
     #[serde(default)]
     pub user_id: Option<String>,
+    /// The install's config (Alga's place for it; the top-level `config` wins per key).
+    #[serde(default)]
+    pub config: BTreeMap<String, serde_json::Value>,
 }
 
 /// `http` of the envelope.
@@ -129,7 +179,12 @@ pub struct ExecuteResponse {
     pub headers: BTreeMap<String, String>,
     /// Its body, base64.
     pub body_b64: String,
+    /// Always `null` here: failures are answered with their own HTTP status and error body.
+    pub error: Option<String>,
 }
+
+/// Alga's header for the service token.
+const SERVICE_TOKEN_HEADER: &str = "x-runner-service-token";
 
 /// The runner API.
 pub struct Runner {
@@ -195,6 +250,7 @@ impl Runner {
             status,
             headers,
             body_b64: BASE64.encode(&body),
+            error: None,
         };
         match serde_json::to_value(answer) {
             Ok(value) => json_response(StatusCode::OK, &value),
@@ -219,24 +275,47 @@ impl Runner {
                 request.method()
             )));
         }
-        self.token
-            .require(request.headers(), "runner service token")
-            .map_err(|e| GatewayError::Unauthorized(e.message().to_owned()))?;
+        self.authenticate(request.headers())?;
+        let claimed = Claimed::of(request.headers())?;
         let envelope = read_envelope(request, self.envelope_limit()).await?;
-        let resolved = self.resolve(&envelope).await?;
-        let resolved = overridden(resolved, &envelope, self.gateway.default_timeout_ms())?;
-        if envelope
+        claimed.check(&envelope.context)?;
+        let secrets = envelope
             .secret_envelope
             .as_ref()
-            .is_some_and(|v| !v.is_null())
-        {
-            tracing::info!(%request_id, "secret_envelope ignored: secrets come from the node's install");
-        }
+            .map(SecretEnvelope::open)
+            .transpose()?
+            .flatten();
+        let resolved = self.resolve(&envelope).await?;
+        let resolved = overridden(resolved, &envelope, self.gateway.default_timeout_ms())?;
         let (inner, path) = build_request(&envelope.http)?;
-        let user = envelope.context.user_id.clone();
+        let caller = CallerContext {
+            user: end_user(&envelope)?,
+            secrets: secrets.map(Arc::new),
+        };
         self.gateway
-            .run(resolved, inner, path, user, request_id, trace)
+            .run(resolved, inner, path, caller, request_id, trace)
             .await
+    }
+
+    /// The service token, from Alga's `x-runner-service-token` or `authorization: Bearer`.
+    fn authenticate(&self, headers: &http::HeaderMap) -> Result<(), GatewayError> {
+        let Some(token) = headers.get(SERVICE_TOKEN_HEADER) else {
+            return self
+                .token
+                .require(headers, "runner service token")
+                .map_err(|e| {
+                    GatewayError::Unauthorized(format!(
+                        "{} (or '{SERVICE_TOKEN_HEADER}: <token>')",
+                        e.message()
+                    ))
+                });
+        };
+        match token.to_str() {
+            Ok(token) if self.token.matches(token.trim()) => Ok(()),
+            _ => Err(GatewayError::Unauthorized(
+                "the runner service token is not valid".into(),
+            )),
+        }
     }
 
     /// The install the envelope's context names, checked to run the bundle it names.
@@ -298,11 +377,13 @@ fn overridden(
         }
         resolved.grants = grants;
     }
-    if !envelope.config.is_empty() {
+    if !envelope.config.is_empty() || !envelope.context.config.is_empty() {
         resolved.config = Arc::new(
             envelope
+                .context
                 .config
                 .iter()
+                .chain(&envelope.config)
                 .map(|(k, v)| {
                     let text = match v {
                         serde_json::Value::String(s) => s.clone(),
@@ -314,6 +395,61 @@ fn overridden(
         );
     }
     Ok(resolved)
+}
+
+/// The end user of the call: the envelope's `user`, or one known only by `context.user_id`.
+fn end_user(envelope: &Envelope) -> Result<Option<Arc<EndUser>>, GatewayError> {
+    match (&envelope.user, &envelope.context.user_id) {
+        (Some(user), _) if user.user_id.is_empty() => Err(GatewayError::BadRequest(
+            "user.user_id must be a non-empty string".into(),
+        )),
+        (Some(user), _) => Ok(Some(Arc::new(user.clone()))),
+        (None, Some(id)) if !id.is_empty() => Ok(Some(Arc::new(EndUser::with_id(id.clone())))),
+        (None, _) => Ok(None),
+    }
+}
+
+/// The tenant and extension the caller's `x-alga-tenant` / `x-alga-extension` headers name.
+struct Claimed {
+    tenant: Option<String>,
+    extension: Option<String>,
+}
+
+impl Claimed {
+    fn of(headers: &http::HeaderMap) -> Result<Self, GatewayError> {
+        let read = |name: &str| {
+            headers
+                .get(name)
+                .map(|v| {
+                    v.to_str().map(str::to_owned).map_err(|_| {
+                        GatewayError::BadRequest(format!("the {name} header is not valid text"))
+                    })
+                })
+                .transpose()
+        };
+        Ok(Self {
+            tenant: read("x-alga-tenant")?,
+            extension: read("x-alga-extension")?,
+        })
+    }
+
+    /// 403 when a header names another tenant or extension than the envelope (Alga's runner
+    /// requires these headers but never compares them).
+    fn check(&self, context: &ExecuteContext) -> Result<(), GatewayError> {
+        for (header, claimed, actual) in [
+            ("x-alga-tenant", &self.tenant, &context.tenant_id),
+            ("x-alga-extension", &self.extension, &context.extension_id),
+        ] {
+            if let Some(claimed) = claimed
+                && claimed != actual
+            {
+                return Err(GatewayError::Forbidden(format!(
+                    "the {header} header ('{claimed}') does not match the envelope ('{actual}')"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reads and parses the envelope with the node's one bounded reader, refusing bodies over

@@ -6,13 +6,15 @@
 
 use std::num::NonZeroUsize;
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use jwt_simple::prelude::*;
 use lru::LruCache;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use alga_edge_capabilities::runner::EndUser;
 
 use crate::keys::{self, KeyFileError};
 
@@ -27,6 +29,9 @@ pub struct TenantClaims {
     /// What the user may do (checked by policies; carried through unchanged for now).
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// The end user's profile, as Alga's runner-world `user` interface reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<EndUser>,
 }
 
 /// An authenticated caller.
@@ -38,6 +43,23 @@ pub struct Caller {
     pub user: Option<String>,
     /// Scopes.
     pub scopes: Vec<String>,
+    /// The end user (id from `sub`, profile from the `user` claim), when the token names one.
+    pub profile: Option<Arc<EndUser>>,
+}
+
+/// The end user of a token: its `user` claim with `user_id` defaulting to `sub`, or a user
+/// known only by `sub`; `None` when the token names no user.
+fn end_user(subject: Option<&str>, profile: Option<EndUser>) -> Option<Arc<EndUser>> {
+    match (subject, profile) {
+        (_, Some(mut profile)) => {
+            if profile.user_id.is_empty() {
+                profile.user_id = subject.unwrap_or_default().to_owned();
+            }
+            Some(Arc::new(profile)).filter(|p| !p.user_id.is_empty())
+        }
+        (Some(sub), None) => Some(Arc::new(EndUser::with_id(sub.to_owned()))),
+        (None, None) => None,
+    }
 }
 
 /// Why a token was refused. Messages are safe to return to the caller.
@@ -174,10 +196,12 @@ impl TenantAuth {
         if claims.custom.tenant.is_empty() {
             return Err(AuthError::MissingClaim("a 'tenant' claim"));
         }
+        let profile = end_user(claims.subject.as_deref(), claims.custom.user);
         let caller = Caller {
             tenant: claims.custom.tenant,
             user: claims.subject,
             scopes: claims.custom.scopes,
+            profile,
         };
         self.cache
             .lock()
@@ -202,17 +226,19 @@ impl DevTokenIssuer {
         Ok(Self { pair })
     }
 
-    /// A token for `tenant` (and `user`) valid for `ttl`.
+    /// A token for `tenant` (and `user`, with its `profile`) valid for `ttl`.
     pub fn mint(
         &self,
         tenant: &str,
         user: Option<&str>,
+        profile: Option<EndUser>,
         scopes: Vec<String>,
         ttl: std::time::Duration,
     ) -> Result<String, AuthConfigError> {
         let custom = TenantClaims {
             tenant: tenant.to_owned(),
             scopes,
+            user: profile,
         };
         let mut claims = Claims::with_custom_claims(custom, Duration::from_secs(ttl.as_secs()));
         if let Some(user) = user {
@@ -234,7 +260,7 @@ mod tests {
         let issuer = DevTokenIssuer::open(&dir).unwrap();
         let auth = TenantAuth::dev(&dir).unwrap();
         let token = issuer
-            .mint("acme", Some("u1"), vec!["ext:read".into()], HOUR)
+            .mint("acme", Some("u1"), None, vec!["ext:read".into()], HOUR)
             .unwrap();
         let caller = auth.authenticate(Some(&format!("Bearer {token}"))).unwrap();
         assert_eq!(caller.tenant, "acme");
@@ -260,7 +286,7 @@ mod tests {
         ));
         let foreign = DevTokenIssuer::open(&other)
             .unwrap()
-            .mint("acme", None, vec![], HOUR)
+            .mint("acme", None, None, vec![], HOUR)
             .unwrap();
         assert!(matches!(
             auth.authenticate(Some(&format!("Bearer {foreign}"))),
@@ -268,7 +294,7 @@ mod tests {
         ));
         let mut token = DevTokenIssuer::open(&dir)
             .unwrap()
-            .mint("acme", None, vec![], HOUR)
+            .mint("acme", None, None, vec![], HOUR)
             .unwrap();
         // Rewrite the claims to another tenant and keep the original signature.
         let parts: Vec<&str> = token.split('.').collect();
@@ -292,6 +318,7 @@ mod tests {
         let custom = TenantClaims {
             tenant: "acme".into(),
             scopes: vec![],
+            user: None,
         };
         let mut expired = Claims::with_custom_claims(custom.clone(), Duration::from_secs(60));
         let now = Clock::now_since_epoch();
@@ -323,12 +350,23 @@ mod tests {
             TenantClaims {
                 tenant: "t9".into(),
                 scopes: vec![],
+                user: Some(EndUser {
+                    user_email: "ann@example.com".into(),
+                    ..EndUser::default()
+                }),
             },
             Duration::from_secs(60),
-        );
+        )
+        .with_subject("u7");
         let token = key.authenticate(claims).unwrap();
         let caller = auth.authenticate(Some(&format!("bearer {token}"))).unwrap();
         assert_eq!(caller.tenant, "t9");
+        // The `user` claim's profile takes its id from `sub`.
+        let profile = caller.profile.expect("a profile");
+        assert_eq!(
+            (profile.user_id.as_str(), profile.user_email.as_str()),
+            ("u7", "ann@example.com")
+        );
     }
 
     const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);

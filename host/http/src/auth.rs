@@ -36,13 +36,17 @@ impl BearerSecret {
     /// Whether the `authorization` header value carries the secret as a bearer token; `None`
     /// when there is no bearer token at all.
     pub fn check(&self, authorization: Option<&str>) -> Option<bool> {
-        let token = bearer_token(authorization)?;
+        Some(self.matches(bearer_token(authorization)?))
+    }
+
+    /// Whether `token` is the secret (for secrets sent in a header of their own).
+    pub fn matches(&self, token: &str) -> bool {
         let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         let differs = digest
             .iter()
             .zip(self.digest.iter())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        Some(differs == 0)
+        differs == 0
     }
 
     /// `Ok` when `headers` carry the secret; else the one 401 answer, whose message says

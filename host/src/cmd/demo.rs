@@ -59,6 +59,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let token = DevTokenIssuer::open(&data_dir)?.mint(
         &args.tenant,
         Some("demo-user"),
+        None,
         Vec::new(),
         TOKEN_TTL,
     )?;

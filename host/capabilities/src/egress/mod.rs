@@ -158,6 +158,27 @@ impl EgressHooks {
     }
 }
 
+impl EgressHooks {
+    /// Sends a whole request (Alga's `http.fetch`) through exactly the path of the wasi:http
+    /// send hook (grant, allowlists, address checks, per-request limits, metering) and reads
+    /// the whole response body within the response cap.
+    pub async fn fetch(
+        &mut self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, Error> {
+        let request = request.map(|body| {
+            http_body_util::Full::new(body)
+                .map_err(|never| match never {})
+                .boxed_unsync()
+        });
+        let pending = self.send_request(request, None, Box::new(async { Ok(()) }));
+        let (response, _io) = Box::into_pin(pending).await?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(http::Response::from_parts(parts, body))
+    }
+}
+
 impl WasiHttpHooks for EgressHooks {
     fn send_request(
         &mut self,
