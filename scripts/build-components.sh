@@ -103,3 +103,31 @@ cmp -s "$spin_out" "$ALGA_COMPONENTS_DIR/extensions/spin-kv/dist/main.wasm" 2>/d
   || cp "$spin_out" "$ALGA_COMPONENTS_DIR/extensions/spin-kv/dist/main.wasm"
 printf '  %-10s %8d bytes  %s\n' spin-kv "$(stat -c %s "$ALGA_COMPONENTS_DIR/spin-kv.wasm")" "$ALGA_COMPONENTS_DIR/spin-kv.wasm" >&2
 
+
+# alga-js: an extension of Alga's runner world in TypeScript, built as Alga's samples build
+# theirs: esbuild bundles src/index.ts (alga:extension/* left external), then componentize-js
+# 0.23 makes the component with every WASI feature disabled (the runner world exports only
+# `handler`). componentize-js takes a minute or more, so it runs only when the bundle, the WIT
+# or the toolchain changed.
+log "building the alga-js sample (esbuild + componentize-js, world runner)"
+ensure_js_toolchain
+ensure_alga_js_toolchain
+js_out="$GUEST_TARGET_DIR/alga-js"
+mkdir -p "$js_out"
+NODE_PATH="$ALGA_JS_NODE_PATH" "$ALGA_ESBUILD" "$ALGA_ROOT/components/alga-js/src/index.ts" \
+  --bundle --format=esm --platform=neutral --target=es2022 '--external:alga:extension/*' \
+  --log-level=warning --outfile="$js_out/index.js"
+js_key=$(cat "$js_out/index.js" "$ALGA_ROOT/wit/runner/runner.wit" "$ALGA_ROOT/sdk/toolchains/js/package-lock.json" | sha256sum | cut -d' ' -f1)
+if [ ! -f "$js_out/alga-js.wasm" ] || [ "$(cat "$js_out/key" 2>/dev/null)" != "$js_key" ]; then
+  "$ALGA_COMPONENTIZE_JS" "$js_out/index.js" -w "$ALGA_ROOT/wit/runner" -n runner \
+    -d stdio random clocks http fetch-event -o "$js_out/alga-js.wasm"
+  echo "$js_key" > "$js_out/key"
+fi
+cmp -s "$js_out/alga-js.wasm" "$ALGA_COMPONENTS_DIR/alga-js.wasm" 2>/dev/null || cp "$js_out/alga-js.wasm" "$ALGA_COMPONENTS_DIR/alga-js.wasm"
+ext="$ALGA_COMPONENTS_DIR/extensions/alga-js"
+mkdir -p "$ext/dist"
+cp "$ALGA_ROOT/components/alga-js/manifest.json" "$ext/manifest.json"
+cmp -s "$js_out/alga-js.wasm" "$ext/dist/main.wasm" 2>/dev/null || cp "$js_out/alga-js.wasm" "$ext/dist/main.wasm"
+rm -rf "$ext/ui" && cp -r "$ALGA_ROOT/components/alga-js/ui" "$ext/ui"
+cp "$ALGA_ROOT/sdk/iframe/alga-iframe.js" "$ext/ui/alga-iframe.js"
+printf '  %-10s %8d bytes  %s\n' alga-js "$(stat -c %s "$ALGA_COMPONENTS_DIR/alga-js.wasm")" "$ALGA_COMPONENTS_DIR/alga-js.wasm" >&2

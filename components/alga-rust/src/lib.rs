@@ -1,0 +1,388 @@
+//! `alga-rust`: an Alga PSA extension (world `runner` of the unversioned `alga:extension`
+//! package, export `handler`) with one route per host interface, so tests — and authors coming
+//! from Alga — can see each import work or be denied. It routes on the request's `http.url`
+//! (path and `?query`) and always answers JSON.
+//!
+//! | route | what it does |
+//! |---|---|
+//! | any other path | echo: method, url, headers, body, the request's context and `context.get-context()` |
+//! | `/trap`, `/loop`, `/oom` | panic; spin forever; allocate 1 MiB chunks forever |
+//! | `/user` | `user.get-user()` and `user-v2.get-user()` |
+//! | `/secrets`, `/secrets/{key}` | `secrets.list-keys()`, `secrets.get(key)` |
+//! | `/storage/{ns}/{key}` GET, PUT/POST `{"value", "revision"}`, DELETE | `storage.get/put/delete` |
+//! | `/storage/{ns}?cursor=` GET | `storage.list-entries` |
+//! | `/fetch?url=` | `http.fetch` (GET) |
+//! | `/log` | `logging.log-info/warn/error` ("alga-info", "alga-warn", "alga-error") |
+//! | `/platform` | ui-proxy, scheduler, invoicing, clients, services: one entry per call |
+//!
+//! An interface's error is answered as `{"error": "<case>"}` (the WIT case name, kebab-case),
+//! never as a trap: a denied capability is an ordinary error value for the guest.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+
+use serde_json::{Value, json};
+
+wit_bindgen::generate!({
+    path: "../../wit/runner",
+    world: "runner",
+});
+
+use alga::extension::types::{
+    ClientReadError, ClientsListInput, CreateManualInvoiceInput, CreateScheduleInput, HttpError,
+    HttpHeader, HttpRequest, ManualInvoiceItemInput, ProxyError, SchedulerError, SecretError, ServiceReadError, ServicesListInput, StorageEntry,
+    StorageError, UserError,
+};
+use alga::extension::{
+    clients, context, http, invoicing, logging, scheduler, secrets, services, storage, ui_proxy,
+    user, user_v2,
+};
+
+struct Component;
+
+export!(Component);
+
+impl Guest for Component {
+    fn handler(request: ExecuteRequest) -> ExecuteResponse {
+        let url = request.http.url.clone();
+        let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
+        let segments: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(percent_decode)
+            .collect();
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let method = request.http.method.to_ascii_uppercase();
+        let body = match segments.as_slice() {
+            ["trap"] => panic!("alga-rust: /trap requested a panic"),
+            ["loop"] => spin(),
+            ["oom"] => exhaust_memory(),
+            ["user"] => user_route(),
+            ["secrets"] => json!({"keys": secrets::list_keys()}),
+            ["secrets", key] => secret_route(key),
+            ["storage", namespace] => list_route(namespace, query_arg(query, "cursor")),
+            ["storage", namespace, key] => {
+                storage_route(&method, namespace, key, request.http.body.as_deref())
+            }
+            ["fetch"] => fetch_route(&query_arg(query, "url").unwrap_or_default()),
+            ["log"] => log_route(),
+            ["platform"] => platform_route(),
+            _ => return echo(&request),
+        };
+        json_response(200, &body, Vec::new())
+    }
+}
+
+/// The WIT case name of an interface's error enum (wit-bindgen's `name()`), for JSON answers.
+trait CaseName {
+    /// The case's WIT name, kebab-case.
+    fn case(&self) -> &'static str;
+}
+
+macro_rules! case_names {
+    ($($error:ty),*) => {$(
+        impl CaseName for $error {
+            fn case(&self) -> &'static str { self.name() }
+        }
+    )*};
+}
+
+case_names!(
+    SecretError,
+    HttpError,
+    StorageError,
+    ProxyError,
+    UserError,
+    SchedulerError,
+    ClientReadError,
+    ServiceReadError
+);
+
+/// `{"error": "<case>"}`.
+fn error(e: &impl CaseName) -> Value {
+    json!({"error": e.case()})
+}
+
+fn json_response(status: u16, body: &Value, extra: Vec<HttpHeader>) -> ExecuteResponse {
+    let mut headers = vec![header("content-type", "application/json")];
+    headers.extend(extra);
+    ExecuteResponse {
+        status,
+        headers,
+        body: Some(body.to_string().into_bytes()),
+    }
+}
+
+fn header(name: &str, value: &str) -> HttpHeader {
+    HttpHeader {
+        name: name.into(),
+        value: value.into(),
+    }
+}
+
+fn utf8(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The first value of `name` in a query string, percent-decoded.
+fn query_arg(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A path segment with `%XX` escapes decoded (invalid escapes are kept as they are).
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    utf8(&out)
+}
+
+fn context_json(
+    request_id: &Option<String>,
+    tenant_id: &str,
+    extension_id: &str,
+    install_id: &Option<String>,
+    version_id: &Option<String>,
+) -> Value {
+    json!({
+        "request_id": request_id,
+        "tenant_id": tenant_id,
+        "extension_id": extension_id,
+        "install_id": install_id,
+        "version_id": version_id,
+    })
+}
+
+/// The default route: the request as the handler received it, plus `context.get-context()`.
+fn echo(request: &ExecuteRequest) -> ExecuteResponse {
+    let c = &request.context;
+    let imported = context::get_context();
+    let headers: Vec<[&str; 2]> = request
+        .http
+        .headers
+        .iter()
+        .map(|h| [h.name.as_str(), h.value.as_str()])
+        .collect();
+    let body = json!({
+        "method": request.http.method,
+        "url": request.http.url,
+        "headers": headers,
+        "body": request.http.body.as_deref().map(utf8),
+        "context": context_json(&c.request_id, &c.tenant_id, &c.extension_id, &c.install_id, &c.version_id),
+        "context_import": context_json(
+            &imported.request_id,
+            &imported.tenant_id,
+            &imported.extension_id,
+            &imported.install_id,
+            &imported.version_id,
+        ),
+    });
+    // `set-cookie` is here on purpose: the host must drop it.
+    let extra = vec![header("x-ext-echo", "1"), header("set-cookie", "leak=1")];
+    json_response(200, &body, extra)
+}
+
+/// Never returns; the counter goes through `black_box` so the loop cannot be removed.
+fn spin() -> ! {
+    let mut counter = 0u64;
+    loop {
+        counter = black_box(counter.wrapping_add(1));
+    }
+}
+
+/// Allocates and touches 1 MiB chunks until the host's memory limit stops it.
+fn exhaust_memory() -> ! {
+    const CHUNK: usize = 1 << 20;
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut chunk = vec![0u8; CHUNK];
+        for page in chunk.iter_mut().step_by(4096) {
+            *page = 1;
+        }
+        chunks.push(black_box(chunk));
+    }
+}
+
+fn user_route() -> Value {
+    let user = match user::get_user() {
+        Ok(u) => json!({
+            "tenant_id": u.tenant_id,
+            "client_name": u.client_name,
+            "user_id": u.user_id,
+            "user_email": u.user_email,
+            "user_name": u.user_name,
+            "user_type": u.user_type,
+        }),
+        Err(e) => error(&e),
+    };
+    let user_v2 = match user_v2::get_user() {
+        Ok(u) => json!({
+            "tenant_id": u.tenant_id,
+            "client_name": u.client_name,
+            "user_id": u.user_id,
+            "user_email": u.user_email,
+            "user_name": u.user_name,
+            "user_type": u.user_type,
+            "client_id": u.client_id,
+            "additional_fields": u.additional_fields,
+        }),
+        Err(e) => error(&e),
+    };
+    json!({"user": user, "user_v2": user_v2})
+}
+
+fn secret_route(key: &str) -> Value {
+    match secrets::get(key) {
+        Ok(value) => json!({"value": value}),
+        Err(e) => error(&e),
+    }
+}
+
+fn storage_route(method: &str, namespace: &str, key: &str, body: Option<&[u8]>) -> Value {
+    match method {
+        "GET" => match storage::get(namespace, key) {
+            Ok(entry) => json!({"value": utf8(&entry.value), "revision": entry.revision}),
+            Err(e) => error(&e),
+        },
+        "PUT" | "POST" => {
+            let input: Value = serde_json::from_slice(body.unwrap_or_default()).unwrap_or_default();
+            let Some(value) = input.get("value").and_then(Value::as_str) else {
+                return json!({"error": "bad-request", "message": "body must be {\"value\": \"<text>\", \"revision\": n|null}"});
+            };
+            let entry = StorageEntry {
+                namespace: namespace.into(),
+                key: key.into(),
+                value: value.as_bytes().to_vec(),
+                revision: input.get("revision").and_then(Value::as_u64),
+            };
+            match storage::put(&entry) {
+                Ok(stored) => json!({"revision": stored.revision}),
+                Err(e) => error(&e),
+            }
+        }
+        "DELETE" => match storage::delete(namespace, key) {
+            Ok(()) => json!({"ok": true}),
+            Err(e) => error(&e),
+        },
+        _ => json!({"error": "method-not-allowed"}),
+    }
+}
+
+fn list_route(namespace: &str, cursor: Option<String>) -> Value {
+    match storage::list_entries(namespace, cursor.as_deref()) {
+        Ok(entries) => {
+            let entries: Vec<Value> = entries
+                .iter()
+                .map(|e| json!({"key": e.key, "value": utf8(&e.value), "revision": e.revision}))
+                .collect();
+            json!({"entries": entries})
+        }
+        Err(e) => error(&e),
+    }
+}
+
+fn fetch_route(url: &str) -> Value {
+    let request = HttpRequest {
+        method: "GET".into(),
+        url: url.into(),
+        headers: Vec::new(),
+        body: None,
+    };
+    match http::fetch(&request) {
+        Ok(response) => json!({
+            "status": response.status,
+            "body": response.body.as_deref().map(utf8).unwrap_or_default(),
+        }),
+        Err(e) => error(&e),
+    }
+}
+
+fn log_route() -> Value {
+    logging::log_info("alga-info");
+    logging::log_warn("alga-warn");
+    logging::log_error("alga-error");
+    json!({"ok": true})
+}
+
+/// `"ok"` or the error's case name, for calls returning `result<_, enum>`.
+fn outcome<T, E: CaseName>(result: Result<T, E>) -> Value {
+    match result {
+        Ok(_) => json!("ok"),
+        Err(e) => json!(e.case()),
+    }
+}
+
+/// `{"success", "error"}` of a result record.
+fn record(success: bool, error: Option<String>) -> Value {
+    json!({"success": success, "error": error})
+}
+
+/// One call of each platform-brokered interface.
+fn platform_route() -> Value {
+    let schedule = scheduler::create_schedule(&CreateScheduleInput {
+        endpoint: "/sync".into(),
+        cron: "* * * * *".into(),
+        timezone: None,
+        enabled: None,
+        name: Some("alga-rust sync".into()),
+        payload: None,
+    });
+    let invoice = invoicing::create_manual_invoice(&CreateManualInvoiceInput {
+        client_id: "client-1".into(),
+        items: vec![ManualInvoiceItemInput {
+            service_id: "service-1".into(),
+            quantity: 1.0,
+            description: "alga-rust sample item".into(),
+            rate: 100.0,
+            is_discount: None,
+            discount_type: None,
+            applies_to_item_id: None,
+            applies_to_service_id: None,
+        }],
+        invoice_date: None,
+        due_date: None,
+        po_number: None,
+    });
+    let answers: BTreeMap<&str, Value> = BTreeMap::from([
+        ("ui_proxy", outcome(ui_proxy::call_route("/api/x", None))),
+        ("list_schedules", outcome(scheduler::list_schedules())),
+        ("create_schedule", record(schedule.success, schedule.error)),
+        ("create_manual_invoice", record(invoice.success, invoice.error)),
+        (
+            "list_clients",
+            outcome(clients::list_clients(&ClientsListInput {
+                search: None,
+                include_inactive: None,
+                page: None,
+                page_size: None,
+            })),
+        ),
+        (
+            "list_services",
+            outcome(services::list_services(&ServicesListInput {
+                search: None,
+                item_kind: None,
+                is_active: None,
+                billing_method: None,
+                page: None,
+                page_size: None,
+            })),
+        ),
+    ]);
+    json!(answers)
+}
