@@ -56,7 +56,7 @@ fn start(fixture: &Fixture, extra: &[&str]) -> Node {
     node
 }
 
-/// `METHOD /api/ext/{ext}{route}` as `bearer`: 200 JSON, returned.
+/// `METHOD /api/ext/{ext}{route}` with the tenant token `bearer` (the prefix is added): 200 JSON.
 fn ext(node: &Node, ext: &str, method: &str, route: &str, bearer: &str, body: &str) -> Value {
     let (status, text) = call(
         node,
@@ -155,8 +155,18 @@ fn alga_abi_extensions_answer_through_the_gateway_and_v1_execute() {
     let node = start(&fixture, &[]);
     install(&node, RUST, "1.0.0", "tenant-a", &ALGA_ALL, &[]);
     install(&node, JS, "1.0.0", "tenant-a", &["cap:storage.kv"], &[]);
-    let bearer = token(&node, "tenant-a");
+    let bearer = format!("Bearer {}", token(&node, "tenant-a"));
     let service = format!("Bearer {SERVICE_TOKEN}");
+    // The first request of the JavaScript sample compiles its ~12 MB component (tens of
+    // seconds in a debug build under load): give it a long client bound once.
+    let (status, _, text) = alga_edge_e2e::send(
+        &alga_edge_e2e::client_with_timeout(Duration::from_secs(600)),
+        "GET",
+        &node.url(&format!("/api/ext/{JS}/warm-up")),
+        &[("authorization", bearer.as_str())],
+        None,
+    );
+    assert_eq!(status, 200, "{text}");
 
     for extension in [RUST, JS] {
         // Through the gateway: method, path with its query in `url`, headers, body.
@@ -289,7 +299,7 @@ fn alga_abi_extensions_answer_through_the_gateway_and_v1_execute() {
 }
 
 /// `GET /storage/{namespace}/{key}` etc. of the Rust sample.
-fn storage(node: &Node, bearer: &str, method: &str, route: &str, body: Value) -> Value {
+fn storage(node: &Node, token: &str, method: &str, route: &str, body: Value) -> Value {
     let body = if body.is_null() {
         String::new()
     } else {
@@ -300,7 +310,7 @@ fn storage(node: &Node, bearer: &str, method: &str, route: &str, body: Value) ->
         RUST,
         method,
         &format!("/storage{route}"),
-        bearer,
+        token,
         &body,
     )
 }
@@ -339,9 +349,9 @@ fn every_runner_interface_is_granted_denied_and_scoped_to_its_install() {
         &["--secret", &secret],
     );
     let (a, b, c) = (
-        format!("Bearer {}", token(&node, "tenant-a")),
-        format!("Bearer {}", token(&node, "tenant-b")),
-        format!("Bearer {}", token(&node, "tenant-c")),
+        token(&node, "tenant-a"),
+        token(&node, "tenant-b"),
+        token(&node, "tenant-c"),
     );
 
     // user / user-v2 from the tenant token's claims; granted by default.
@@ -357,7 +367,7 @@ fn every_runner_interface_is_granted_denied_and_scoped_to_its_install() {
         path(node.data_dir()),
     ]);
     assert!(out.ok, "{}", out.stderr);
-    let with_user = format!("Bearer {}", out.stdout.trim());
+    let with_user = out.stdout.trim().to_owned();
     let seen = ext(&node, RUST, "GET", "/user", &with_user, "");
     assert_eq!(seen["user"]["user_id"], "u-9", "{seen}");
     assert_eq!(seen["user"]["user_email"], "bob@example.com", "{seen}");

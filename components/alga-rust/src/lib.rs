@@ -54,6 +54,17 @@ impl Guest for Component {
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         let method = request.http.method.to_ascii_uppercase();
         let body = match segments.as_slice() {
+            // The minimal route of the benchmark: no import, no JSON.
+            ["ok"] => {
+                return ExecuteResponse {
+                    status: 200,
+                    headers: vec![HttpHeader {
+                        name: "content-type".into(),
+                        value: "text/plain".into(),
+                    }],
+                    body: Some(b"ok".to_vec()),
+                }
+            }
             ["trap"] => panic!("alga-rust: /trap requested a panic"),
             ["loop"] => spin(),
             ["oom"] => exhaust_memory(),
