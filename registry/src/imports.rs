@@ -4,6 +4,8 @@
 
 use wasmparser::{Encoding, Parser, Payload};
 
+use crate::manifest::DEFAULT_GRANTS;
+
 /// Why a component's imports are not acceptable.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -54,9 +56,17 @@ pub fn component_imports(wasm: &[u8]) -> Result<Vec<String>, ImportError> {
     Ok(imports)
 }
 
-/// The capability an import needs: `Ok(None)` for interfaces every extension gets (context,
-/// wasi:http types, stdio, clocks, random; filesystem and sockets link but grant nothing).
+/// The capability an import needs: `Ok(None)` for interfaces every extension gets (our
+/// versioned context, wasi:http types, stdio, clocks, random; filesystem and sockets link but
+/// grant nothing). Alga PSA's unversioned `alga:extension/*` interfaces (world `runner`) map to
+/// Alga's capability names.
 pub fn capability_for_import(import: &str) -> Result<Option<&'static str>, ImportError> {
+    if let Some(interface) = import.strip_prefix("alga:extension/")
+        && !interface.contains('@')
+    {
+        return alga_runner_capability(interface)
+            .ok_or_else(|| ImportError::Unsupported(import.to_owned()));
+    }
     let interface = import.split('@').next().unwrap_or(import);
     let package = interface.split('/').next().unwrap_or(interface);
     Ok(match (package, interface) {
@@ -79,14 +89,44 @@ pub fn capability_for_import(import: &str) -> Result<Option<&'static str>, Impor
     })
 }
 
-/// Checks every import of `wasm` against the manifest's canonical `capabilities`.
+/// The capability an interface of Alga's unversioned `alga:extension` package needs
+/// (`Some(None)`: none needed), or `None` when Alga's `runner` world has no such interface.
+fn alga_runner_capability(interface: &str) -> Option<Option<&'static str>> {
+    Some(match interface {
+        "types" => None,
+        "context" => Some("cap:context.read"),
+        "secrets" => Some("cap:secrets.get"),
+        "http" => Some("cap:http.fetch"),
+        "storage" => Some("cap:storage.kv"),
+        "logging" => Some("cap:log.emit"),
+        "ui-proxy" => Some("cap:ui.proxy"),
+        "user" | "user-v2" => Some("cap:user.read"),
+        "scheduler" => Some("cap:scheduler.manage"),
+        "invoicing" => Some("cap:invoice.manual.create"),
+        "clients" => Some("cap:client.read"),
+        "services" => Some("cap:service.read"),
+        _ => return None,
+    })
+}
+
+/// Whether `capability` counts as declared by a manifest requesting `capabilities`: it is
+/// listed, or it is one of the [`DEFAULT_GRANTS`] every install holds.
+pub fn capability_declared(
+    capability: &str,
+    capabilities: &std::collections::BTreeSet<String>,
+) -> bool {
+    capabilities.contains(capability) || DEFAULT_GRANTS.contains(&capability)
+}
+
+/// Checks every import of `wasm` against the manifest's canonical `capabilities` (the
+/// [`DEFAULT_GRANTS`] count as declared).
 pub fn check_imports(
     wasm: &[u8],
     capabilities: &std::collections::BTreeSet<String>,
 ) -> Result<(), ImportError> {
     for import in component_imports(wasm)? {
         if let Some(capability) = capability_for_import(&import)?
-            && !capabilities.contains(capability)
+            && !capability_declared(capability, capabilities)
         {
             return Err(ImportError::Undeclared { import, capability });
         }
@@ -153,6 +193,102 @@ mod tests {
             capability_for_import("acme:evil/rootkit"),
             Err(ImportError::Unsupported(_))
         ));
+    }
+
+    #[test]
+    fn maps_alga_runner_imports_to_alga_capabilities() {
+        let expected = [
+            ("types", None),
+            ("context", Some("cap:context.read")),
+            ("secrets", Some("cap:secrets.get")),
+            ("http", Some("cap:http.fetch")),
+            ("storage", Some("cap:storage.kv")),
+            ("logging", Some("cap:log.emit")),
+            ("ui-proxy", Some("cap:ui.proxy")),
+            ("user", Some("cap:user.read")),
+            ("user-v2", Some("cap:user.read")),
+            ("scheduler", Some("cap:scheduler.manage")),
+            ("invoicing", Some("cap:invoice.manual.create")),
+            ("clients", Some("cap:client.read")),
+            ("services", Some("cap:service.read")),
+        ];
+        for (interface, capability) in expected {
+            let import = format!("alga:extension/{interface}");
+            assert_eq!(
+                capability_for_import(&import).unwrap(),
+                capability,
+                "{import}"
+            );
+            if let Some(capability) = capability {
+                assert!(
+                    crate::manifest::KNOWN_CAPABILITIES.contains(&capability),
+                    "{capability}"
+                );
+            }
+        }
+        // Our own versioned interfaces keep their mapping: context is free.
+        assert_eq!(
+            capability_for_import("alga:extension/context@0.1.0").unwrap(),
+            None
+        );
+        assert_eq!(
+            capability_for_import("alga:extension/secrets@0.1.0").unwrap(),
+            Some("cap:secrets.get")
+        );
+        // Neither an unknown Alga interface nor a versioned copy of one we do not define.
+        assert!(matches!(
+            capability_for_import("alga:extension/tickets"),
+            Err(ImportError::Unsupported(_))
+        ));
+        assert!(matches!(
+            capability_for_import("alga:extension/storage@0.1.0"),
+            Err(ImportError::Unsupported(_))
+        ));
+    }
+
+    /// A component whose only import is `import` (an instance of an empty type).
+    fn component_importing(import: &str) -> Vec<u8> {
+        use wasm_encoder::{
+            Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType,
+        };
+        let mut component = Component::new();
+        let mut types = ComponentTypeSection::new();
+        types.instance(&InstanceType::new());
+        component.section(&types);
+        let mut imports = ComponentImportSection::new();
+        imports.import(import, ComponentTypeRef::Instance(0));
+        component.section(&imports);
+        component.finish()
+    }
+
+    #[test]
+    fn default_grants_count_as_declared_at_publish() {
+        let none = std::collections::BTreeSet::new();
+        for import in [
+            "wasi:logging/logging@0.1.0-draft",
+            "alga:extension/logging",
+            "alga:extension/context",
+            "alga:extension/user",
+            "alga:extension/user-v2",
+            "alga:extension/types",
+        ] {
+            let wasm = component_importing(import);
+            assert_eq!(component_imports(&wasm).unwrap(), [import]);
+            check_imports(&wasm, &none).unwrap_or_else(|e| panic!("{import}: {e}"));
+        }
+        for (import, capability) in [
+            ("alga:extension/storage", "cap:storage.kv"),
+            ("alga:extension/scheduler", "cap:scheduler.manage"),
+            ("wasi:keyvalue/store@0.2.0-draft", "cap:storage.kv"),
+        ] {
+            let wasm = component_importing(import);
+            match check_imports(&wasm, &none) {
+                Err(ImportError::Undeclared { capability: c, .. }) => assert_eq!(c, capability),
+                other => panic!("{import}: expected Undeclared, got {other:?}"),
+            }
+            let declared = [capability.to_owned()].into_iter().collect();
+            check_imports(&wasm, &declared).unwrap();
+        }
     }
 
     #[test]

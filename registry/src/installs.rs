@@ -9,7 +9,7 @@ use libsql::params;
 use crate::bundle::ContentHash;
 use crate::db::now;
 use crate::install_policy::InstallPolicy;
-use crate::manifest::{Endpoint, canonical_capability};
+use crate::manifest::{DEFAULT_GRANTS, Endpoint, canonical_capability};
 use crate::publish::{VERSION_COLUMNS, VersionInfo, version_from_row};
 use crate::secrets::Secrets;
 use crate::{Registry, RegistryError};
@@ -364,12 +364,15 @@ struct InstallRow {
     sealed_secrets: Option<Vec<u8>>,
 }
 
-/// Canonical grants, each requested by `version`'s manifest.
+/// Canonical grants, each requested by `version`'s manifest or one of the [`DEFAULT_GRANTS`]
+/// (which every install holds, so listing one is never an error).
 fn checked_grants(grants: &[String], version: &VersionInfo) -> Result<Vec<String>, RegistryError> {
     let requested = version.manifest.capability_set();
     let mut granted = BTreeSet::new();
     for grant in grants {
-        match canonical_capability(grant).filter(|c| requested.contains(c)) {
+        match canonical_capability(grant)
+            .filter(|c| requested.contains(c) || DEFAULT_GRANTS.contains(&c.as_str()))
+        {
             Some(canonical) => {
                 granted.insert(canonical);
             }

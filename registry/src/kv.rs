@@ -14,6 +14,9 @@ pub const MAX_KEY_BYTES: usize = 1024;
 /// Largest value, in bytes.
 pub const MAX_VALUE_BYTES: usize = 1 << 20;
 
+/// `revision`: the value of the `kv_revision` counter when the key was last written (0 for rows
+/// written before revisions existed). The counter only grows, so a revision is never reused,
+/// not even by a key deleted and written again.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS kv_entry (
     tenant_id      TEXT NOT NULL,
@@ -22,9 +25,21 @@ CREATE TABLE IF NOT EXISTS kv_entry (
     key            TEXT NOT NULL,
     value          BLOB NOT NULL,
     updated_at     INTEGER NOT NULL,
+    revision       INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant_id, extension_name, bucket, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kv_revision (
+    id   INTEGER PRIMARY KEY CHECK (id = 0),
+    last INTEGER NOT NULL
+);
 ";
+
+/// Creates the counter row; seeded past every stored revision, should it ever go missing.
+const SEED_COUNTER: &str = "INSERT OR IGNORE INTO kv_revision (id, last)
+    VALUES (0, (SELECT COALESCE(MAX(revision), 0) FROM kv_entry))";
+
+/// Adds `kv_entry.revision` to a database created before revisions existed.
+const ADD_REVISION: &str = "ALTER TABLE kv_entry ADD COLUMN revision INTEGER NOT NULL DEFAULT 0";
 
 /// Whose keys: one tenant's install of one extension, one bucket.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -57,6 +72,9 @@ pub enum KvError {
     NotACounter(String),
 }
 
+/// One key of a scope as [`KvStore::list_entries`] returns it: key, value, revision.
+pub type KvEntry = (String, Vec<u8>, u64);
+
 /// The KV database.
 pub struct KvStore {
     db: libsql::Database,
@@ -69,7 +87,7 @@ impl KvStore {
     /// Opens (creating) the primary's KV database at `path`.
     pub async fn open(path: &Path) -> Result<Self, RegistryError> {
         let (db, write) = db::open_plain(path).await?;
-        write.execute_batch(SCHEMA).await?;
+        migrate(&write).await?;
         let read = db::connect(&db).await?;
         Ok(Self {
             db,
@@ -120,6 +138,48 @@ impl KvStore {
     pub async fn get(&self, scope: &KvScope, key: &str) -> Result<Option<Vec<u8>>, RegistryError> {
         check(scope, key, 0)?;
         read_in(&self.read, scope, key).await
+    }
+
+    /// The value of `key` and its revision.
+    pub async fn get_entry(
+        &self,
+        scope: &KvScope,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, u64)>, RegistryError> {
+        check(scope, key, 0)?;
+        read_entry_in(&self.read, scope, key).await
+    }
+
+    /// Entries of the scope sorted by key, starting after `after_key` (keyset pagination: pass
+    /// the last key of the previous page), at most `limit`.
+    pub async fn list_entries(
+        &self,
+        scope: &KvScope,
+        after_key: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<KvEntry>, RegistryError> {
+        check(scope, "k", 0)?;
+        // Keys are never empty, so every key sorts after "".
+        let mut rows = self
+            .read
+            .query(
+                "SELECT key, value, revision FROM kv_entry
+                 WHERE tenant_id = ?1 AND extension_name = ?2 AND bucket = ?3 AND key > ?4
+                 ORDER BY key LIMIT ?5",
+                params![
+                    scope.tenant.clone(),
+                    scope.extension.clone(),
+                    scope.bucket.clone(),
+                    after_key.unwrap_or("").to_owned(),
+                    i64::from(limit)
+                ],
+            )
+            .await?;
+        let mut entries = Vec::new();
+        while let Some(row) = rows.next().await? {
+            entries.push((row.get(0)?, row.get(1)?, revision_of(row.get(2)?)));
+        }
+        Ok(entries)
     }
 
     /// Keys of the scope, sorted, at most `limit`.
@@ -174,6 +234,36 @@ impl KvStore {
         upsert(&tx, scope, key, value.to_vec()).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Sets `key` (primary only) and returns its new revision, or `None` (a conflict, nothing
+    /// written) when `if_revision` is `Some(r)` and the key does not currently have revision
+    /// `r` (an absent key has no revision). `if_revision: None` writes unconditionally. The key
+    /// limit applies as in [`put`](Self::put).
+    pub async fn put_revised(
+        &self,
+        scope: &KvScope,
+        key: &str,
+        value: &[u8],
+        if_revision: Option<u64>,
+        max_keys: Option<u64>,
+    ) -> Result<Option<u64>, RegistryError> {
+        check(scope, key, value.len())?;
+        let writer = self.writer().await?;
+        let tx = writer.transaction().await?;
+        let current = read_entry_in(&tx, scope, key).await?.map(|(_, r)| r);
+        if let Some(wanted) = if_revision
+            && current != Some(wanted)
+        {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        if let (None, Some(max)) = (current, max_keys) {
+            check_room(&tx, scope, key, max).await?;
+        }
+        let revision = upsert(&tx, scope, key, value.to_vec()).await?;
+        tx.commit().await?;
+        Ok(Some(revision))
     }
 
     /// Adds `delta` to the decimal counter at `key` (absent counts as 0) and returns the new
@@ -234,6 +324,7 @@ impl KvStore {
         let tx = writer.transaction().await?;
         let current = read_in(&tx, scope, key).await?;
         if current.as_deref() != expected {
+            tx.rollback().await?;
             return Ok(false);
         }
         if let (None, Some(max)) = (&current, max_keys) {
@@ -284,23 +375,56 @@ fn key_params(scope: &KvScope, key: &str) -> Vec<libsql::Value> {
     ]
 }
 
+/// Creates the schema, or brings a database of an older schema up to date (primary only:
+/// an edge's replica receives the primary's schema with its data).
+async fn migrate(write: &libsql::Connection) -> Result<(), RegistryError> {
+    write.execute_batch(SCHEMA).await?;
+    let mut rows = write.query("PRAGMA table_info(kv_entry)", ()).await?;
+    let mut has_revision = false;
+    while let Some(row) = rows.next().await? {
+        has_revision |= row.get::<String>(1)? == "revision";
+    }
+    drop(rows);
+    if !has_revision {
+        write.execute(ADD_REVISION, ()).await?;
+    }
+    write.execute(SEED_COUNTER, ()).await?;
+    Ok(())
+}
+
 /// The value of `key` as `connection` (or a transaction on it) sees it.
 async fn read_in(
     connection: &libsql::Connection,
     scope: &KvScope,
     key: &str,
 ) -> Result<Option<Vec<u8>>, RegistryError> {
+    Ok(read_entry_in(connection, scope, key)
+        .await?
+        .map(|(value, _)| value))
+}
+
+/// The value and revision of `key` as `connection` (or a transaction on it) sees it.
+async fn read_entry_in(
+    connection: &libsql::Connection,
+    scope: &KvScope,
+    key: &str,
+) -> Result<Option<(Vec<u8>, u64)>, RegistryError> {
     let mut rows = connection
         .query(
-            "SELECT value FROM kv_entry
+            "SELECT value, revision FROM kv_entry
              WHERE tenant_id = ?1 AND extension_name = ?2 AND bucket = ?3 AND key = ?4",
             key_params(scope, key),
         )
         .await?;
     Ok(match rows.next().await? {
-        Some(row) => Some(row.get::<Vec<u8>>(0)?),
+        Some(row) => Some((row.get::<Vec<u8>>(0)?, revision_of(row.get(1)?))),
         None => None,
     })
+}
+
+/// A stored revision (never negative; a corrupt one reads as 0, which no write ever gives).
+fn revision_of(stored: i64) -> u64 {
+    u64::try_from(stored).unwrap_or(0)
 }
 
 /// Refuses a new `key` when the tenant × extension already holds `max` keys.
@@ -329,28 +453,44 @@ async fn check_room(
     Ok(())
 }
 
+/// Writes `key` with a new revision, taken from the database-wide counter inside `tx` (the
+/// writer mutex serialises writes, so no two writes see the same counter value); returns it.
 async fn upsert(
     tx: &libsql::Transaction,
     scope: &KvScope,
     key: &str,
     value: Vec<u8>,
-) -> Result<(), RegistryError> {
+) -> Result<u64, RegistryError> {
+    let mut rows = tx
+        .query(
+            "UPDATE kv_revision SET last = last + 1 WHERE id = 0 RETURNING last",
+            (),
+        )
+        .await?;
+    let revision: i64 = rows
+        .next()
+        .await?
+        .ok_or_else(|| RegistryError::Corrupt("the kv_revision counter row is missing".into()))?
+        .get(0)?;
+    drop(rows);
     tx.execute(
-        "INSERT INTO kv_entry (tenant_id, extension_name, bucket, key, value, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO kv_entry (tenant_id, extension_name, bucket, key, value, updated_at, revision)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (tenant_id, extension_name, bucket, key)
-         DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+         DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at,
+                       revision = excluded.revision",
         params![
             scope.tenant.clone(),
             scope.extension.clone(),
             scope.bucket.clone(),
             key.to_owned(),
             value,
-            db::now()
+            db::now(),
+            revision
         ],
     )
     .await?;
-    Ok(())
+    Ok(revision_of(revision))
 }
 
 fn check(scope: &KvScope, key: &str, value_len: usize) -> Result<(), KvError> {
@@ -449,5 +589,256 @@ mod tests {
                 .is_err()
         );
         assert_eq!(kv.get(&s, "new").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn every_write_gets_a_new_higher_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = store(&dir).await;
+        let s = scope();
+        let r1 = kv
+            .put_revised(&s, "k", b"1", None, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            kv.get_entry(&s, "k").await.unwrap(),
+            Some((b"1".to_vec(), r1))
+        );
+        kv.put(&s, "k", b"2", None).await.unwrap();
+        let (_, r2) = kv.get_entry(&s, "k").await.unwrap().unwrap();
+        assert!(r2 > r1, "put bumps: {r1} then {r2}");
+        kv.increment(&s, "n", 1, None).await.unwrap();
+        let (_, r3) = kv.get_entry(&s, "n").await.unwrap().unwrap();
+        assert!(r3 > r2, "increment bumps: {r2} then {r3}");
+        assert!(
+            kv.compare_and_swap(&s, "k", Some(b"2"), b"3", None)
+                .await
+                .unwrap()
+        );
+        let (_, r4) = kv.get_entry(&s, "k").await.unwrap().unwrap();
+        assert!(r4 > r3, "compare-and-swap bumps: {r3} then {r4}");
+        // A refused swap changes nothing, revision included.
+        assert!(
+            !kv.compare_and_swap(&s, "k", Some(b"x"), b"y", None)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            kv.get_entry(&s, "k").await.unwrap(),
+            Some((b"3".to_vec(), r4))
+        );
+        let r5 = kv
+            .put_revised(&s, "k", b"4", Some(r4), None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(r5 > r4);
+        assert_eq!(kv.get_entry(&s, "absent").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn conditional_puts_conflict_on_stale_or_absent_revisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = store(&dir).await;
+        let s = scope();
+        let first = kv
+            .put_revised(&s, "k", b"a", None, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let second = kv
+            .put_revised(&s, "k", b"b", Some(first), None)
+            .await
+            .unwrap()
+            .unwrap();
+        // The revision the caller read is stale now: conflict, nothing written.
+        assert_eq!(
+            kv.put_revised(&s, "k", b"c", Some(first), None)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            kv.get_entry(&s, "k").await.unwrap(),
+            Some((b"b".to_vec(), second))
+        );
+        // A revision on a key that does not exist is a conflict too.
+        assert_eq!(
+            kv.put_revised(&s, "new", b"x", Some(second), None)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            kv.put_revised(&s, "new", b"x", Some(0), None)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(kv.get(&s, "new").await.unwrap(), None);
+        // The key limit holds for keys an unconditional put would create.
+        assert!(
+            kv.put_revised(&s, "other", b"x", None, Some(1))
+                .await
+                .is_err()
+        );
+        // Validation still applies.
+        assert!(kv.put_revised(&s, "", b"x", None, None).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_deleted_and_recreated_key_never_gets_a_stale_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = store(&dir).await;
+        let s = scope();
+        let old = kv
+            .put_revised(&s, "k", b"a", None, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(kv.delete(&s, "k").await.unwrap());
+        assert_eq!(
+            kv.put_revised(&s, "k", b"b", Some(old), None)
+                .await
+                .unwrap(),
+            None
+        );
+        let recreated = kv
+            .put_revised(&s, "k", b"b", None, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(recreated, old);
+        assert!(recreated > old);
+        // Nor after reopening the database (the counter is stored, not in memory).
+        drop(kv);
+        let kv = store(&dir).await;
+        assert!(kv.delete(&s, "k").await.unwrap());
+        let again = kv
+            .put_revised(&s, "k", b"c", None, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(again > recreated, "{again} after {recreated}");
+        // Revisions are database-wide: another scope's write never repeats one either.
+        let other = KvScope {
+            tenant: "t2".into(),
+            ..scope()
+        };
+        let elsewhere = kv
+            .put_revised(&other, "k", b"z", None, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(elsewhere > again);
+    }
+
+    #[tokio::test]
+    async fn entries_page_by_key_within_their_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = store(&dir).await;
+        let s = scope();
+        let mut revisions = Vec::new();
+        for key in ["e", "a", "d", "b", "c"] {
+            let value = key.repeat(2).into_bytes();
+            revisions.push((
+                key,
+                kv.put_revised(&s, key, &value, None, None).await.unwrap(),
+            ));
+        }
+        let other_bucket = KvScope {
+            bucket: "other".into(),
+            ..scope()
+        };
+        kv.put(&other_bucket, "aa", b"x", None).await.unwrap();
+
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page = kv.list_entries(&s, after.as_deref(), 2).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            pages += 1;
+            assert!(page.len() <= 2);
+            after = page.last().map(|(key, _, _)| key.clone());
+            seen.extend(page);
+        }
+        assert_eq!(pages, 3);
+        let keys: Vec<&str> = seen.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(keys, ["a", "b", "c", "d", "e"]);
+        for (key, value, revision) in &seen {
+            assert_eq!(value, &key.repeat(2).into_bytes());
+            let written = revisions.iter().find(|(k, _)| k == key).unwrap().1;
+            assert_eq!(Some(*revision), written);
+        }
+        assert_eq!(
+            kv.list_entries(&s, Some("e"), 10).await.unwrap(),
+            Vec::<KvEntry>::new()
+        );
+        assert_eq!(kv.list_entries(&s, None, 0).await.unwrap().len(), 0);
+        assert_eq!(
+            kv.list_entries(&other_bucket, None, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_database_of_the_old_schema_is_migrated_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.db");
+        {
+            // The schema before revisions, with a row written by the old code.
+            let db = libsql::Builder::new_local(&path).build().await.unwrap();
+            let conn = db.connect().unwrap();
+            conn.execute_batch(
+                "CREATE TABLE kv_entry (
+                    tenant_id      TEXT NOT NULL,
+                    extension_name TEXT NOT NULL,
+                    bucket         TEXT NOT NULL,
+                    key            TEXT NOT NULL,
+                    value          BLOB NOT NULL,
+                    updated_at     INTEGER NOT NULL,
+                    PRIMARY KEY (tenant_id, extension_name, bucket, key)
+                ) WITHOUT ROWID;
+                INSERT INTO kv_entry VALUES ('t', 'e', 'b', 'old', x'6869', 1);",
+            )
+            .await
+            .unwrap();
+        }
+        let kv = KvStore::open(&path).await.unwrap();
+        let s = scope();
+        assert_eq!(
+            kv.get_entry(&s, "old").await.unwrap(),
+            Some((b"hi".to_vec(), 0))
+        );
+        // The old row's revision is usable, and its next write gets a real one.
+        let next = kv
+            .put_revised(&s, "old", b"ho", Some(0), None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(next > 0);
+        assert_eq!(
+            kv.put_revised(&s, "old", b"hu", Some(0), None)
+                .await
+                .unwrap(),
+            None
+        );
+        // Opening again is a no-op: the column is there and the counter keeps its value.
+        drop(kv);
+        let kv = KvStore::open(&path).await.unwrap();
+        let later = kv
+            .put_revised(&s, "new", b"x", None, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(later > next);
+        assert_eq!(kv.list_entries(&s, None, 10).await.unwrap().len(), 2);
     }
 }

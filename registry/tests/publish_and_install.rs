@@ -341,7 +341,7 @@ async fn install_lifecycle_and_per_tenant_versions() {
     let name = "com.acme.hello";
     let mut hashes = Vec::new();
     for (version, caps) in [
-        ("1.0.0", vec!["cap:storage.kv", "cap:log.emit"]),
+        ("1.0.0", vec!["cap:storage.kv", "cap:http.fetch"]),
         ("2.0.0", vec!["cap:storage.kv"]),
     ] {
         let bytes = bundle_bytes(name, "Acme", version, &caps, version.as_bytes());
@@ -368,7 +368,7 @@ async fn install_lifecycle_and_per_tenant_versions() {
     // Grants must be requested by the manifest.
     let error = f
         .registry
-        .install(&request("tenant-a", "1.0.0", &["cap:http.fetch"]))
+        .install(&request("tenant-a", "1.0.0", &["cap:secrets.get"]))
         .await
         .unwrap_err();
     assert!(
@@ -389,16 +389,24 @@ async fn install_lifecycle_and_per_tenant_versions() {
         .install(&request(
             "tenant-a",
             "1.0.0",
-            &["storage.kv", "cap:log.emit"],
+            &["storage.kv", "cap:http.fetch"],
         ))
         .await
         .unwrap();
-    assert_eq!(a.grants, vec!["cap:log.emit", "cap:storage.kv"]);
+    assert_eq!(a.grants, vec!["cap:http.fetch", "cap:storage.kv"]);
     assert_eq!(a.config["greeting"], "hi");
-    f.registry
-        .install(&request("tenant-b", "2.0.0", &["cap:storage.kv"]))
+    // A default grant (Alga's runner gives every install context, logging and user) may be
+    // listed although 2.0.0's manifest does not request it.
+    let b = f
+        .registry
+        .install(&request(
+            "tenant-b",
+            "2.0.0",
+            &["cap:storage.kv", "log.emit"],
+        ))
         .await
         .unwrap();
+    assert_eq!(b.grants, vec!["cap:log.emit", "cap:storage.kv"]);
 
     // Each tenant gets its own version.
     let resolved_a = f.resolved("tenant-a", name).await.unwrap();
@@ -426,7 +434,7 @@ async fn install_lifecycle_and_per_tenant_versions() {
         .unwrap();
     assert!(f.resolved("tenant-a", name).await.is_some());
 
-    // 2.0.0 no longer requests log.emit, which tenant-a granted: the update is refused.
+    // 2.0.0 no longer requests http.fetch, which tenant-a granted: the update is refused.
     let error = f
         .registry
         .update("tenant-a", name, "2.0.0")

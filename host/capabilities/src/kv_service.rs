@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use alga_edge_registry::RegistryError;
-use alga_edge_registry::kv::{KvScope, KvStore};
+use alga_edge_registry::kv::{KvEntry, KvScope, KvStore};
 use alga_edge_registry::replication::PrimaryClient;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -29,6 +29,13 @@ pub struct KvWrite {
     /// Set `value_b64` only over this current value (compare-and-swap).
     #[serde(default)]
     pub swap: Option<KvSwapGuard>,
+    /// A revisioned put (Alga's `storage.put`): store `value_b64` and answer with the key's new
+    /// revision. Absent (`false`) in every other write, so older edges' JSON stays valid.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub put: bool,
+    /// With `put`: store only if the key currently has this revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_revision: Option<u64>,
     /// Refuse a new key once the tenant × extension holds this many.
     #[serde(default)]
     pub max_keys: Option<u64>,
@@ -48,7 +55,9 @@ impl KvWrite {
             scope: scope.clone(),
             key: key.to_owned(),
             value_b64: match op {
-                KvOp::Set(value) | KvOp::Swap { value, .. } => Some(BASE64.encode(value)),
+                KvOp::Set(value) | KvOp::Swap { value, .. } | KvOp::Put { value, .. } => {
+                    Some(BASE64.encode(value))
+                }
                 _ => None,
             },
             increment: match op {
@@ -59,6 +68,11 @@ impl KvWrite {
                 KvOp::Swap { expected, .. } => Some(KvSwapGuard {
                     expected_b64: expected.as_ref().map(|v| BASE64.encode(v)),
                 }),
+                _ => None,
+            },
+            put: matches!(op, KvOp::Put { .. }),
+            if_revision: match op {
+                KvOp::Put { if_revision, .. } => *if_revision,
                 _ => None,
             },
             max_keys,
@@ -72,6 +86,19 @@ impl KvWrite {
                 .decode(value)
                 .map_err(|e| format!("{name} is not base64: {e}"))
         };
+        if self.put {
+            if self.increment.is_some() || self.swap.is_some() {
+                return Err("a put takes value_b64 and if_revision, not increment or swap".into());
+            }
+            let value = self.value_b64.as_deref().ok_or("a put needs value_b64")?;
+            return Ok(KvOp::Put {
+                value: decode("value_b64", value)?,
+                if_revision: self.if_revision,
+            });
+        }
+        if self.if_revision.is_some() {
+            return Err("if_revision needs put".into());
+        }
         match (&self.value_b64, self.increment, &self.swap) {
             (Some(_), Some(_), _) | (None, Some(_), Some(_)) => {
                 Err("give value_b64 (with or without swap) or increment, not both".into())
@@ -108,6 +135,14 @@ pub enum KvOp {
         /// The new value.
         value: Vec<u8>,
     },
+    /// Store `value` and give the key a new revision (Alga's `storage.put`); with
+    /// `if_revision: Some(r)`, only if the key currently has revision `r`.
+    Put {
+        /// The new value.
+        value: Vec<u8>,
+        /// The revision the key must have (`None`: write unconditionally).
+        if_revision: Option<u64>,
+    },
 }
 
 /// What a write did.
@@ -122,6 +157,9 @@ pub enum KvOutcome {
     Counter(i128),
     /// Whether a compare-and-swap stored its value.
     Swapped(bool),
+    /// A revisioned put's new revision, or `None` when its `if_revision` did not match (a
+    /// conflict: nothing was written).
+    Revision(Option<u64>),
 }
 
 /// A KV failure.
@@ -176,6 +214,26 @@ impl KvService {
         Ok(self.store.keys(scope, limit).await?)
     }
 
+    /// Reads `key` and its revision from this node's copy.
+    pub async fn get_entry(
+        &self,
+        scope: &KvScope,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, u64)>, KvServiceError> {
+        Ok(self.store.get_entry(scope, key).await?)
+    }
+
+    /// Entries (key, value, revision) of the scope from this node's copy, sorted by key,
+    /// starting after `after_key`, at most `limit`.
+    pub async fn list_entries(
+        &self,
+        scope: &KvScope,
+        after_key: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<KvEntry>, KvServiceError> {
+        Ok(self.store.list_entries(scope, after_key, limit).await?)
+    }
+
     /// Applies `op` to `key`; on an edge, through the primary, then syncs so the caller reads
     /// its own write.
     pub async fn write(
@@ -188,6 +246,7 @@ impl KvService {
         let Some(forward) = &self.forward else {
             return self.apply(scope, key, op, max_keys).await;
         };
+        let is_put = matches!(op, KvOp::Put { .. });
         let body = KvWrite::new(scope, key, &op, max_keys);
         let body = serde_json::to_vec(&body).map_err(|e| KvServiceError::Forward(e.to_string()))?;
         let (status, text) = forward
@@ -210,6 +269,12 @@ impl KvService {
         }
         let outcome: KvOutcome = serde_json::from_str(&text)
             .map_err(|e| KvServiceError::Forward(format!("{url} answered {text:?}: {e}")))?;
+        if is_put && !matches!(outcome, KvOutcome::Revision(_)) {
+            // A primary that predates revisioned puts applied it as a plain set.
+            return Err(KvServiceError::Forward(format!(
+                "{url} does not support revisioned puts (answered {text}); upgrade the primary"
+            )));
+        }
         // Read-your-writes: the replica has the write before the caller hears back.
         if !self.store.sync().await? {
             return Err(KvServiceError::Forward(
@@ -239,6 +304,11 @@ impl KvService {
             KvOp::Swap { expected, value } => KvOutcome::Swapped(
                 self.store
                     .compare_and_swap(scope, key, expected.as_deref(), &value, max_keys)
+                    .await?,
+            ),
+            KvOp::Put { value, if_revision } => KvOutcome::Revision(
+                self.store
+                    .put_revised(scope, key, &value, if_revision, max_keys)
                     .await?,
             ),
         })
@@ -278,6 +348,14 @@ mod tests {
                 expected: Some(b"old".to_vec()),
                 value: b"new".to_vec(),
             },
+            KvOp::Put {
+                value: b"v".to_vec(),
+                if_revision: None,
+            },
+            KvOp::Put {
+                value: Vec::new(),
+                if_revision: Some(7),
+            },
         ] {
             assert_eq!(forwarded(&op), op);
         }
@@ -290,5 +368,59 @@ mod tests {
         assert!(write(&format!(r#"{{{scope},"value_b64":"dg==","increment":1}}"#)).is_err());
         assert!(write(&format!(r#"{{{scope},"swap":{{"expected_b64":null}}}}"#)).is_err());
         assert!(write(&format!(r#"{{{scope},"value_b64":"not base64!"}}"#)).is_err());
+        assert!(write(&format!(r#"{{{scope},"put":true}}"#)).is_err());
+        assert!(
+            write(&format!(
+                r#"{{{scope},"put":true,"value_b64":"dg==","increment":1}}"#
+            ))
+            .is_err()
+        );
+        assert!(
+            write(&format!(
+                r#"{{{scope},"value_b64":"dg==","if_revision":3}}"#
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn old_write_forms_stay_valid_and_only_puts_carry_the_new_fields() {
+        let write = |json: &str| serde_json::from_str::<KvWrite>(json).unwrap().op().unwrap();
+        let scope = r#""tenant":"t","extension":"e","bucket":"b","key":"k""#;
+        assert_eq!(
+            write(&format!(
+                r#"{{{scope},"value_b64":"dg==","increment":null,"swap":null,"max_keys":null}}"#
+            )),
+            KvOp::Set(b"v".to_vec())
+        );
+        assert_eq!(write(&format!("{{{scope}}}")), KvOp::Delete);
+        assert_eq!(
+            write(&format!(
+                r#"{{{scope},"value_b64":"dg==","put":true,"if_revision":9}}"#
+            )),
+            KvOp::Put {
+                value: b"v".to_vec(),
+                if_revision: Some(9)
+            }
+        );
+        let scope = KvScope {
+            tenant: "t".into(),
+            extension: "e".into(),
+            bucket: "b".into(),
+        };
+        let set = serde_json::to_value(KvWrite::new(&scope, "k", &KvOp::Set(b"v".to_vec()), None))
+            .unwrap();
+        assert!(
+            set.get("put").is_none() && set.get("if_revision").is_none(),
+            "{set}"
+        );
+    }
+
+    #[test]
+    fn revision_outcomes_round_trip() {
+        for outcome in [KvOutcome::Revision(Some(12)), KvOutcome::Revision(None)] {
+            let json = serde_json::to_string(&outcome).unwrap();
+            assert_eq!(serde_json::from_str::<KvOutcome>(&json).unwrap(), outcome);
+        }
     }
 }

@@ -47,6 +47,7 @@ mod tests {
             method: method.into(),
             path: path.into(),
             handler: "h".into(),
+            schedulable: false,
         }
     }
 
