@@ -118,8 +118,20 @@ pub fn capability_declared(
     capabilities.contains(capability) || DEFAULT_GRANTS.contains(&capability)
 }
 
+/// Whether `import` is an interface of Alga's `runner` world (unversioned `alga:extension`).
+/// Alga's toolchains (componentize-js, `jco componentize`, wit-bindgen with the whole world)
+/// import every interface of that world whatever the code calls, and Alga's manifests list
+/// only what the code uses; so these imports are not held to the manifest at publish. They
+/// stay deny-by-default at call time: a capability the manifest does not request can never be
+/// granted, so its interface always answers its own denial.
+pub fn is_runner_world_import(import: &str) -> bool {
+    import
+        .strip_prefix("alga:extension/")
+        .is_some_and(|interface| !interface.contains('@'))
+}
+
 /// Checks every import of `wasm` against the manifest's canonical `capabilities` (the
-/// [`DEFAULT_GRANTS`] count as declared).
+/// [`DEFAULT_GRANTS`] count as declared; see [`is_runner_world_import`] for Alga's world).
 pub fn check_imports(
     wasm: &[u8],
     capabilities: &std::collections::BTreeSet<String>,
@@ -127,6 +139,7 @@ pub fn check_imports(
     for import in component_imports(wasm)? {
         if let Some(capability) = capability_for_import(&import)?
             && !capability_declared(capability, capabilities)
+            && !is_runner_world_import(&import)
         {
             return Err(ImportError::Undeclared { import, capability });
         }
@@ -137,6 +150,14 @@ pub fn check_imports(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runner_world_imports_are_recognised_by_their_unversioned_package() {
+        assert!(is_runner_world_import("alga:extension/storage"));
+        assert!(is_runner_world_import("alga:extension/types"));
+        assert!(!is_runner_world_import("alga:extension/secrets@0.1.0"));
+        assert!(!is_runner_world_import("wasi:keyvalue/store@0.2.0-draft"));
+    }
 
     #[test]
     fn maps_imports_to_capabilities() {

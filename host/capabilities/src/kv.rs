@@ -105,7 +105,10 @@ impl KvState {
     }
 
     /// What a call on `bucket` needs once the store is released: the service and the scope.
-    fn target(&self, bucket: &KvBucket) -> Result<(Arc<KvService>, KvScope, u64), KvError> {
+    pub(crate) fn target(
+        &self,
+        bucket: &KvBucket,
+    ) -> Result<(Arc<KvService>, KvScope, u64), KvError> {
         if !self.granted {
             self.metrics.deny("kv", "not_granted");
             return Err(KvError::AccessDenied);

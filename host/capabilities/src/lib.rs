@@ -78,7 +78,7 @@ pub mod names {
     /// The tenant's service catalog.
     pub const SERVICES: &str = "cap:service.read";
     /// Granted to every install whether or not its manifest lists them, as Alga's runner does.
-    pub const DEFAULT_GRANTS: [&str; 3] = [CONTEXT, LOG, USER];
+    pub use alga_edge_registry::manifest::DEFAULT_GRANTS;
 }
 
 /// Labels of refused capability calls.
