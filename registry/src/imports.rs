@@ -45,7 +45,13 @@ pub fn component_imports(wasm: &[u8]) -> Result<Vec<String>, ImportError> {
             Payload::End(_) => depth -= 1,
             Payload::ComponentImportSection(reader) if depth == 0 => {
                 for import in reader {
-                    let name = import.map_err(bad)?.name;
+                    let import = import.map_err(bad)?;
+                    // Imported types (a world's `use types.{…}` at its top level) are names
+                    // for types of the imported interfaces, not capabilities.
+                    if matches!(import.ty, wasmparser::ComponentTypeRef::Type(_)) {
+                        continue;
+                    }
+                    let name = import.name;
                     // A named import of an interface is judged by the interface it implements.
                     imports.push(name.implements.unwrap_or(name.name).to_owned());
                 }
