@@ -292,6 +292,15 @@ impl Runner {
             user: end_user(&envelope)?,
             secrets: secrets.map(Arc::new),
         };
+        // The platform's request id, when usable, is the call's id (Alga's components see it
+        // in their context); the node's own otherwise.
+        let request_id = match envelope.context.request_id.as_deref() {
+            Some(id) if alga_edge_http::is_usable_request_id(id) => {
+                trace.rename(id);
+                id
+            }
+            _ => request_id,
+        };
         self.gateway
             .run(resolved, inner, path, caller, request_id, trace)
             .await

@@ -15,4 +15,4 @@ pub use auth::{BearerSecret, authorization, bearer_token};
 pub use body::{BoxError, HostBody, bytes_response, empty, full, json_response};
 pub use error::ApiError;
 pub use read::{declared_length, read_body, read_json};
-pub use request_id::request_id_for;
+pub use request_id::{is_usable_request_id, request_id_for};

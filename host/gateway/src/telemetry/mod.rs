@@ -56,6 +56,14 @@ pub struct RequestTrace {
     telemetry: Arc<Telemetry>,
 }
 
+impl RequestTrace {
+    /// Follows the request under the caller's own id from now on (the runner envelope's
+    /// `context.request_id`), so its execution-log row carries that id.
+    pub fn rename(&mut self, request_id: &str) {
+        request_id.clone_into(&mut self.request_id);
+    }
+}
+
 impl Telemetry {
     /// Telemetry reporting into `metrics` and `log`.
     pub fn new(metrics: Metrics, log: ExecutionLog) -> Self {
