@@ -7,12 +7,18 @@
 //!   recipe (DESIGN §7) and the `alga-extension` SDK, Python through componentize-py, JS
 //!   through componentize-js; then the manifest is checked against the component's imports,
 //!   as publish will.
+//! - `new NAME --abi alga --lang rust|js`: an extension of Alga PSA's ABI instead (world
+//!   `runner` of the unversioned `alga:extension` package, export `handler`), from
+//!   `sdk/templates/alga/`. Such a folder holds `alga-edge.toml` with `abi = "alga"`, which is
+//!   how `build` tells it apart; `build` then binds `wit/runner` of this checkout (copied into
+//!   the folder's `wit/runner.wit`), Rust with wit-bindgen, JavaScript/TypeScript bundled by
+//!   esbuild and made a component by componentize-js, as Alga PSA's own samples are built.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use alga_edge_registry::imports::check_imports;
+use alga_edge_registry::imports::{capability_for_import, check_imports, component_imports};
 use alga_edge_registry::manifest::Manifest;
 use anyhow::{Context as _, bail};
 
@@ -27,6 +33,16 @@ pub enum Lang {
     Js,
 }
 
+/// Component ABIs `ext new` scaffolds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Abi {
+    /// `wasi:http/incoming-handler` with Alga Edge's capability interfaces.
+    #[value(name = "wasi-http")]
+    WasiHttp,
+    /// Alga PSA's `runner` world: `handler(execute-request) -> execute-response`.
+    Alga,
+}
+
 /// `alga-edge ext …`.
 #[derive(clap::Subcommand)]
 pub enum ExtCommand {
@@ -37,6 +53,9 @@ pub enum ExtCommand {
         /// Source language.
         #[arg(long, value_enum, default_value_t = Lang::Rust)]
         lang: Lang,
+        /// Component ABI: wasi:http, or Alga PSA's `runner` world (rust and js only).
+        #[arg(long, value_enum, default_value_t = Abi::WasiHttp)]
+        abi: Abi,
         /// Folder to create [default: ./NAME].
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -48,7 +67,8 @@ pub enum ExtCommand {
     Build {
         /// The extension folder.
         dir: PathBuf,
-        /// WIT world for Python and JavaScript [default: alga:extension/kv-config-extension].
+        /// WIT world for Python and JavaScript [default: alga:extension/kv-config-extension];
+        /// an Alga-ABI folder (`alga-edge.toml`: `abi = "alga"`) is always built for `runner`.
         #[arg(long)]
         world: Option<String>,
     },
@@ -105,6 +125,63 @@ const JS: [Template; 1] = [Template(
     "app.js",
     include_str!("../../../sdk/templates/js/app.js"),
 )];
+const ALGA_COMMON: [Template; 6] = [
+    Template(
+        "manifest.json",
+        include_str!("../../../sdk/templates/alga/common/manifest.json"),
+    ),
+    Template(
+        "README.md",
+        include_str!("../../../sdk/templates/alga/common/README.md"),
+    ),
+    Template(
+        ALGA_MARKER,
+        include_str!("../../../sdk/templates/alga/common/alga-edge.toml"),
+    ),
+    Template(RUNNER_WIT, include_str!("../../../wit/runner/runner.wit")),
+    Template(
+        "ui/index.html",
+        include_str!("../../../sdk/templates/common/ui/index.html"),
+    ),
+    Template(
+        "ui/app.js",
+        include_str!("../../../sdk/templates/common/ui/app.js"),
+    ),
+];
+const ALGA_RUST: [Template; 4] = [
+    Template(
+        "Cargo.toml",
+        include_str!("../../../sdk/templates/alga/rust/Cargo.toml"),
+    ),
+    Template(
+        "src/lib.rs",
+        include_str!("../../../sdk/templates/alga/rust/src/lib.rs"),
+    ),
+    Template(
+        ".cargo/config.toml",
+        include_str!("../../../sdk/templates/rust/.cargo/config.toml"),
+    ),
+    Template(
+        "rust-toolchain.toml",
+        include_str!("../../../sdk/templates/rust/rust-toolchain.toml"),
+    ),
+];
+const ALGA_JS: [Template; 2] = [
+    Template(
+        "src/index.ts",
+        include_str!("../../../sdk/templates/alga/js/src/index.ts"),
+    ),
+    Template(
+        "package.json",
+        include_str!("../../../sdk/templates/alga/js/package.json"),
+    ),
+];
+/// The file that marks a folder as an Alga-ABI extension (`abi = "alga"`).
+const ALGA_MARKER: &str = "alga-edge.toml";
+/// Where an Alga-ABI extension keeps the runner world's WIT (refreshed by `ext build`).
+const RUNNER_WIT: &str = "wit/runner.wit";
+/// componentize-js's WASI features, all off: the runner world exports only `handler`.
+const COMPONENTIZE_JS_DISABLE: [&str; 5] = ["stdio", "random", "clocks", "http", "fetch-event"];
 const IFRAME_SDK: &str = include_str!("../../../sdk/iframe/alga-iframe.js");
 
 /// Runs an `ext` command.
@@ -113,13 +190,14 @@ pub fn run(command: ExtCommand) -> anyhow::Result<()> {
         ExtCommand::New {
             name,
             lang,
+            abi,
             dir,
             publisher,
         } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
-            scaffold(&name, lang, &dir, &publisher)?;
+            scaffold(&name, abi, lang, &dir, &publisher)?;
             eprintln!(
-                "created {} ({lang:?}); next: alga-edge ext build {}",
+                "created {} ({lang:?}, {abi:?} ABI); next: alga-edge ext build {}",
                 dir.display(),
                 dir.display()
             );
@@ -155,7 +233,75 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
 }
 
-fn scaffold(name: &str, lang: Lang, dir: &Path, publisher: &str) -> anyhow::Result<()> {
+/// What `ext new` writes for one ABI and language.
+struct Plan {
+    capabilities: &'static [&'static str],
+    toolchain: &'static str,
+    runtime: &'static str,
+    files: Vec<&'static Template>,
+}
+
+/// The templates of `abi` × `lang`, or why that pair is not offered.
+fn plan(abi: Abi, lang: Lang, sdk_rust: &Path) -> anyhow::Result<Plan> {
+    let make = |capabilities,
+                toolchain,
+                runtime,
+                common: &'static [Template],
+                files: &'static [Template]| Plan {
+        capabilities,
+        toolchain,
+        runtime,
+        files: common.iter().chain(files).collect(),
+    };
+    const COMPONENT: &str = "wasm-component@1";
+    Ok(match (abi, lang) {
+        (Abi::WasiHttp, Lang::Rust) => {
+            if !sdk_rust.join("Cargo.toml").exists() {
+                bail!(
+                    "the Rust SDK is not at {}: set ALGA_SDK_DIR to the sdk/ folder of an alga-edge checkout",
+                    sdk_rust.display()
+                );
+            }
+            let caps: &[&str] = &["cap:storage.kv", "cap:config.get", "cap:log.emit"];
+            make(
+                caps,
+                "Debian's wasm32 Rust toolchain",
+                COMPONENT,
+                &COMMON,
+                &RUST,
+            )
+        }
+        (Abi::WasiHttp, Lang::Python) => {
+            let caps: &[&str] = &["cap:storage.kv", "cap:config.get"];
+            make(caps, "componentize-py", COMPONENT, &COMMON, &PYTHON)
+        }
+        (Abi::WasiHttp, Lang::Js) => {
+            let caps: &[&str] = &["cap:storage.kv", "cap:config.get"];
+            make(caps, "componentize-js", COMPONENT, &COMMON, &JS)
+        }
+        (Abi::Alga, Lang::Rust) => make(
+            &[],
+            "Debian's wasm32 Rust toolchain and wit-bindgen",
+            COMPONENT,
+            &ALGA_COMMON,
+            &ALGA_RUST,
+        ),
+        (Abi::Alga, Lang::Js) => make(
+            &[],
+            "esbuild and componentize-js",
+            "wasm-js@1",
+            &ALGA_COMMON,
+            &ALGA_JS,
+        ),
+        (Abi::Alga, Lang::Python) => bail!(
+            "--abi alga --lang python is not supported yet: Alga PSA's runner world has no Python \
+             toolchain here; use --lang rust or --lang js (or --abi wasi-http for Python)"
+        ),
+    })
+}
+
+/// Refuses a `name` that is not a valid extension id.
+fn check_extension_id(name: &str, publisher: &str) -> anyhow::Result<()> {
     let manifest_probe = serde_json::json!({
         "name": name, "publisher": publisher, "version": "0.1.0", "runtime": "wasm-component@1",
     });
@@ -164,56 +310,46 @@ fn scaffold(name: &str, lang: Lang, dir: &Path, publisher: &str) -> anyhow::Resu
     if let Some(violation) = probe.violations(None).first() {
         bail!("'{name}' cannot be an extension id: {violation}");
     }
+    Ok(())
+}
+
+fn scaffold(name: &str, abi: Abi, lang: Lang, dir: &Path, publisher: &str) -> anyhow::Result<()> {
+    check_extension_id(name, publisher)?;
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
         bail!("{} exists and is not empty", dir.display());
     }
     let sdk_rust = repo_path("ALGA_SDK_DIR", "sdk")?.join("rust");
-    let (capabilities, toolchain, files): (&[&str], &str, &[Template]) = match lang {
-        Lang::Rust => {
-            if !sdk_rust.join("Cargo.toml").exists() {
-                bail!(
-                    "the Rust SDK is not at {}: set ALGA_SDK_DIR to the sdk/ folder of an alga-edge checkout",
-                    sdk_rust.display()
-                );
-            }
-            (
-                &["cap:storage.kv", "cap:config.get", "cap:log.emit"],
-                "Debian's wasm32 Rust toolchain",
-                &RUST,
-            )
-        }
-        Lang::Python => (
-            &["cap:storage.kv", "cap:config.get"],
-            "componentize-py",
-            &PYTHON,
-        ),
-        Lang::Js => (
-            &["cap:storage.kv", "cap:config.get"],
-            "componentize-js",
-            &JS,
-        ),
-    };
+    let plan = plan(abi, lang, &sdk_rust)?;
     let crate_name = name.replace(['.', '-'], "_");
+    let label = name.rsplit('.').next().unwrap_or(name).replace('"', "'");
     let sdk_rust = std::fs::canonicalize(&sdk_rust).unwrap_or(sdk_rust);
     let fill = |text: &str| {
         text.replace("{{name}}", name)
             .replace("{{crate}}", &crate_name)
             .replace("{{publisher}}", &publisher.replace('"', "'"))
             .replace("{{lang}}", &format!("{lang:?}").to_lowercase())
-            .replace("{{toolchain}}", toolchain)
+            .replace("{{toolchain}}", plan.toolchain)
+            .replace("{{runtime}}", plan.runtime)
+            .replace("{{label}}", &label)
             .replace("{{sdk_rust}}", &sdk_rust.display().to_string())
             .replace(
                 "{{capabilities}}",
-                &serde_json::to_string(capabilities).expect("strings serialize"),
+                &serde_json::to_string(plan.capabilities).expect("strings serialize"),
             )
     };
-    for Template(path, text) in COMMON.iter().chain(files) {
+    for Template(path, text) in plan.files {
         let target = dir.join(path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        std::fs::write(&target, fill(text))
+        // The WIT is copied as it is: it is the ABI, not a template.
+        let text = if *path == RUNNER_WIT {
+            text.to_string()
+        } else {
+            fill(text)
+        };
+        std::fs::write(&target, text)
             .with_context(|| format!("cannot write {}", target.display()))?;
     }
     Ok(())
@@ -243,21 +379,79 @@ fn detect(dir: &Path) -> anyhow::Result<Lang> {
     }
 }
 
+/// Whether `dir` is an Alga-ABI extension: its `alga-edge.toml` says `abi = "alga"`.
+fn is_alga(dir: &Path) -> anyhow::Result<bool> {
+    let marker = dir.join(ALGA_MARKER);
+    if !marker.is_file() {
+        return Ok(false);
+    }
+    let text = std::fs::read_to_string(&marker)
+        .with_context(|| format!("cannot read {}", marker.display()))?;
+    let abi = text.lines().find_map(|line| {
+        let (key, value) = line.split('#').next()?.split_once('=')?;
+        (key.trim() == "abi").then(|| value.trim().trim_matches('"').to_owned())
+    });
+    match abi.as_deref() {
+        Some("alga") => Ok(true),
+        Some("wasi-http") | None => Ok(false),
+        Some(other) => bail!(
+            "{}: unknown abi \"{other}\" (alga or wasi-http)",
+            marker.display()
+        ),
+    }
+}
+
+/// The language of an Alga-ABI extension folder: `Cargo.toml`, or `src/index.ts|js` (the
+/// layout of Alga PSA's samples).
+fn detect_alga(dir: &Path) -> anyhow::Result<Lang> {
+    if dir.join("Cargo.toml").is_file() {
+        Ok(Lang::Rust)
+    } else if js_entry(dir).is_some() {
+        Ok(Lang::Js)
+    } else {
+        bail!(
+            "{} is marked abi = \"alga\" but has no Cargo.toml or src/index.ts (src/index.js); \
+             Python is not supported for Alga's ABI yet",
+            dir.display()
+        )
+    }
+}
+
+fn js_entry(dir: &Path) -> Option<PathBuf> {
+    ["src/index.ts", "src/index.js"]
+        .into_iter()
+        .map(|file| dir.join(file))
+        .find(|path| path.is_file())
+}
+
 fn build(dir: &Path, world: Option<&str>) -> anyhow::Result<PathBuf> {
     // Every path derived from here on is absolute: the toolchains run in other directories.
     let dir = &absolute(dir)?;
     let manifest_bytes = std::fs::read(dir.join("manifest.json"))
         .with_context(|| format!("{} has no manifest.json", dir.display()))?;
     let manifest = Manifest::parse(&manifest_bytes).context("manifest.json")?;
-    let lang = detect(dir)?;
+    let alga = is_alga(dir)?;
+    let lang = if alga {
+        detect_alga(dir)?
+    } else {
+        detect(dir)?
+    };
     std::fs::create_dir_all(dir.join("dist"))?;
     let out = dir.join("dist/main.wasm");
     let started = Instant::now();
     let world = world.unwrap_or(DEFAULT_WORLD);
-    match lang {
-        Lang::Rust => build_rust(dir, &out)?,
-        Lang::Python => build_python(dir, &out, world)?,
-        Lang::Js => build_js(
+    match (alga, lang) {
+        (true, Lang::Rust) => {
+            sync_runner_wit(dir)?;
+            build_rust(dir, &out)?
+        }
+        (true, _) => {
+            sync_runner_wit(dir)?;
+            build_alga_js(dir, &out)?
+        }
+        (false, Lang::Rust) => build_rust(dir, &out)?,
+        (false, Lang::Python) => build_python(dir, &out, world)?,
+        (false, Lang::Js) => build_js(
             dir,
             &out,
             world,
@@ -269,16 +463,110 @@ fn build(dir: &Path, world: Option<&str>) -> anyhow::Result<PathBuf> {
     }
     let wasm =
         std::fs::read(&out).with_context(|| format!("the build left no {}", out.display()))?;
-    check_imports(&wasm, &manifest.capability_set()).with_context(|| {
-        "the component needs more than manifest.json's capabilities".to_string()
-    })?;
+    let checked = if alga {
+        check_alga_imports(&wasm, &manifest)?
+    } else {
+        check_imports(&wasm, &manifest.capability_set()).with_context(|| {
+            "the component needs more than manifest.json's capabilities".to_string()
+        })?;
+        "manifest capabilities cover its imports"
+    };
     eprintln!(
-        "==> built {} ({} KiB) in {:.1} s; manifest capabilities cover its imports",
+        "==> built {} ({} KiB) in {:.1} s; {checked}",
         out.display(),
         wasm.len() / 1024,
         started.elapsed().as_secs_f64()
     );
     Ok(out)
+}
+
+/// An Alga-ABI component's imports: the runner world's interfaces (unversioned
+/// `alga:extension/*`), whose capabilities are checked on each call as on Alga PSA's runner,
+/// and otherwise only what the manifest's capabilities cover.
+fn check_alga_imports(wasm: &[u8], manifest: &Manifest) -> anyhow::Result<&'static str> {
+    let capabilities = manifest.capability_set();
+    for import in component_imports(wasm)? {
+        // The world's own type imports (`execute-request`, `execute-response`) name no package.
+        let runner_interface = import.starts_with("alga:extension/") && !import.contains('@');
+        if runner_interface || !import.contains(':') {
+            continue;
+        }
+        if let Some(capability) = capability_for_import(&import)?
+            && !capabilities.contains(capability)
+        {
+            bail!("the component imports {import}, which needs {capability} in manifest.json");
+        }
+    }
+    Ok("imports: the runner world (capabilities checked per call) and what the manifest covers")
+}
+
+/// Copies this checkout's runner world (`wit/runner/runner.wit`, or `$ALGA_WIT_DIR/runner`)
+/// into `dir/wit/runner.wit`; without a checkout, the folder's own copy is used.
+fn sync_runner_wit(dir: &Path) -> anyhow::Result<()> {
+    let source = repo_path("ALGA_WIT_DIR", "wit")?.join("runner/runner.wit");
+    let target = dir.join(RUNNER_WIT);
+    match std::fs::read(&source) {
+        Ok(wit) => {
+            if std::fs::read(&target).ok().as_ref() != Some(&wit) {
+                std::fs::create_dir_all(dir.join("wit"))?;
+                std::fs::write(&target, wit)
+                    .with_context(|| format!("cannot write {}", target.display()))?;
+            }
+            Ok(())
+        }
+        Err(_) if target.is_file() => Ok(()),
+        Err(e) => bail!(
+            "no runner world: {} ({e}) and {} are missing; set ALGA_WIT_DIR to an alga-edge \
+             checkout's wit/",
+            source.display(),
+            target.display()
+        ),
+    }
+}
+
+/// An Alga-ABI extension in JavaScript or TypeScript, built as Alga PSA's samples are: esbuild
+/// bundles `src/index.ts` (the `alga:extension/*` imports left to the component), then
+/// componentize-js makes the component of world `runner` with WASI features off.
+fn build_alga_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    let esbuild = tool(
+        "ALGA_ESBUILD",
+        "alga-js/node_modules/.bin/esbuild",
+        "esbuild",
+        "mkdir -p ~/.cache/alga-edge/tools/alga-js && cd ~/.cache/alga-edge/tools/alga-js \
+         && npm install esbuild@0.28 @alga-psa/extension-runtime@0.3.0",
+    )?;
+    let componentize = componentize_js()?;
+    let entry = js_entry(dir).context("no src/index.ts or src/index.js")?;
+    let bundle = dir.join("dist/js/index.js");
+    // Packages the bundle imports (@alga-psa/extension-runtime) resolve from the folder's own
+    // node_modules first, then from the toolchain's.
+    let toolchain_modules = esbuild.parent().and_then(Path::parent).map(Path::to_owned);
+    let mut bundler = Command::new(&esbuild);
+    bundler
+        .arg(&entry)
+        .args([
+            "--bundle",
+            "--format=esm",
+            "--platform=neutral",
+            "--target=es2022",
+        ])
+        .args(["--external:alga:extension/*", "--log-level=warning"])
+        .arg(format!("--outfile={}", bundle.display()));
+    if let Some(modules) = toolchain_modules {
+        bundler.env("NODE_PATH", modules);
+    }
+    run_step("bundling the handler (esbuild)", &mut bundler)?;
+    run_step(
+        "building the JavaScript component (componentize-js, world runner)",
+        Command::new(componentize)
+            .arg(&bundle)
+            .arg("-w")
+            .arg(dir.join("wit"))
+            .args(["-n", "runner", "-d"])
+            .args(COMPONENTIZE_JS_DISABLE)
+            .arg("-o")
+            .arg(out),
+    )
 }
 
 /// Runs `command`, streaming its output, failing with `what` and its exit status.
@@ -416,16 +704,21 @@ fn build_python(dir: &Path, out: &Path, world: &str) -> anyhow::Result<()> {
     )
 }
 
-/// `fetch`: the manifest requests outbound HTTP (otherwise componentize-js's own `fetch()`
-/// import is left out, so the component imports only what the manifest covers).
-fn build_js(dir: &Path, out: &Path, world: &str, fetch: bool) -> anyhow::Result<()> {
-    let componentize = tool(
+/// The componentize-js CLI (0.23).
+fn componentize_js() -> anyhow::Result<PathBuf> {
+    tool(
         "ALGA_COMPONENTIZE_JS",
         "componentize-js/node_modules/.bin/componentize-js",
         "componentize-js",
         "mkdir -p ~/.cache/alga-edge/tools/componentize-js && cd ~/.cache/alga-edge/tools/componentize-js \
          && npm install @bytecodealliance/componentize-js@0.23",
-    )?;
+    )
+}
+
+/// `fetch`: the manifest requests outbound HTTP (otherwise componentize-js's own `fetch()`
+/// import is left out, so the component imports only what the manifest covers).
+fn build_js(dir: &Path, out: &Path, world: &str, fetch: bool) -> anyhow::Result<()> {
+    let componentize = componentize_js()?;
     let wit = js_wit(&wit_dir()?)?;
     let mut command = Command::new(componentize);
     command
