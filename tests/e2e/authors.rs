@@ -142,6 +142,91 @@ fn every_language_goes_from_new_to_a_served_request() {
 }
 
 #[test]
+fn alga_abi_projects_go_from_new_to_a_served_request() {
+    let fixture = Fixture::new();
+    let node = fixture.start(&["--tenant-rate", "0"]);
+    let work = tempfile::tempdir().unwrap();
+    let python_dir = work.path().join("com.example.py");
+    let python = run_as_new_user(
+        &binary(),
+        &[
+            "ext",
+            "new",
+            "com.example.py",
+            "--abi",
+            "alga",
+            "--lang",
+            "python",
+            "--dir",
+            path(&python_dir),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(
+        !python.ok && python.stderr.contains("not supported yet"),
+        "{}",
+        python.stderr
+    );
+    assert!(
+        !python_dir.exists(),
+        "a refused ext new leaves nothing behind"
+    );
+    for lang in ["rust", "js"] {
+        let name = format!("com.example.alga{lang}");
+        let dir = work.path().join(&name);
+        let out = run_as_new_user(
+            &binary(),
+            &[
+                "ext",
+                "new",
+                &name,
+                "--abi",
+                "alga",
+                "--lang",
+                lang,
+                "--dir",
+                path(&dir),
+            ],
+            Duration::from_secs(60),
+        );
+        assert!(out.ok, "ext new --abi alga {lang}: {}", out.stderr);
+        let built = run_as_new_user(
+            &binary(),
+            &["ext", "build", path(&dir)],
+            Duration::from_secs(900),
+        );
+        assert!(built.ok, "ext build {lang}:\n{}", built.stderr);
+        let bundle =
+            fixture.pack_and_sign(&dir, dir.parent().unwrap().join(format!("{name}.tar.zst")));
+        admin_ok(&node, &["publish", path(&bundle)]);
+        install(&node, &name, "0.1.0", "acme", &[], &[]);
+        let (status, body) = first_call(
+            &node,
+            "POST",
+            &format!("/api/ext/{name}/?q=1"),
+            &token(&node, "acme"),
+            "hi",
+        );
+        assert_eq!(status, 200, "{lang}: {body}");
+        let body = json(&body);
+        assert_eq!(
+            (&body["method"], &body["url"], &body["body"]),
+            (
+                &serde_json::json!("POST"),
+                &serde_json::json!("/?q=1"),
+                &serde_json::json!("hi")
+            ),
+            "{lang}: {body}"
+        );
+        assert_eq!(
+            body["context_import"]["tenant_id"], "acme",
+            "{lang}: {body}"
+        );
+        println!("{lang}: Alga ABI new → build → publish → install → request OK");
+    }
+}
+
+#[test]
 fn the_python_and_javascript_samples_keep_notes_in_kv_with_a_configured_title() {
     let fixture = Fixture::new();
     let node = fixture.start(&["--tenant-rate", "0"]);
