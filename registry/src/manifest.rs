@@ -262,82 +262,10 @@ impl Manifest {
         }
 
         if let Some(ui) = &self.ui {
-            if ui.kind != "iframe" {
-                violation(
-                    "ui.type".into(),
-                    format!("'{}' is not supported; use 'iframe'", ui.kind),
-                );
-            }
-            if let Err(why) = check_bundle_path(&ui.entry) {
-                violation("ui.entry".into(), why);
-            } else if let Some(files) = files
-                && !files.contains(&ui.entry)
-            {
-                violation(
-                    "ui.entry".into(),
-                    format!("'{}' is not a file of the bundle", ui.entry),
-                );
-            }
-            let hooks = ui.hooks.as_ref();
-            for (name, menu) in [
-                ("appMenu", hooks.and_then(|h| h.app_menu.as_ref())),
-                (
-                    "clientPortalMenu",
-                    hooks.and_then(|h| h.client_portal_menu.as_ref()),
-                ),
-            ] {
-                if menu.is_some_and(|m| m.label.trim().is_empty()) {
-                    violation(
-                        format!("ui.hooks.{name}.label"),
-                        "must be a non-empty string".into(),
-                    );
-                }
-            }
+            ui_violations(ui, files, &mut violation);
         }
-
         if let Some(api) = &self.api {
-            let mut routes = BTreeSet::new();
-            for (i, endpoint) in api.endpoints.iter().enumerate() {
-                let field = |name: &str| format!("api.endpoints[{i}].{name}");
-                let method = endpoint.method.to_ascii_uppercase();
-                if !ENDPOINT_METHODS.contains(&method.as_str()) {
-                    violation(
-                        field("method"),
-                        format!(
-                            "'{}' is not one of {}",
-                            endpoint.method,
-                            ENDPOINT_METHODS.join(", ")
-                        ),
-                    );
-                }
-                if !endpoint.path.starts_with('/') {
-                    violation(
-                        field("path"),
-                        format!("'{}' must start with '/'", endpoint.path),
-                    );
-                } else if endpoint.path.contains(char::is_whitespace)
-                    || endpoint.path.contains("..")
-                {
-                    violation(
-                        field("path"),
-                        format!("'{}' must not contain whitespace or '..'", endpoint.path),
-                    );
-                }
-                if endpoint.handler.trim().is_empty() {
-                    violation(field("handler"), "must not be empty".into());
-                } else if endpoint.handler.contains("..") {
-                    violation(field("handler"), "must not contain '..'".into());
-                }
-                if !routes.insert((method, endpoint.path.clone())) {
-                    violation(
-                        field("path"),
-                        format!(
-                            "{} {} is declared more than once",
-                            endpoint.method, endpoint.path
-                        ),
-                    );
-                }
-            }
+            api_violations(api, &mut violation);
         }
 
         for (i, event) in self.events.iter().enumerate() {
@@ -417,6 +345,85 @@ impl Manifest {
             }
         }
         self.capabilities = self.capability_set().into_iter().collect();
+    }
+}
+
+/// The rules of the `ui` section; with `files`, its entry must be a file of the bundle.
+fn ui_violations(ui: &Ui, files: Option<&BundleFiles>, violation: &mut impl FnMut(String, String)) {
+    if ui.kind != "iframe" {
+        violation(
+            "ui.type".into(),
+            format!("'{}' is not supported; use 'iframe'", ui.kind),
+        );
+    }
+    if let Err(why) = check_bundle_path(&ui.entry) {
+        violation("ui.entry".into(), why);
+    } else if let Some(files) = files
+        && !files.contains(&ui.entry)
+    {
+        violation(
+            "ui.entry".into(),
+            format!("'{}' is not a file of the bundle", ui.entry),
+        );
+    }
+    let hooks = ui.hooks.as_ref();
+    for (name, menu) in [
+        ("appMenu", hooks.and_then(|h| h.app_menu.as_ref())),
+        (
+            "clientPortalMenu",
+            hooks.and_then(|h| h.client_portal_menu.as_ref()),
+        ),
+    ] {
+        if menu.is_some_and(|m| m.label.trim().is_empty()) {
+            violation(
+                format!("ui.hooks.{name}.label"),
+                "must be a non-empty string".into(),
+            );
+        }
+    }
+}
+
+/// The rules of the `api` section: methods, paths, handlers, unique method + path.
+fn api_violations(api: &Api, violation: &mut impl FnMut(String, String)) {
+    let mut routes = BTreeSet::new();
+    for (i, endpoint) in api.endpoints.iter().enumerate() {
+        let field = |name: &str| format!("api.endpoints[{i}].{name}");
+        let method = endpoint.method.to_ascii_uppercase();
+        if !ENDPOINT_METHODS.contains(&method.as_str()) {
+            violation(
+                field("method"),
+                format!(
+                    "'{}' is not one of {}",
+                    endpoint.method,
+                    ENDPOINT_METHODS.join(", ")
+                ),
+            );
+        }
+        if !endpoint.path.starts_with('/') {
+            violation(
+                field("path"),
+                format!("'{}' must start with '/'", endpoint.path),
+            );
+        } else if endpoint.path.contains(char::is_whitespace) || endpoint.path.contains("..") {
+            violation(
+                field("path"),
+                format!("'{}' must not contain whitespace or '..'", endpoint.path),
+            );
+        }
+        if endpoint.handler.trim().is_empty() {
+            violation(field("handler"), "must not be empty".into());
+        } else if endpoint.handler.contains("..") {
+            violation(field("handler"), "must not contain '..'".into());
+        }
+        if !routes.insert((method, endpoint.path.clone())) {
+            violation(
+                field("path"),
+                format!(
+                    "{} {} is declared more than once",
+                    endpoint.method, endpoint.path
+                ),
+            );
+        }
     }
 }
 
