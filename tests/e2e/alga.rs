@@ -9,7 +9,7 @@ use std::time::Duration;
 use alga_edge_e2e::metrics::{scrape, sum};
 use alga_edge_e2e::publishing::{
     Fixture, SERVICE_TOKEN, admin_ok, call, cli, content_hash, execution_rows, install, json, path,
-    token,
+    shared_token, token,
 };
 use alga_edge_e2e::upstream::Upstream;
 use alga_edge_e2e::{Node, client, get_json, request, samples_dir, wait_until};
@@ -605,4 +605,66 @@ fn an_alga_manifest_with_schedulable_endpoints_and_menu_hooks_packs_and_publishe
     let bundle = fixture.pack_and_sign(&sample, fixture.data().join("alga-sample.tar.zst"));
     let out = admin_ok(&node, &["publish", path(&bundle)]);
     assert!(out.contains("sha256:"), "{out}");
+}
+
+#[test]
+fn alga_storage_writes_at_an_edge_go_to_the_primary_and_keep_their_revisions() {
+    let fixture = Fixture::new();
+    let rust = fixture.bundle_with(
+        RUST,
+        "1.0.0",
+        "alga-rust",
+        json!({ "capabilities": ALGA_ALL }),
+    );
+    let primary = fixture.start_node_in(&fixture.dir.path().join("primary"), &[]);
+    admin_ok(&primary, &["publish", path(&rust)]);
+    install(
+        &primary,
+        RUST,
+        "1.0.0",
+        "tenant-a",
+        &["cap:storage.kv"],
+        &[],
+    );
+    // The edge never syncs on its own during the test: what it reads after a write came back
+    // with the write itself.
+    let edge = fixture.start_edge_in(
+        &fixture.dir.path().join("edge"),
+        &primary.base(),
+        3_600_000,
+        &[],
+    );
+    let a = shared_token("tenant-a");
+    wait_until(
+        Duration::from_secs(20),
+        "the edge to serve the install",
+        || call(&edge, "GET", &format!("/api/ext/{RUST}/ok"), &a, "").0 == 200,
+    );
+
+    let put = |node: &Node, value: &str, revision: Value| {
+        storage(
+            node,
+            &a,
+            "PUT",
+            "/prefs/theme",
+            json!({"value": value, "revision": revision}),
+        )
+    };
+    let first = put(&edge, "dark", Value::Null)["revision"].clone();
+    assert!(first.as_u64().is_some(), "{first}");
+    let read = storage(&edge, &a, "GET", "/prefs/theme", Value::Null);
+    assert_eq!(
+        (&read["value"], &read["revision"]),
+        (&json!("dark"), &first),
+        "read-your-write"
+    );
+    let second = put(&edge, "light", first.clone())["revision"].clone();
+    assert!(second.as_u64() > first.as_u64(), "{first} -> {second}");
+    assert_eq!(put(&edge, "stale", first)["error"], "conflict");
+    let on_primary = storage(&primary, &a, "GET", "/prefs/theme", Value::Null);
+    assert_eq!(
+        (&on_primary["value"], &on_primary["revision"]),
+        (&json!("light"), &second),
+        "the primary holds the edge's write with the same revision"
+    );
 }
