@@ -9,6 +9,8 @@ ensure_s3_server
 ensure_browser
 ensure_python_toolchain
 ensure_js_toolchain
+# esbuild for `ext build` of JavaScript extensions of Alga's runner world (the author tests).
+ensure_alga_js_toolchain
 # Screenshots and other artifacts of the browser test.
 export ALGA_ARTIFACTS_DIR="${ALGA_ARTIFACTS_DIR:-$ALGA_ROOT/target/artifacts}"
 bash "$ALGA_ROOT/scripts/build-components.sh"

@@ -261,10 +261,15 @@ pub struct Finished {
 
 /// Variables the test command sets that a new user's shell does not have: build caches and
 /// settings (`CARGO_*`, `ALGA_*`, rustup's), which could hide a bug in a default path.
-/// Toolchain locations stay (`ALGA_COMPONENTIZE_PY`, `ALGA_COMPONENTIZE_JS`): where the test
-/// command installed a toolchain is not a default the command under test derives.
+/// Toolchain locations stay (`ALGA_COMPONENTIZE_PY`, `ALGA_COMPONENTIZE_JS`, `ALGA_ESBUILD`):
+/// where the test command installed a toolchain is not a default the command under test
+/// derives.
 fn is_test_setting(name: &str) -> bool {
-    const TOOLCHAINS: [&str; 2] = ["ALGA_COMPONENTIZE_PY", "ALGA_COMPONENTIZE_JS"];
+    const TOOLCHAINS: [&str; 3] = [
+        "ALGA_COMPONENTIZE_PY",
+        "ALGA_COMPONENTIZE_JS",
+        "ALGA_ESBUILD",
+    ];
     let setting = ["CARGO", "ALGA_", "RUSTUP_", "RUSTC", "RUSTFLAGS", "RUSTDOC"]
         .iter()
         .any(|prefix| name.starts_with(prefix))
