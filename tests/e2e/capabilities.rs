@@ -816,3 +816,32 @@ fn standard_keyvalue_and_config_as_spin_hosts_them_run_unchanged() {
         json!(["c", "r", "visits", "x", "y"])
     );
 }
+
+#[test]
+fn guest_log_text_cannot_forge_lines_of_the_node_log() {
+    let fixture = Fixture::new();
+    let caps = caps_bundle(&fixture, CAPS);
+    let node = fixture.start(&["--tenant-rate", "0"]);
+    admin_ok(&node, &["publish", path(&caps)]);
+    install(&node, CAPS, "1.0.0", "tenant-a", &[], &[]);
+    let a = token(&node, "tenant-a");
+    // A newline, a carriage return and a terminal escape, each followed by a fake host line.
+    let forged = "line one\n1999-01-01T00:00:00Z  INFO alga_edge::admin: bundle published forged-a\r1999-01-01T00:00:00Z  INFO forged-b\u{1b}[2K";
+    assert!(ok(&sample(&node, CAPS, "POST", "/log", &a, forged)));
+    wait_until(
+        Duration::from_secs(10),
+        "the guest's line in the node log",
+        || node.log_text().contains("line one\\n1999-01-01"),
+    );
+    let log = node.log_text();
+    for line in log.lines() {
+        assert!(
+            !line.starts_with("1999-") && !line.contains('\u{1b}') && !line.contains('\r'),
+            "a guest line became a line of its own: {line:?}"
+        );
+    }
+    assert!(
+        log.contains("forged-a\\r1999") && log.contains("forged-b\\u{1b}[2K"),
+        "{log}"
+    );
+}

@@ -88,8 +88,12 @@ impl LoggingState {
             self.metrics.deny("log", "not_granted");
             return;
         }
-        let context = cut(context, 128);
-        let message = cut(message, self.max_message_bytes);
+        // Escaped before anything else sees it: a guest's newline or terminal escape must
+        // never start a line of its own in the node log (which a reader would take for the
+        // host's). The execution log keeps the same escaped text.
+        let context = escape_guest_text(&cut(context, 128)).into_owned();
+        let context = context.as_str();
+        let message = escape_guest_text(&cut(message, self.max_message_bytes)).into_owned();
         let (request_id, tenant, extension) = (&self.request_id, &self.tenant, &self.extension);
         match level {
             Level::Trace => {
@@ -111,6 +115,27 @@ impl LoggingState {
         self.journal
             .log(format!("{} {context}: {message}", level.name()));
     }
+}
+
+/// `text` with every control character (newlines, carriage returns, tabs, ESC and the rest of
+/// C0, DEL, C1) written as a visible escape (`\n`, `\r`, `\t`, `\u{1b}`) and backslashes
+/// doubled, so guest-supplied text is always one line of plain characters in any log format.
+pub fn escape_guest_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() || c == '\\') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            '\t' => escaped.push_str("\\t"),
+            c if c.is_control() => escaped.push_str(&c.escape_unicode().to_string()),
+            c => escaped.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
 }
 
 /// `text` cut to at most `max` bytes on a character boundary, marked when cut.
@@ -145,7 +170,23 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Res
 
 #[cfg(test)]
 mod tests {
-    use super::cut;
+    use super::{cut, escape_guest_text};
+
+    #[test]
+    fn guest_text_cannot_start_a_line_or_drive_a_terminal() {
+        let forged =
+            "ok\n2026-11-30T00:00:00Z  INFO alga_edge::admin: bundle published\r\x1b[2K\\n";
+        let escaped = escape_guest_text(forged);
+        assert!(!escaped.chars().any(char::is_control), "{escaped}");
+        assert_eq!(
+            escaped,
+            "ok\\n2026-11-30T00:00:00Z  INFO alga_edge::admin: bundle published\\r\\u{1b}[2K\\\\n"
+        );
+        assert!(matches!(
+            escape_guest_text("plain text, ünïcode"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 
     #[test]
     fn cuts_long_messages_on_a_character_boundary() {

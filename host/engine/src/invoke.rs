@@ -265,6 +265,7 @@ fn describe(finished: &Finished) -> String {
 fn log_guest_output(request_id: &str, finished: &Finished) {
     for (stream, (text, dropped)) in [("stdout", &finished.stdout), ("stderr", &finished.stderr)] {
         for line in text.lines().filter(|line| !line.trim().is_empty()) {
+            let line = alga_edge_capabilities::logging::escape_guest_text(line);
             tracing::info!(target: "guest", %request_id, stream, "{line}");
         }
         if *dropped > 0 {
