@@ -256,6 +256,9 @@ struct ServeArgs {
     /// HS256 secret verifying tenant tokens (instead of an EdDSA key).
     #[arg(long, env = "ALGA_TENANT_JWT_HS256_SECRET", hide_env_values = true)]
     tenant_jwt_hs256_secret: Option<String>,
+    /// Longest a tenant token may still be valid for when presented; longer-lived ones get 401.
+    #[arg(long, env = "ALGA_TENANT_TOKEN_MAX_TTL_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    tenant_token_max_ttl_secs: u64,
     /// Bundle store: a directory, or an object-store URL (s3://bucket/prefix with AWS_* settings
     /// from the environment, file:///dir) [default: <data-dir>/bundles].
     #[arg(long, env = "ALGA_BUNDLE_STORE")]
@@ -345,6 +348,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         secrets_key: args.secrets_key,
         tenant_jwt_public_key: args.tenant_jwt_public_key,
         tenant_jwt_hs256_secret: args.tenant_jwt_hs256_secret,
+        tenant_token_max_ttl: Duration::from_secs(args.tenant_token_max_ttl_secs),
         max_bundle_bytes: (args.max_bundle_mib << 20) as usize,
         bundle_store: args.bundle_store,
         service_token: args.service_token,

@@ -73,6 +73,8 @@ fn tenant_tokens_are_checked_and_only_the_tenants_own_installs_are_reachable() {
     // Past the 30 s clock skew, signed with another secret, another algorithm, tampered claims,
     // no token at all: 401 with the Bearer challenge, and the component never runs.
     let expired = hs256_token(SHARED_JWT_SECRET, "tenant-a", -120);
+    // Valid for ten years: past the node's 24 h maximum token lifetime.
+    let ten_years = hs256_token(SHARED_JWT_SECRET, "tenant-a", 10 * 365 * 24 * 3600);
     let forged = hs256_token("another-secret-that-is-long-enough-000", "tenant-a", 120);
     let eddsa = {
         let claims = Claims::with_custom_claims(
@@ -96,6 +98,7 @@ fn tenant_tokens_are_checked_and_only_the_tenants_own_installs_are_reachable() {
     };
     let refused = [
         ("expired", Some(bearer(&expired))),
+        ("valid for ten years", Some(bearer(&ten_years))),
         ("forged", Some(bearer(&forged))),
         ("wrong algorithm", Some(bearer(&eddsa))),
         ("tampered", Some(bearer(&tampered))),

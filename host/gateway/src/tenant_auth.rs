@@ -95,10 +95,14 @@ enum VerifyKey {
 /// Verified tokens remembered (by SHA-256) until they expire.
 const TOKEN_CACHE_ENTRIES: usize = 10_000;
 
+/// The longest a tenant token may still be valid for when it is presented, unless configured.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// Verifies tenant tokens, remembering verified ones until their expiry so a platform that
 /// reuses a token pays for the signature check once.
 pub struct TenantAuth {
     key: VerifyKey,
+    max_lifetime: Duration,
     cache: Mutex<LruCache<[u8; 32], (Caller, u64)>>,
     stats: TokenCacheStats,
 }
@@ -131,11 +135,19 @@ impl TenantAuth {
     fn with_key(key: VerifyKey) -> Self {
         Self {
             key,
+            max_lifetime: DEFAULT_MAX_LIFETIME,
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(TOKEN_CACHE_ENTRIES).expect("non-zero"),
             )),
             stats: TokenCacheStats::default(),
         }
+    }
+
+    /// Refuses tokens that are still valid for longer than `max` when presented (a token
+    /// minted for years would be a standing credential); [`DEFAULT_MAX_LIFETIME`] otherwise.
+    pub fn with_max_lifetime(mut self, max: std::time::Duration) -> Self {
+        self.max_lifetime = Duration::from_secs(max.as_secs());
+        self
     }
 
     /// Cache counters.
@@ -193,6 +205,12 @@ impl TenantAuth {
         let Some(expires) = claims.expires_at else {
             return Err(AuthError::MissingClaim("an expiry ('exp')"));
         };
+        if expires.as_secs() > now + self.max_lifetime.as_secs() + CLOCK_SKEW.as_secs() {
+            return Err(AuthError::Invalid(format!(
+                "it is valid for longer than this node's maximum token lifetime of {} s: mint tokens that expire sooner",
+                self.max_lifetime.as_secs()
+            )));
+        }
         if claims.custom.tenant.is_empty() {
             return Err(AuthError::MissingClaim("a 'tenant' claim"));
         }
@@ -366,6 +384,31 @@ mod tests {
         assert_eq!(
             (profile.user_id.as_str(), profile.user_email.as_str()),
             ("u7", "ann@example.com")
+        );
+    }
+
+    #[test]
+    fn refuses_tokens_valid_for_longer_than_the_maximum_lifetime() {
+        let dir = tempfile_dir("lifetime");
+        let issuer = DevTokenIssuer::open(&dir).unwrap();
+        let auth = TenantAuth::dev(&dir).unwrap();
+        let ten_years = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
+        let long = issuer.mint("acme", None, None, vec![], ten_years).unwrap();
+        let error = auth
+            .authenticate(Some(&format!("Bearer {long}")))
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("maximum token lifetime"),
+            "{error}"
+        );
+        let day = issuer.mint("acme", None, None, vec![], 24 * HOUR).unwrap();
+        assert!(auth.authenticate(Some(&format!("Bearer {day}"))).is_ok());
+        let strict = TenantAuth::dev(&dir).unwrap().with_max_lifetime(HOUR / 2);
+        let hour = issuer.mint("acme", None, None, vec![], HOUR).unwrap();
+        assert!(
+            strict
+                .authenticate(Some(&format!("Bearer {hour}")))
+                .is_err()
         );
     }
 

@@ -80,6 +80,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         secrets_key: None,
         tenant_jwt_public_key: None,
         tenant_jwt_hs256_secret: None,
+        // The host page's token lives exactly this long.
+        tenant_token_max_ttl: TOKEN_TTL,
         max_bundle_bytes: 64 << 20,
         bundle_store: None,
         service_token: None,

@@ -71,6 +71,8 @@ pub struct NodeSettings {
     pub tenant_jwt_public_key: Option<String>,
     /// HS256 secret verifying tenant tokens.
     pub tenant_jwt_hs256_secret: Option<String>,
+    /// Longest a tenant token may still be valid for when presented.
+    pub tenant_token_max_ttl: std::time::Duration,
     /// Largest bundle the admin API accepts.
     pub max_bundle_bytes: usize,
     /// Bundle store: a directory or an object-store URL [default: <data-dir>/bundles].
@@ -654,25 +656,24 @@ pub fn key_path(data_dir: &Path, name: &str) -> PathBuf {
 }
 
 fn tenant_auth(settings: &NodeSettings) -> anyhow::Result<TenantAuth> {
-    Ok(
-        match (
-            &settings.tenant_jwt_public_key,
-            &settings.tenant_jwt_hs256_secret,
-        ) {
-            (Some(_), Some(_)) => anyhow::bail!(
-                "set either ALGA_TENANT_JWT_PUBLIC_KEY or ALGA_TENANT_JWT_HS256_SECRET, not both"
-            ),
-            (Some(key), None) => TenantAuth::eddsa(key)?,
-            (None, Some(secret)) => TenantAuth::hs256(secret)?,
-            (None, None) => {
-                tracing::warn!(
-                    "tenant tokens are verified with this node's dev key (mint them with \
+    let auth = match (
+        &settings.tenant_jwt_public_key,
+        &settings.tenant_jwt_hs256_secret,
+    ) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "set either ALGA_TENANT_JWT_PUBLIC_KEY or ALGA_TENANT_JWT_HS256_SECRET, not both"
+        ),
+        (Some(key), None) => TenantAuth::eddsa(key)?,
+        (None, Some(secret)) => TenantAuth::hs256(secret)?,
+        (None, None) => {
+            tracing::warn!(
+                "tenant tokens are verified with this node's dev key (mint them with \
                      'alga-edge token'); set ALGA_TENANT_JWT_PUBLIC_KEY in production"
-                );
-                TenantAuth::dev(&settings.data_dir)?
-            }
-        },
-    )
+            );
+            TenantAuth::dev(&settings.data_dir)?
+        }
+    };
+    Ok(auth.with_max_lifetime(settings.tenant_token_max_ttl))
 }
 
 async fn shutdown_signal() {
