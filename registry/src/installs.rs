@@ -393,12 +393,17 @@ fn checked_grants(grants: &[String], version: &VersionInfo) -> Result<Vec<String
     Ok(granted.into_iter().collect())
 }
 
-fn check_tenant(tenant: &str) -> Result<(), RegistryError> {
-    let ok = (1..=128).contains(&tenant.len())
+/// Whether `tenant` is a tenant id every route accepts: 1-128 characters of
+/// `A-Z a-z 0-9 . _ -` (so it is safe in paths, logs and keys).
+pub fn is_valid_tenant_id(tenant: &str) -> bool {
+    (1..=128).contains(&tenant.len())
         && tenant
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn check_tenant(tenant: &str) -> Result<(), RegistryError> {
+    if is_valid_tenant_id(tenant) {
         Ok(())
     } else {
         Err(RegistryError::BadTenant(tenant.to_owned()))

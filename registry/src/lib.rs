@@ -30,7 +30,7 @@ use std::path::Path;
 
 pub use executions::{ExecutionRecord, LoggedExecution, USAGE_WINDOW_SECS, Usage};
 pub use install_policy::InstallPolicy;
-pub use installs::{Install, InstallRequest, ResolvedInstall};
+pub use installs::{Install, InstallRequest, ResolvedInstall, is_valid_tenant_id};
 pub use publish::{Published, VersionInfo};
 
 /// The registry database.

@@ -246,6 +246,32 @@ fn alga_abi_extensions_answer_through_the_gateway_and_v1_execute() {
         assert_eq!(status, 401, "{answer}");
     }
 
+    // `providers` may only grant what the version requests (or a default grant), and
+    // `tenant_id` is held to the same charset as everywhere else.
+    let ping = json!({"method": "GET", "path": "/ok"});
+    let service_headers = [("x-runner-service-token", SERVICE_TOKEN)];
+    for (providers, status) in [
+        (json!(["storage.kv", "cap:user.read"]), 200),
+        (json!(["cap:config.get"]), 403),
+    ] {
+        let (got, answer) = execute(
+            &node,
+            &service_headers,
+            &envelope(
+                &node,
+                RUST,
+                "tenant-a",
+                ping.clone(),
+                json!({ "providers": providers }),
+            ),
+        );
+        assert_eq!(got, status, "{providers}: {answer}");
+    }
+    let mut hostile = envelope(&node, RUST, "tenant-a", ping, json!({}));
+    hostile["context"]["tenant_id"] = json!("../tenant-b");
+    let (got, answer) = execute(&node, &service_headers, &hostile);
+    assert_eq!(got, 400, "{answer}");
+
     // The envelope's `user` and its plain base64-JSON `secret_envelope` reach the interfaces.
     let user = json!({
         "user_id": "u-42", "user_email": "ann@example.com", "user_name": "Ann",

@@ -14,10 +14,10 @@
 //! sealed ones. Stricter than Alga: the service token is required, and `x-alga-tenant` /
 //! `x-alga-extension`, when sent, must match the envelope (403).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use alga_edge_registry::manifest::canonical_capability;
+use alga_edge_registry::manifest::{DEFAULT_GRANTS, canonical_capability};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -285,8 +285,13 @@ impl Runner {
             .map(SecretEnvelope::open)
             .transpose()?
             .flatten();
-        let resolved = self.resolve(&envelope).await?;
-        let resolved = overridden(resolved, &envelope, self.gateway.default_timeout_ms())?;
+        let (resolved, requested) = self.resolve(&envelope).await?;
+        let resolved = overridden(
+            resolved,
+            &requested,
+            &envelope,
+            self.gateway.default_timeout_ms(),
+        )?;
         let (inner, path) = build_request(&envelope.http)?;
         let caller = CallerContext {
             user: end_user(&envelope)?,
@@ -327,8 +332,12 @@ impl Runner {
         }
     }
 
-    /// The install the envelope's context names, checked to run the bundle it names.
-    async fn resolve(&self, envelope: &Envelope) -> Result<Resolved, GatewayError> {
+    /// The install the envelope's context names, checked to run the bundle it names, and the
+    /// capabilities that version requests.
+    async fn resolve(
+        &self,
+        envelope: &Envelope,
+    ) -> Result<(Resolved, BTreeSet<String>), GatewayError> {
         let context = &envelope.context;
         if !is_valid_extension_id(&context.extension_id) {
             return Err(GatewayError::BadRequest(format!(
@@ -336,10 +345,11 @@ impl Runner {
                 context.extension_id
             )));
         }
-        if context.tenant_id.is_empty() || context.tenant_id.len() > 128 {
-            return Err(GatewayError::BadRequest(
-                "context.tenant_id must be 1-128 characters".into(),
-            ));
+        if !alga_edge_registry::is_valid_tenant_id(&context.tenant_id) {
+            return Err(GatewayError::BadRequest(format!(
+                "invalid context.tenant_id '{}': use 1-128 characters of A-Z a-z 0-9 . _ -",
+                context.tenant_id
+            )));
         }
         self.gateway
             .installed()
@@ -366,9 +376,11 @@ impl Runner {
 }
 
 /// `resolved` with what the envelope may override: a shorter deadline (never past the
-/// node's, `default_timeout_ms`), the providers granted, the config.
+/// node's, `default_timeout_ms`), the providers granted (each one the version `requested`, or
+/// a default grant), the config.
 fn overridden(
     mut resolved: Resolved,
+    requested: &BTreeSet<String>,
     envelope: &Envelope,
     default_timeout_ms: u64,
 ) -> Result<Resolved, GatewayError> {
@@ -382,6 +394,12 @@ fn overridden(
             let canonical = canonical_capability(provider).ok_or_else(|| {
                 GatewayError::BadRequest(format!("unknown provider '{provider}'"))
             })?;
+            if !requested.contains(&canonical) && !DEFAULT_GRANTS.contains(&canonical.as_str()) {
+                return Err(GatewayError::Forbidden(format!(
+                    "provider '{provider}' is not a capability {} {} requests",
+                    resolved.extension_id, resolved.version
+                )));
+            }
             grants.push(canonical);
         }
         resolved.grants = grants;

@@ -2,7 +2,7 @@
 //! signature verified before the first use in this process and its bytes verified against the
 //! content hash whenever they are read.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
@@ -155,13 +155,15 @@ impl InstalledCatalog {
     /// verified, to run for `tenant` (the runner API, where the platform already resolved the
     /// install). The tenant's install in this registry, when there is one, supplies the install
     /// id and policy overrides; a disabled one refuses. `None` when no such version exists.
+    /// Beside it, the canonical capabilities the version's manifest requests (what the caller
+    /// may grant).
     pub async fn resolve_bundle(
         &self,
         tenant: &str,
         extension_id: &str,
         content_hash: &str,
         install_id: Option<&str>,
-    ) -> Result<Option<Resolved>, GatewayError> {
+    ) -> Result<Option<(Resolved, BTreeSet<String>)>, GatewayError> {
         let registry_error =
             |e: alga_edge_registry::RegistryError| GatewayError::Internal(format!("registry: {e}"));
         let Some(version) = self
@@ -207,7 +209,8 @@ impl InstalledCatalog {
                 Default::default(),
             ),
         };
-        Ok(Some(Resolved {
+        let requested = version.manifest.capability_set();
+        let resolved = Resolved {
             tenant: tenant.to_owned(),
             extension_id: version.name,
             install_id,
@@ -224,7 +227,8 @@ impl InstalledCatalog {
             grants,
             config: Arc::new(config),
             sealed_secrets,
-        }))
+        };
+        Ok(Some((resolved, requested)))
     }
 
     /// The component of the bundle `content_hash`, read from the store (which re-checks the
