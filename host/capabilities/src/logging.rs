@@ -91,9 +91,9 @@ impl LoggingState {
         // Escaped before anything else sees it: a guest's newline or terminal escape must
         // never start a line of its own in the node log (which a reader would take for the
         // host's). The execution log keeps the same escaped text.
-        let context = escape_guest_text(&cut(context, 128)).into_owned();
+        let context = escaped(cut(context, 128));
         let context = context.as_str();
-        let message = escape_guest_text(&cut(message, self.max_message_bytes)).into_owned();
+        let message = escaped(cut(message, self.max_message_bytes));
         let (request_id, tenant, extension) = (&self.request_id, &self.tenant, &self.extension);
         match level {
             Level::Trace => {
@@ -136,6 +136,15 @@ pub fn escape_guest_text(text: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     std::borrow::Cow::Owned(escaped)
+}
+
+/// [`escape_guest_text`] of an owned string, reusing it when nothing needs escaping (the usual
+/// case, on every guest log line).
+fn escaped(text: String) -> String {
+    match escape_guest_text(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(escaped) => escaped,
+    }
 }
 
 /// `text` cut to at most `max` bytes on a character boundary, marked when cut.

@@ -67,27 +67,12 @@ impl RequestCapabilities {
     }
 }
 
-impl user::Host for RequestCapabilities {
-    async fn get_user(&mut self) -> Result<UserData, UserError> {
-        let tenant_id = self.runner.context.tenant_id.clone();
-        let user = self.end_user()?;
-        Ok(UserData {
-            tenant_id,
-            client_name: user.client_name.clone(),
-            user_id: user.user_id.clone(),
-            user_email: user.user_email.clone(),
-            user_name: user.user_name.clone(),
-            user_type: user.user_type.clone(),
-        })
-    }
-}
-
-impl user_v2::Host for RequestCapabilities {
-    async fn get_user(&mut self) -> Result<UserDataV2, UserError> {
-        let tenant_id = self.runner.context.tenant_id.clone();
+impl RequestCapabilities {
+    /// The end user as `user-v2` reports it (`user` reports a subset of the same fields).
+    fn user_data(&self) -> Result<UserDataV2, UserError> {
         let user = self.end_user()?;
         Ok(UserDataV2 {
-            tenant_id,
+            tenant_id: self.runner.context.tenant_id.clone(),
             client_name: user.client_name.clone(),
             user_id: user.user_id.clone(),
             user_email: user.user_email.clone(),
@@ -100,5 +85,25 @@ impl user_v2::Host for RequestCapabilities {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         })
+    }
+}
+
+impl user::Host for RequestCapabilities {
+    async fn get_user(&mut self) -> Result<UserData, UserError> {
+        let user = self.user_data()?;
+        Ok(UserData {
+            tenant_id: user.tenant_id,
+            client_name: user.client_name,
+            user_id: user.user_id,
+            user_email: user.user_email,
+            user_name: user.user_name,
+            user_type: user.user_type,
+        })
+    }
+}
+
+impl user_v2::Host for RequestCapabilities {
+    async fn get_user(&mut self) -> Result<UserDataV2, UserError> {
+        self.user_data()
     }
 }
