@@ -26,6 +26,9 @@ bundle="$work/hello.tar.zst"
 "$bin_dir/alga-edge" pack "$ALGA_COMPONENTS_DIR/extensions/hello" --out "$bundle" >/dev/null
 "$bin_dir/alga-edge" sign "$bundle" --key "$work/keys/publisher.pem" >/dev/null
 "$bin_dir/alga-edge" publish "$bundle" --registry "$edge" --token "$admin_token" >/dev/null
+# /ext-ui serves the UI of versions some tenant installed (or an admin marked previewable).
+"$bin_dir/alga-edge" preview com.alga.samples.hello --version 0.1.0 --registry "$edge" \
+  --token "$admin_token" >/dev/null
 hash=$(curl -sf -H "authorization: Bearer $admin_token" "$edge/admin/v1/extensions/com.alga.samples.hello" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["versions"][0]["content_hash"])')
 route="/ext-ui/com.alga.samples.hello/$hash"

@@ -27,18 +27,23 @@ use serde_json::{Value, json};
 
 use alga_edge_capabilities::egress::Allowlist;
 use alga_edge_capabilities::kv_service::{KvOp, KvOutcome, KvService, KvServiceError};
+use alga_edge_gateway::catalog::is_valid_extension_id;
 use alga_edge_http::{
-    ApiError, BearerSecret, BoxError, HostBody, json_response, read_body, read_json,
+    ApiError, BearerSecret, BoxError, CallerIdentified, HostBody, json_response, read_body,
+    read_json,
 };
+use alga_edge_registry::bundle::ContentHash;
 use alga_edge_registry::kv::{self, KvScope};
 use alga_edge_registry::secrets::Secrets;
 use alga_edge_registry::signing::TrustBundle;
 use alga_edge_registry::store::BundleStore;
 use alga_edge_registry::{
     InstallPolicy, InstallRequest, Registry, RegistryError, USAGE_WINDOW_SECS, VersionInfo,
+    is_valid_tenant_id,
 };
 
 use crate::routes::{Params, RouteTable};
+use crate::ui::UiRoute;
 
 /// Path prefix of admin routes.
 pub const ADMIN_PREFIX: &str = "/admin/v1/";
@@ -63,6 +68,13 @@ pub enum AdminRoute {
     Extension,
     /// `extensions/{name}/versions/{version}/deprecate`.
     Deprecate,
+    /// `extensions/{name}/versions/{version}/preview`: POST lets `/ext-ui` serve the
+    /// version's UI before any install, DELETE stops that.
+    Preview,
+    /// `extensions/{name}/keys`: the keys that may publish it; POST delegates to another key.
+    PublisherKeys,
+    /// `extensions/{name}/keys/{fingerprint}`: DELETE revokes a delegation.
+    PublisherKey,
     /// `tenants/{tenant}/installs`.
     Installs,
     /// `tenants/{tenant}/installs/{name}`.
@@ -90,6 +102,12 @@ impl AdminRoute {
                 "extensions/{name}/versions/{version}/deprecate",
                 Self::Deprecate,
             ),
+            (
+                "extensions/{name}/versions/{version}/preview",
+                Self::Preview,
+            ),
+            ("extensions/{name}/keys", Self::PublisherKeys),
+            ("extensions/{name}/keys/{fingerprint}", Self::PublisherKey),
             ("tenants/{tenant}/installs", Self::Installs),
             ("tenants/{tenant}/installs/{name}", Self::Install),
             (
@@ -122,6 +140,7 @@ pub struct Admin {
     trust: Option<Arc<TrustBundle>>,
     token: BearerSecret,
     max_bundle_bytes: u64,
+    ui: Option<Arc<UiRoute>>,
     routes: RouteTable<AdminRoute>,
 }
 
@@ -160,6 +179,14 @@ struct InstallBody {
     policy: InstallPolicy,
 }
 
+/// Body of `POST extensions/{name}/keys`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DelegateBody {
+    /// The owner-signed delegation (`alga-edge keys delegate` makes one).
+    delegation: String,
+}
+
 /// Body of `PATCH tenants/{tenant}/installs/{name}`: a new version, new policy overrides
 /// (replacing the old ones), or both.
 #[derive(Deserialize)]
@@ -190,8 +217,15 @@ impl Admin {
             trust,
             token: BearerSecret::new(token),
             max_bundle_bytes: max_bundle_bytes as u64,
+            ui: None,
             routes: AdminRoute::table(),
         }
+    }
+
+    /// Extracts the UI of every bundle published here through `ui`, off the request path.
+    pub fn with_ui(mut self, ui: Arc<UiRoute>) -> Self {
+        self.ui = Some(ui);
+        self
     }
 
     /// Serves `tenants/{t}/kv/…` through `kv`.
@@ -214,20 +248,26 @@ impl Admin {
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
-        match self.authorized(request).await {
+        if let Err(e) = self.token.require(request.headers(), "admin token") {
+            return e.into_response(request_id);
+        }
+        let mut response = match self.authorized(request).await {
             Ok((status, body)) => json_response(status, &body),
             Err(e) => e.into_response(request_id),
-        }
+        };
+        response.extensions_mut().insert(CallerIdentified);
+        response
     }
 
+    /// Routes a request whose admin token was accepted.
     async fn authorized<B>(&self, request: Request<B>) -> Answer
     where
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
-        self.token.require(request.headers(), "admin token")?;
         let path = request.uri().path().to_owned();
         let (route, params) = self.routes.resolve(ADMIN_PREFIX, &path, "admin")?;
+        check_names(&params)?;
         if let Some(primary) = &self.read_only
             && request.method() != Method::GET
             && !route.edge_forwards_writes()
@@ -247,6 +287,9 @@ impl Admin {
             AdminRoute::Extensions => self.extensions(&method).await,
             AdminRoute::Extension => self.extension(&method, &params).await,
             AdminRoute::Deprecate => self.deprecate(&method, &params).await,
+            AdminRoute::Preview => self.preview(&method, &params).await,
+            AdminRoute::PublisherKeys => self.publisher_keys(request, &params).await,
+            AdminRoute::PublisherKey => self.revoke_key(&method, &params).await,
             AdminRoute::Installs => self.installs(request, &params).await,
             AdminRoute::Install => self.install(request, &params).await,
             AdminRoute::InstallAction => self.install_action(&method, &params).await,
@@ -314,6 +357,119 @@ impl Admin {
             StatusCode::OK,
             info.map(version_json).unwrap_or(Value::Null),
         ))
+    }
+
+    async fn preview(&self, method: &Method, params: &Params) -> Answer {
+        let previewable = match *method {
+            Method::POST => true,
+            Method::DELETE => false,
+            _ => return Err(not_allowed()),
+        };
+        let (name, version) = (params.get("name"), params.get("version"));
+        self.registry
+            .set_previewable(name, version, previewable)
+            .await
+            .map_err(registry_error)?;
+        let info = self
+            .registry
+            .version(name, version)
+            .await
+            .map_err(registry_error)?;
+        if previewable && let (Some(ui), Some(info)) = (&self.ui, &info) {
+            self.prepare_ui(ui.clone(), info.content_hash.clone());
+        }
+        Ok((
+            StatusCode::OK,
+            info.map(version_json).unwrap_or(Value::Null),
+        ))
+    }
+
+    /// Extracts and precompresses a bundle's UI in the background, so the first viewer does
+    /// not pay for it and the publisher does not wait for it.
+    fn prepare_ui(&self, ui: Arc<UiRoute>, hash: ContentHash) {
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match ui.prepare(&hash).await {
+                Ok(()) => tracing::info!(content_hash = %hash,
+                    ms = started.elapsed().as_millis() as u64, "bundle UI extracted"),
+                Err(e) => tracing::warn!(content_hash = %hash, "cannot extract the bundle UI: {e}"),
+            }
+        });
+    }
+
+    async fn publisher_keys<B>(&self, request: Request<B>, params: &Params) -> Answer
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let name = params.get("name");
+        match *request.method() {
+            Method::GET => {}
+            Method::POST => {
+                let (parts, body) = request.into_parts();
+                let body: DelegateBody =
+                    read_json(&parts.headers, body, MAX_JSON_BYTES, "JSON body").await?;
+                let trust = self.trust()?;
+                let added = self
+                    .registry
+                    .delegate_publishing(name, &body.delegation, &trust)
+                    .await
+                    .map_err(registry_error)?;
+                if added {
+                    tracing::info!(extension = %name, "publishing delegated to another key");
+                }
+                let keys = self
+                    .registry
+                    .publisher_keys(name)
+                    .await
+                    .map_err(registry_error)?;
+                let status = if added {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
+                return Ok((status, json!(keys)));
+            }
+            _ => return Err(not_allowed()),
+        }
+        let keys = self
+            .registry
+            .publisher_keys(name)
+            .await
+            .map_err(registry_error)?;
+        Ok((StatusCode::OK, json!(keys)))
+    }
+
+    async fn revoke_key(&self, method: &Method, params: &Params) -> Answer {
+        if method != Method::DELETE {
+            return Err(not_allowed());
+        }
+        let (name, fingerprint) = (
+            params.get("name"),
+            percent_decode(params.get("fingerprint")),
+        );
+        self.registry
+            .revoke_publishing(name, &fingerprint)
+            .await
+            .map_err(registry_error)?;
+        tracing::info!(extension = %name, key = %fingerprint, "publishing delegation revoked");
+        let keys = self
+            .registry
+            .publisher_keys(name)
+            .await
+            .map_err(registry_error)?;
+        Ok((StatusCode::OK, json!(keys)))
+    }
+
+    /// The trust bundle; without one this node verifies no signature at all.
+    fn trust(&self) -> Result<Arc<TrustBundle>, ApiError> {
+        self.trust.clone().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this node has no trust bundle (SIGNING_TRUST_BUNDLE), so it accepts no publish",
+            )
+        })
     }
 
     async fn installs<B>(&self, request: Request<B>, params: &Params) -> Answer
@@ -567,13 +723,7 @@ impl Admin {
                 ))
             })?
             .to_owned();
-        let trust = self.trust.clone().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "this node has no trust bundle (SIGNING_TRUST_BUNDLE), so it accepts no publish",
-            )
-        })?;
+        let trust = self.trust()?;
         let (parts, body) = request.into_parts();
         let bundle = read_body(&parts.headers, body, self.max_bundle_bytes, "bundle").await?;
         if bundle.is_empty() {
@@ -588,6 +738,11 @@ impl Admin {
             .map_err(registry_error)?;
         tracing::info!(name = %published.name, version = %published.version,
             content_hash = %published.content_hash, created = published.created, "bundle published");
+        if published.created
+            && let Some(ui) = &self.ui
+        {
+            self.prepare_ui(ui.clone(), published.content_hash.clone());
+        }
         let status = if published.created {
             StatusCode::CREATED
         } else {
@@ -619,9 +774,15 @@ impl Admin {
             .map_err(registry_error)?
             .ok_or_else(|| registry_error(RegistryError::UnknownExtension(name.to_owned())))?;
         let versions = self.registry.versions(name).await.map_err(registry_error)?;
+        let owner_key = self
+            .registry
+            .owner_key_of(name)
+            .await
+            .map_err(registry_error)?;
         Ok(json!({
             "name": name,
             "publisher": publisher,
+            "owner_key": owner_key,
             "versions": versions.into_iter().map(version_json).collect::<Vec<_>>(),
         }))
     }
@@ -632,6 +793,8 @@ fn version_json(info: VersionInfo) -> Value {
         "version": info.version,
         "content_hash": info.content_hash.to_string(),
         "deprecated": info.deprecated,
+        "signer": info.signer,
+        "previewable": info.previewable,
         "capabilities": info.manifest.capability_set(),
         "manifest": info.manifest,
     })
@@ -640,6 +803,28 @@ fn version_json(info: VersionInfo) -> Value {
 /// The 405 placeholder a handler returns; [`Admin::authorized`] names the method and path.
 fn not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "")
+}
+
+/// The one tenant id and extension id rules every route holds path parameters to (the same
+/// the install call and the gateway apply), before anything is looked up or written.
+fn check_names(params: &Params) -> Result<(), ApiError> {
+    let tenant = params.get("tenant");
+    if !tenant.is_empty() && !is_valid_tenant_id(tenant) {
+        return Err(ApiError::bad_request(format!(
+            "invalid tenant id '{}': use 1-128 characters of A-Z a-z 0-9 . _ - (not . or ..)",
+            crate::request_log::bounded(tenant, 128)
+        )));
+    }
+    for key in ["extension", "name"] {
+        let extension = params.get(key);
+        if !extension.is_empty() && !is_valid_extension_id(extension) {
+            return Err(ApiError::bad_request(format!(
+                "invalid extension id '{}': use 1-128 characters of A-Z a-z 0-9 . _ -",
+                crate::request_log::bounded(extension, 128)
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn kv_scope(params: &Params) -> KvScope {

@@ -23,6 +23,7 @@ use crate::admin::Admin;
 use crate::health::Health;
 use crate::host_page::HostPage;
 use crate::replication::ReplicationApi;
+use crate::request_log::{RequestLine, RequestLog};
 use crate::routes::RouteTable;
 use crate::ui::UiRoute;
 
@@ -72,6 +73,7 @@ pub struct App {
     ui: Option<Arc<UiRoute>>,
     host_page: Option<HostPage>,
     routes: RouteTable<Front>,
+    request_log: RequestLog,
 }
 
 impl App {
@@ -85,7 +87,10 @@ impl App {
         health: Health,
         metrics_token: Option<&str>,
     ) -> Self {
+        let request_log =
+            RequestLog::new(gateway.telemetry().metrics.request_log_suppressed.clone());
         Self {
+            request_log,
             gateway,
             runner,
             admin,
@@ -155,8 +160,14 @@ impl App {
             None => ApiError::no_route(&path).into_response(&request_id),
         };
         if let Some(kind) = front.and_then(Front::log_kind) {
-            tracing::info!(%request_id, %method, %path, status = response.status().as_u16(),
-                ms = started.elapsed().as_millis() as u64, "{kind} request");
+            let line = RequestLine {
+                kind,
+                request_id: &request_id,
+                method: &method,
+                path: &path,
+                ms: started.elapsed().as_millis() as u64,
+            };
+            self.request_log.record(line, &response);
         }
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-request-id", value);

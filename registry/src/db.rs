@@ -81,6 +81,38 @@ CREATE INDEX extension_execution_log_by_time ON extension_execution_log (created
 ALTER TABLE extension_execution_log ADD COLUMN logs TEXT;
 ALTER TABLE extension_execution_log ADD COLUMN egress_bytes INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- An extension name belongs to the key that first published it (not to the manifest's free-text
+-- publisher). Existing names go to the signer of their oldest version.
+ALTER TABLE extension_registry ADD COLUMN owner_fingerprint TEXT;
+UPDATE extension_registry SET owner_fingerprint = (
+    SELECT v.signer_fingerprint FROM extension_version v
+    WHERE v.extension_name = extension_registry.name
+    ORDER BY v.created_at, v.rowid LIMIT 1);
+-- Other keys the owner let publish versions of the name.
+CREATE TABLE extension_publisher_key (
+    extension_name TEXT NOT NULL REFERENCES extension_registry(name),
+    fingerprint    TEXT NOT NULL,
+    delegation     TEXT NOT NULL,      -- the owner-signed compact JWS
+    created_at     INTEGER NOT NULL,
+    PRIMARY KEY (extension_name, fingerprint)
+);
+-- Every change of who may publish a name, kept.
+CREATE TABLE extension_key_audit (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    extension_name TEXT NOT NULL,
+    action         TEXT NOT NULL,      -- claim, delegate, revoke
+    fingerprint    TEXT NOT NULL,
+    created_at     INTEGER NOT NULL
+);
+-- /ext-ui serves a version's UI once some tenant installed it, or when an admin marked it
+-- previewable (to look at before installing).
+ALTER TABLE extension_version ADD COLUMN previewable INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX tenant_extension_install_by_version ON tenant_extension_install (version_id);
+INSERT INTO extension_key_audit (extension_name, action, fingerprint, created_at)
+    SELECT name, 'claim', owner_fingerprint, created_at FROM extension_registry
+    WHERE owner_fingerprint IS NOT NULL;
+"#,
 ];
 
 /// Opens (creating if needed) the registry database at `path` and brings its schema up to date.

@@ -394,9 +394,11 @@ fn checked_grants(grants: &[String], version: &VersionInfo) -> Result<Vec<String
 }
 
 /// Whether `tenant` is a tenant id every route accepts: 1-128 characters of
-/// `A-Z a-z 0-9 . _ -` (so it is safe in paths, logs and keys).
+/// `A-Z a-z 0-9 . _ -`, not `.` or `..` (so it is safe in paths, logs and keys).
 pub fn is_valid_tenant_id(tenant: &str) -> bool {
     (1..=128).contains(&tenant.len())
+        && tenant != "."
+        && tenant != ".."
         && tenant
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))

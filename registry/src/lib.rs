@@ -6,6 +6,7 @@
 //! - [`signing`]: Ed25519 compact-JWS bundle signatures and the trust bundle that verifies them.
 //! - [`store`]: the content-addressed bundle store (local directory or object store).
 //! - [`imports`]: a component's imports checked against its manifest's capabilities.
+//! - [`ownership`]: which keys may publish an extension name (owner and delegates).
 //! - [`secrets`]: install secrets sealed at rest with the node key.
 //! - [`install_policy`]: per-install overrides of the gateway policies.
 //! - execution log and quota usage: [`Registry::record_executions`] and its queries.
@@ -20,6 +21,7 @@ pub mod install_policy;
 pub mod installs;
 pub mod kv;
 pub mod manifest;
+pub mod ownership;
 mod publish;
 pub mod replication;
 pub mod secrets;
@@ -219,6 +221,35 @@ pub enum RegistryError {
         /// The publisher that tried.
         publisher: String,
     },
+    /// The signing key may not publish this name.
+    #[error(
+        "extension '{name}' belongs to key {owner}; key {signer} may not publish it (the owner can delegate: alga-edge keys delegate)"
+    )]
+    KeyNotAllowed {
+        /// Extension name.
+        name: String,
+        /// The key that signed.
+        signer: String,
+        /// The owner key.
+        owner: String,
+    },
+    /// A delegation names something that is not a key fingerprint.
+    #[error("'{0}' is not a key fingerprint (sha256:<64 hex digits>)")]
+    BadFingerprint(String),
+    /// The owner key's rights cannot be revoked.
+    #[error("the owner key of '{name}' cannot be revoked")]
+    OwnerKeyRevoke {
+        /// Extension name.
+        name: String,
+    },
+    /// Revoking a key that was never delegated.
+    #[error("key {fingerprint} holds no delegation for '{name}'")]
+    NotDelegated {
+        /// Extension name.
+        name: String,
+        /// The key.
+        fingerprint: String,
+    },
     /// The version exists with different content.
     #[error(
         "{name}@{version} is already published with bundle {existing}; publish a new version instead"
@@ -348,11 +379,16 @@ impl RegistryError {
             | Self::GrantNotRequested { .. }
             | Self::Policy(_)
             | Self::Kv(_)
-            | Self::BadTenant(_) => 400,
-            Self::Signature(_) | Self::PublisherMismatch { .. } => 403,
-            Self::UnknownExtension(_) | Self::UnknownVersion { .. } | Self::NotInstalled { .. } => {
-                404
-            }
+            | Self::BadTenant(_)
+            | Self::BadFingerprint(_) => 400,
+            Self::Signature(_)
+            | Self::PublisherMismatch { .. }
+            | Self::KeyNotAllowed { .. }
+            | Self::OwnerKeyRevoke { .. } => 403,
+            Self::UnknownExtension(_)
+            | Self::UnknownVersion { .. }
+            | Self::NotInstalled { .. }
+            | Self::NotDelegated { .. } => 404,
             Self::VersionConflict { .. }
             | Self::Deprecated { .. }
             | Self::AlreadyInstalled { .. }

@@ -13,6 +13,7 @@ use crate::bundle::{self, ContentHash, UnpackLimits};
 use crate::db::now;
 use crate::imports::check_imports;
 use crate::manifest::Manifest;
+use crate::ownership;
 use crate::signing::{BundleClaims, SigningError, TrustBundle};
 use crate::store::{BundleStore, Stored};
 use crate::{Registry, RegistryError};
@@ -47,6 +48,10 @@ pub struct VersionInfo {
     pub signature: String,
     /// Whether it was deprecated.
     pub deprecated: bool,
+    /// Fingerprint of the key that signed it.
+    pub signer: String,
+    /// Whether an admin let `/ext-ui` serve its UI before any tenant installed it.
+    pub previewable: bool,
 }
 
 impl Registry {
@@ -82,6 +87,10 @@ impl Registry {
         // Checks that need the database, before the store is touched, under the writer lock so
         // two publishes of one version cannot both pass them.
         let writer = self.writer().await?;
+        // The name belongs to a key; the manifest's publisher string is only a label, which
+        // must still match so a delegate cannot relabel the extension.
+        self.check_signer(&manifest.name, &verified.key_fingerprint)
+            .await?;
         if let Some(owner) = self.publisher_of(&manifest.name).await?
             && owner != manifest.publisher
         {
@@ -113,12 +122,22 @@ impl Registry {
         let insert = async {
             let tx = writer.transaction().await?;
             let at = now();
-            tx.execute(
-                "INSERT INTO extension_registry (name, publisher, created_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (name) DO NOTHING",
-                params![manifest.name.clone(), manifest.publisher.clone(), at],
-            )
-            .await?;
+            let claimed = tx
+                .execute(
+                    "INSERT INTO extension_registry (name, publisher, owner_fingerprint, created_at)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO NOTHING",
+                    params![
+                        manifest.name.clone(),
+                        manifest.publisher.clone(),
+                        verified.key_fingerprint.clone(),
+                        at
+                    ],
+                )
+                .await?;
+            if claimed == 1 {
+                ownership::audit(&tx, &manifest.name, "claim", &verified.key_fingerprint, at)
+                    .await?;
+            }
             tx.execute(
                 "INSERT INTO extension_bundle (content_hash, size_bytes, created_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (content_hash) DO NOTHING",
@@ -224,6 +243,47 @@ impl Registry {
         Ok(())
     }
 
+    /// Lets `/ext-ui` serve the UI of `name@version` before any tenant installed it (or stops
+    /// that, with `previewable = false`).
+    pub async fn set_previewable(
+        &self,
+        name: &str,
+        version: &str,
+        previewable: bool,
+    ) -> Result<(), RegistryError> {
+        let changed = self
+            .writer()
+            .await?
+            .execute(
+                "UPDATE extension_version SET previewable = ?3 WHERE extension_name = ?1 AND version = ?2",
+                params![name, version, i64::from(previewable)],
+            )
+            .await?;
+        if changed == 0 {
+            return Err(RegistryError::UnknownVersion {
+                name: name.to_owned(),
+                version: version.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `/ext-ui` may serve the UI of `name`'s bundle `content_hash`: some tenant
+    /// installed that version, or an admin marked it previewable.
+    pub async fn ui_servable(&self, name: &str, content_hash: &str) -> Result<bool, RegistryError> {
+        let mut rows = self
+            .read
+            .query(
+                "SELECT 1 FROM extension_version v
+                 WHERE v.extension_name = ?1 AND v.content_hash = ?2
+                   AND (v.previewable = 1 OR EXISTS (
+                        SELECT 1 FROM tenant_extension_install i WHERE i.version_id = v.id))",
+                [name, content_hash],
+            )
+            .await?;
+        Ok(rows.next().await?.is_some())
+    }
+
     /// Every published extension name, sorted.
     pub async fn extensions(&self) -> Result<Vec<String>, RegistryError> {
         let mut rows = self
@@ -256,8 +316,7 @@ impl Registry {
 }
 
 /// The `extension_version` columns (table alias `v`) that [`version_from_row`] decodes.
-pub(crate) const VERSION_COLUMNS: &str =
-    "v.id, v.extension_name, v.version, v.content_hash, v.manifest_json, v.signature, v.deprecated";
+pub(crate) const VERSION_COLUMNS: &str = "v.id, v.extension_name, v.version, v.content_hash, v.manifest_json, v.signature, v.deprecated, v.signer_fingerprint, v.previewable";
 
 /// Decodes the [`VERSION_COLUMNS`] that start at column `first` of `row`.
 pub(crate) fn version_from_row(
@@ -275,5 +334,7 @@ pub(crate) fn version_from_row(
         manifest: serde_json::from_str(&manifest).map_err(|e| corrupt(e.to_string()))?,
         signature: row.get(first + 5)?,
         deprecated: row.get::<i64>(first + 6)? != 0,
+        signer: row.get(first + 7)?,
+        previewable: row.get::<i64>(first + 8)? != 0,
     })
 }

@@ -1,6 +1,8 @@
 //! Bundle signatures: a compact JWS (EdDSA / Ed25519, via jwt-simple) whose claims bind the
 //! bundle's `content_hash`, `name`, `version` and `publisher`, and the trust bundle of publisher
 //! public keys (`SIGNING_TRUST_BUNDLE`: PEM text inline, or a path to a PEM file) that verifies it.
+//! An extension name's owner key also signs [`DelegationClaims`], letting another key publish
+//! versions of that name.
 
 use jwt_simple::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -17,6 +19,32 @@ pub struct BundleClaims {
     pub version: String,
     /// Manifest `publisher`.
     pub publisher: String,
+}
+
+/// What an owner key vouches for when it lets another key publish versions of its extension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegationClaims {
+    /// Always [`DelegationClaims::PURPOSE`], so no other signed document can pass for one.
+    pub purpose: String,
+    /// The extension name.
+    pub extension: String,
+    /// Fingerprint (`sha256:<hex>`) of the key that may publish it.
+    pub delegate: String,
+}
+
+impl DelegationClaims {
+    /// The `purpose` claim of every delegation.
+    pub const PURPOSE: &'static str = "alga-edge/delegate-publishing";
+
+    /// The claims letting `delegate` publish `extension`.
+    pub fn new(extension: &str, delegate: &str) -> Self {
+        Self {
+            purpose: Self::PURPOSE.to_owned(),
+            extension: extension.to_owned(),
+            delegate: delegate.to_owned(),
+        }
+    }
 }
 
 /// Why signing or verification failed.
@@ -53,6 +81,12 @@ pub enum SigningError {
         signed: String,
         /// What is being verified.
         expected: String,
+    },
+    /// The key that must have signed is not in the trust bundle (any more).
+    #[error("the key {fingerprint} is not in this node's trust bundle")]
+    KeyNotTrusted {
+        /// The key's fingerprint.
+        fingerprint: String,
     },
     /// Producing the token failed.
     #[error("cannot sign: {0}")]
@@ -105,6 +139,21 @@ impl SigningKey {
     /// trusted for as long as its publisher key is in the trust bundle.
     pub fn sign(&self, claims: &BundleClaims) -> Result<String, SigningError> {
         let mut jwt = Claims::with_custom_claims(claims.clone(), Duration::from_secs(0));
+        jwt.expires_at = None;
+        self.pair
+            .sign(jwt)
+            .map_err(|e| SigningError::Sign(e.to_string()))
+    }
+}
+
+impl SigningKey {
+    /// Signs a delegation letting the key `delegate` (a fingerprint) publish `extension`.
+    /// Delegations do not expire; the registry records them and an admin can revoke them.
+    pub fn sign_delegation(&self, extension: &str, delegate: &str) -> Result<String, SigningError> {
+        let mut jwt = Claims::with_custom_claims(
+            DelegationClaims::new(extension, delegate),
+            Duration::from_secs(0),
+        );
         jwt.expires_at = None;
         self.pair
             .sign(jwt)
@@ -187,6 +236,34 @@ impl TrustBundle {
                 ))
             })
             .ok_or(SigningError::Untrusted)
+    }
+
+    /// The delegation `token` when the trusted key `signer` (a fingerprint) made it; any other
+    /// key's signature, or a token that is not a delegation, is refused.
+    pub fn verify_delegation(
+        &self,
+        token: &str,
+        signer: &str,
+    ) -> Result<DelegationClaims, SigningError> {
+        let (key, _) = self
+            .keys
+            .iter()
+            .find(|(_, print)| print == signer)
+            .ok_or_else(|| SigningError::KeyNotTrusted {
+                fingerprint: signer.to_owned(),
+            })?;
+        let claims = key
+            .verify_token::<DelegationClaims>(token.trim(), None)
+            .map_err(|_| SigningError::Untrusted)?
+            .custom;
+        if claims.purpose != DelegationClaims::PURPOSE {
+            return Err(SigningError::Mismatch {
+                field: "purpose",
+                signed: claims.purpose,
+                expected: DelegationClaims::PURPOSE.to_owned(),
+            });
+        }
+        Ok(claims)
     }
 
     /// Checks that `signature` was made by a trusted key for exactly `expected`.

@@ -9,6 +9,7 @@ mod authors;
 mod capabilities;
 mod foundation;
 mod gateway;
+mod hardening;
 mod lifecycle;
 mod policies;
 mod replication;

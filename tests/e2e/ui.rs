@@ -3,72 +3,19 @@
 //! safety, hash-to-extension binding) and, in Debian's Chromium, the demo host page opening
 //! the hello sample's UI in a sandboxed iframe that talks to its route through the bridge.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use alga_edge_e2e::publishing::{
     ADMIN_TOKEN, Fixture, OTHER, admin_ok, bearer, content_hash, install, path, token,
 };
-use alga_edge_e2e::{Node, repo_root, run_to_exit, samples_dir, tempfile};
+use alga_edge_e2e::{Node, header, raw, repo_root, run_to_exit, samples_dir, tempfile, wait_until};
 
 use crate::BIN;
 
 /// The hello sample's own id (its `manifest.json`), which carries a `ui/`.
 const HELLO: &str = "com.alga.samples.hello";
 const HOST_ORIGIN: &str = "https://psa.example.com";
-
-/// One raw HTTP/1.1 exchange (no client-side decoding, so encodings can be checked):
-/// status, lowercase headers, body bytes.
-fn raw(
-    node: &Node,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let address = node.base().trim_start_matches("http://").to_owned();
-    let mut stream = TcpStream::connect(&address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut request =
-        format!("{method} {target} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let split = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response head: {}", String::from_utf8_lossy(&answer)));
-    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
-    let body = answer[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, body)
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
 
 #[test]
 fn ui_files_are_served_immutable_by_hash_with_revalidation_encodings_and_ranges() {
@@ -85,6 +32,34 @@ fn ui_files_are_served_immutable_by_hash_with_revalidation_encodings_and_ranges(
     let hash = content_hash(&node, HELLO);
     let base = format!("/ext-ui/{HELLO}/{hash}");
     let on_disk = std::fs::read(samples_dir().join("hello/ui/index.html")).unwrap();
+
+    // The primary extracts (and precompresses) a bundle's UI when it is published, so no viewer
+    // pays for it; but it serves a version's UI only once a tenant installed it or an admin
+    // marked it previewable.
+    let index = node
+        .data_dir()
+        .join("ui-cache")
+        .join(hash.trim_start_matches("sha256:"))
+        .join("index.json");
+    wait_until(
+        Duration::from_secs(60),
+        "the UI extracted at publish",
+        || index.exists(),
+    );
+    let page = format!("{base}/index.html");
+    let (status, _, body) = raw(&node, "GET", &page, &[]);
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 404, "published, installed by no one: {text}");
+    assert!(text.contains("previewable"), "{text}");
+    admin_ok(&node, &["preview", HELLO, "--version", "0.1.0"]);
+    assert_eq!(raw(&node, "GET", &page, &[]).0, 200, "previewable");
+    admin_ok(&node, &["preview", HELLO, "--version", "0.1.0", "--off"]);
+    assert_eq!(
+        raw(&node, "GET", &page, &[]).0,
+        404,
+        "no longer previewable"
+    );
+    install(&node, HELLO, "0.1.0", "t1", &[], &[]);
 
     // 200 with type, strong ETag, immutable caching, CSP frame-ancestors, nosniff.
     let (status, headers, body) = raw(&node, "GET", &format!("{base}/index.html"), &[]);
@@ -280,7 +255,6 @@ fn ui_files_are_served_immutable_by_hash_with_revalidation_encodings_and_ranges(
     }
 
     // `immutable` belongs to this route only.
-    install(&node, HELLO, "0.1.0", "t1", &[], &[]);
     let (tenant, admin) = (bearer(&token(&node, "t1")), bearer(ADMIN_TOKEN));
     for (target, auth) in [
         (format!("/api/ext/{HELLO}/greet"), tenant.as_str()),
@@ -292,6 +266,9 @@ fn ui_files_are_served_immutable_by_hash_with_revalidation_encodings_and_ranges(
         let cache = header(&headers, "cache-control").unwrap_or("");
         assert!(!cache.contains("immutable"), "{target}: {cache}");
     }
+    // Uninstalled by its only tenant: no longer served.
+    admin_ok(&node, &["uninstall", HELLO, "--tenant", "t1"]);
+    assert_eq!(raw(&node, "GET", &page, &[]).0, 404, "uninstalled");
 }
 
 #[test]

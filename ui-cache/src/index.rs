@@ -5,10 +5,31 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::compress::{self, Encoding};
+use crate::compress::{self, Effort, Encoding};
 
 /// A compressed variant is kept only when at most this fraction of the original.
 const WORTH_IT: f64 = 0.9;
+
+/// How much of one bundle's UI is precompressed, and how hard: extraction costs bounded CPU
+/// whatever the bundle holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Precompression {
+    /// Bytes compressed at the best ratio (gzip 9, brotli 11: ~2 CPU-s per MiB); the next
+    /// ones at a fast level.
+    pub best_bytes: u64,
+    /// Bytes compressed at all; files past it are served as they are.
+    pub max_bytes: u64,
+}
+
+impl Default for Precompression {
+    /// 4 MiB at the best ratio (≈ 8 CPU-seconds at most), 64 MiB in all (≈ 3 more).
+    fn default() -> Self {
+        Self {
+            best_bytes: 4 << 20,
+            max_bytes: 64 << 20,
+        }
+    }
+}
 
 /// One UI file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,12 +101,21 @@ impl UiIndex {
 }
 
 /// Indexes `files` (path below `ui/`, bytes) and returns the blobs to store, named
-/// `<sha256><suffix>`, identical files stored once. CPU-heavy (brotli at quality 11): run it
-/// off the async workers.
+/// `<sha256><suffix>`, identical files stored once, text precompressed within the default
+/// [`Precompression`] budget. CPU-heavy: run it off the async workers.
 pub fn extract<'a>(
     files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
 ) -> (UiIndex, Vec<(String, Vec<u8>)>) {
+    extract_with(files, Precompression::default())
+}
+
+/// [`extract`] within `budget`.
+pub fn extract_with<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    budget: Precompression,
+) -> (UiIndex, Vec<(String, Vec<u8>)>) {
     let mut index = UiIndex::default();
+    let mut compressed = 0u64;
     let mut blobs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for (path, bytes) in files {
         let sha256 = hex::encode(Sha256::digest(bytes));
@@ -102,13 +132,23 @@ pub fn extract<'a>(
         };
         if !blobs.contains_key(&sha256) {
             blobs.insert(sha256.clone(), bytes.to_vec());
-            if compress::compressible(&file.mime) && bytes.len() >= 64 {
+            let size = bytes.len() as u64;
+            if compress::compressible(&file.mime)
+                && bytes.len() >= 64
+                && compressed + size <= budget.max_bytes
+            {
+                let effort = if compressed + size <= budget.best_bytes {
+                    Effort::Best
+                } else {
+                    Effort::Fast
+                };
+                compressed += size;
                 let keep = |packed: &[u8]| packed.len() as f64 <= bytes.len() as f64 * WORTH_IT;
-                let gz = compress::gzip(bytes);
+                let gz = compress::gzip(bytes, effort);
                 if keep(&gz) {
                     blobs.insert(format!("{sha256}{}", Encoding::Gzip.suffix()), gz);
                 }
-                let br = compress::brotli(bytes);
+                let br = compress::brotli(bytes, effort);
                 if keep(&br) {
                     blobs.insert(format!("{sha256}{}", Encoding::Brotli.suffix()), br);
                 }
@@ -154,5 +194,29 @@ mod tests {
         );
         assert!(index.lookup("img").is_none());
         assert!(index.lookup("img/logo.png").is_some());
+    }
+
+    #[test]
+    fn precompression_stays_within_its_budget() {
+        // Three distinct 1000-byte scripts; 1500 bytes at the best effort, 2500 in all.
+        let scripts: Vec<String> = (0..3)
+            .map(|i| format!("let v{i} = {i};\n").repeat(100)[..1000].to_owned())
+            .collect();
+        let budget = Precompression {
+            best_bytes: 1500,
+            max_bytes: 2500,
+        };
+        let (index, _) = extract_with(
+            scripts
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (["a.js", "b.js", "c.js"][i], s.as_bytes())),
+            budget,
+        );
+        // a.js best, b.js fast (past 1500), c.js not at all (past 2500).
+        assert!(index.files["a.js"].br.is_some());
+        assert!(index.files["b.js"].br.is_some() && index.files["b.js"].gzip.is_some());
+        assert_eq!(index.files["c.js"].br, None);
+        assert_eq!(index.files["c.js"].gzip, None);
     }
 }

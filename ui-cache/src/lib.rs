@@ -14,5 +14,5 @@ mod index;
 mod store;
 
 pub use compress::Encoding;
-pub use index::{UiFile, UiIndex, extract};
+pub use index::{Precompression, UiFile, UiIndex, extract, extract_with};
 pub use store::{UiCache, UiCacheError, UiCacheLimits};

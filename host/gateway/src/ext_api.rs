@@ -27,7 +27,7 @@ use alga_edge_registry::secrets::Secrets;
 use crate::policy::{Admission, Effective, Policies, endpoint_declared};
 use crate::telemetry::{Metrics, RequestTrace, Target, Telemetry};
 use crate::tenant_auth::TenantAuth;
-use alga_edge_http::HostBody;
+use alga_edge_http::{CallerIdentified, HostBody};
 
 /// Path prefix of gateway routes.
 pub const ROUTE_PREFIX: &str = "/api/ext/";
@@ -142,13 +142,19 @@ impl Gateway {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let mut trace = self.telemetry.begin("gateway", request_id);
-        match self.serve(request, request_id, &mut trace).await {
+        let result = self.serve(request, request_id, &mut trace).await;
+        let identified = trace.is_identified();
+        let mut response = match result {
             Ok(response) => trace.succeed(response),
             Err(error) => {
                 trace.fail(&error);
                 error.into_response(request_id)
             }
+        };
+        if identified {
+            response.extensions_mut().insert(CallerIdentified);
         }
+        response
     }
 
     async fn serve<B>(
@@ -165,13 +171,18 @@ impl Gateway {
         let (extension_id, path) = split_route(request.uri().path())?;
         let (extension_id, path) = (extension_id.to_owned(), path.to_owned());
         let (extension, user) = match self.dev.get(&extension_id) {
-            Some(dev) => (dev.clone(), CallerContext::default()),
+            Some(dev) => {
+                // Dev routes serve without a token; their callers are the author's own.
+                trace.identified();
+                (dev.clone(), CallerContext::default())
+            }
             None => {
                 let authorization = alga_edge_http::authorization(request.headers());
                 let caller = self
                     .auth
                     .authenticate(authorization)
                     .map_err(|e| GatewayError::Unauthorized(e.to_string()))?;
+                trace.identified();
                 let resolved = self
                     .installed
                     .resolve(&caller.tenant, &extension_id)

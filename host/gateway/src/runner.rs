@@ -36,7 +36,7 @@ use crate::error::GatewayError;
 use crate::ext_api::{CallerContext, Gateway};
 use alga_edge_capabilities::runner::EndUser;
 use alga_edge_http::BearerSecret;
-use alga_edge_http::{BoxError, HostBody};
+use alga_edge_http::{BoxError, CallerIdentified, HostBody};
 use alga_edge_registry::secrets::Secrets;
 
 /// Path of the runner API.
@@ -210,7 +210,23 @@ impl Runner {
         B::Error: Into<BoxError>,
     {
         let mut trace = self.gateway.telemetry().begin("execute", request_id);
-        let response = match self.execute(request, request_id, &mut trace).await {
+        let result = self.execute(request, request_id, &mut trace).await;
+        let identified = trace.is_identified();
+        let mut response = self.answer(result, trace, request_id).await;
+        if identified {
+            response.extensions_mut().insert(CallerIdentified);
+        }
+        response
+    }
+
+    /// The envelope answer for the extension's `result`, reported through `trace`.
+    async fn answer(
+        &self,
+        result: Result<Response<HostBody>, GatewayError>,
+        trace: crate::telemetry::RequestTrace,
+        request_id: &str,
+    ) -> Response<HostBody> {
+        let response = match result {
             Ok(response) => response,
             Err(error) => {
                 trace.fail(&error);
@@ -276,6 +292,7 @@ impl Runner {
             )));
         }
         self.authenticate(request.headers())?;
+        trace.identified();
         let claimed = Claimed::of(request.headers())?;
         let envelope = read_envelope(request, self.envelope_limit()).await?;
         claimed.check(&envelope.context)?;

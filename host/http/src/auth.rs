@@ -5,6 +5,12 @@ use sha2::Digest;
 
 use crate::error::ApiError;
 
+/// Marks a response (in its extensions) whose caller proved who it is: a tenant token, the
+/// service token or the admin token was accepted. The server always logs such requests; the
+/// log lines of everyone else's failures are rate-limited, since anyone can cause them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallerIdentified;
+
 /// The `authorization` header's value, when there is a readable one.
 pub fn authorization(headers: &http::HeaderMap) -> Option<&str> {
     headers

@@ -11,7 +11,7 @@ pub mod error;
 pub mod read;
 pub mod request_id;
 
-pub use auth::{BearerSecret, authorization, bearer_token};
+pub use auth::{BearerSecret, CallerIdentified, authorization, bearer_token};
 pub use body::{BoxError, HostBody, bytes_response, empty, full, json_response};
 pub use error::ApiError;
 pub use read::{declared_length, read_body, read_json};

@@ -1,7 +1,11 @@
 //! The one bounded request-body reader: a declared `content-length` over the cap is refused
 //! before reading; a body that grows past it while streaming is refused too. Either way the
 //! rest is drained (up to a bound) before the 413 goes out, so a client that sends its whole
-//! body before reading the answer sees the 413 instead of a reset connection.
+//! body before reading the answer sees the 413 instead of a reset connection. A body that
+//! stops arriving for [`BODY_IDLE_TIMEOUT`] is answered 408, so a stalled client holds nothing
+//! for long.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -14,6 +18,9 @@ use crate::error::ApiError;
 /// Bytes of an oversized body still read (and dropped) before answering 413.
 pub const OVERSIZE_DRAIN_BYTES: u64 = 16 << 20;
 
+/// Longest wait for the next piece of a request body (408 past it).
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The request's `content-length`, when it declares a valid one.
 pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
@@ -23,7 +30,7 @@ pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// The whole body, refused with 413 past `limit` bytes; `what` names the body in the
-/// message. A body that fails mid-way is a 400.
+/// message. A body that fails mid-way is a 400; one that stalls for [`BODY_IDLE_TIMEOUT`] a 408.
 pub async fn read_body<B>(
     headers: &HeaderMap,
     body: B,
@@ -43,7 +50,20 @@ where
     let mut body = std::pin::pin!(body);
     let mut collected = bytes::BytesMut::new();
     let mut seen = 0u64;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let Ok(next) = tokio::time::timeout(BODY_IDLE_TIMEOUT, body.frame()).await else {
+            return Err(ApiError::new(
+                http::StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the {what} stopped arriving: nothing for {} s after {seen} bytes",
+                    BODY_IDLE_TIMEOUT.as_secs()
+                ),
+            ));
+        };
+        let Some(frame) = next else {
+            break;
+        };
         let frame = frame.map_err(|e| {
             ApiError::bad_request(format!("could not read the {what}: {}", e.into()))
         })?;
@@ -108,5 +128,37 @@ mod tests {
         declared.insert(http::header::CONTENT_LENGTH, "6".parse().unwrap());
         let early = read_body(&declared, Full::new(Bytes::from_static(b"1")), 5, "body").await;
         assert_eq!(early.unwrap_err().code(), "payload_too_large");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_arriving_is_a_408() {
+        let error = read_body(&HeaderMap::new(), Stalls { sent: false }, 100, "bundle")
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), http::StatusCode::REQUEST_TIMEOUT);
+        assert!(error.to_string().contains("after 2 bytes"), "{error}");
+    }
+
+    /// Sends one chunk, then neither sends again nor ends.
+    struct Stalls {
+        sent: bool,
+    }
+
+    impl Body for Stalls {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+            if self.sent {
+                return std::task::Poll::Pending;
+            }
+            self.sent = true;
+            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(
+                b"12",
+            )))))
+        }
     }
 }

@@ -30,6 +30,7 @@ use alga_edge_gateway::telemetry::{
 use alga_edge_gateway::tenant_auth::TenantAuth;
 use alga_edge_gateway::{Gateway, Runner};
 use alga_edge_registry::Registry;
+use alga_edge_registry::bundle::ContentHash;
 use alga_edge_registry::kv::KvStore;
 use alga_edge_registry::replication::{GenerationLog, PrimaryClient, ReplicaConfig};
 use alga_edge_registry::secrets::SecretSealer;
@@ -203,6 +204,8 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         generations: data.generations.clone(),
         max_staleness: settings.replication.max_staleness,
     };
+    // Bundles an edge fetches from its primary, to extract their UIs in the background.
+    let (fetched, fetched_bundles) = tokio::sync::mpsc::channel(64);
     let (gateway, log_writer) = build_gateway(
         &settings,
         dev,
@@ -212,6 +215,7 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         &sealer,
         &sync_token,
         &health,
+        fetched,
     )
     .await?;
     let max_response_bytes = gateway.max_response_bytes();
@@ -226,6 +230,7 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         gateway,
         runner,
         health,
+        fetched_bundles,
     )?;
 
     let listener = server::bind(settings.listen)
@@ -292,7 +297,9 @@ fn assemble_app(
     gateway: Arc<Gateway>,
     runner: Runner,
     health: Health,
+    mut fetched_bundles: tokio::sync::mpsc::Receiver<ContentHash>,
 ) -> anyhow::Result<App> {
+    let ui = Arc::new(ui_route(settings, &data.registry, &gateway)?);
     let mut admin = Admin::new(
         data.registry.clone(),
         store.clone(),
@@ -300,7 +307,16 @@ fn assemble_app(
         &tokens.admin,
         settings.max_bundle_bytes,
     )
-    .with_kv(data.kv.clone());
+    .with_kv(data.kv.clone())
+    .with_ui(ui.clone());
+    let extractor = ui.clone();
+    tokio::spawn(async move {
+        while let Some(hash) = fetched_bundles.recv().await {
+            if let Err(e) = extractor.prepare(&hash).await {
+                tracing::warn!(content_hash = %hash, "cannot extract the bundle UI: {e}");
+            }
+        }
+    });
     let replication_api = match &settings.role {
         Role::Edge { primary } => {
             admin = admin.read_only(data.log_registry.clone(), primary.clone());
@@ -309,7 +325,6 @@ fn assemble_app(
         }
         Role::Primary => Some(start_primary_replication(data, store, sync_token)?),
     };
-    let ui = ui_route(settings, &data.registry, &gateway)?;
     let mut app = App::new(
         gateway,
         runner,
@@ -318,7 +333,7 @@ fn assemble_app(
         health,
         settings.metrics_token.as_deref(),
     )
-    .with_ui(Arc::new(ui));
+    .with_ui(ui);
     if let Some((tenant, token)) = settings.host_page.clone() {
         app = app.with_host_page(HostPage::new(data.registry.clone(), tenant, token));
     }
@@ -452,6 +467,7 @@ async fn build_gateway(
     sealer: &SecretSealer,
     sync_token: &str,
     health: &Health,
+    fetched: tokio::sync::mpsc::Sender<ContentHash>,
 ) -> anyhow::Result<(Arc<Gateway>, LogWriter)> {
     if !settings.dev_components.is_empty() {
         tracing::warn!(
@@ -488,6 +504,7 @@ async fn build_gateway(
                 .is_none()
                 .then(|| settings.data_dir.join("bundles")),
             cache_bytes: settings.replication.bundle_cache_bytes,
+            fetched: Some(fetched),
         });
     }
     let gateway = Arc::new(Gateway::new(

@@ -1,5 +1,5 @@
 //! Commands that talk to a primary's admin API: publish, install, uninstall, enable, disable,
-//! update, list.
+//! update, list, and `keys` (who may publish an extension name).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use alga_edge::admin::{ADMIN_PREFIX, SIGNATURE_HEADER};
 use alga_edge_registry::InstallPolicy;
+use alga_edge_registry::signing::SigningKey;
 
 /// Where the admin API is and how to authenticate to it.
 #[derive(clap::Args, Clone)]
@@ -220,9 +221,10 @@ fn print_extensions(extensions: &[Value]) {
         let publisher = extension["publisher"].as_str().unwrap_or("?");
         for version in extension["versions"].as_array().into_iter().flatten() {
             println!(
-                "{name}@{} {} publisher={publisher}{}",
+                "{name}@{} {} publisher={publisher} signer={}{}",
                 version["version"].as_str().unwrap_or("?"),
                 version["content_hash"].as_str().unwrap_or("?"),
+                version["signer"].as_str().unwrap_or("?"),
                 if version["deprecated"].as_bool() == Some(true) {
                     " (deprecated)"
                 } else {
@@ -328,6 +330,23 @@ pub enum RemoteCommand {
         #[command(flatten)]
         registry: RegistryArgs,
     },
+    /// Let `/ext-ui` serve a version's UI before any tenant installs it (or stop, with --off).
+    Preview {
+        /// Extension id.
+        extension: String,
+        /// Version.
+        #[arg(long)]
+        version: String,
+        /// Stop serving it until some tenant installs it.
+        #[arg(long)]
+        off: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Which keys may publish an extension name: list them, delegate to another key (signed
+    /// with the owner's private key), or revoke a delegation.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// List published extensions, or a tenant's installs with --tenant.
     List {
         /// List this tenant's installs instead.
@@ -336,6 +355,94 @@ pub enum RemoteCommand {
         #[command(flatten)]
         registry: RegistryArgs,
     },
+}
+
+/// `keys …`: publishing rights on an extension name. The name belongs to the key that first
+/// published it; a version signed by any other key is refused unless the owner delegated.
+#[derive(clap::Subcommand)]
+pub enum KeysCommand {
+    /// Show the owner key, delegated keys and the audit trail of an extension name.
+    List {
+        /// Extension id.
+        extension: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Let another key publish versions of an extension (signed with the owner's key).
+    Delegate {
+        /// Extension id.
+        extension: String,
+        /// Fingerprint of the key to delegate to (`alga-edge keygen` prints it).
+        #[arg(long = "to", value_name = "FINGERPRINT")]
+        delegate: String,
+        /// The owner's private key (PEM), the key that first published the extension.
+        #[arg(long)]
+        key: PathBuf,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Take publishing rights away from a delegated key (its published versions stay).
+    Revoke {
+        /// Extension id.
+        extension: String,
+        /// Fingerprint of the delegated key.
+        fingerprint: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+}
+
+/// Runs one `keys` command.
+fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    let (client, answer) = match command {
+        KeysCommand::List {
+            extension,
+            registry,
+        } => {
+            let client = AdminClient::new(&registry)?;
+            let answer = client.call("GET", &format!("extensions/{extension}/keys"), None)?;
+            (client, answer)
+        }
+        KeysCommand::Delegate {
+            extension,
+            delegate,
+            key,
+            registry,
+        } => {
+            let pem = std::fs::read_to_string(&key)
+                .with_context(|| format!("cannot read the owner key {}", key.display()))?;
+            let owner = SigningKey::from_pem(&pem)?;
+            let delegation = owner.sign_delegation(&extension, delegate.trim())?;
+            let client = AdminClient::new(&registry)?;
+            let path = format!("extensions/{extension}/keys");
+            let answer = client.call("POST", &path, Some(json!({ "delegation": delegation })))?;
+            (client, answer)
+        }
+        KeysCommand::Revoke {
+            extension,
+            fingerprint,
+            registry,
+        } => {
+            let client = AdminClient::new(&registry)?;
+            let path = format!("extensions/{extension}/keys/{fingerprint}");
+            let answer = client.call("DELETE", &path, None)?;
+            (client, answer)
+        }
+    };
+    client.show(&answer, || {
+        println!(
+            "{} owner={}",
+            answer["extension"].as_str().unwrap_or("?"),
+            answer["owner"].as_str().unwrap_or("?")
+        );
+        for delegate in answer["delegates"].as_array().into_iter().flatten() {
+            println!(
+                "  delegate {}",
+                delegate["fingerprint"].as_str().unwrap_or("?")
+            );
+        }
+    });
+    Ok(())
 }
 
 /// Runs one admin API client command, printing a summary (or the JSON answer with --json).
@@ -398,6 +505,27 @@ pub fn run(command: RemoteCommand) -> anyhow::Result<()> {
             client.show(&answer, || println!("deprecated {extension}@{version}"));
             Ok(())
         }
+        RemoteCommand::Preview {
+            extension,
+            version,
+            off,
+            registry,
+        } => {
+            let client = AdminClient::new(&registry)?;
+            let path = format!("extensions/{extension}/versions/{version}/preview");
+            let method = if off { "DELETE" } else { "POST" };
+            let answer = client.call(method, &path, None)?;
+            client.show(&answer, || {
+                let state = if off {
+                    "not previewable"
+                } else {
+                    "previewable"
+                };
+                println!("{extension}@{version} {state}")
+            });
+            Ok(())
+        }
+        RemoteCommand::Keys(command) => keys(command),
         RemoteCommand::List { tenant, registry } => list(tenant.as_deref(), &registry),
     }
 }

@@ -2,7 +2,9 @@
 //! extensions that have a UI and opens one in a sandboxed iframe, implementing the host side
 //! of the iframe bridge with the SDK (`sdk/iframe/alga-host.js`, served at `/sdk/iframe/`).
 //! `/demo/config` hands the page the tenant's token: fine for a loopback demo, never for a
-//! real deployment (the platform owns the credential there).
+//! real deployment (the platform owns the credential there). So it answers only requests whose
+//! `Host` names a loopback address: a web page on another site that rebinds its DNS name to
+//! 127.0.0.1 still sends its own name, and gets a 403.
 
 use std::sync::Arc;
 
@@ -77,6 +79,14 @@ impl HostPage {
             )
             .into_response(request_id);
         }
+        if !loopback_host(request.headers()) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the demo host page answers only to a loopback Host (localhost, 127.0.0.1, [::1])",
+            )
+            .into_response(request_id);
+        }
         let path = request.uri().path();
         if path == "/demo/config" {
             return match self.config().await {
@@ -148,4 +158,56 @@ fn no_store(mut response: Response<HostBody>) -> Response<HostBody> {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// Whether the request's `Host` is a loopback name or address, with any port.
+fn loopback_host(headers: &http::HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Ok(authority) = host.parse::<http::uri::Authority>() else {
+        return false;
+    };
+    let name = authority.host();
+    let name = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_hosts_are_served() {
+        let with = |host: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+            loopback_host(&headers)
+        };
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost:3000",
+            "LOCALHOST",
+            "[::1]:80",
+            "127.9.9.9",
+        ] {
+            assert!(with(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "10.0.0.1",
+            "localhost.evil.example",
+            "[::2]",
+            "",
+        ] {
+            assert!(!with(bad), "{bad}");
+        }
+        assert!(!loopback_host(&http::HeaderMap::new()));
+    }
 }

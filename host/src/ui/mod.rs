@@ -1,8 +1,9 @@
 //! `/ext-ui/{extensionId}/{content_hash}/{path…}`: the files of a bundle's `ui/`, served
 //! forever-cacheable by content hash to the sandboxed iframes tenants load (DESIGN §6).
 //!
-//! A hash is served only when it is a published version of that extension (so one
-//! extension's URL space can never show another's files); the path is checked ([`path`]) and
+//! A hash is served only when it is a version of that extension some tenant installed, or one
+//! an admin marked previewable (so one extension's URL space can never show another's files,
+//! and nobody makes this node extract bundles no one uses); the path is checked ([`path`]) and
 //! looked up in the bundle's index, never on disk; answers carry a strong ETag (the file's
 //! sha256), honour `If-None-Match` (304), single byte ranges (206/416), precompressed br/gzip
 //! variants, and `HEAD`. Only this route says `immutable`.
@@ -36,16 +37,16 @@ pub const UI_PREFIX: &str = "/ext-ui/";
 /// `Cache-Control` of every UI answer: the URL names the content.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
-/// (extension, content hash) pairs known to be published: versions never change, so a
-/// positive answer holds for good.
-const PUBLISHED_CACHE: usize = 4096;
+/// (extension, content hash) pairs known to be servable, each with the registry's change count
+/// when it was checked (an uninstall moves it).
+const SERVABLE_CACHE: usize = 4096;
 
 /// Serves UI files.
 pub struct UiRoute {
     cache: Arc<UiCache>,
     registry: Arc<Registry>,
     gateway: Arc<Gateway>,
-    published: Mutex<LruCache<(String, String), ()>>,
+    servable: Mutex<LruCache<(String, String), u64>>,
     csp: HeaderValue,
 }
 
@@ -76,8 +77,8 @@ impl UiRoute {
             cache,
             registry,
             gateway,
-            published: Mutex::new(LruCache::new(
-                NonZeroUsize::new(PUBLISHED_CACHE).expect("non-zero"),
+            servable: Mutex::new(LruCache::new(
+                NonZeroUsize::new(SERVABLE_CACHE).expect("non-zero"),
             )),
             csp,
         })
@@ -135,7 +136,7 @@ impl UiRoute {
         };
         let path = ui_path(rest)
             .map_err(|e| (StatusCode::BAD_REQUEST, "bad_path", e.message().to_owned()))?;
-        self.check_published(extension, &hash).await?;
+        self.check_servable(extension, &hash).await?;
 
         let mut attempts = 0;
         let (index, name, file, bytes, encoding, answer) = loop {
@@ -170,25 +171,34 @@ impl UiRoute {
         Ok(self.answer(&name, &file, bytes, encoding, answer, head))
     }
 
-    async fn check_published(&self, extension: &str, hash: &ContentHash) -> Result<(), Refusal> {
+    async fn check_servable(&self, extension: &str, hash: &ContentHash) -> Result<(), Refusal> {
         let key = (extension.to_owned(), hash.to_string());
-        if self.lock_published().get(&key).is_some() {
+        let changes = self.registry.change_count();
+        if self.lock_servable().get(&key) == Some(&changes) {
             return Ok(());
         }
-        let version = self
+        let servable = self
             .registry
-            .version_by_hash(extension, hash.as_str())
+            .ui_servable(extension, hash.as_str())
             .await
             .map_err(|e| internal(e.to_string()))?;
-        if version.is_none() {
+        if !servable {
             return Err((
                 StatusCode::NOT_FOUND,
                 "not_found",
-                format!("{hash} is not a published version of '{extension}'"),
+                format!(
+                    "{hash} is not a version of '{extension}' that a tenant installed or an admin marked previewable"
+                ),
             ));
         }
-        self.lock_published().put(key, ());
+        self.lock_servable().put(key, changes);
         Ok(())
+    }
+
+    /// Extracts and precompresses the UI of bundle `hash` now (a no-op when it already is), so
+    /// no viewer waits for it: the primary calls this when a bundle is published.
+    pub async fn prepare(&self, hash: &ContentHash) -> Result<(), String> {
+        self.index(hash).await.map(|_| ()).map_err(|(_, _, e)| e)
     }
 
     async fn index(&self, hash: &ContentHash) -> Result<Arc<UiIndex>, Refusal> {
@@ -318,8 +328,8 @@ impl UiRoute {
         }
     }
 
-    fn lock_published(&self) -> std::sync::MutexGuard<'_, LruCache<(String, String), ()>> {
-        self.published.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_servable(&self) -> std::sync::MutexGuard<'_, LruCache<(String, String), u64>> {
+        self.servable.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -48,6 +48,9 @@ pub struct BundleFetcher {
     pub cache_dir: Option<std::path::PathBuf>,
     /// Its bound, in bytes.
     pub cache_bytes: u64,
+    /// Told the hash of every bundle fetched (the node extracts its UI then, once); a full
+    /// channel drops the news, and the UI is extracted at its first view instead.
+    pub fetched: Option<tokio::sync::mpsc::Sender<ContentHash>>,
 }
 
 impl InstalledCatalog {
@@ -295,6 +298,9 @@ impl InstalledCatalog {
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!(content_hash = %hash, bytes = bytes.len(), "bundle fetched from the primary");
+        if let Some(fetched) = &fetcher.fetched {
+            let _ = fetched.try_send(hash.clone());
+        }
         if let Some(dir) = fetcher.cache_dir.clone() {
             let (cap, keep) = (fetcher.cache_bytes, hash.to_string());
             let _ = tokio::task::spawn_blocking(move || evict(&dir, cap, &keep)).await;

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub log_written: Counter,
     /// Execution-log rows dropped (queue full or write failed).
     pub log_dropped: Counter,
+    /// Node request-log lines of unidentified callers' failures left out by the rate limit.
+    pub request_log_suppressed: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -142,8 +144,15 @@ impl Metrics {
             "Execution-log rows dropped because the queue was full or the write failed",
             log_dropped.clone(),
         );
+        let request_log_suppressed = Counter::default();
+        registry.register(
+            "request_log_suppressed",
+            "Request log lines left out: failures of callers that proved no identity, past the log's rate limit",
+            request_log_suppressed.clone(),
+        );
         Self {
             registry,
+            request_log_suppressed,
             requests,
             duration,
             in_flight,

@@ -52,6 +52,7 @@ pub struct RequestTrace {
     started: Instant,
     at: i64,
     target: Option<Target>,
+    identified: bool,
     journal: Option<Arc<Journal>>,
     telemetry: Arc<Telemetry>,
 }
@@ -81,6 +82,7 @@ impl Telemetry {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64),
             target: None,
+            identified: false,
             journal: None,
             telemetry: self.clone(),
         }
@@ -99,6 +101,16 @@ impl RequestTrace {
         self.journal
             .get_or_insert_with(|| Arc::new(Journal::new(max_lines)))
             .clone()
+    }
+
+    /// Records that the caller proved who it is (see [`alga_edge_http::CallerIdentified`]).
+    pub fn identified(&mut self) {
+        self.identified = true;
+    }
+
+    /// Whether [`RequestTrace::identified`] was called.
+    pub fn is_identified(&self) -> bool {
+        self.identified
     }
 
     /// The extension label of this request's series.
