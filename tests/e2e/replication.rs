@@ -10,7 +10,7 @@ use alga_edge_e2e::publishing::{
     ADMIN_TOKEN, FAULTY, Fixture, HELLO, admin_call, admin_json, admin_ok, call, install, json,
     path, shared_token as token,
 };
-use alga_edge_e2e::{Node, request, wait_until};
+use alga_edge_e2e::{Node, client, request, send, wait_until};
 use serde_json::Value;
 
 /// Edges of these tests report themselves degraded once their replica is 1.5 s old.
@@ -393,7 +393,10 @@ fn concurrent_kv_writes_through_an_edge_are_never_refused_while_generations_roll
         KV_EXT,
         "1.0.0",
         "capabilities",
-        serde_json::json!({"capabilities": ["cap:storage.kv"]}),
+        // The sample imports every capability; only KV is granted.
+        serde_json::json!({"capabilities": [
+            "cap:storage.kv", "cap:config.get", "cap:secrets.get", "cap:log.emit", "cap:http.fetch"
+        ]}),
     );
     let limits = [
         "--tenant-concurrency",
@@ -412,12 +415,30 @@ fn concurrent_kv_writes_through_an_edge_are_never_refused_while_generations_roll
     let primary_dir = root.join("primary");
     let primary = fixture.start_node_in(&primary_dir, &primary_args);
     admin_ok(&primary, &["publish", path(&bundle)]);
-    install(&primary, KV_EXT, "1.0.0", "tenant-a", &["cap:storage.kv"], &[]);
+    install(
+        &primary,
+        KV_EXT,
+        "1.0.0",
+        "tenant-a",
+        &["cap:storage.kv"],
+        &[],
+    );
     let edge = fixture.start_edge_in(&root.join("edge"), &primary.base(), 200, &limits);
     let bearer = token("tenant-a");
-    wait_until(Duration::from_secs(20), "the edge to serve the install", || {
-        call(&edge, "GET", &format!("/api/ext/{KV_EXT}/context"), &bearer, "").0 == 200
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "the edge to serve the install",
+        || {
+            call(
+                &edge,
+                "GET",
+                &format!("/api/ext/{KV_EXT}/context"),
+                &bearer,
+                "",
+            )
+            .0 == 200
+        },
+    );
     let kv_route = |key: &str| format!("/api/ext/{KV_EXT}/kv?bucket=load&key={key}");
 
     let first = kv_generation(&primary_dir);
@@ -425,22 +446,31 @@ fn concurrent_kv_writes_through_an_edge_are_never_refused_while_generations_roll
     let logs: Vec<WriterLog> = std::thread::scope(|scope| {
         let writers: Vec<_> = (0..WRITERS)
             .map(|w| {
-                let (edge, bearer, done, kv_route) = (&edge, &bearer, &done, &kv_route);
+                // Nodes stay on this thread; writers reach the edge by URL.
+                let (done, kv_route) = (&done, &kv_route);
+                let (base, authorization) = (edge.base(), format!("Bearer {bearer}"));
                 scope.spawn(move || {
+                    let agent = client();
+                    let headers = [("authorization", authorization.as_str())];
+                    let call = |method: &str, key: &str, body: Option<&str>| {
+                        let url = format!("{base}{}", kv_route(key));
+                        let body = body.map(|b| b.as_bytes().to_vec());
+                        let (code, _, text) = send(&agent, method, &url, &headers, body);
+                        (code, text)
+                    };
                     let mut log = WriterLog::default();
                     for i in 0..MAX_PER_WRITER {
-                        if i >= MIN_PER_WRITER && done.load(std::sync::atomic::Ordering::Relaxed)
-                        {
+                        if i >= MIN_PER_WRITER && done.load(std::sync::atomic::Ordering::Relaxed) {
                             break;
                         }
                         let (key, value) = (format!("w{w}-k{i}"), format!("value {w}/{i}"));
-                        let (code, text) = call(edge, "PUT", &kv_route(&key), bearer, &value);
+                        let (code, text) = call("PUT", &key, Some(&value));
                         if code != 200 || json(&text)["ok"] != true {
                             log.refused.push(format!("{key}: {code} {text}"));
                             continue;
                         }
                         // Read-your-writes: the edge answered after its replica had the write.
-                        let (code, text) = call(edge, "GET", &kv_route(&key), bearer, "");
+                        let (code, text) = call("GET", &key, None);
                         if code != 200 || json(&text)["value"] != value.as_str() {
                             log.stale_reads.push(format!("{key}: {code} {text}"));
                         }
@@ -462,8 +492,7 @@ fn concurrent_kv_writes_through_an_edge_are_never_refused_while_generations_roll
         writers.into_iter().map(|w| w.join().unwrap()).collect()
     });
     let last = kv_generation(&primary_dir);
-    let acknowledged: Vec<&(String, String)> =
-        logs.iter().flat_map(|l| &l.acknowledged).collect();
+    let acknowledged: Vec<&(String, String)> = logs.iter().flat_map(|l| &l.acknowledged).collect();
     let refused: Vec<&String> = logs.iter().flat_map(|l| &l.refused).collect();
     let stale: Vec<&String> = logs.iter().flat_map(|l| &l.stale_reads).collect();
     println!(
