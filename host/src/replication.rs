@@ -2,7 +2,8 @@
 //! - on the primary, `/replication/v1/…` serves the libsql sync protocol for the registry and
 //!   the KV database (`{db}/info`, `{db}/export/{generation}`,
 //!   `{db}/sync/{generation}/{start}/{end}` with `db` = `registry` or `kv`), bundles by content
-//!   hash (`bundles/{hash}`) and forwarded KV writes (`POST kv/write`), behind the sync token;
+//!   hash (`bundles/{hash}`) and forwarded KV writes (`POST kv/write`, answered with the KV
+//!   database's position after the write in `x-alga-kv-position`), behind the sync token;
 //!   a background task starts a new generation when a WAL passes its bound;
 //! - on an edge, a background task syncs the replica on an interval. The edge's side of the
 //!   protocol (URLs, forwarding, bundle fetching) is the registry's `PrimaryClient`.
@@ -17,7 +18,7 @@ use alga_edge_http::{
 use alga_edge_registry::Registry;
 use alga_edge_registry::bundle::ContentHash;
 use alga_edge_registry::kv::KvStore;
-use alga_edge_registry::replication::{GenerationLog, Pull};
+use alga_edge_registry::replication::{GenerationLog, POSITION_HEADER, Pull};
 use alga_edge_registry::store::BundleStore;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -194,10 +195,20 @@ impl ReplicationApi {
         let op = write.op().map_err(ApiError::bad_request)?;
         match self
             .kv
-            .apply(&write.scope, &write.key, op, write.max_keys)
+            .apply_at(&write.scope, &write.key, op, write.max_keys)
             .await
         {
-            Ok(outcome) => Ok(json_response(StatusCode::OK, &serde_json::json!(outcome))),
+            Ok(applied) => {
+                let mut response =
+                    json_response(StatusCode::OK, &serde_json::json!(applied.outcome));
+                // Where the edge's replica must get to before it answers its writer.
+                if let Some(position) = applied.position
+                    && let Ok(value) = http::HeaderValue::from_str(&position.to_string())
+                {
+                    response.headers_mut().insert(POSITION_HEADER, value);
+                }
+                Ok(response)
+            }
             Err(e) => Err(ApiError::new(
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 "kv_write_refused",

@@ -2,11 +2,18 @@
 //!
 //! Migrations are numbered; `PRAGMA user_version` records the last one applied, and each runs
 //! in its own transaction so a crash never leaves a half-migrated schema.
+//!
+//! Locking: every database has one writer connection per process (behind a mutex), but other
+//! connections take SQLite's write lock too (replication's WAL reader counts frames under it,
+//! checkpoints). Write transactions therefore begin `IMMEDIATE` ([`begin_write`]): a deferred
+//! transaction that reads first and then writes cannot wait for the lock (SQLite answers
+//! `database is locked` at once instead of calling the busy handler), an immediate one waits
+//! up to [`BUSY_TIMEOUT`].
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use libsql::{Builder, Connection, Database};
+use libsql::{Builder, Connection, Database, Transaction, TransactionBehavior};
 
 use crate::RegistryError;
 
@@ -115,6 +122,9 @@ INSERT INTO extension_key_audit (extension_name, action, fingerprint, created_at
 "#,
 ];
 
+/// How long one statement waits for a lock another connection holds (SQLite's busy handler).
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Opens (creating if needed) the registry database at `path` and brings its schema up to date.
 pub(crate) async fn open(path: &Path) -> Result<(Database, Connection), RegistryError> {
     let (db, conn) = open_plain(path).await?;
@@ -147,11 +157,24 @@ pub(crate) async fn open_plain(path: &Path) -> Result<(Database, Connection), Re
 pub(crate) async fn connect(db: &Database) -> Result<Connection, RegistryError> {
     let conn = db.connect()?;
     pragma(&conn, "PRAGMA foreign_keys=ON").await?;
-    pragma(&conn, "PRAGMA busy_timeout=5000").await?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // Only replication checkpoints the WAL (at generation boundaries), never SQLite on its own:
     // frame numbers must stay stable within a generation.
     pragma(&conn, "PRAGMA wal_autocheckpoint=0").await?;
     Ok(conn)
+}
+
+/// Begins a write transaction holding the write lock from its first statement (waiting for it
+/// up to [`BUSY_TIMEOUT`]), so its reads and writes never meet a lock taken in between.
+pub(crate) async fn begin_write(conn: &Connection) -> Result<Transaction, libsql::Error> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .await
+}
+
+/// Whether `error` is SQLite's "database is busy" or "database is locked" (primary result
+/// codes 5 and 6, extended codes included): worth retrying, the data is fine.
+pub(crate) fn is_busy(error: &libsql::Error) -> bool {
+    matches!(error, libsql::Error::SqliteFailure(code, _) if matches!(code & 0xff, 5 | 6))
 }
 
 /// Refuses a replica whose schema is newer than this build knows (its primary was upgraded
@@ -202,7 +225,7 @@ async fn migrate(conn: &Connection) -> Result<(), RegistryError> {
         });
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction().await?;
+        let tx = begin_write(conn).await?;
         tx.execute_batch(sql).await?;
         tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1))
             .await?;
@@ -216,4 +239,49 @@ pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn count(conn: &Connection) -> i64 {
+        let mut rows = conn.query("SELECT count(*) FROM t", ()).await.unwrap();
+        rows.next().await.unwrap().unwrap().get(0).unwrap()
+    }
+
+    /// The race behind "database is locked" under load: another connection holds the write lock
+    /// (as replication's frame counter briefly does) while a transaction that has already read
+    /// wants to write. A deferred transaction fails at once; [`begin_write`] waits its turn.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn write_transactions_wait_for_a_lock_another_connection_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, conn) = open_plain(&dir.path().join("t.db")).await.unwrap();
+        conn.execute("CREATE TABLE t (v INTEGER)", ())
+            .await
+            .unwrap();
+        let other = connect(&db).await.unwrap();
+
+        let held = begin_write(&other).await.unwrap();
+        held.execute("INSERT INTO t VALUES (1)", ()).await.unwrap();
+        let deferred = conn.transaction().await.unwrap();
+        assert_eq!(count(&deferred).await, 0);
+        let refused = deferred
+            .execute("INSERT INTO t VALUES (2)", ())
+            .await
+            .unwrap_err();
+        assert!(is_busy(&refused), "{refused}");
+        drop(deferred);
+
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            held.commit().await.unwrap();
+        });
+        let tx = begin_write(&conn).await.unwrap();
+        assert_eq!(count(&tx).await, 1, "began after the other commit");
+        tx.execute("INSERT INTO t VALUES (2)", ()).await.unwrap();
+        tx.commit().await.unwrap();
+        release.await.unwrap();
+        assert_eq!(count(&conn).await, 2);
+    }
 }

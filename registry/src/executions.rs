@@ -89,7 +89,7 @@ impl Registry {
             entry.2 += i64::try_from(r.egress_bytes).unwrap_or(i64::MAX);
         }
         let writer = self.log_writer().await?;
-        let tx = writer.transaction().await?;
+        let tx = crate::db::begin_write(&writer).await?;
         // Multi-row inserts: one statement to parse per chunk instead of per row.
         for chunk in records.chunks(ROWS_PER_INSERT) {
             let placeholders = (0..chunk.len())

@@ -1,12 +1,23 @@
 //! Extension key-value data (DESIGN §4): its own libsql database, replicated like the registry.
 //! Keys are scoped by tenant × extension × bucket. The primary writes; an edge reads its
-//! replica and has writes applied by the primary (the host forwards them), then syncs.
+//! replica and has writes applied by the primary (the host forwards them), then catches up.
+//!
+//! Writes on the primary are group-committed: each write is queued to one committer task,
+//! which takes every write waiting and commits them in one transaction (each in its own
+//! savepoint, so one write's refusal never touches the others) and answers each with its own
+//! outcome. Under concurrency, many writes share one commit (one WAL sync on the primary, one
+//! commit frame for edges to apply) instead of queueing for the writer one by one.
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use libsql::params;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
-use crate::replication::{GenerationLog, Replica, ReplicaConfig};
+use crate::replication::{CatchUp, GenerationLog, Replica, ReplicaConfig, WalPosition};
 use crate::{RegistryError, db};
 
 /// Longest key, in bytes.
@@ -40,6 +51,100 @@ const SEED_COUNTER: &str = "INSERT OR IGNORE INTO kv_revision (id, last)
 
 /// Adds `kv_entry.revision` to a database created before revisions existed.
 const ADD_REVISION: &str = "ALTER TABLE kv_entry ADD COLUMN revision INTEGER NOT NULL DEFAULT 0";
+
+/// Most writes one transaction commits.
+const MAX_BATCH: usize = 256;
+/// Most value bytes one transaction commits (a value may be 1 MiB); a batch stops growing once
+/// it is past this.
+const MAX_BATCH_BYTES: usize = 8 << 20;
+/// How long a write may wait for the database lock (SQLite's busy timeout, then retries)
+/// before it is answered busy; callers with a shorter deadline give up sooner.
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// First pause before trying a batch again after the database was locked (doubling to 100 ms).
+const BUSY_PAUSE: Duration = Duration::from_millis(5);
+
+/// A change to one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvOp {
+    /// Store this value.
+    Set(Vec<u8>),
+    /// Remove the key.
+    Delete,
+    /// Add to the decimal counter at the key.
+    Increment(i128),
+    /// Store `value` only if the key holds `expected` (`None`: only if absent).
+    Swap {
+        /// The value the key must hold.
+        expected: Option<Vec<u8>>,
+        /// The new value.
+        value: Vec<u8>,
+    },
+    /// Store `value` and give the key a new revision (Alga's `storage.put`); with
+    /// `if_revision: Some(r)`, only if the key currently has revision `r`.
+    Put {
+        /// The new value.
+        value: Vec<u8>,
+        /// The revision the key must have (`None`: write unconditionally).
+        if_revision: Option<u64>,
+    },
+}
+
+impl KvOp {
+    /// Bytes of the value it stores.
+    fn value_len(&self) -> usize {
+        match self {
+            Self::Set(value) | Self::Swap { value, .. } | Self::Put { value, .. } => value.len(),
+            Self::Delete | Self::Increment(_) => 0,
+        }
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvOutcome {
+    /// The value was stored.
+    Stored,
+    /// The key was removed (`true`) or was not there.
+    Deleted(bool),
+    /// The counter's new value.
+    Counter(i128),
+    /// Whether a compare-and-swap stored its value.
+    Swapped(bool),
+    /// A revisioned put's new revision, or `None` when its `if_revision` did not match (a
+    /// conflict: nothing was written).
+    Revision(Option<u64>),
+}
+
+/// A write the primary committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// What it did.
+    pub outcome: KvOutcome,
+    /// Where the database's replication history stood once it was committed (when the store
+    /// reports positions, see [`KvStore::report_positions`]): a replica at this position has
+    /// the write.
+    pub position: Option<WalPosition>,
+}
+
+/// A write waiting for the committer.
+struct Pending {
+    scope: KvScope,
+    key: String,
+    op: KvOp,
+    max_keys: Option<u64>,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<Applied, RegistryError>>,
+}
+
+/// The primary's write side: the writer connection and the committer's queue.
+struct Primary {
+    /// Held by the committer for each batch and by rollovers.
+    conn: Arc<tokio::sync::Mutex<libsql::Connection>>,
+    queue: mpsc::UnboundedSender<Pending>,
+    /// The database's generations, once the node reports positions.
+    log: Arc<OnceLock<Arc<GenerationLog>>>,
+}
 
 /// Whose keys: one tenant's install of one extension, one bucket.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -79,22 +184,36 @@ pub type KvEntry = (String, Vec<u8>, u64);
 pub struct KvStore {
     db: libsql::Database,
     read: libsql::Connection,
-    write: Option<tokio::sync::Mutex<libsql::Connection>>,
+    write: Option<Primary>,
     replica: Option<Replica>,
 }
 
 impl KvStore {
-    /// Opens (creating) the primary's KV database at `path`.
+    /// Opens (creating) the primary's KV database at `path`, and starts its committer (on the
+    /// current Tokio runtime; it stops when the store is dropped).
     pub async fn open(path: &Path) -> Result<Self, RegistryError> {
         let (db, write) = db::open_plain(path).await?;
         migrate(&write).await?;
         let read = db::connect(&db).await?;
+        let conn = Arc::new(tokio::sync::Mutex::new(write));
+        let log = Arc::new(OnceLock::new());
+        let (queue, pending) = mpsc::unbounded_channel();
+        tokio::spawn(commit_loop(conn.clone(), log.clone(), pending));
         Ok(Self {
             db,
             read,
-            write: Some(tokio::sync::Mutex::new(write)),
+            write: Some(Primary { conn, queue, log }),
             replica: None,
         })
+    }
+
+    /// From now on, answers every write with the position `log` (this database's generations)
+    /// had once it was committed ([`Applied::position`]). Primary only; the first log given
+    /// stays.
+    pub fn report_positions(&self, log: Arc<GenerationLog>) {
+        if let Some(primary) = &self.write {
+            let _ = primary.log.set(log);
+        }
     }
 
     /// Opens an edge's replica of the primary's KV database.
@@ -127,9 +246,18 @@ impl KvStore {
         }
     }
 
+    /// Waits (until `deadline`) for the edge's replica to catch up with `target`; a no-op on
+    /// the primary.
+    pub async fn catch_up(&self, target: CatchUp, deadline: Instant) -> Result<(), RegistryError> {
+        match &self.replica {
+            Some(replica) => Ok(replica.catch_up(&self.db, target, deadline).await?),
+            None => Ok(()),
+        }
+    }
+
     /// Starts a new replication generation (primary), holding the writer.
     pub async fn rollover(&self, log: &GenerationLog) -> Result<(), RegistryError> {
-        let _writer = self.writer().await?;
+        let _writer = self.primary()?.conn.lock().await;
         log.rollover()?;
         Ok(())
     }
@@ -216,8 +344,34 @@ impl KvStore {
         Ok(keys)
     }
 
-    /// Sets `key` (primary only). A key the scope's tenant × extension does not hold yet is
+    /// Applies `op` to `key` (primary only), committed together with whatever other writes
+    /// are waiting at the time. A key the scope's tenant × extension does not hold yet is
     /// refused once it holds `max_keys` (across its buckets).
+    pub async fn apply(
+        &self,
+        scope: &KvScope,
+        key: &str,
+        op: KvOp,
+        max_keys: Option<u64>,
+    ) -> Result<Applied, RegistryError> {
+        check(scope, key, op.value_len())?;
+        let primary = self.primary()?;
+        let (reply, answer) = oneshot::channel();
+        primary
+            .queue
+            .send(Pending {
+                scope: scope.clone(),
+                key: key.to_owned(),
+                op,
+                max_keys,
+                deadline: Instant::now() + WRITE_DEADLINE,
+                reply,
+            })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Sets `key` (primary only); the key limit applies as in [`apply`](Self::apply).
     pub async fn put(
         &self,
         scope: &KvScope,
@@ -225,21 +379,15 @@ impl KvStore {
         value: &[u8],
         max_keys: Option<u64>,
     ) -> Result<(), RegistryError> {
-        check(scope, key, value.len())?;
-        let writer = self.writer().await?;
-        let tx = writer.transaction().await?;
-        if let Some(max) = max_keys {
-            check_room(&tx, scope, key, max).await?;
-        }
-        upsert(&tx, scope, key, value.to_vec()).await?;
-        tx.commit().await?;
+        self.apply(scope, key, KvOp::Set(value.to_vec()), max_keys)
+            .await?;
         Ok(())
     }
 
     /// Sets `key` (primary only) and returns its new revision, or `None` (a conflict, nothing
     /// written) when `if_revision` is `Some(r)` and the key does not currently have revision
     /// `r` (an absent key has no revision). `if_revision: None` writes unconditionally. The key
-    /// limit applies as in [`put`](Self::put).
+    /// limit applies as in [`apply`](Self::apply).
     pub async fn put_revised(
         &self,
         scope: &KvScope,
@@ -248,22 +396,14 @@ impl KvStore {
         if_revision: Option<u64>,
         max_keys: Option<u64>,
     ) -> Result<Option<u64>, RegistryError> {
-        check(scope, key, value.len())?;
-        let writer = self.writer().await?;
-        let tx = writer.transaction().await?;
-        let current = read_entry_in(&tx, scope, key).await?.map(|(_, r)| r);
-        if let Some(wanted) = if_revision
-            && current != Some(wanted)
-        {
-            tx.rollback().await?;
-            return Ok(None);
+        let op = KvOp::Put {
+            value: value.to_vec(),
+            if_revision,
+        };
+        match self.apply(scope, key, op, max_keys).await?.outcome {
+            KvOutcome::Revision(revision) => Ok(revision),
+            other => Err(unexpected(other)),
         }
-        if let (None, Some(max)) = (current, max_keys) {
-            check_room(&tx, scope, key, max).await?;
-        }
-        let revision = upsert(&tx, scope, key, value.to_vec()).await?;
-        tx.commit().await?;
-        Ok(Some(revision))
     }
 
     /// Adds `delta` to the decimal counter at `key` (absent counts as 0) and returns the new
@@ -277,36 +417,14 @@ impl KvStore {
         delta: i128,
         max_keys: Option<u64>,
     ) -> Result<i128, RegistryError> {
-        check(scope, key, 0)?;
-        let range = i128::from(i64::MIN)..=i128::from(u64::MAX);
-        let writer = self.writer().await?;
-        let tx = writer.transaction().await?;
-        let current = match read_in(&tx, scope, key).await? {
-            Some(bytes) => std::str::from_utf8(&bytes)
-                .ok()
-                .and_then(|text| text.parse::<i128>().ok())
-                .filter(|value| range.contains(value))
-                .ok_or_else(|| KvError::NotACounter("the value is not a decimal integer".into()))?,
-            None => {
-                if let Some(max) = max_keys {
-                    check_room(&tx, scope, key, max).await?;
-                }
-                0
-            }
-        };
-        let next = current
-            .checked_add(delta)
-            .filter(|next| range.contains(next))
-            .ok_or_else(|| {
-                KvError::NotACounter(format!(
-                    "the result would leave {}..={}",
-                    i64::MIN,
-                    u64::MAX
-                ))
-            })?;
-        upsert(&tx, scope, key, next.to_string().into_bytes()).await?;
-        tx.commit().await?;
-        Ok(next)
+        match self
+            .apply(scope, key, KvOp::Increment(delta), max_keys)
+            .await?
+            .outcome
+        {
+            KvOutcome::Counter(value) => Ok(value),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Sets `key` to `value` only if its current value is `expected` (`None`: the key is
@@ -319,50 +437,230 @@ impl KvStore {
         value: &[u8],
         max_keys: Option<u64>,
     ) -> Result<bool, RegistryError> {
-        check(scope, key, value.len())?;
-        let writer = self.writer().await?;
-        let tx = writer.transaction().await?;
-        let current = read_in(&tx, scope, key).await?;
-        if current.as_deref() != expected {
-            tx.rollback().await?;
-            return Ok(false);
+        let op = KvOp::Swap {
+            expected: expected.map(<[u8]>::to_vec),
+            value: value.to_vec(),
+        };
+        match self.apply(scope, key, op, max_keys).await?.outcome {
+            KvOutcome::Swapped(swapped) => Ok(swapped),
+            other => Err(unexpected(other)),
         }
-        if let (None, Some(max)) = (&current, max_keys) {
-            check_room(&tx, scope, key, max).await?;
-        }
-        upsert(&tx, scope, key, value.to_vec()).await?;
-        tx.commit().await?;
-        Ok(true)
     }
 
     /// Removes `key` (primary only); whether it existed.
     pub async fn delete(&self, scope: &KvScope, key: &str) -> Result<bool, RegistryError> {
-        check(scope, key, 0)?;
-        let removed = self
-            .writer()
-            .await?
-            .execute(
-                "DELETE FROM kv_entry
-                 WHERE tenant_id = ?1 AND extension_name = ?2 AND bucket = ?3 AND key = ?4",
-                key_params(scope, key),
-            )
-            .await?;
-        Ok(removed > 0)
+        match self.apply(scope, key, KvOp::Delete, None).await?.outcome {
+            KvOutcome::Deleted(existed) => Ok(existed),
+            other => Err(unexpected(other)),
+        }
     }
 
-    async fn writer(
-        &self,
-    ) -> Result<tokio::sync::MutexGuard<'_, libsql::Connection>, RegistryError> {
-        match &self.write {
-            Some(write) => Ok(write.lock().await),
-            None => Err(RegistryError::ReadOnlyReplica {
+    fn primary(&self) -> Result<&Primary, RegistryError> {
+        self.write
+            .as_ref()
+            .ok_or_else(|| RegistryError::ReadOnlyReplica {
                 primary: self
                     .replica
                     .as_ref()
                     .map_or_else(|| "the primary".into(), |r| r.primary().to_owned()),
-            }),
-        }
+            })
     }
+}
+
+/// The committer went away (only when the runtime shuts down).
+fn stopped() -> RegistryError {
+    RegistryError::Unavailable("the KV writer has stopped".into())
+}
+
+fn unexpected(outcome: KvOutcome) -> RegistryError {
+    RegistryError::Corrupt(format!("unexpected KV outcome {outcome:?}"))
+}
+
+/// The committer: takes every write waiting (up to a batch's bounds) and commits them together,
+/// until the store is dropped.
+async fn commit_loop(
+    conn: Arc<tokio::sync::Mutex<libsql::Connection>>,
+    log: Arc<OnceLock<Arc<GenerationLog>>>,
+    mut queue: mpsc::UnboundedReceiver<Pending>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut bytes = first.op.value_len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(next) => {
+                    bytes += next.op.value_len();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let conn = conn.lock().await;
+        commit_batch(&conn, log.get(), batch).await;
+    }
+}
+
+/// Commits `batch` in one transaction and answers each write; while the database is locked
+/// (beyond SQLite's busy timeout), tries again until each write's deadline.
+async fn commit_batch(
+    conn: &libsql::Connection,
+    log: Option<&Arc<GenerationLog>>,
+    mut batch: Vec<Pending>,
+) {
+    let mut pause = BUSY_PAUSE;
+    loop {
+        let error = match try_commit(conn, &batch).await {
+            Ok(outcomes) => {
+                // Still holding the writer: no rollover between the commit and this read.
+                let position = log.and_then(|log| match log.position() {
+                    Ok(position) => Some(position),
+                    Err(e) => {
+                        tracing::warn!("KV: cannot read the replication position: {e}");
+                        None
+                    }
+                });
+                for (write, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = write
+                        .reply
+                        .send(outcome.map(|outcome| Applied { outcome, position }));
+                }
+                return;
+            }
+            Err(error) => error,
+        };
+        if !db::is_busy(&error) {
+            let (code, message) = match &error {
+                libsql::Error::SqliteFailure(code, message) => (*code, message.clone()),
+                other => (1, other.to_string()),
+            };
+            tracing::error!("KV: a batch of {} writes failed: {error}", batch.len());
+            for write in batch {
+                let copy = libsql::Error::SqliteFailure(code, message.clone());
+                let _ = write.reply.send(Err(RegistryError::Db(copy)));
+            }
+            return;
+        }
+        let retry_at = Instant::now() + pause;
+        let (late, waiting): (Vec<_>, Vec<_>) =
+            batch.into_iter().partition(|w| w.deadline <= retry_at);
+        for write in late {
+            let _ = write.reply.send(Err(RegistryError::Unavailable(format!(
+                "the KV database stayed locked for {} s: {error}",
+                WRITE_DEADLINE.as_secs()
+            ))));
+        }
+        if waiting.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            "KV: the database is locked ({error}); trying {} writes again",
+            waiting.len()
+        );
+        batch = waiting;
+        tokio::time::sleep_until(retry_at).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// One attempt at `batch`: each write's outcome (or refusal), or the error that failed the
+/// whole transaction (nothing committed).
+async fn try_commit(
+    conn: &libsql::Connection,
+    batch: &[Pending],
+) -> Result<Vec<Result<KvOutcome, RegistryError>>, libsql::Error> {
+    let tx = db::begin_write(conn).await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for write in batch {
+        tx.execute("SAVEPOINT kv_write", ()).await?;
+        match apply_in(&tx, write).await {
+            Ok(outcome) => outcomes.push(Ok(outcome)),
+            Err(RegistryError::Db(e)) if db::is_busy(&e) => return Err(e),
+            Err(e) => {
+                tx.execute("ROLLBACK TO kv_write", ()).await?;
+                outcomes.push(Err(e));
+            }
+        }
+        tx.execute("RELEASE kv_write", ()).await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// One write inside the batch's transaction.
+async fn apply_in(tx: &libsql::Transaction, write: &Pending) -> Result<KvOutcome, RegistryError> {
+    let (scope, key, max_keys) = (&write.scope, write.key.as_str(), write.max_keys);
+    Ok(match &write.op {
+        KvOp::Set(value) => {
+            if let Some(max) = max_keys {
+                check_room(tx, scope, key, max).await?;
+            }
+            upsert(tx, scope, key, value.clone()).await?;
+            KvOutcome::Stored
+        }
+        KvOp::Delete => {
+            let removed = tx
+                .execute(
+                    "DELETE FROM kv_entry
+                     WHERE tenant_id = ?1 AND extension_name = ?2 AND bucket = ?3 AND key = ?4",
+                    key_params(scope, key),
+                )
+                .await?;
+            KvOutcome::Deleted(removed > 0)
+        }
+        KvOp::Increment(delta) => {
+            let range = i128::from(i64::MIN)..=i128::from(u64::MAX);
+            let current = match read_in(tx, scope, key).await? {
+                Some(bytes) => std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|text| text.parse::<i128>().ok())
+                    .filter(|value| range.contains(value))
+                    .ok_or_else(|| {
+                        KvError::NotACounter("the value is not a decimal integer".into())
+                    })?,
+                None => {
+                    if let Some(max) = max_keys {
+                        check_room(tx, scope, key, max).await?;
+                    }
+                    0
+                }
+            };
+            let next = current
+                .checked_add(*delta)
+                .filter(|next| range.contains(next))
+                .ok_or_else(|| {
+                    KvError::NotACounter(format!(
+                        "the result would leave {}..={}",
+                        i64::MIN,
+                        u64::MAX
+                    ))
+                })?;
+            upsert(tx, scope, key, next.to_string().into_bytes()).await?;
+            KvOutcome::Counter(next)
+        }
+        KvOp::Swap { expected, value } => {
+            let current = read_in(tx, scope, key).await?;
+            if current != *expected {
+                return Ok(KvOutcome::Swapped(false));
+            }
+            if let (None, Some(max)) = (&current, max_keys) {
+                check_room(tx, scope, key, max).await?;
+            }
+            upsert(tx, scope, key, value.clone()).await?;
+            KvOutcome::Swapped(true)
+        }
+        KvOp::Put { value, if_revision } => {
+            let current = read_entry_in(tx, scope, key).await?.map(|(_, r)| r);
+            if let Some(wanted) = if_revision
+                && current != Some(*wanted)
+            {
+                return Ok(KvOutcome::Revision(None));
+            }
+            if let (None, Some(max)) = (current, max_keys) {
+                check_room(tx, scope, key, max).await?;
+            }
+            KvOutcome::Revision(Some(upsert(tx, scope, key, value.clone()).await?))
+        }
+    })
 }
 
 /// `?1..?4` of a statement naming one key: tenant, extension, bucket, key.
@@ -453,8 +751,8 @@ async fn check_room(
     Ok(())
 }
 
-/// Writes `key` with a new revision, taken from the database-wide counter inside `tx` (the
-/// writer mutex serialises writes, so no two writes see the same counter value); returns it.
+/// Writes `key` with a new revision, taken from the database-wide counter inside `tx` (one
+/// committer writes, so no two writes see the same counter value); returns it.
 async fn upsert(
     tx: &libsql::Transaction,
     scope: &KvScope,
@@ -526,6 +824,62 @@ mod tests {
 
     async fn store(dir: &tempfile::TempDir) -> KvStore {
         KvStore::open(&dir.path().join("kv.db")).await.unwrap()
+    }
+
+    /// Writes arriving together share commits, yet each gets its own outcome: a refused write
+    /// (key limit, not a counter) or a lost race (compare-and-swap, conditional put) touches
+    /// nothing else in its batch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_are_committed_together_each_with_its_own_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = std::sync::Arc::new(store(&dir).await);
+        let s = scope();
+        kv.put(&s, "text", b"hello", None).await.unwrap();
+        let base = kv
+            .put_revised(&s, "doc", b"v0", None, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..50 {
+            let (kv, s) = (kv.clone(), s.clone());
+            tasks.spawn(async move {
+                let counted = kv.increment(&s, "n", 1, None).await.unwrap();
+                let key = format!("k{i}");
+                // Within the limit: text, doc, n, flag and these 50.
+                kv.put(&s, &key, key.as_bytes(), Some(54)).await.unwrap();
+                let swapped = kv
+                    .compare_and_swap(&s, "flag", None, format!("{i}").as_bytes(), None)
+                    .await
+                    .unwrap();
+                let revised = kv
+                    .put_revised(&s, "doc", format!("v{i}").as_bytes(), Some(base), None)
+                    .await
+                    .unwrap();
+                let refused = kv.increment(&s, "text", 1, None).await.is_err();
+                (counted, swapped, revised, refused)
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(result) = tasks.join_next().await {
+            results.push(result.unwrap());
+        }
+        let mut counts: Vec<i128> = results.iter().map(|r| r.0).collect();
+        counts.sort_unstable();
+        assert_eq!(counts, (1..=50).collect::<Vec<i128>>());
+        assert_eq!(results.iter().filter(|r| r.1).count(), 1, "one swap wins");
+        let revised: Vec<u64> = results.iter().filter_map(|r| r.2).collect();
+        assert_eq!(revised.len(), 1, "one conditional put wins");
+        assert!(results.iter().all(|r| r.3), "text is never a counter");
+        assert_eq!(kv.get(&s, "text").await.unwrap().unwrap(), b"hello");
+        assert_eq!(kv.get(&s, "n").await.unwrap().unwrap(), b"50");
+        assert_eq!(
+            kv.get_entry(&s, "doc").await.unwrap().unwrap().1,
+            revised[0]
+        );
+        // The limit counts what the batches committed: one more new key is refused.
+        assert_eq!(kv.keys(&s, 1000).await.unwrap().len(), 54);
+        assert!(kv.put(&s, "one-too-many", b"x", Some(54)).await.is_err());
     }
 
     #[tokio::test]

@@ -65,6 +65,14 @@ impl std::ops::Deref for Writer<'_> {
     }
 }
 
+impl Writer<'_> {
+    /// A write transaction on the writer connection, holding SQLite's write lock from its
+    /// start (see [`db::begin_write`]); shadows the connection's deferred `transaction`.
+    pub(crate) async fn transaction(&self) -> Result<libsql::Transaction, libsql::Error> {
+        db::begin_write(&self.guard).await
+    }
+}
+
 impl Drop for Writer<'_> {
     fn drop(&mut self) {
         self.changes
@@ -364,6 +372,10 @@ pub enum RegistryError {
     /// A database operation failed.
     #[error("registry database: {0}")]
     Db(#[from] libsql::Error),
+    /// The database stayed locked (or its writer was gone) past the write's deadline; nothing
+    /// was written, the write may be tried again.
+    #[error("the database is busy: {0}")]
+    Unavailable(String),
     /// A stored value could not be decoded.
     #[error("registry data is corrupt: {0}")]
     Corrupt(String),
@@ -402,6 +414,7 @@ impl RegistryError {
             | Self::Replica(_)
             | Self::Db(_)
             | Self::Corrupt(_) => 500,
+            Self::Unavailable(_) => 503,
         }
     }
 }

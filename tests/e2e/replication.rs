@@ -10,7 +10,7 @@ use alga_edge_e2e::publishing::{
     ADMIN_TOKEN, FAULTY, Fixture, HELLO, admin_call, admin_json, admin_ok, call, install, json,
     path, shared_token as token,
 };
-use alga_edge_e2e::{Node, request, wait_until};
+use alga_edge_e2e::{Node, client, request, send, wait_until};
 use serde_json::Value;
 
 /// Edges of these tests report themselves degraded once their replica is 1.5 s old.
@@ -359,4 +359,182 @@ fn kv_writes_at_an_edge_go_through_the_primary_and_the_writer_reads_them_at_once
     assert_eq!(code, 502, "{answer}");
     assert_eq!(answer["error"], "primary_unavailable");
     assert_eq!(kv_call(&edge2, "GET", "kept", None).1["value"], "v");
+}
+
+/// The KV generation the primary in `dir` is at (its generation log's `generation` file).
+fn kv_generation(dir: &std::path::Path) -> u64 {
+    std::fs::read_to_string(dir.join("kv.db-replication/generation"))
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// What one writer saw: writes acknowledged (key, value), refusals, stale reads of its own
+/// acknowledged writes.
+#[derive(Default)]
+struct WriterLog {
+    acknowledged: Vec<(String, String)>,
+    refused: Vec<String>,
+    stale_reads: Vec<String>,
+}
+
+#[test]
+fn concurrent_kv_writes_through_an_edge_are_never_refused_while_generations_roll() {
+    const KV_EXT: &str = "com.alga.test.kv-load";
+    const WRITERS: usize = 32;
+    // Every writer writes at least this many keys, and all keep writing until the primary
+    // has rolled over several KV generations (at most MAX_PER_WRITER each).
+    const MIN_PER_WRITER: usize = 12;
+    const MAX_PER_WRITER: usize = 400;
+    const ROLLS: u64 = 3;
+    let fixture = Fixture::new();
+    let root = fixture.dir.path().to_owned();
+    let bundle = fixture.bundle_with(
+        KV_EXT,
+        "1.0.0",
+        "capabilities",
+        // The sample imports every capability; only KV is granted.
+        serde_json::json!({"capabilities": [
+            "cap:storage.kv", "cap:config.get", "cap:secrets.get", "cap:log.emit", "cap:http.fetch"
+        ]}),
+    );
+    let limits = [
+        "--tenant-concurrency",
+        "256",
+        "--extension-concurrency",
+        "256",
+        "--timeout-ms",
+        "30000",
+        "--kv-max-keys",
+        "100000",
+    ];
+    // A tiny WAL bound: under this load the KV database rolls to a new generation every
+    // rollover check (4 per second).
+    let mut primary_args = vec!["--replication-max-wal-frames", "16"];
+    primary_args.extend_from_slice(&limits);
+    let primary_dir = root.join("primary");
+    let primary = fixture.start_node_in(&primary_dir, &primary_args);
+    admin_ok(&primary, &["publish", path(&bundle)]);
+    install(
+        &primary,
+        KV_EXT,
+        "1.0.0",
+        "tenant-a",
+        &["cap:storage.kv"],
+        &[],
+    );
+    let edge = fixture.start_edge_in(&root.join("edge"), &primary.base(), 200, &limits);
+    let bearer = token("tenant-a");
+    wait_until(
+        Duration::from_secs(20),
+        "the edge to serve the install",
+        || {
+            call(
+                &edge,
+                "GET",
+                &format!("/api/ext/{KV_EXT}/context"),
+                &bearer,
+                "",
+            )
+            .0 == 200
+        },
+    );
+    let kv_route = |key: &str| format!("/api/ext/{KV_EXT}/kv?bucket=load&key={key}");
+
+    let first = kv_generation(&primary_dir);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let logs: Vec<WriterLog> = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                // Nodes stay on this thread; writers reach the edge by URL.
+                let (done, kv_route) = (&done, &kv_route);
+                let (base, authorization) = (edge.base(), format!("Bearer {bearer}"));
+                scope.spawn(move || {
+                    let agent = client();
+                    let headers = [("authorization", authorization.as_str())];
+                    let call = |method: &str, key: &str, body: Option<&str>| {
+                        let url = format!("{base}{}", kv_route(key));
+                        let body = body.map(|b| b.as_bytes().to_vec());
+                        let (code, _, text) = send(&agent, method, &url, &headers, body);
+                        (code, text)
+                    };
+                    let mut log = WriterLog::default();
+                    for i in 0..MAX_PER_WRITER {
+                        if i >= MIN_PER_WRITER && done.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        let (key, value) = (format!("w{w}-k{i}"), format!("value {w}/{i}"));
+                        let (code, text) = call("PUT", &key, Some(&value));
+                        if code != 200 || json(&text)["ok"] != true {
+                            log.refused.push(format!("{key}: {code} {text}"));
+                            continue;
+                        }
+                        // Read-your-writes: the edge answered after its replica had the write.
+                        let (code, text) = call("GET", &key, None);
+                        if code != 200 || json(&text)["value"] != value.as_str() {
+                            log.stale_reads.push(format!("{key}: {code} {text}"));
+                        }
+                        log.acknowledged.push((key, value));
+                    }
+                    log
+                })
+            })
+            .collect();
+        // Bounded: the writers stop by themselves after MAX_PER_WRITER writes each.
+        let started = Instant::now();
+        while kv_generation(&primary_dir) < first + ROLLS
+            && started.elapsed() < Duration::from_secs(120)
+            && !writers.iter().all(|w| w.is_finished())
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        writers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let last = kv_generation(&primary_dir);
+    let acknowledged: Vec<&(String, String)> = logs.iter().flat_map(|l| &l.acknowledged).collect();
+    let refused: Vec<&String> = logs.iter().flat_map(|l| &l.refused).collect();
+    let stale: Vec<&String> = logs.iter().flat_map(|l| &l.stale_reads).collect();
+    println!(
+        "{WRITERS} writers: {} writes acknowledged, {} refused, {} stale reads; KV generations {first} -> {last}",
+        acknowledged.len(),
+        refused.len(),
+        stale.len()
+    );
+    assert!(
+        refused.is_empty(),
+        "{} writes refused, first: {:?}",
+        refused.len(),
+        &refused[..refused.len().min(5)]
+    );
+    assert!(
+        stale.is_empty(),
+        "{} acknowledged writes not read back at the edge, first: {:?}",
+        stale.len(),
+        &stale[..stale.len().min(5)]
+    );
+    assert!(
+        last >= first + ROLLS,
+        "the primary rolled KV generations {first} -> {last} only"
+    );
+    assert!(acknowledged.len() >= WRITERS * MIN_PER_WRITER);
+
+    // Every acknowledged write is there afterwards, at the edge and at the primary.
+    for node in [&edge, &primary] {
+        let missing: Vec<&String> = acknowledged
+            .iter()
+            .filter(|(key, value)| {
+                let (code, text) = call(node, "GET", &kv_route(key), &bearer, "");
+                code != 200 || json(&text)["value"] != value.as_str()
+            })
+            .map(|(key, _)| key)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{} acknowledged writes missing at {}, first: {:?}",
+            missing.len(),
+            node.base(),
+            &missing[..missing.len().min(5)]
+        );
+    }
 }

@@ -1,13 +1,16 @@
 //! Extension KV data as the host uses it: reads from the node's copy (the primary's database,
-//! or an edge's replica), writes applied on the primary. An edge forwards each write to the
-//! primary and syncs its replica before answering, so the writer reads its own write.
-//! The `wasi:keyvalue` capability ([`crate::kv`]) and the admin API sit on this.
+//! or an edge's replica), writes applied on the primary (group-committed, see
+//! [`alga_edge_registry::kv`]). An edge forwards each write to the primary and, before
+//! answering, waits until its replica has caught up with the position the primary reports for
+//! the write, so the writer reads its own write; concurrent writers share the syncs that get
+//! them there. The `wasi:keyvalue` capability ([`crate::kv`]) and the admin API sit on this.
 
 use std::sync::Arc;
 
 use alga_edge_registry::RegistryError;
+pub use alga_edge_registry::kv::{Applied, KvOp, KvOutcome, WRITE_DEADLINE};
 use alga_edge_registry::kv::{KvEntry, KvScope, KvStore};
-use alga_edge_registry::replication::PrimaryClient;
+use alga_edge_registry::replication::{CatchUp, PrimaryClient};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
@@ -119,49 +122,6 @@ impl KvWrite {
     }
 }
 
-/// A change to one key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KvOp {
-    /// Store this value.
-    Set(Vec<u8>),
-    /// Remove the key.
-    Delete,
-    /// Add to the decimal counter at the key.
-    Increment(i128),
-    /// Store `value` only if the key holds `expected` (`None`: only if absent).
-    Swap {
-        /// The value the key must hold.
-        expected: Option<Vec<u8>>,
-        /// The new value.
-        value: Vec<u8>,
-    },
-    /// Store `value` and give the key a new revision (Alga's `storage.put`); with
-    /// `if_revision: Some(r)`, only if the key currently has revision `r`.
-    Put {
-        /// The new value.
-        value: Vec<u8>,
-        /// The revision the key must have (`None`: write unconditionally).
-        if_revision: Option<u64>,
-    },
-}
-
-/// What a write did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KvOutcome {
-    /// The value was stored.
-    Stored,
-    /// The key was removed (`true`) or was not there.
-    Deleted(bool),
-    /// The counter's new value.
-    Counter(i128),
-    /// Whether a compare-and-swap stored its value.
-    Swapped(bool),
-    /// A revisioned put's new revision, or `None` when its `if_revision` did not match (a
-    /// conflict: nothing was written).
-    Revision(Option<u64>),
-}
-
 /// A KV failure.
 #[derive(Debug, thiserror::Error)]
 pub enum KvServiceError {
@@ -234,8 +194,8 @@ impl KvService {
         Ok(self.store.list_entries(scope, after_key, limit).await?)
     }
 
-    /// Applies `op` to `key`; on an edge, through the primary, then syncs so the caller reads
-    /// its own write.
+    /// Applies `op` to `key`; on an edge, through the primary, then waits for the replica to
+    /// have the write so the caller reads it.
     pub async fn write(
         &self,
         scope: &KvScope,
@@ -249,10 +209,13 @@ impl KvService {
         let is_put = matches!(op, KvOp::Put { .. });
         let body = KvWrite::new(scope, key, &op, max_keys);
         let body = serde_json::to_vec(&body).map_err(|e| KvServiceError::Forward(e.to_string()))?;
-        let (status, text) = forward
+        let answer = forward
             .forward_kv_write(body)
             .await
             .map_err(|e| KvServiceError::Forward(e.to_string()))?;
+        // Taken after the primary answered: a sync started later has the write.
+        let ticket = self.store.replica().map_or(0, |r| r.ticket());
+        let (status, text) = (answer.status, answer.text);
         let url = format!("the primary {}", forward.base());
         if status.is_client_error() {
             // The primary judged the write itself (bad key, limits): the caller's error.
@@ -276,10 +239,14 @@ impl KvService {
             )));
         }
         // Read-your-writes: the replica has the write before the caller hears back.
-        if !self.store.sync().await? {
-            return Err(KvServiceError::Forward(
-                "the write was applied but the replica could not sync it back".into(),
-            ));
+        let target = answer
+            .position
+            .map_or(CatchUp::SyncAfter(ticket), CatchUp::Position);
+        let deadline = tokio::time::Instant::now() + WRITE_DEADLINE;
+        if let Err(e) = self.store.catch_up(target, deadline).await {
+            return Err(KvServiceError::Forward(format!(
+                "the write was applied but the replica could not sync it back: {e}"
+            )));
         }
         Ok(outcome)
     }
@@ -292,26 +259,19 @@ impl KvService {
         op: KvOp,
         max_keys: Option<u64>,
     ) -> Result<KvOutcome, KvServiceError> {
-        Ok(match op {
-            KvOp::Set(value) => {
-                self.store.put(scope, key, &value, max_keys).await?;
-                KvOutcome::Stored
-            }
-            KvOp::Delete => KvOutcome::Deleted(self.store.delete(scope, key).await?),
-            KvOp::Increment(delta) => {
-                KvOutcome::Counter(self.store.increment(scope, key, delta, max_keys).await?)
-            }
-            KvOp::Swap { expected, value } => KvOutcome::Swapped(
-                self.store
-                    .compare_and_swap(scope, key, expected.as_deref(), &value, max_keys)
-                    .await?,
-            ),
-            KvOp::Put { value, if_revision } => KvOutcome::Revision(
-                self.store
-                    .put_revised(scope, key, &value, if_revision, max_keys)
-                    .await?,
-            ),
-        })
+        Ok(self.apply_at(scope, key, op, max_keys).await?.outcome)
+    }
+
+    /// [`apply`](Self::apply), with where the primary's KV history stood once the write was
+    /// committed (for the edge that forwarded it).
+    pub async fn apply_at(
+        &self,
+        scope: &KvScope,
+        key: &str,
+        op: KvOp,
+        max_keys: Option<u64>,
+    ) -> Result<Applied, KvServiceError> {
+        Ok(self.store.apply(scope, key, op, max_keys).await?)
     }
 }
 

@@ -383,6 +383,7 @@ async fn open_primary(settings: &NodeSettings, sealer: &SecretSealer) -> anyhow:
     let kv_path = data_dir.join("kv.db");
     let kv_store = Arc::new(KvStore::open(&kv_path).await?);
     let kv_generations = generations(&kv_path, "KV")?;
+    kv_store.report_positions(kv_generations.clone());
     let path = data_dir.join("registry.db");
     let registry = Arc::new(
         Registry::open(&path)

@@ -4,10 +4,16 @@
 
 use std::time::Duration;
 
+use super::WalPosition;
 use crate::bundle::ContentHash;
 
 /// Path prefix of the primary's replication API.
 pub const REPLICATION_PREFIX: &str = "/replication/v1/";
+
+/// Header of the primary's answer to a forwarded KV write: the [`WalPosition`] of the KV
+/// database once the write was committed (`generation:frame`); the edge waits for its replica
+/// to get there. Older primaries do not send it.
+pub const POSITION_HEADER: &str = "x-alga-kv-position";
 
 /// How long a forwarded KV write may take.
 const KV_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,6 +29,18 @@ pub struct PrimaryCallError {
     pub url: String,
     /// What went wrong.
     pub message: String,
+}
+
+/// The primary's answer to a forwarded KV write.
+#[derive(Debug)]
+pub struct ForwardedWrite {
+    /// Its status.
+    pub status: reqwest::StatusCode,
+    /// Its body.
+    pub text: String,
+    /// Where the KV database stood after the write ([`POSITION_HEADER`]), when the primary
+    /// says.
+    pub position: Option<WalPosition>,
 }
 
 /// An edge's client of its primary's replication API.
@@ -72,12 +90,12 @@ impl PrimaryClient {
         self.url("kv")
     }
 
-    /// Sends a KV write (a JSON body) to the primary; its status and body text, whatever
-    /// the status (the caller judges a refusal).
+    /// Sends a KV write (a JSON body) to the primary; its answer, whatever the status (the
+    /// caller judges a refusal).
     pub async fn forward_kv_write(
         &self,
         body: Vec<u8>,
-    ) -> Result<(reqwest::StatusCode, String), PrimaryCallError> {
+    ) -> Result<ForwardedWrite, PrimaryCallError> {
         let url = self.url("kv/write");
         let error = |message: String| PrimaryCallError {
             url: url.clone(),
@@ -94,8 +112,17 @@ impl PrimaryClient {
             .await
             .map_err(|e| error(e.to_string()))?;
         let status = response.status();
+        let position = response
+            .headers()
+            .get(POSITION_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse().ok());
         let text = response.text().await.map_err(|e| error(e.to_string()))?;
-        Ok((status, text))
+        Ok(ForwardedWrite {
+            status,
+            text,
+            position,
+        })
     }
 
     /// The bundle with content hash `hash`, checked to hash to it.
@@ -143,5 +170,20 @@ mod tests {
             "http://127.0.0.1:9/replication/v1/registry"
         );
         assert_eq!(client.kv_sync_url(), "http://127.0.0.1:9/replication/v1/kv");
+    }
+
+    #[test]
+    fn positions_order_by_generation_then_frame_and_round_trip_as_text() {
+        let at = |generation, frame| WalPosition { generation, frame };
+        assert!(at(3, 900) < at(4, 0));
+        assert!(at(4, 1) < at(4, 2));
+        assert_eq!("12:345".parse::<WalPosition>(), Ok(at(12, 345)));
+        assert_eq!(
+            at(12, 345).to_string().parse::<WalPosition>(),
+            Ok(at(12, 345))
+        );
+        for bad in ["", "12", "12:", ":3", "a:1", "1:2:3", "-1:2"] {
+            assert!(bad.parse::<WalPosition>().is_err(), "{bad}");
+        }
     }
 }

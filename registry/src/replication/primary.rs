@@ -17,6 +17,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
+use super::WalPosition;
 use super::wal::{FRAME_BYTES, WalError, WalReader};
 
 /// A replication failure on the primary.
@@ -72,6 +73,9 @@ pub struct GenerationLog {
     db_path: PathBuf,
     dir: PathBuf,
     reader: Mutex<WalReader>,
+    /// Counts frames for writers and the rollover check, so they never queue behind a pull
+    /// reading frames on `reader`.
+    counter: Mutex<WalReader>,
     state: RwLock<State>,
     max_frames: u32,
     keep: u32,
@@ -92,6 +96,7 @@ impl GenerationLog {
         let log = Self {
             db_path: db_path.to_owned(),
             reader: Mutex::new(WalReader::open(db_path)?),
+            counter: Mutex::new(WalReader::open(db_path)?),
             state: RwLock::new(State {
                 current,
                 oldest: current,
@@ -121,7 +126,20 @@ impl GenerationLog {
 
     /// Committed frames in the WAL now.
     pub fn wal_frames(&self) -> Result<u32, ReplicationError> {
-        Ok(self.lock_reader().with_snapshot(|_, count| Ok(count))?)
+        let mut counter = self.counter.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(counter.with_snapshot(|_, count| Ok(count))?)
+    }
+
+    /// Where the database's history stands now: the current generation and its committed
+    /// frames. Called by the database's writer right after a commit (holding the writer, so no
+    /// rollover runs in between), it is a position every replica that reaches it has that
+    /// commit at.
+    pub fn position(&self) -> Result<WalPosition, ReplicationError> {
+        let generation = self.read_state().current;
+        Ok(WalPosition {
+            generation,
+            frame: self.wal_frames()?,
+        })
     }
 
     /// Whether the WAL has grown past the bound, so a rollover is due.

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
+use super::WalPosition;
+
 /// How an edge reaches its primary's sync endpoint for one database.
 #[derive(Debug, Clone)]
 pub struct ReplicaConfig {
@@ -36,6 +38,18 @@ pub enum ReplicaError {
         /// The sync endpoint.
         url: String,
         /// Why.
+        reason: String,
+    },
+    /// A writer's deadline passed before the replica caught up with its write.
+    #[error("the replica did not reach {target} of {url} in time (it is at {at}): {reason}")]
+    CatchUp {
+        /// The sync endpoint.
+        url: String,
+        /// What it waited for.
+        target: String,
+        /// Where the replica is.
+        at: String,
+        /// The last sync error, if any.
         reason: String,
     },
 }
@@ -103,14 +117,25 @@ pub fn replica_files(path: &Path) -> Vec<PathBuf> {
 
 /// The generation the local replica at `path` is at, from libsql's metadata file.
 pub fn local_generation(path: &Path) -> Option<u32> {
+    local_position(path).map(|p| p.generation)
+}
+
+/// Where the local replica at `path` is, from libsql's metadata file: its generation and the
+/// last commit frame applied (libsql writes the file after each commit frame it applies).
+pub fn local_position(path: &Path) -> Option<WalPosition> {
     #[derive(Deserialize)]
     struct Metadata {
         generation: u32,
+        #[serde(default)]
+        durable_frame_num: u32,
     }
     let text = std::fs::read(format!("{}-info", path.display())).ok()?;
     serde_json::from_slice::<Metadata>(&text)
         .ok()
-        .map(|m| m.generation)
+        .map(|m| WalPosition {
+            generation: m.generation,
+            frame: m.durable_frame_num,
+        })
 }
 
 /// Asks the primary for its generations (a reachability probe too).
@@ -200,11 +225,20 @@ pub async fn sync(
         status.failed(reason);
         return Ok(false);
     }
+    pull(db, config, status).await?;
+    status.ok();
+    Ok(true)
+}
+
+/// One libsql sync, without asking whether the primary is reachable (libsql then reports
+/// success having pulled nothing): for callers that check where the replica got to.
+pub async fn pull(
+    db: &libsql::Database,
+    config: &ReplicaConfig,
+    status: &ReplicaStatus,
+) -> Result<(), ReplicaError> {
     match db.sync().await {
-        Ok(_) => {
-            status.ok();
-            Ok(true)
-        }
+        Ok(_) => Ok(()),
         Err(e) => {
             let reason = e.to_string();
             status.failed(reason.clone());
