@@ -226,21 +226,8 @@ impl Registry {
 
     /// Marks a version deprecated: existing installs keep it, new installs are refused.
     pub async fn deprecate(&self, name: &str, version: &str) -> Result<(), RegistryError> {
-        let changed = self
-            .writer()
-            .await?
-            .execute(
-                "UPDATE extension_version SET deprecated = 1 WHERE extension_name = ?1 AND version = ?2",
-                [name, version],
-            )
-            .await?;
-        if changed == 0 {
-            return Err(RegistryError::UnknownVersion {
-                name: name.to_owned(),
-                version: version.to_owned(),
-            });
-        }
-        Ok(())
+        self.set_version_flag(name, version, "deprecated", true)
+            .await
     }
 
     /// Lets `/ext-ui` serve the UI of `name@version` before any tenant installed it (or stops
@@ -251,13 +238,26 @@ impl Registry {
         version: &str,
         previewable: bool,
     ) -> Result<(), RegistryError> {
+        self.set_version_flag(name, version, "previewable", previewable)
+            .await
+    }
+
+    /// Sets the 0/1 `column` of `name@version`; unknown versions are
+    /// [`RegistryError::UnknownVersion`]. `column` is one of ours, never input.
+    async fn set_version_flag(
+        &self,
+        name: &str,
+        version: &str,
+        column: &'static str,
+        value: bool,
+    ) -> Result<(), RegistryError> {
+        let sql = format!(
+            "UPDATE extension_version SET {column} = ?3 WHERE extension_name = ?1 AND version = ?2"
+        );
         let changed = self
             .writer()
             .await?
-            .execute(
-                "UPDATE extension_version SET previewable = ?3 WHERE extension_name = ?1 AND version = ?2",
-                params![name, version, i64::from(previewable)],
-            )
+            .execute(&sql, params![name, version, i64::from(value)])
             .await?;
         if changed == 0 {
             return Err(RegistryError::UnknownVersion {
