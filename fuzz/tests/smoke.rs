@@ -145,12 +145,12 @@ macro_rules! smoke_tests {
 }
 
 smoke_tests! {
-    manifest: 2000,
-    bundle: 2000,
-    ui: 5000,
-    headers: 5000,
-    tenant_token: 2000,
-    runner_envelope: 3000,
-    kv: 300,
-    abi: 3000,
+    manifest: 10_000,
+    bundle: 5_000,
+    ui: 20_000,
+    headers: 20_000,
+    tenant_token: 10_000,
+    runner_envelope: 10_000,
+    kv: 1_000,
+    abi: 10_000,
 }
