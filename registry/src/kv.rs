@@ -160,14 +160,14 @@ pub struct KvScope {
 /// A refused key or value.
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {
-    /// The key is empty or too long.
-    #[error("invalid key: use 1-{MAX_KEY_BYTES} bytes")]
+    /// The key is empty, too long, or holds a NUL (which listing would cut it at).
+    #[error("invalid key: use 1-{MAX_KEY_BYTES} bytes, without NUL")]
     BadKey,
     /// The value is too large.
     #[error("value of {0} bytes is over the {MAX_VALUE_BYTES}-byte limit")]
     ValueTooLarge(usize),
-    /// A scope part is empty or too long.
-    #[error("invalid {0}: use 1-128 bytes")]
+    /// A scope part is empty, too long, or holds a NUL.
+    #[error("invalid {0}: use 1-128 bytes, without NUL")]
     BadScope(&'static str),
     /// A new key would pass the install's key limit.
     #[error("the install already holds its limit of {0} keys; delete some first")]
@@ -797,11 +797,13 @@ fn check(scope: &KvScope, key: &str, value_len: usize) -> Result<(), KvError> {
         ("extension", &scope.extension),
         ("bucket", &scope.bucket),
     ] {
-        if part.is_empty() || part.len() > 128 {
+        if part.is_empty() || part.len() > 128 || part.contains('\0') {
             return Err(KvError::BadScope(name));
         }
     }
-    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+    // SQLite stores text with a NUL, but it reads back cut at the NUL: a listed key would
+    // not be the key written (found by fuzzing, fuzz/regressions/kv).
+    if key.is_empty() || key.len() > MAX_KEY_BYTES || key.contains('\0') {
         return Err(KvError::BadKey);
     }
     if value_len > MAX_VALUE_BYTES {
@@ -880,6 +882,28 @@ mod tests {
         // The limit counts what the batches committed: one more new key is refused.
         assert_eq!(kv.keys(&s, 1000).await.unwrap().len(), 54);
         assert!(kv.put(&s, "one-too-many", b"x", Some(54)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn keys_and_scopes_with_nul_are_refused() {
+        // Found by fuzzing (fuzz/regressions/kv): a key with a NUL was stored, then listed
+        // cut at the NUL ("a\0b" as "a"), a name no read or delete could reach.
+        let dir = tempfile::tempdir().unwrap();
+        let kv = store(&dir).await;
+        assert!(matches!(
+            kv.put(&scope(), "a\0b", b"v", None).await,
+            Err(RegistryError::Kv(KvError::BadKey))
+        ));
+        let bucket = KvScope {
+            bucket: "b\0".into(),
+            ..scope()
+        };
+        assert!(matches!(
+            kv.put(&bucket, "k", b"v", None).await,
+            Err(RegistryError::Kv(KvError::BadScope("bucket")))
+        ));
+        kv.put(&scope(), "a", b"v", None).await.unwrap();
+        assert_eq!(kv.keys(&scope(), 10).await.unwrap(), ["a"]);
     }
 
     #[tokio::test]

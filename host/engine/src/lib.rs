@@ -18,7 +18,7 @@ mod handlers;
 mod invoke;
 mod limits;
 mod output;
-mod runner;
+pub mod runner;
 mod state;
 mod ticker;
 

@@ -16,7 +16,7 @@ use alga_edge_http::HostBody;
 
 /// The `execute-request` for `request`, run for `context`. Reading the body fails with
 /// [`InvokeError::RequestBodyTooLarge`] past the cap the gateway put on it.
-pub(super) async fn execute_request<B>(
+pub async fn execute_request<B>(
     request: http::Request<B>,
     context: &RequestContext,
 ) -> Result<ExecuteRequest, InvokeError>
@@ -68,7 +68,7 @@ where
 
 /// The HTTP response for the guest's `execute-response`, refused as a bad response when its
 /// status or a header is not valid HTTP or its body is over `max_body_bytes`.
-pub(super) fn http_response(
+pub fn http_response(
     response: ExecuteResponse,
     max_body_bytes: usize,
 ) -> Result<http::Response<HostBody>, InvokeError> {

@@ -360,7 +360,7 @@ pub struct CallerContext {
 
 /// Drops every response header outside [`RETURNED_HEADERS`], `x-ext-*` and private
 /// `cache-control`.
-fn filter_response_headers(headers: &mut HeaderMap) {
+pub fn filter_response_headers(headers: &mut HeaderMap) {
     let kept = std::mem::take(headers);
     let mut name = None;
     for (next, value) in kept {
@@ -407,7 +407,7 @@ pub fn split_route(path: &str) -> Result<(&str, &str), GatewayError> {
 
 /// The request the component receives: prefix-free path, original query, allowlisted headers,
 /// and the gateway's `x-request-id`, `x-alga-tenant`, `x-alga-extension`.
-fn forward<B>(
+pub fn forward<B>(
     request: Request<B>,
     path: String,
     tenant: &str,

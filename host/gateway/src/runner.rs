@@ -82,7 +82,7 @@ pub struct SecretEnvelope {
 
 impl SecretEnvelope {
     /// The secrets it carries; `None` for an empty envelope (the install's secrets apply).
-    fn open(&self) -> Result<Option<Secrets>, GatewayError> {
+    pub fn open(&self) -> Result<Option<Secrets>, GatewayError> {
         if let Some(algorithm) = &self.algorithm
             && algorithm
                 .trim()
@@ -442,7 +442,7 @@ fn overridden(
 }
 
 /// The end user of the call: the envelope's `user`, or one known only by `context.user_id`.
-fn end_user(envelope: &Envelope) -> Result<Option<Arc<EndUser>>, GatewayError> {
+pub fn end_user(envelope: &Envelope) -> Result<Option<Arc<EndUser>>, GatewayError> {
     match (&envelope.user, &envelope.context.user_id) {
         (Some(user), _) if user.user_id.is_empty() => Err(GatewayError::BadRequest(
             "user.user_id must be a non-empty string".into(),
@@ -518,7 +518,7 @@ where
 }
 
 /// The component's request from the envelope's `http`, and the path it sees.
-fn build_request(http: &HttpEnvelope) -> Result<(Request<Full<Bytes>>, String), GatewayError> {
+pub fn build_request(http: &HttpEnvelope) -> Result<(Request<Full<Bytes>>, String), GatewayError> {
     let method = Method::from_bytes(http.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| GatewayError::BadRequest(format!("invalid http.method '{}'", http.method)))?;
     if !http.path.starts_with('/') || http.path.contains('?') || http.path.contains('#') {

@@ -48,7 +48,7 @@ pub struct Caller {
 }
 
 /// The end user of a token: its `user` claim with `user_id` defaulting to `sub`, or a user
-/// known only by `sub`; `None` when the token names no user.
+/// known only by `sub`; `None` when the token names no user (an empty `sub` names none).
 fn end_user(subject: Option<&str>, profile: Option<EndUser>) -> Option<Arc<EndUser>> {
     match (subject, profile) {
         (_, Some(mut profile)) => {
@@ -57,8 +57,8 @@ fn end_user(subject: Option<&str>, profile: Option<EndUser>) -> Option<Arc<EndUs
             }
             Some(Arc::new(profile)).filter(|p| !p.user_id.is_empty())
         }
-        (Some(sub), None) => Some(Arc::new(EndUser::with_id(sub.to_owned()))),
-        (None, None) => None,
+        (Some(sub), None) if !sub.is_empty() => Some(Arc::new(EndUser::with_id(sub.to_owned()))),
+        (_, None) => None,
     }
 }
 
@@ -214,10 +214,12 @@ impl TenantAuth {
         if claims.custom.tenant.is_empty() {
             return Err(AuthError::MissingClaim("a 'tenant' claim"));
         }
-        let profile = end_user(claims.subject.as_deref(), claims.custom.user);
+        // An empty `sub` names no user (found by fuzzing: it became a user with an empty id).
+        let subject = claims.subject.filter(|s| !s.is_empty());
+        let profile = end_user(subject.as_deref(), claims.custom.user);
         let caller = Caller {
             tenant: claims.custom.tenant,
-            user: claims.subject,
+            user: subject,
             scopes: claims.custom.scopes,
             profile,
         };
@@ -289,6 +291,23 @@ mod tests {
         assert_eq!(again, caller);
         assert_eq!(auth.cache_stats().hits.load(Ordering::Relaxed), 1);
         assert_eq!(auth.cache_stats().misses.load(Ordering::Relaxed), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_empty_subject_names_no_user() {
+        // Found by fuzzing (fuzz/regressions/tenant_token): `sub: ""` became a user whose id
+        // is empty, where the runner envelope refuses one.
+        let dir = tempfile_dir("empty-sub");
+        let token = DevTokenIssuer::open(&dir)
+            .unwrap()
+            .mint("acme", Some(""), None, vec![], HOUR)
+            .unwrap();
+        let caller = TenantAuth::dev(&dir)
+            .unwrap()
+            .authenticate(Some(&format!("Bearer {token}")))
+            .unwrap();
+        assert_eq!((caller.user, caller.profile), (None, None));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

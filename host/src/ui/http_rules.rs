@@ -67,8 +67,10 @@ pub fn range(headers: &HeaderMap, size: u64, etag: &str) -> RangeAnswer {
     let Some(spec) = headers.get(RANGE).and_then(|v| v.to_str().ok()) else {
         return RangeAnswer::Full;
     };
-    if let Some(if_range) = headers.get(IF_RANGE).and_then(|v| v.to_str().ok())
-        && if_range.trim() != etag
+    // An `If-Range` that is not our tag, unreadable text included, means the whole file
+    // (RFC 9110 §13.1.5): a client resuming a stale copy must never get a part of a new one.
+    if let Some(if_range) = headers.get(IF_RANGE)
+        && !if_range.to_str().is_ok_and(|v| v.trim() == etag)
     {
         return RangeAnswer::Full;
     }
@@ -185,5 +187,14 @@ mod tests {
         assert_eq!(r("items=0-1"), RangeAnswer::Full);
         let stale = headers(&[("range", "bytes=0-9"), ("if-range", "\"old\"")]);
         assert_eq!(range(&stale, 100, &tag), RangeAnswer::Full);
+        // Found by fuzzing (fuzz/regressions/ui): an If-Range that is not text was ignored.
+        let mut unreadable = headers(&[("range", "bytes=0-9")]);
+        unreadable.insert(
+            IF_RANGE,
+            http::HeaderValue::from_bytes(b"W\xaa\"x\"").unwrap(),
+        );
+        assert_eq!(range(&unreadable, 100, &tag), RangeAnswer::Full);
+        unreadable.insert(RANGE, http::HeaderValue::from_static("bytes=5-"));
+        assert_eq!(range(&unreadable, 0, &tag), RangeAnswer::Full);
     }
 }

@@ -8,7 +8,7 @@
 //! sha256), honour `If-None-Match` (304), single byte ranges (206/416), precompressed br/gzip
 //! variants, and `HEAD`. Only this route says `immutable`.
 
-mod http_rules;
+pub mod http_rules;
 mod path;
 
 use std::num::NonZeroUsize;

@@ -18,7 +18,7 @@
 
 mod identity;
 mod logging;
-mod outbound;
+pub mod outbound;
 mod platform;
 mod secrets;
 mod storage;

@@ -38,7 +38,7 @@ impl http::Host for RequestCapabilities {
 
 /// The guest's request as an `http::Request`; `invalid-url` for an unusable method, URL or
 /// header (Alga's runner answers the same for a bad method).
-fn outgoing(request: HttpRequest) -> Result<::http::Request<Bytes>, HttpError> {
+pub fn outgoing(request: HttpRequest) -> Result<::http::Request<Bytes>, HttpError> {
     let method = ::http::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| HttpError::InvalidUrl)?;
     let uri: ::http::Uri = request.url.parse().map_err(|_| HttpError::InvalidUrl)?;
