@@ -120,7 +120,7 @@ for phase in unloaded hellos loops bombs; do
     "${logged[$phase]}" "${rss[$phase]}"
 done
 printf '\nrefusals (alga_denials_total by reason):\n'
-awk '/^alga_denials_total\{/ { match($0, /reason="[^"]*"/); r = substr($0, RSTART + 8, RLENGTH - 9); n[r] += $2 } END { for (r in n) printf "  %-24s %d\n", r, n[r] }' <<<"$metrics"
+awk '/^alga_denials_total\{/ { match($0, /reason="[^"]*"/); r = substr($0, RSTART + 8, RLENGTH - 9); n[r] += $2 } END { for (r in n) printf "  %-24s %d\n", r, n[r]; if (length(n) == 0) print "  none" }' <<<"$metrics"
 printf 'run slots waited for: %s; execution log: %s rows written, %s dropped\n' \
   "$(awk '/^alga_cpu_turns_total/ { print $2 }' <<<"$metrics")" \
   "$(awk '/^alga_execution_log_written_total/ { print $2 }' <<<"$metrics")" \
