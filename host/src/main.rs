@@ -136,12 +136,29 @@ struct ServeArgs {
     /// Per-request deadline in milliseconds (504 past it).
     #[arg(long, env = "EXT_GATEWAY_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
     timeout_ms: u64,
-    /// Memory cap of each instance's linear memory, in MiB (502 past it).
+    /// Memory cap of an instance (its linear memories together), in MiB (502 past it); each
+    /// request reserves it against --memory-budget-mib.
     #[arg(long, env = "EXT_MEMORY_LIMIT_MIB", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=4096))]
     memory_limit_mib: u64,
     /// Instances running at once on this node (503 past it).
     #[arg(long, env = "EXT_MAX_INSTANCES", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10000))]
     max_instances: u32,
+    /// Instance memory all requests in flight may reserve together, in MiB: each request
+    /// reserves its instance's memory limit before it is instantiated (503 past the budget)
+    /// [default: half of the machine's memory, the smaller of RAM and the cgroup limit].
+    #[arg(long, env = "EXT_MEMORY_BUDGET_MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    memory_budget_mib: Option<u64>,
+    /// Percentage of the memory budget one tenant may reserve (429 past it).
+    #[arg(long, env = "EXT_TENANT_MEMORY_SHARE", default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
+    tenant_memory_share: u8,
+    /// Guests running wasm at once (run slots); the others wait for a turn, handed round-robin
+    /// across tenants every CPU slice [default: the number of cores].
+    #[arg(long, env = "EXT_CPU_SLOTS", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    cpu_slots: Option<u32>,
+    /// Longest slice, in milliseconds, a guest runs before it gives its run slot to a waiting
+    /// one (the epoch tick; also the resolution of deadlines).
+    #[arg(long, env = "EXT_CPU_SLICE_MS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=100))]
+    cpu_slice_ms: u64,
     /// Largest response body an extension may stream, in MiB.
     #[arg(long, env = "EXT_MAX_RESPONSE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     max_response_mib: u64,
@@ -271,10 +288,13 @@ struct ServeArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Look for I/O events after every task poll, not every 61 (tokio's default). A guest's poll
+    // can last a whole CPU slice, so with the default a node busy with spinning guests noticed
+    // new connections and response writes only every 61 slices: with 10 ms slices another
+    // tenant's hello took 0.5-2 s while one tenant spun 64 instances (issue 21, item 6).
+    builder.enable_all().event_interval(1);
+    let runtime = builder.build().context("cannot start the async runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(*args)),
         Command::Demo(args) => runtime.block_on(cmd::demo::run(args)),
@@ -335,6 +355,13 @@ fn main() -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let engine = engine_config(&args);
     let policy = policy_config(&args)?;
+    tracing::info!(
+        memory_budget_mib = policy.memory_budget_bytes >> 20,
+        tenant_memory_share = args.tenant_memory_share,
+        instance_memory_mib = args.memory_limit_mib,
+        cpu_slots = engine.cpu_slots,
+        "admission limits"
+    );
     let role = role(args.role, args.primary.clone())?;
     let node = cmd::node::start(NodeSettings {
         listen: args.listen,
@@ -399,6 +426,10 @@ fn engine_config(args: &ServeArgs) -> EngineConfig {
         max_instances: args.max_instances,
         max_response_bytes: args.max_response_mib << 20,
         decommit_batch: args.pool_decommit_batch as usize,
+        epoch_tick: Duration::from_millis(args.cpu_slice_ms),
+        cpu_slots: args
+            .cpu_slots
+            .map_or_else(alga_edge_engine::config::default_cpu_slots, |n| n as usize),
         cache_dir: (!args.no_disk_cache).then(|| {
             args.cache_dir
                 .clone()
@@ -418,7 +449,27 @@ fn policy_config(args: &ServeArgs) -> anyhow::Result<PolicyConfig> {
         args.tenant_burst >= 1.0 && args.tenant_burst.is_finite(),
         "--tenant-burst must be a finite number >= 1"
     );
+    let instance = args.memory_limit_mib << 20;
+    let share = f64::from(args.tenant_memory_share) / 100.0;
+    let memory_budget_bytes = match args.memory_budget_mib {
+        Some(mib) => {
+            let budget = mib << 20;
+            anyhow::ensure!(
+                (budget as f64 * share) as u64 >= instance,
+                "--memory-budget-mib {mib} with --tenant-memory-share {}% leaves a tenant less \
+                 than one instance's --memory-limit-mib {}: no request could run",
+                args.tenant_memory_share,
+                args.memory_limit_mib
+            );
+            budget
+        }
+        // A machine too small for the derived budget still runs one instance per tenant.
+        None => alga_edge_gateway::policy::default_memory_budget()
+            .max((instance as f64 / share).ceil() as u64),
+    };
     Ok(PolicyConfig {
+        memory_budget_bytes,
+        tenant_memory_share: share,
         max_body_bytes: args.max_body_kib << 10,
         max_headers: args.max_headers as usize,
         max_header_bytes: (args.max_header_kib as usize) << 10,

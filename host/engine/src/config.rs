@@ -10,7 +10,8 @@ pub struct EngineConfig {
     /// Wall-clock deadline for one request, from instantiation to the last body byte
     /// (`EXT_GATEWAY_TIMEOUT_MS`).
     pub timeout: Duration,
-    /// Cap on each linear memory of an instance.
+    /// Cap on the linear memories of an instance, together; also what a request reserves
+    /// against the node memory budget.
     pub memory_limit_bytes: u64,
     /// Instances that may run at once on this node; also sizes the pooling allocator.
     pub max_instances: u32,
@@ -26,8 +27,12 @@ pub struct EngineConfig {
     pub memory_cache_entries: usize,
     /// Bound on the precompiled cache directory's size (oldest-used files are evicted).
     pub disk_cache_bytes: u64,
-    /// Period of the epoch ticker that interrupts running guests.
+    /// Period of the epoch ticker that interrupts running guests. It is also the longest slice
+    /// a guest runs before it gives its run slot back to a waiting one.
     pub epoch_tick: Duration,
+    /// Guests that run at once (run slots, see `CpuScheduler`); the others wait for a turn,
+    /// handed round-robin across tenants. About one per core.
+    pub cpu_slots: usize,
     /// Freed instance resources returned to the OS per batch. Batching cuts the cross-core TLB
     /// shootdowns of one `madvise` per request (about +20% hello throughput at 8 on 2 cores);
     /// the price is that up to `min(cores, 16) * (batch - 1)` freed memories stay resident until
@@ -47,8 +52,14 @@ impl Default for EngineConfig {
             cache_dir: None,
             memory_cache_entries: 128,
             disk_cache_bytes: 2 << 30,
-            epoch_tick: Duration::from_millis(10),
+            epoch_tick: Duration::from_millis(2),
+            cpu_slots: default_cpu_slots(),
             decommit_batch: 8,
         }
     }
+}
+
+/// One run slot per core this process may use.
+pub fn default_cpu_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

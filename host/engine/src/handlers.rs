@@ -1,10 +1,12 @@
 //! How each handler ABI is called: WASIp2 `incoming-handler.handle` with a response outparam,
 //! WASIp3 `handler.handle` returning the response inside the store's event loop, and Alga's
 //! `runner` world `handler(execute-request) -> execute-response` with whole bodies.
-//! Each starts the guest on its own task and hands back the response as it arrives; the caller
+//! Each starts the guest on its own task, which runs only in turns the CPU scheduler grants,
+//! and hands back the response as it arrives; the caller
 //! ([`super::invoke`]) owns deadlines, limits and error classification.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -24,6 +26,7 @@ use alga_edge_capabilities::runner::bindings::RunnerPre;
 use super::HostState;
 use super::invoke::InvokeError;
 use super::runner;
+use super::scheduler::GuestTurn;
 use alga_edge_http::HostBody;
 
 /// How a guest's run ended, read from its store before the store is dropped.
@@ -67,6 +70,8 @@ pub(super) struct Run<B> {
     pub request: http::Request<B>,
     pub slot: OwnedSemaphorePermit,
     pub instantiation: Histogram,
+    /// The guest's place with the CPU scheduler: its task runs only while it holds a slot.
+    pub turn: Arc<GuestTurn>,
     /// The response cap: a longer body is cut (the connection ends abruptly).
     pub max_response_bytes: usize,
 }
@@ -82,6 +87,7 @@ where
         request,
         slot,
         instantiation,
+        turn,
         max_response_bytes,
     } = run;
     let (response_tx, response_rx) = oneshot::channel();
@@ -90,7 +96,7 @@ where
         .http()
         .new_incoming_request(Scheme::Http, request)?;
     let outparam = store.data_mut().http().new_response_outparam(response_tx)?;
-    let task = tokio::spawn(async move {
+    let task = tokio::spawn(turn.run(async move {
         let _slot = slot;
         let result = async {
             let started = Instant::now();
@@ -104,7 +110,7 @@ where
         .await;
         Finished::of(&store, result)
         // The store drops here, which drops an unset response outparam and wakes the caller.
-    });
+    }));
     let answer = Box::pin(async move {
         match response_rx.await {
             Ok(Ok(response)) => {
@@ -133,11 +139,12 @@ where
         request,
         slot,
         instantiation,
+        turn,
         max_response_bytes,
     } = run;
     let (answer_tx, answer_rx) =
         oneshot::channel::<Result<http::Response<HostBody>, InvokeError>>();
-    let task = tokio::spawn(async move {
+    let task = tokio::spawn(turn.run(async move {
         let _slot = slot;
         let result = async {
             let started = Instant::now();
@@ -174,7 +181,7 @@ where
         }
         .await;
         Finished::of(&store, result)
-    });
+    }));
     let answer = Box::pin(async move { answer_rx.await.ok() });
     Ok(Started { task, answer })
 }
@@ -197,11 +204,12 @@ where
         request,
         slot,
         instantiation,
+        turn,
         max_response_bytes,
     } = run;
     let (answer_tx, answer_rx) =
         oneshot::channel::<Result<http::Response<HostBody>, InvokeError>>();
-    let task = tokio::spawn(async move {
+    let task = tokio::spawn(turn.run(async move {
         let _slot = slot;
         let context = store.data().context.context().clone();
         let request = match runner::execute_request(request, &context).await {
@@ -221,7 +229,7 @@ where
         }
         .await;
         Finished::of(&store, result)
-    });
+    }));
     let answer = Box::pin(async move { answer_rx.await.ok() });
     Ok(Started { task, answer })
 }

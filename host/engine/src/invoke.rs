@@ -76,7 +76,7 @@ impl InvokeError {
 }
 
 /// How long past the deadline the host waits before cancelling the call. A guest running wasm
-/// traps at the first epoch tick past the deadline (10 ms) and its output is logged; one blocked
+/// traps at the first epoch tick past the deadline (2 ms by default) and its output is logged; one blocked
 /// in host I/O never reaches an epoch check and is cancelled when this grace ends.
 const CANCEL_GRACE: Duration = Duration::from_millis(25);
 
@@ -107,6 +107,7 @@ impl Engine {
                 max: config.max_instances,
             })?;
         let request_id = context.request_id.clone();
+        let tenant: std::sync::Arc<str> = context.tenant_id.as_str().into();
         let timeout = timeout.unwrap_or(config.timeout);
         let deadline = Instant::now() + timeout;
         let state = HostState::new(
@@ -117,14 +118,17 @@ impl Engine {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        // Check the clock at every epoch tick; yield in between so a spinning guest never
-        // monopolises a runtime worker.
+        // Check the clock at every epoch tick, and yield: a spinning guest never monopolises a
+        // runtime worker, and gives its run slot to the next tenant's guest waiting for one
+        // (see `CpuScheduler`).
         store.set_epoch_deadline(1);
+        let turn = self.scheduler.guest(tenant);
+        let yields = turn.clone();
         store.epoch_deadline_callback(move |_| {
             Ok(if Instant::now() >= deadline {
                 UpdateDeadline::Interrupt
             } else {
-                UpdateDeadline::Yield(1)
+                UpdateDeadline::YieldCustom(1, yields.yield_turn())
             })
         });
 
@@ -133,6 +137,7 @@ impl Engine {
             request,
             slot,
             instantiation: self.instantiation.clone(),
+            turn,
             max_response_bytes: usize::try_from(config.max_response_bytes).unwrap_or(usize::MAX),
         };
         let Started { task, answer } = match component {

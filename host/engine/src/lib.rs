@@ -10,6 +10,7 @@
 //! - `invoke`: one request through one fresh instance, and how it ended.
 //! - `limits`, `output`, `state`, `ticker`: store limits, captured stdio, per-store state, the
 //!   epoch ticker that enforces deadlines.
+//! - [`scheduler`](CpuScheduler): run slots guests take in turns, fair between tenants.
 
 pub mod config;
 
@@ -19,6 +20,7 @@ mod invoke;
 mod limits;
 mod output;
 pub mod runner;
+mod scheduler;
 mod state;
 mod ticker;
 
@@ -33,6 +35,7 @@ use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
 pub use cache::{CacheStats, LoadError, Prepared};
 pub use config::EngineConfig;
 pub use invoke::InvokeError;
+pub use scheduler::{CpuScheduler, GuestTurn};
 pub use state::HostState;
 
 use alga_edge_capabilities as capabilities;
@@ -61,6 +64,7 @@ pub struct Engine {
     cache: ComponentCache,
     config: EngineConfig,
     slots: Arc<Semaphore>,
+    scheduler: Arc<CpuScheduler>,
     instantiation: Histogram,
     _ticker: EpochTicker,
 }
@@ -83,6 +87,7 @@ impl Engine {
             EpochTicker::start(engine.clone(), config.epoch_tick).map_err(EngineError::Ticker)?;
         Ok(Self {
             slots: Arc::new(Semaphore::new(config.max_instances as usize)),
+            scheduler: CpuScheduler::new(config.cpu_slots),
             // 50 µs .. ~1.6 s
             instantiation: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             engine,
@@ -110,6 +115,11 @@ impl Engine {
     /// Instantiation times of every request (exported by the metrics module).
     pub fn instantiation_histogram(&self) -> Histogram {
         self.instantiation.clone()
+    }
+
+    /// The run slots guests take turns on (exported by the metrics module).
+    pub fn scheduler(&self) -> &Arc<CpuScheduler> {
+        &self.scheduler
     }
 
     /// The limits this engine enforces.

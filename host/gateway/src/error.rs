@@ -36,6 +36,17 @@ pub enum GatewayError {
         /// Which limit.
         reason: String,
     },
+    /// Running the request would reserve more instance memory than the node's budget (503)
+    /// or the tenant's share of it (429) allows.
+    #[error("{reason}; retry after {retry_after} s")]
+    MemoryBudget {
+        /// Which bound refused.
+        scope: MemoryScope,
+        /// Seconds until a retry can succeed.
+        retry_after: u64,
+        /// What was refused, for the caller.
+        reason: String,
+    },
     /// The path names no extension the tenant can use.
     #[error("extension '{0}' is not installed for this tenant")]
     UnknownExtension(String),
@@ -65,6 +76,15 @@ pub enum GatewayError {
     Internal(String),
 }
 
+/// Which memory bound refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryScope {
+    /// The node's budget, shared by all tenants.
+    Node,
+    /// One tenant's share of it.
+    Tenant,
+}
+
 impl GatewayError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
@@ -79,6 +99,14 @@ impl GatewayError {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::MemoryBudget {
+                scope: MemoryScope::Node,
+                ..
+            } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MemoryBudget {
+                scope: MemoryScope::Tenant,
+                ..
+            } => StatusCode::TOO_MANY_REQUESTS,
             Self::BundleRejected(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Invoke(InvokeError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             Self::Invoke(InvokeError::AtCapacity { .. }) => StatusCode::SERVICE_UNAVAILABLE,
@@ -103,6 +131,14 @@ impl GatewayError {
             Self::BodyTooLarge { .. } => "payload_too_large",
             Self::HeadersTooLarge(_) => "request_headers_too_large",
             Self::RateLimited { .. } => "rate_limited",
+            Self::MemoryBudget {
+                scope: MemoryScope::Node,
+                ..
+            } => "node_memory_budget",
+            Self::MemoryBudget {
+                scope: MemoryScope::Tenant,
+                ..
+            } => "tenant_memory_budget",
             Self::BundleRejected(_) => "bundle_rejected",
             Self::Invoke(error) => error.code(),
             Self::Internal(_) => "internal_error",
@@ -115,6 +151,7 @@ impl GatewayError {
         match self {
             Self::RateLimited { limit, .. } => Some(limit),
             Self::NoRoute(_)
+            | Self::MemoryBudget { .. }
             | Self::Unauthorized(_)
             | Self::UnknownExtension(_)
             | Self::EndpointNotDeclared { .. }
@@ -139,7 +176,8 @@ impl From<GatewayError> for ApiError {
     fn from(error: GatewayError) -> Self {
         let retry_after = match error {
             GatewayError::Invoke(InvokeError::AtCapacity { .. }) => Some(1),
-            GatewayError::RateLimited { retry_after, .. } => Some(retry_after),
+            GatewayError::RateLimited { retry_after, .. }
+            | GatewayError::MemoryBudget { retry_after, .. } => Some(retry_after),
             _ => None,
         };
         let api = ApiError::new(error.status(), error.code(), error.to_string());

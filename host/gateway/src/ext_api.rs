@@ -297,11 +297,13 @@ impl Gateway {
                 path: path.to_owned(),
             });
         }
+        // Each instance may grow to the engine's memory limit: that is what it reserves.
         let admission = self.policies.admit(
             &extension.tenant,
             &extension.extension_id,
             &extension.install_id,
             &extension.policy,
+            self.engine.config().memory_limit_bytes,
         )?;
         Ok((effective, admission))
     }

@@ -23,7 +23,7 @@ use alga_edge_engine::{Engine, EngineConfig};
 use alga_edge_gateway::catalog::{BundleFetcher, DevCatalog, InstalledCatalog};
 use alga_edge_gateway::keys;
 use alga_edge_gateway::policy::{Policies, PolicyConfig};
-use alga_edge_gateway::telemetry::metrics::ResultCounters;
+use alga_edge_gateway::telemetry::metrics::{Readings, ResultCounters};
 use alga_edge_gateway::telemetry::{
     ExecutionLog, ExecutionLogConfig, LogWriter, Metrics, Telemetry,
 };
@@ -486,8 +486,10 @@ async fn build_gateway(
         settings.capabilities.clone(),
         capability_metrics.clone(),
     ));
+    let policies = Policies::new(settings.policy.clone());
     let mut metrics = Metrics::new(&capability_metrics);
     register_metrics(&mut metrics, &engine, &auth, health);
+    register_admission_metrics(&mut metrics, &engine, &policies);
     let (log, log_writer) = ExecutionLog::start(
         data.log_registry.clone(),
         settings.execution_log.clone(),
@@ -513,7 +515,7 @@ async fn build_gateway(
         dev,
         installed,
         auth,
-        Policies::new(settings.policy.clone()),
+        policies,
         capabilities,
         telemetry,
     ));
@@ -569,6 +571,42 @@ fn register_metrics(
         },
     ));
     metrics.register_collector(Box::new(ReplicationGauges(health.clone())));
+}
+
+/// The memory budget's and the CPU scheduler's series: what is reserved against what budget,
+/// and how often guests waited for a turn to run (refusals are `alga_denials_total` by reason).
+fn register_admission_metrics(metrics: &mut Metrics, engine: &Arc<Engine>, policies: &Policies) {
+    let memory = policies.memory().clone();
+    metrics.register(
+        "memory_reserved_bytes",
+        "Instance memory reserved by requests in flight (each reserves its instance's limit)",
+        memory.reserved_gauge(),
+    );
+    let (node, tenant) = (memory.node_bytes(), memory.tenant_bytes());
+    metrics.register_collector(Readings::gauges(
+        "memory_budget_bytes",
+        "Instance memory requests may reserve, node-wide and per tenant",
+        "scope",
+        move || vec![("node", node), ("tenant", tenant)],
+    ));
+    let scheduler = engine.scheduler().clone();
+    metrics.register_collector(Readings::gauges(
+        "cpu_slots",
+        "Run slots guests take turns on (total) and guests waiting for a turn now (waiting)",
+        "state",
+        move || {
+            vec![
+                ("total", scheduler.slots() as u64),
+                ("waiting", scheduler.waiting() as u64),
+            ]
+        },
+    ));
+    let scheduler = engine.scheduler().clone();
+    metrics.register_collector(ResultCounters::new(
+        "cpu_turns",
+        "Times a guest found every run slot taken and waited for its turn",
+        move || vec![("waited", scheduler.waits())],
+    ));
 }
 
 /// Edge: the background sync of the registry and KV replicas.

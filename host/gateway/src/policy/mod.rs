@@ -1,13 +1,16 @@
 //! Gateway policies that protect the node from any one tenant (DESIGN §5): request body and
 //! header caps, concurrent instances per tenant, per extension and per install, a request rate
-//! per tenant and per install, and optional manifest endpoint enforcement. Node-wide defaults
+//! per tenant and per install, the node's memory budget and each tenant's share of it, and
+//! optional manifest endpoint enforcement. Node-wide defaults
 //! come from [`PolicyConfig`]; an install's [`InstallPolicy`] overrides them for its requests.
 //! The gateway applies them after it has resolved the install, before the engine runs anything.
 
 mod concurrency;
 mod endpoints;
+mod memory;
 mod rate;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use alga_edge_registry::InstallPolicy;
@@ -15,11 +18,14 @@ use http::HeaderMap;
 
 pub use concurrency::{InFlight, InFlightGuard};
 pub use endpoints::endpoint_declared;
+pub use memory::{
+    DEFAULT_MACHINE_FRACTION, MemoryBudget, MemoryRefusal, MemoryReservation, machine_memory_bytes,
+};
 pub use rate::RateLimiter;
 
 use alga_edge_http::declared_length;
 
-use crate::error::GatewayError;
+use crate::error::{GatewayError, MemoryScope};
 
 /// Policy settings (node-wide defaults).
 #[derive(Debug, Clone)]
@@ -40,6 +46,18 @@ pub struct PolicyConfig {
     pub tenant_rate_burst: f64,
     /// Only routes declared in the manifest's `api.endpoints` are served (404 otherwise).
     pub enforce_endpoints: bool,
+    /// Instance memory all requests in flight may reserve together, bytes (503 past it).
+    pub memory_budget_bytes: u64,
+    /// The fraction of the memory budget one tenant may reserve (429 past it), in (0, 1].
+    pub tenant_memory_share: f64,
+}
+
+/// The default node memory budget: [`DEFAULT_MACHINE_FRACTION`] of the machine's memory, or
+/// no bound where that is unknown.
+pub fn default_memory_budget() -> u64 {
+    machine_memory_bytes().map_or(u64::MAX, |bytes| {
+        (bytes as f64 * DEFAULT_MACHINE_FRACTION) as u64
+    })
 }
 
 impl Default for PolicyConfig {
@@ -53,6 +71,8 @@ impl Default for PolicyConfig {
             tenant_rate_per_sec: 200.0,
             tenant_rate_burst: 400.0,
             enforce_endpoints: false,
+            memory_budget_bytes: default_memory_budget(),
+            tenant_memory_share: 0.5,
         }
     }
 }
@@ -65,13 +85,15 @@ pub struct Policies {
     installs: InFlight,
     tenant_rate: RateLimiter,
     install_rate: RateLimiter,
+    memory: Arc<MemoryBudget>,
 }
 
-/// Admission of one request: holds its concurrency slots until dropped.
+/// Admission of one request: holds its concurrency slots and memory reservation until dropped.
 pub struct Admission {
     _tenant: InFlightGuard,
     _extension: InFlightGuard,
     _install: Option<InFlightGuard>,
+    _memory: MemoryReservation,
 }
 
 /// The limits that apply to one install's requests: node defaults with its overrides applied.
@@ -94,8 +116,18 @@ impl Policies {
             installs: InFlight::default(),
             tenant_rate: RateLimiter::default(),
             install_rate: RateLimiter::default(),
+            memory: MemoryBudget::new(
+                config.memory_budget_bytes,
+                (config.memory_budget_bytes as f64 * config.tenant_memory_share.clamp(0.0, 1.0))
+                    as u64,
+            ),
             config,
         }
+    }
+
+    /// The memory budget and its reservations.
+    pub fn memory(&self) -> &Arc<MemoryBudget> {
+        &self.memory
     }
 
     /// The limits for an install with `overrides`.
@@ -153,13 +185,15 @@ impl Policies {
         }
     }
 
-    /// Rate and concurrency admission for `tenant` on `extension` through `install`.
+    /// Rate, concurrency and memory admission for `tenant` on `extension` through `install`,
+    /// whose instance may grow to `memory_bytes`.
     pub fn admit(
         &self,
         tenant: &str,
         extension: &str,
         install: &str,
         overrides: &InstallPolicy,
+        memory_bytes: u64,
     ) -> Result<Admission, GatewayError> {
         let config = &self.config;
         if let Err(wait) =
@@ -222,11 +256,44 @@ impl Policies {
             })?),
             None => None,
         };
+        let memory = self
+            .memory
+            .try_reserve(tenant, memory_bytes)
+            .map_err(|refusal| memory_refused(refusal, tenant, memory_bytes))?;
         Ok(Admission {
             _tenant: tenant_slot,
             _extension: extension_slot,
             _install: install_slot,
+            _memory: memory,
         })
+    }
+}
+
+/// The answer to a refused memory reservation: retry in a second, when running instances
+/// have likely ended.
+fn memory_refused(refusal: MemoryRefusal, tenant: &str, bytes: u64) -> GatewayError {
+    let mib = |bytes: u64| bytes >> 20;
+    match refusal {
+        MemoryRefusal::Node { budget } => GatewayError::MemoryBudget {
+            scope: MemoryScope::Node,
+            retry_after: 1,
+            reason: format!(
+                "this node's memory budget ({} MiB) is taken by running extensions; a request \
+                 reserves its instance's {} MiB limit",
+                mib(budget),
+                mib(bytes)
+            ),
+        },
+        MemoryRefusal::Tenant { share } => GatewayError::MemoryBudget {
+            scope: MemoryScope::Tenant,
+            retry_after: 1,
+            reason: format!(
+                "tenant '{tenant}' has its share of this node's memory ({} MiB) in use; a request \
+                 reserves its instance's {} MiB limit",
+                mib(share),
+                mib(bytes)
+            ),
+        },
     }
 }
 

@@ -5,7 +5,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -231,6 +231,57 @@ where
         for (result, value) in (self.read)() {
             let labels = [("result", result)];
             ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// A gauge family with one label, read at scrape time from state another part owns (the
+/// memory budget, the CPU scheduler), like [`ResultCounters`].
+pub struct Readings<F> {
+    name: &'static str,
+    help: &'static str,
+    label: &'static str,
+    read: F,
+}
+
+impl<F> Readings<F>
+where
+    F: Fn() -> Vec<(&'static str, u64)> + Send + Sync + 'static,
+{
+    /// The gauge family `name` whose rows, labelled `label`, `read` returns.
+    pub fn gauges(
+        name: &'static str,
+        help: &'static str,
+        label: &'static str,
+        read: F,
+    ) -> Box<Self> {
+        Box::new(Self {
+            name,
+            help,
+            label,
+            read,
+        })
+    }
+}
+
+impl<F> std::fmt::Debug for Readings<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl<F> Collector for Readings<F>
+where
+    F: Fn() -> Vec<(&'static str, u64)> + Send + Sync + 'static,
+{
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let metric_type = ConstGauge::new(0i64).metric_type();
+        let mut family = encoder.encode_descriptor(self.name, self.help, None, metric_type)?;
+        for (value_label, value) in (self.read)() {
+            let labels = [(self.label, value_label)];
+            ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX))
+                .encode(family.encode_family(&labels)?)?;
         }
         Ok(())
     }

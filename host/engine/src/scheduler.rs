@@ -1,0 +1,452 @@
+//! CPU turns for guests, fair between tenants (issue 21, item 6).
+//!
+//! A node has a few run slots (about one per core). A guest's task must hold a slot to be
+//! polled, i.e. to run its wasm and the host code it calls synchronously. It takes one when it
+//! starts (instantiation and the first call) and whenever it resumes after host I/O, and keeps
+//! it while it runs or is runnable. It gives it back
+//! - when it waits on host I/O (a poll that returns pending without the guest yielding), and
+//! - at every epoch tick (the engine's epoch callback returns [`GuestTurn::yield_turn`]) if
+//!   another guest waits: the slot goes to that guest and the yielding one waits in line.
+//!   With nobody waiting it keeps its slot and only yields to the runtime once, so the
+//!   node's own tasks (connections, the registry) still run between slices.
+//!
+//! A guest that finds no free slot waits in its tenant's queue, parked (not in the runtime's run
+//! queue), and freed slots are handed round-robin across the tenants with waiting guests
+//! (oldest guest first within a tenant). A tenant with 64 spinning instances thus has at most
+//! `slots` of them runnable at once and gets one turn per round like a tenant with one short
+//! request, which waits about one slice per competing tenant, not one per competing instance.
+//! A guest handed a slot first goes once to the back of the runtime's run queue, so a chain of
+//! hand-offs cannot starve the node's own tasks (reading connections, writing responses).
+//!
+//! Without contention a guest's poll costs two uncontended mutex operations.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+/// Hands run slots to guests, round-robin across tenants.
+pub struct CpuScheduler {
+    slots: usize,
+    state: Mutex<State>,
+    waits: AtomicU64,
+}
+
+struct State {
+    /// Slots nobody holds. Positive only while no guest waits: a freed slot goes straight to
+    /// the next waiter.
+    free: usize,
+    /// Tenants with waiting guests, in the order of their next turn.
+    rotation: VecDeque<Arc<str>>,
+    /// Each tenant's waiting guests, oldest first.
+    queues: HashMap<Arc<str>, VecDeque<u64>>,
+    /// Every live guest.
+    guests: HashMap<u64, Guest>,
+    next_id: u64,
+}
+
+struct Guest {
+    phase: Phase,
+    waker: Option<Waker>,
+    /// It yielded at an epoch tick keeping its slot (nobody waited): its pending poll is not
+    /// an I/O wait.
+    yielded: bool,
+    /// It was just handed a slot by another guest's task, whose poll woke it.
+    handed: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Neither holding nor waiting for a slot.
+    Idle,
+    /// In its tenant's queue.
+    Waiting,
+    /// Holds a slot (running, or runnable).
+    Holding,
+}
+
+impl CpuScheduler {
+    /// A scheduler with `slots` run slots (at least one).
+    pub fn new(slots: usize) -> Arc<Self> {
+        let slots = slots.max(1);
+        Arc::new(Self {
+            slots,
+            state: Mutex::new(State {
+                free: slots,
+                rotation: VecDeque::new(),
+                queues: HashMap::new(),
+                guests: HashMap::new(),
+                next_id: 0,
+            }),
+            waits: AtomicU64::new(0),
+        })
+    }
+
+    /// Run slots of this node.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Times a guest found every slot taken and waited for a turn.
+    pub fn waits(&self) -> u64 {
+        self.waits.load(Ordering::Relaxed)
+    }
+
+    /// Guests waiting for a turn now.
+    pub fn waiting(&self) -> usize {
+        self.lock().queues.values().map(VecDeque::len).sum()
+    }
+
+    /// A new guest of `tenant`, holding no slot yet.
+    pub fn guest(self: &Arc<Self>, tenant: Arc<str>) -> Arc<GuestTurn> {
+        let mut state = self.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        state.guests.insert(
+            id,
+            Guest {
+                phase: Phase::Idle,
+                waker: None,
+                yielded: false,
+                handed: false,
+            },
+        );
+        Arc::new(GuestTurn {
+            scheduler: self.clone(),
+            tenant,
+            id,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl State {
+    fn guest(&mut self, id: u64) -> &mut Guest {
+        self.guests
+            .get_mut(&id)
+            .expect("a live guest is registered")
+    }
+
+    /// Gives a freed slot to the next waiter in round-robin order, or back to the free ones;
+    /// returns the waker to call once the lock is released.
+    fn hand_off(&mut self) -> Option<Waker> {
+        while let Some(tenant) = self.rotation.pop_front() {
+            let Some(queue) = self.queues.get_mut(&tenant) else {
+                continue;
+            };
+            let Some(id) = queue.pop_front() else {
+                self.queues.remove(&tenant);
+                continue;
+            };
+            if queue.is_empty() {
+                self.queues.remove(&tenant);
+            } else {
+                self.rotation.push_back(tenant);
+            }
+            let guest = self.guest(id);
+            guest.phase = Phase::Holding;
+            guest.handed = true;
+            return guest.waker.take();
+        }
+        self.free += 1;
+        None
+    }
+
+    /// Puts guest `id` of `tenant` in line, waking `waker` when its turn comes.
+    fn enqueue(&mut self, id: u64, tenant: &Arc<str>, waker: &Waker) {
+        let guest = self.guest(id);
+        guest.phase = Phase::Waiting;
+        guest.waker = Some(waker.clone());
+        match self.queues.get_mut(tenant) {
+            Some(queue) => queue.push_back(id),
+            None => {
+                self.queues.insert(tenant.clone(), VecDeque::from([id]));
+                self.rotation.push_back(tenant.clone());
+            }
+        }
+    }
+}
+
+/// One guest's place with the scheduler, shared by its task ([`GuestTurn::run`]) and its
+/// store's epoch callback ([`GuestTurn::yield_turn`]). Dropped with both, it gives back a slot
+/// it holds or leaves the queue.
+pub struct GuestTurn {
+    scheduler: Arc<CpuScheduler>,
+    tenant: Arc<str>,
+    id: u64,
+}
+
+impl GuestTurn {
+    /// Runs `future` (the guest's task), polling it only while this guest holds a slot.
+    pub async fn run<F: Future>(self: Arc<Self>, future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        poll_fn(move |cx| {
+            if !self.take(cx) {
+                return Poll::Pending;
+            }
+            let polled = future.as_mut().poll(cx);
+            self.after_poll(polled.is_ready());
+            polled
+        })
+        .await
+    }
+
+    /// What the guest awaits at an epoch tick: with another guest waiting it gives its slot to
+    /// the next in round-robin order and waits for its own turn; otherwise it keeps the slot
+    /// and only lets the runtime run other tasks once.
+    pub fn yield_turn(self: &Arc<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let turn = self.clone();
+        let mut started = false;
+        Box::pin(poll_fn(move |cx| {
+            let scheduler = &turn.scheduler;
+            let mut state = scheduler.lock();
+            if started {
+                let guest = state.guest(turn.id);
+                return if guest.phase == Phase::Holding {
+                    Poll::Ready(())
+                } else {
+                    if !guest
+                        .waker
+                        .as_ref()
+                        .is_some_and(|w| w.will_wake(cx.waker()))
+                    {
+                        guest.waker = Some(cx.waker().clone());
+                    }
+                    Poll::Pending
+                };
+            }
+            started = true;
+            if state.rotation.is_empty() {
+                state.guest(turn.id).yielded = true;
+                drop(state);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let next = state.hand_off();
+            state.enqueue(turn.id, &turn.tenant, cx.waker());
+            scheduler.waits.fetch_add(1, Ordering::Relaxed);
+            drop(state);
+            if let Some(next) = next {
+                next.wake();
+            }
+            Poll::Pending
+        }))
+    }
+
+    /// Takes a slot for this poll (or keeps the one held), or waits in line.
+    fn take(&self, cx: &mut Context<'_>) -> bool {
+        let scheduler = &self.scheduler;
+        let mut state = scheduler.lock();
+        let free = state.free;
+        let guest = state.guest(self.id);
+        let phase = guest.phase;
+        match phase {
+            // Woken by the guest that handed it the slot, it would run next on that worker
+            // (the runtime's LIFO slot), ahead of everything already queued there: connections
+            // waiting to be read, other tenants' requests. It yields once first, to the back
+            // of the run queue, keeping its slot.
+            Phase::Holding if guest.handed => {
+                guest.handed = false;
+                cx.waker().wake_by_ref();
+                false
+            }
+            Phase::Holding => {
+                guest.yielded = false;
+                true
+            }
+            Phase::Idle if free > 0 => {
+                guest.phase = Phase::Holding;
+                state.free -= 1;
+                true
+            }
+            Phase::Idle => {
+                state.enqueue(self.id, &self.tenant, cx.waker());
+                scheduler.waits.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Phase::Waiting => {
+                if !guest
+                    .waker
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    guest.waker = Some(cx.waker().clone());
+                }
+                false
+            }
+        }
+    }
+
+    /// Gives the slot back when the guest finished or waits on host I/O; keeps it when the
+    /// guest only yielded at a tick, or is already back in line.
+    fn after_poll(&self, finished: bool) {
+        let mut state = self.scheduler.lock();
+        let guest = state.guest(self.id);
+        if guest.phase != Phase::Holding || (guest.yielded && !finished) {
+            return;
+        }
+        guest.phase = Phase::Idle;
+        guest.yielded = false;
+        let next = state.hand_off();
+        drop(state);
+        if let Some(next) = next {
+            next.wake();
+        }
+    }
+}
+
+impl Drop for GuestTurn {
+    fn drop(&mut self) {
+        let mut state = self.scheduler.lock();
+        let Some(guest) = state.guests.remove(&self.id) else {
+            return;
+        };
+        let next = match guest.phase {
+            Phase::Idle => None,
+            Phase::Holding => state.hand_off(),
+            Phase::Waiting => {
+                if let Some(queue) = state.queues.get_mut(&self.tenant) {
+                    queue.retain(|id| *id != self.id);
+                    if queue.is_empty() {
+                        state.queues.remove(&self.tenant);
+                        state.rotation.retain(|t| *t != self.tenant);
+                    }
+                }
+                None
+            }
+        };
+        drop(state);
+        if let Some(next) = next {
+            next.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cx() -> Context<'static> {
+        Context::from_waker(Waker::noop())
+    }
+
+    fn phase(turn: &GuestTurn) -> Phase {
+        turn.scheduler.lock().guests[&turn.id].phase
+    }
+
+    #[test]
+    fn hands_turns_round_robin_across_tenants_not_instances() {
+        let scheduler = CpuScheduler::new(1);
+        // Eight spinners of tenant a, then one request of tenant b.
+        let turns: Vec<Arc<GuestTurn>> = (0..8)
+            .map(|_| scheduler.guest("a".into()))
+            .chain([scheduler.guest("b".into())])
+            .collect();
+        let taken: Vec<bool> = turns.iter().map(|t| t.take(&mut cx())).collect();
+        assert_eq!(taken.iter().filter(|t| **t).count(), 1);
+        assert_eq!(scheduler.waiting(), 8);
+        let mut current = 0;
+        let mut order = Vec::new();
+        for _ in 0..6 {
+            // The holder's slice ends with others waiting: it hands the slot on and waits.
+            let mut yielding = turns[current].yield_turn();
+            assert!(yielding.as_mut().poll(&mut cx()).is_pending());
+            turns[current].after_poll(false);
+            assert_eq!(phase(&turns[current]), Phase::Waiting);
+            let holders: Vec<usize> = (0..turns.len())
+                .filter(|&i| phase(&turns[i]) == Phase::Holding)
+                .collect();
+            assert_eq!(holders.len(), 1, "one slot, one holder");
+            current = holders[0];
+            order.push(&*turns[current].tenant == "b");
+            // The new holder yields once to the back of the run queue, then resumes.
+            assert!(!turns[current].take(&mut cx()));
+            assert!(turns[current].take(&mut cx()));
+        }
+        // b, queued behind seven of a's spinners, got the second turn, and every other one
+        // after that: one turn per tenant per round.
+        assert_eq!(order, [false, true, false, true, false, true]);
+        assert_eq!(scheduler.waits(), 8 + 6);
+    }
+
+    #[test]
+    fn keeps_the_slot_across_a_yield_nobody_waits_for_and_frees_it_on_io() {
+        let scheduler = CpuScheduler::new(1);
+        let a = scheduler.guest("a".into());
+        assert!(a.take(&mut cx()));
+        let mut yielding = a.yield_turn();
+        assert!(
+            yielding.as_mut().poll(&mut cx()).is_pending(),
+            "yields once"
+        );
+        a.after_poll(false);
+        assert_eq!(phase(&a), Phase::Holding, "kept: nobody waits");
+        let b = scheduler.guest("b".into());
+        assert!(
+            !b.take(&mut cx()),
+            "the yielded guest still holds the only slot"
+        );
+        assert!(a.take(&mut cx()));
+        assert!(yielding.as_mut().poll(&mut cx()).is_ready());
+        // A pending poll without a yield is an I/O wait: the slot goes to b.
+        a.after_poll(false);
+        assert_eq!(phase(&a), Phase::Idle);
+        assert_eq!(phase(&b), Phase::Holding);
+        assert!(
+            !b.take(&mut cx()),
+            "b goes to the back of the run queue once"
+        );
+        assert!(b.take(&mut cx()));
+    }
+
+    #[test]
+    fn a_dropped_guest_leaves_the_queue_and_passes_on_its_slot() {
+        let scheduler = CpuScheduler::new(1);
+        let a = scheduler.guest("a".into());
+        let b = scheduler.guest("b".into());
+        let c = scheduler.guest("c".into());
+        assert!(a.take(&mut cx()));
+        assert!(!b.take(&mut cx()));
+        assert!(!c.take(&mut cx()));
+        drop(b);
+        assert_eq!(scheduler.waiting(), 1);
+        // a ends: its slot goes to c; c is dropped (its task aborted) before it ran.
+        a.after_poll(true);
+        assert_eq!(phase(&c), Phase::Holding);
+        drop(c);
+        drop(a);
+        let state = scheduler.lock();
+        assert_eq!(state.free, 1, "no slot lost");
+        assert!(state.guests.is_empty() && state.rotation.is_empty() && state.queues.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runs_yielding_tasks_to_completion_under_contention() {
+        let scheduler = CpuScheduler::new(1);
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let tenant: Arc<str> = if i % 2 == 0 { "a".into() } else { "b".into() };
+                let turn = scheduler.guest(tenant);
+                let yields = turn.clone();
+                tokio::spawn(turn.run(async move {
+                    for _ in 0..20 {
+                        yields.yield_turn().await;
+                        tokio::task::yield_now().await;
+                    }
+                    i
+                }))
+            })
+            .collect();
+        for (i, task) in tasks.into_iter().enumerate() {
+            assert_eq!(task.await.unwrap(), i);
+        }
+        let state = scheduler.lock();
+        assert_eq!(state.free, 1);
+        assert!(state.guests.is_empty() && state.queues.is_empty());
+    }
+}
