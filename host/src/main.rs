@@ -136,19 +136,18 @@ struct ServeArgs {
     /// Per-request deadline in milliseconds (504 past it).
     #[arg(long, env = "EXT_GATEWAY_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
     timeout_ms: u64,
-    /// Memory cap of an instance (its linear memories together), in MiB (502 past it); each
-    /// request reserves it against --memory-budget-mib.
+    /// Memory cap of an instance (its linear memories together), in MiB (502 past it).
     #[arg(long, env = "EXT_MEMORY_LIMIT_MIB", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=4096))]
     memory_limit_mib: u64,
     /// Instances running at once on this node (503 past it).
     #[arg(long, env = "EXT_MAX_INSTANCES", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10000))]
     max_instances: u32,
-    /// Instance memory all requests in flight may reserve together, in MiB: each request
-    /// reserves its instance's memory limit before it is instantiated (503 past the budget)
+    /// Linear memory all instances (running and warm) may hold together, in MiB: growth past
+    /// it is refused and the request answered 503, and no request starts while it is spent
     /// [default: half of the machine's memory, the smaller of RAM and the cgroup limit].
     #[arg(long, env = "EXT_MEMORY_BUDGET_MIB", value_parser = clap::value_parser!(u64).range(1..))]
     memory_budget_mib: Option<u64>,
-    /// Percentage of the memory budget one tenant may reserve (429 past it).
+    /// Percentage of the memory budget one tenant's instances may hold (429 past it).
     #[arg(long, env = "EXT_TENANT_MEMORY_SHARE", default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
     tenant_memory_share: u8,
     /// Guests running wasm at once (run slots); the others wait for a turn, handed round-robin
@@ -165,6 +164,18 @@ struct ServeArgs {
     /// Freed instance memories returned to the OS per batch (1 = immediately; see README).
     #[arg(long, env = "EXT_POOL_DECOMMIT_BATCH", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
     pool_decommit_batch: u64,
+    /// Instance reuse: requests one instance serves, for the same install only (tenant ×
+    /// extension × version), before it is dropped; 0 or 1: a fresh instance per request.
+    /// Installs override it with the `instance_reuse` policy. The guest's memory persists
+    /// between the requests it serves (see README).
+    #[arg(long, env = "EXT_INSTANCE_REUSE", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    instance_reuse: u32,
+    /// A warm instance is dropped after this many milliseconds without a request.
+    #[arg(long, env = "EXT_INSTANCE_IDLE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    instance_idle_ms: u64,
+    /// Linear memory all idle warm instances may hold together, in MiB (the oldest go first).
+    #[arg(long, env = "EXT_INSTANCE_IDLE_MIB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    instance_idle_mib: u64,
     /// Largest request body to an extension, in KiB (413 past it).
     #[arg(long, env = "EXT_MAX_BODY_KIB", default_value_t = 10240, value_parser = clap::value_parser!(u64).range(1..))]
     max_body_kib: u64,
@@ -353,10 +364,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let engine = engine_config(&args);
+    let engine = engine_config(&args)?;
     let policy = policy_config(&args)?;
     tracing::info!(
-        memory_budget_mib = policy.memory_budget_bytes >> 20,
+        memory_budget_mib = engine.memory_budget_bytes >> 20,
         tenant_memory_share = args.tenant_memory_share,
         instance_memory_mib = args.memory_limit_mib,
         cpu_slots = engine.cpu_slots,
@@ -419,36 +430,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// The engine's limits and caches from `serve`'s flags.
-fn engine_config(args: &ServeArgs) -> EngineConfig {
-    EngineConfig {
-        timeout: Duration::from_millis(args.timeout_ms),
-        memory_limit_bytes: args.memory_limit_mib << 20,
-        max_instances: args.max_instances,
-        max_response_bytes: args.max_response_mib << 20,
-        decommit_batch: args.pool_decommit_batch as usize,
-        epoch_tick: Duration::from_millis(args.cpu_slice_ms),
-        cpu_slots: args
-            .cpu_slots
-            .map_or_else(alga_edge_engine::config::default_cpu_slots, |n| n as usize),
-        cache_dir: (!args.no_disk_cache).then(|| {
-            args.cache_dir
-                .clone()
-                .unwrap_or_else(|| args.data_dir.join("compiled"))
-        }),
-        ..EngineConfig::default()
-    }
-}
-
-/// The gateway's policies from `serve`'s flags.
-fn policy_config(args: &ServeArgs) -> anyhow::Result<PolicyConfig> {
-    anyhow::ensure!(
-        args.tenant_rate >= 0.0 && args.tenant_rate.is_finite(),
-        "--tenant-rate must be a finite number >= 0"
-    );
-    anyhow::ensure!(
-        args.tenant_burst >= 1.0 && args.tenant_burst.is_finite(),
-        "--tenant-burst must be a finite number >= 1"
-    );
+fn engine_config(args: &ServeArgs) -> anyhow::Result<EngineConfig> {
     let instance = args.memory_limit_mib << 20;
     let share = f64::from(args.tenant_memory_share) / 100.0;
     let memory_budget_bytes = match args.memory_budget_mib {
@@ -464,12 +446,48 @@ fn policy_config(args: &ServeArgs) -> anyhow::Result<PolicyConfig> {
             budget
         }
         // A machine too small for the derived budget still runs one instance per tenant.
-        None => alga_edge_gateway::policy::default_memory_budget()
-            .max((instance as f64 / share).ceil() as u64),
+        None => {
+            alga_edge_engine::default_memory_budget().max((instance as f64 / share).ceil() as u64)
+        }
     };
-    Ok(PolicyConfig {
+    Ok(EngineConfig {
         memory_budget_bytes,
         tenant_memory_share: share,
+        timeout: Duration::from_millis(args.timeout_ms),
+        memory_limit_bytes: args.memory_limit_mib << 20,
+        max_instances: args.max_instances,
+        max_response_bytes: args.max_response_mib << 20,
+        decommit_batch: args.pool_decommit_batch as usize,
+        reuse: alga_edge_engine::ReuseConfig {
+            max_requests: args.instance_reuse,
+            idle_timeout: Duration::from_millis(args.instance_idle_ms),
+            max_idle_bytes: args.instance_idle_mib << 20,
+        },
+        epoch_tick: Duration::from_millis(args.cpu_slice_ms),
+        cpu_slots: args
+            .cpu_slots
+            .map_or_else(alga_edge_engine::config::default_cpu_slots, |n| n as usize),
+        cache_dir: (!args.no_disk_cache).then(|| {
+            args.cache_dir
+                .clone()
+                .unwrap_or_else(|| args.data_dir.join("compiled"))
+        }),
+        ..EngineConfig::default()
+    })
+}
+
+/// The gateway's policies from `serve`'s flags.
+fn policy_config(args: &ServeArgs) -> anyhow::Result<PolicyConfig> {
+    anyhow::ensure!(
+        args.tenant_rate >= 0.0 && args.tenant_rate.is_finite(),
+        "--tenant-rate must be a finite number >= 0"
+    );
+    anyhow::ensure!(
+        args.tenant_burst >= 1.0 && args.tenant_burst.is_finite(),
+        "--tenant-burst must be a finite number >= 1"
+    );
+    Ok(PolicyConfig {
+        instance_reuse: args.instance_reuse,
         max_body_bytes: args.max_body_kib << 10,
         max_headers: args.max_headers as usize,
         max_header_bytes: (args.max_header_kib as usize) << 10,

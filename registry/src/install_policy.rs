@@ -53,7 +53,14 @@ pub struct InstallPolicy {
     /// Keys the install may hold in KV storage (across its buckets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv_max_keys: Option<u64>,
+    /// Requests one warm instance of this install serves before it is dropped; 0 or 1 turns
+    /// reuse off for the install (the node's `--instance-reuse` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_reuse: Option<u32>,
 }
+
+/// Most requests one instance may serve under an override.
+const MAX_INSTANCE_REUSE: u32 = 1_000_000;
 
 /// Most entries in an install's egress allowlist.
 const MAX_EGRESS_ENTRIES: usize = 64;
@@ -108,6 +115,9 @@ impl InstallPolicy {
         }
         if self.kv_max_keys == Some(0) {
             return bad("kv_max_keys", "at least 1");
+        }
+        if self.instance_reuse.is_some_and(|v| v > MAX_INSTANCE_REUSE) {
+            return bad("instance_reuse", &format!("at most {MAX_INSTANCE_REUSE}"));
         }
         for (field, value) in [
             ("rate_per_sec", self.rate_per_sec),
@@ -174,12 +184,15 @@ impl InstallPolicy {
             "kv_max_keys" => {
                 self.kv_max_keys = Some(value.parse().map_err(|_| number("an integer"))?)
             }
+            "instance_reuse" => {
+                self.instance_reuse = Some(value.parse().map_err(|_| number("an integer"))?)
+            }
             other => {
                 return Err(PolicyError(format!(
                     "unknown policy '{other}': use max_body_bytes, timeout_ms, max_headers, \
                      max_header_bytes, concurrency, rate_per_sec, rate_burst, enforce_endpoints, \
                      egress_allow, egress_max_requests, egress_max_response_bytes, \
-                     egress_timeout_ms or kv_max_keys"
+                     egress_timeout_ms, kv_max_keys or instance_reuse"
                 )));
             }
         }

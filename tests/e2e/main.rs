@@ -13,6 +13,7 @@ mod hardening;
 mod lifecycle;
 mod policies;
 mod replication;
+mod reuse;
 mod ui;
 
 /// The `alga-edge` binary cargo built for this test target. `CARGO_BIN_EXE_*` is set only when

@@ -278,12 +278,11 @@ fn a_tenant_spinning_many_instances_does_not_starve_another() {
 /// node's budget with 503, both with `retry-after`, and a burst of memory bombs leaves the
 /// node up and serving.
 #[test]
-fn instance_memory_is_reserved_against_a_node_budget_and_tenant_shares() {
+fn instance_memory_is_charged_to_a_node_budget_and_tenant_shares() {
     let fixture = Fixture::new();
     let hello = fixture.bundle(HELLO, "1.0.0", "hello");
     let faulty = fixture.bundle(FAULTY, "1.0.0", "faulty");
-    // 64 MiB per instance, 256 MiB for the node, half of it per tenant: four instances on
-    // the node, two per tenant.
+    // 64 MiB per instance, 256 MiB for the node, half of it per tenant.
     let node = fixture.start(&[
         "--memory-limit-mib",
         "64",
@@ -292,7 +291,7 @@ fn instance_memory_is_reserved_against_a_node_budget_and_tenant_shares() {
         "--tenant-memory-share",
         "50",
         "--timeout-ms",
-        "8000",
+        "15000",
         "--tenant-rate",
         "0",
     ]);
@@ -329,11 +328,13 @@ fn instance_memory_is_reserved_against_a_node_budget_and_tenant_shares() {
         (128u64 << 20) as f64
     );
 
-    // Two sleepers each for acme and globex hold the whole budget until their deadline.
-    let sleepers: Vec<_> = [&acme, &acme, &globex, &globex]
+    // Memory is charged as instances grow, not reserved at their limit: a hundred small
+    // instances fit where four big ones would not. Two holders each for acme and globex take
+    // 56 MiB apiece, most of the node's 256 MiB and of each tenant's 128.
+    let holders: Vec<_> = [&acme, &acme, &globex, &globex]
         .into_iter()
         .map(|who| {
-            let (url, who) = (node.url(&faulty_route("sleep")), who.clone());
+            let (url, who) = (node.url(&faulty_route("hold?mb=56&ms=8000")), who.clone());
             std::thread::spawn(move || {
                 send(
                     &client(),
@@ -346,16 +347,21 @@ fn instance_memory_is_reserved_against_a_node_budget_and_tenant_shares() {
             })
         })
         .collect();
-    alga_edge_e2e::wait_until(Duration::from_secs(30), "the budget reserved", || {
-        let (_, samples) = alga_edge_e2e::metrics::scrape(&node);
-        gauge(&samples, "alga_memory_reserved_bytes", &[]) >= (256u64 << 20) as f64
-    });
-    // acme has its share in use: 429. initech has none, but the node is full: 503.
-    let (status, headers, body) = call(&acme, &faulty_route("oom"));
+    alga_edge_e2e::wait_until(
+        Duration::from_secs(30),
+        "the holders' memory charged",
+        || {
+            let (_, samples) = alga_edge_e2e::metrics::scrape(&node);
+            gauge(&samples, "alga_memory_reserved_bytes", &[]) >= (4 * 56u64 << 20) as f64
+        },
+    );
+    // acme's share has no room for 40 MiB more: 429. initech has all its share, but the node
+    // has no room: 503. A small request of initech still runs.
+    let (status, headers, body) = call(&acme, &faulty_route("hold?mb=40"));
     assert_eq!(status, 429, "{body}");
     assert_eq!(json(&body)["error"], "tenant_memory_budget", "{body}");
     assert_eq!(headers["retry-after"], "1");
-    let (status, headers, body) = call(&initech, &faulty_route("oom"));
+    let (status, headers, body) = call(&initech, &faulty_route("hold?mb=40"));
     assert_eq!(status, 503, "{body}");
     assert_eq!(json(&body)["error"], "node_memory_budget", "{body}");
     assert!(
@@ -363,8 +369,13 @@ fn instance_memory_is_reserved_against_a_node_budget_and_tenant_shares() {
         "{body}"
     );
     assert_eq!(headers["retry-after"], "1");
-    let statuses: Vec<u16> = sleepers.into_iter().map(|t| t.join().unwrap()).collect();
-    assert_eq!(statuses, [504, 504, 504, 504]);
+    assert_eq!(
+        call(&initech, &hello_route).0,
+        200,
+        "small instances still fit"
+    );
+    let statuses: Vec<u16> = holders.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(statuses, [200, 200, 200, 200]);
 
     // A burst of memory bombs from three tenants: each one admitted hits its instance's cap
     // (502); the rest are refused with retry-after. Nothing else happens to the node.
@@ -393,15 +404,11 @@ fn instance_memory_is_reserved_against_a_node_budget_and_tenant_shares() {
         }
     }
     assert_eq!(call(&initech, &hello_route).0, 200, "the node still serves");
-    // Reservations end with their responses (the last one as its body is dropped).
-    alga_edge_e2e::wait_until(
-        Duration::from_secs(30),
-        "every reservation released",
-        || {
-            let (_, samples) = alga_edge_e2e::metrics::scrape(&node);
-            gauge(&samples, "alga_memory_reserved_bytes", &[]) == 0.0
-        },
-    );
+    // Charges end with their instances.
+    alga_edge_e2e::wait_until(Duration::from_secs(30), "every charge released", || {
+        let (_, samples) = alga_edge_e2e::metrics::scrape(&node);
+        gauge(&samples, "alga_memory_reserved_bytes", &[]) == 0.0
+    });
     let (_, samples) = alga_edge_e2e::metrics::scrape(&node);
     for reason in ["tenant_memory_budget", "node_memory_budget"] {
         assert!(

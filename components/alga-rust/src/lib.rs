@@ -40,6 +40,9 @@ use alga::extension::{
 
 struct Component;
 
+/// `count` requests this instance served: lost with the instance.
+static COUNTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 export!(Component);
 
 impl Guest for Component {
@@ -65,6 +68,8 @@ impl Guest for Component {
                     body: Some(b"ok".to_vec()),
                 }
             }
+            // Requests this instance served (guest memory: 1 on a fresh instance).
+            ["count"] => json!({"count": COUNTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1}),
             ["trap"] => panic!("alga-rust: /trap requested a panic"),
             ["loop"] => spin(),
             ["oom"] => exhaust_memory(),

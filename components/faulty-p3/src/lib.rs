@@ -7,12 +7,16 @@
 //! - `GET /trap`: panics (a trap; the message goes to stderr).
 //! - `GET /fetch?url=U`: GET `U` through the host's egress checks (WASIp3 `wasi:http/client`):
 //!   `{"ok":true,"status":…,"body":…}` or `{"ok":false,"error":"<error code>"}`.
+//! - `GET /count`: how many `/count` requests this instance has served (1 on a fresh instance).
 //! - anything else: `ok`, like `faulty`'s default route (the bench compares the two ABIs on it).
 
 use futures::SinkExt;
 use spin_sdk::http::body::{IncomingBodyExt, stream};
 use spin_sdk::http::{EmptyBody, IntoResponse, Request, Response, send};
 use spin_sdk::http_service;
+
+/// `/count` requests this instance served: guest memory, lost with the instance.
+static COUNTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[http_service]
 async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
@@ -74,6 +78,12 @@ async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
             loop {
                 spins = std::hint::black_box(spins.wrapping_add(1));
             }
+        }
+        "/count" => {
+            let n = COUNTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            Response::builder().body(spin_sdk::http::box_body(http_body_util::Full::new(
+                bytes::Bytes::from(format!("{n}\n")),
+            )))?
         }
         "/trap" => panic!("faulty-p3: deliberate trap"),
         _ => Response::builder().body(spin_sdk::http::box_body(http_body_util::Full::new(

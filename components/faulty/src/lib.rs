@@ -8,6 +8,8 @@
 //! - `/stack`: recurses until the wasm call stack overflows
 //! - `/shadow-stack`: recurses until Rust's in-memory (shadow) stack runs out of linear memory
 //! - `/huge?mb=N`: streams N MiB (default 1024) of body
+//! - `/hold?mb=N&ms=T`: allocates (and touches) N MiB, holds it T ms, then answers
+//! - `/count`: how many `/count` requests this instance has served (1 on a fresh instance)
 //! - anything else: `200 ok`
 
 use futures_lite::stream;
@@ -18,9 +20,24 @@ use wstd::http::{Body, Error, Request, Response};
 
 const CHUNK: usize = 64 * 1024;
 
+/// `/count` requests this instance served: guest memory, lost with the instance.
+static COUNTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 #[wstd::http_server]
 async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
     match request.uri().path() {
+        "/hold" => {
+            let query = request.uri().query();
+            let mb = query_u64(query, "mb").unwrap_or(1);
+            let ms = query_u64(query, "ms").unwrap_or(0);
+            let held = vec![0xA5u8; (mb as usize) << 20];
+            wstd::task::sleep(wstd::time::Duration::from_millis(ms)).await;
+            Ok(Response::new(format!("held {} MiB\n", black_box(&held).len() >> 20).into()))
+        }
+        "/count" => {
+            let n = COUNTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            Ok(Response::new(format!("{n}\n").into()))
+        }
         "/trap" => panic!("faulty: deliberate trap"),
         "/loop" => spin_forever(),
         "/oom" => hoard_memory(),

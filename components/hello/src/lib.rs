@@ -1,12 +1,19 @@
 //! `hello`: answers every request with JSON describing what the component saw — method, path
 //! (gateway prefix already removed), query, forwarded headers, body — and the Alga request
-//! context.
+//! context, and how many requests this instance has served (`instance_requests`: 1 on a fresh
+//! instance, counting up when the node reuses instances).
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value, json};
 use wstd::http::{Body, Error, Request, Response};
 
+/// Requests this instance has served: guest memory, so it persists only while the instance does.
+static SERVED: AtomicU64 = AtomicU64::new(0);
+
 #[wstd::http_server]
 async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
+    let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
     // The request context through the guest SDK (alga:extension/context).
     let ctx = alga_extension::context();
     // A body over the gateway's cap fails this read; the error ends the request.
@@ -33,6 +40,7 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
         "query": query,
         "headers": headers,
         "body": body_text,
+        "instance_requests": served,
         "context": {
             "tenant_id": ctx.tenant_id,
             "extension_id": ctx.extension_id,

@@ -38,6 +38,13 @@ pub struct EngineConfig {
     /// the price is that up to `min(cores, 16) * (batch - 1)` freed memories stay resident until
     /// their batch flushes. 1 disables batching.
     pub decommit_batch: usize,
+    /// Linear memory all instances (running and warm) may hold together, bytes: growth past
+    /// it is refused (503).
+    pub memory_budget_bytes: u64,
+    /// The fraction of the memory budget one tenant's instances may hold (429 past it).
+    pub tenant_memory_share: f64,
+    /// Instance reuse within one install (off by default).
+    pub reuse: crate::ReuseConfig,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +62,9 @@ impl Default for EngineConfig {
             epoch_tick: Duration::from_millis(2),
             cpu_slots: default_cpu_slots(),
             decommit_batch: 8,
+            memory_budget_bytes: crate::memory::default_memory_budget(),
+            tenant_memory_share: 0.5,
+            reuse: crate::ReuseConfig::default(),
         }
     }
 }

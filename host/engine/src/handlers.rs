@@ -3,15 +3,17 @@
 //! `runner` world `handler(execute-request) -> execute-response` with whole bodies.
 //! Each starts the guest on its own task, which runs only in turns the CPU scheduler grants,
 //! and hands back the response as it arrives; the caller
-//! ([`super::invoke`]) owns deadlines, limits and error classification.
+//! ([`super::invoke`]) owns deadlines, limits and error classification. With reuse on, the
+//! task gives an instance that ended its request cleanly back to the warm pool.
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Body;
+use hyper::body::{Body, Frame, SizeHint};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::task::JoinHandle;
@@ -25,6 +27,7 @@ use alga_edge_capabilities::runner::bindings::RunnerPre;
 
 use super::HostState;
 use super::invoke::InvokeError;
+use super::reuse::{Live, Reuse, Warm, WarmPool};
 use super::runner;
 use super::scheduler::GuestTurn;
 use alga_edge_http::HostBody;
@@ -33,6 +36,7 @@ use alga_edge_http::HostBody;
 pub(super) struct Finished {
     pub result: wasmtime::Result<()>,
     pub memory_denied: bool,
+    pub budget_refused: Option<super::memory::MemoryRefusal>,
     pub stdout: (String, u64),
     pub stderr: (String, u64),
 }
@@ -43,9 +47,16 @@ impl Finished {
         Self {
             result,
             memory_denied: state.limiter.memory_denied(),
+            budget_refused: state.limiter.budget_refused(),
             stdout: state.stdout.take(),
             stderr: state.stderr.take(),
         }
+    }
+
+    /// Whether the instance may serve another request: the guest ended without error and
+    /// within its memory.
+    fn clean(&self) -> bool {
+        self.result.is_ok() && !self.memory_denied
     }
 }
 
@@ -64,6 +75,18 @@ pub(super) struct Started {
     pub answer: PendingAnswer,
 }
 
+/// The instance a run uses: a fresh one of the component, or a warm one of its install.
+pub(super) enum Source<P> {
+    Fresh(P),
+    Warm { live: Live, served: u32 },
+}
+
+/// Where a reusable instance goes back after its request.
+pub(super) struct GiveBack {
+    pub pool: Arc<WarmPool>,
+    pub reuse: Reuse,
+}
+
 /// Everything a guest run needs besides the component.
 pub(super) struct Run<B> {
     pub store: Store<HostState>,
@@ -74,10 +97,34 @@ pub(super) struct Run<B> {
     pub turn: Arc<GuestTurn>,
     /// The response cap: a longer body is cut (the connection ends abruptly).
     pub max_response_bytes: usize,
+    /// With reuse on: the pool a clean instance goes back to.
+    pub give_back: Option<GiveBack>,
+}
+
+impl GiveBack {
+    /// Returns the instance to the pool if its request ended cleanly and its response was
+    /// delivered whole.
+    fn offer(
+        self,
+        store: Store<HostState>,
+        live: Live,
+        served: u32,
+        slot: OwnedSemaphorePermit,
+        finished: &Finished,
+        delivered: bool,
+    ) {
+        if finished.clean() && delivered {
+            self.pool
+                .put(&self.reuse, Warm::new(store, live, served + 1, slot));
+        }
+    }
 }
 
 /// Starts a WASIp2 component: `wasi:http/incoming-handler.handle(request, outparam)`.
-pub(super) fn start_p2<B>(pre: ProxyPre<HostState>, run: Run<B>) -> wasmtime::Result<Started>
+pub(super) fn start_p2<B>(
+    source: Source<ProxyPre<HostState>>,
+    run: Run<B>,
+) -> wasmtime::Result<Started>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
@@ -89,36 +136,78 @@ where
         instantiation,
         turn,
         max_response_bytes,
+        give_back,
     } = run;
-    let (response_tx, response_rx) = oneshot::channel();
+    let (response_tx, mut response_rx) = oneshot::channel();
     let incoming = store
         .data_mut()
         .http()
         .new_incoming_request(Scheme::Http, request)?;
     let outparam = store.data_mut().http().new_response_outparam(response_tx)?;
+    // The task forwards the response head as soon as the guest sets it, and knows after the
+    // call whether it ever did (an unset outparam of a store that lives on would never say).
+    let (head_tx, head_rx) = oneshot::channel();
+    let (delivered_tx, delivered_rx) = oneshot::channel();
     let task = tokio::spawn(turn.run(async move {
-        let _slot = slot;
-        let result = async {
-            let started = Instant::now();
-            let proxy = pre.instantiate_async(&mut store).await?;
-            instantiation.observe(started.elapsed().as_secs_f64());
-            proxy
+        let (proxy, served) = match source {
+            Source::Warm {
+                live: Live::P2(proxy),
+                served,
+            } => (proxy, served),
+            Source::Warm { .. } => unreachable!("a warm instance has its install's ABI"),
+            Source::Fresh(pre) => {
+                let started = Instant::now();
+                match pre.instantiate_async(&mut store).await {
+                    Ok(proxy) => {
+                        instantiation.observe(started.elapsed().as_secs_f64());
+                        (proxy, 0)
+                    }
+                    Err(error) => return Finished::of(&store, Err(error)),
+                }
+            }
+        };
+        let mut head_tx = Some(head_tx);
+        let result = {
+            let call = proxy
                 .wasi_http_incoming_handler()
-                .call_handle(&mut store, incoming, outparam)
-                .await
+                .call_handle(&mut store, incoming, outparam);
+            tokio::pin!(call);
+            loop {
+                tokio::select! {
+                    result = &mut call => break result,
+                    head = &mut response_rx, if head_tx.is_some() => {
+                        if let (Some(tx), Ok(head)) = (head_tx.take(), head) {
+                            let _ = tx.send(head);
+                        }
+                    }
+                }
+            }
+        };
+        let mut answered = head_tx.is_none();
+        if let Some(tx) = head_tx.take()
+            && let Ok(head) = response_rx.try_recv()
+        {
+            let _ = tx.send(head);
+            answered = true;
         }
-        .await;
-        Finished::of(&store, result)
-        // The store drops here, which drops an unset response outparam and wakes the caller.
+        let finished = Finished::of(&store, result);
+        if let Some(give_back) = give_back
+            && finished.clean()
+            && answered
+        {
+            // The guest returned; its instance is reusable once the client has the whole body.
+            let delivered = delivered_rx.await.unwrap_or(false);
+            give_back.offer(store, Live::P2(proxy), served, slot, &finished, delivered);
+        }
+        finished
     }));
     let answer = Box::pin(async move {
-        match response_rx.await {
-            Ok(Ok(response)) => {
-                Some(Ok(response.map(|body| {
-                    Limited::new(body, max_response_bytes).boxed_unsync()
-                })))
-            }
+        match head_rx.await {
+            Ok(Ok(response)) => Some(Ok(response.map(|body| {
+                Delivered::new(Limited::new(body, max_response_bytes), delivered_tx).boxed_unsync()
+            }))),
             Ok(Err(code)) => Some(Err(answered_error(format!("{code:?}")))),
+            // The guest ended without setting a response.
             Err(_unset) => None,
         }
     });
@@ -129,7 +218,10 @@ where
 ///
 /// A WASIp3 guest streams its body through the store's event loop, so the loop keeps running
 /// after the response is handed over, until the body is finished or dropped.
-pub(super) fn start_p3<B>(pre: ServicePre<HostState>, run: Run<B>) -> wasmtime::Result<Started>
+pub(super) fn start_p3<B>(
+    source: Source<ServicePre<HostState>>,
+    run: Run<B>,
+) -> wasmtime::Result<Started>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
@@ -141,46 +233,63 @@ where
         instantiation,
         turn,
         max_response_bytes,
+        give_back,
     } = run;
     let (answer_tx, answer_rx) =
         oneshot::channel::<Result<http::Response<HostBody>, InvokeError>>();
     let task = tokio::spawn(turn.run(async move {
-        let _slot = slot;
-        let result = async {
-            let started = Instant::now();
-            let service = pre.instantiate_async(&mut store).await?;
-            instantiation.observe(started.elapsed().as_secs_f64());
-            let (request, request_body) =
-                wasmtime_wasi_http::p3::Request::from_http(store.data_mut().http().hooks, request);
-            store
-                .run_concurrent(async move |accessor| {
-                    let response = match service.handle(accessor, request).await? {
-                        Ok(response) => response,
-                        Err(code) => {
-                            let _ = answer_tx.send(Err(answered_error(format!("{code:?}"))));
-                            return Ok(());
-                        }
-                    };
-                    let response =
-                        accessor.with(|access| response.into_http(access, request_body))?;
-                    // Dropped with the body: when the client has read all of it, or left.
-                    let (body_done_tx, body_done_rx) = oneshot::channel::<()>();
-                    let response = response.map(|body| {
-                        let body = body.map_frame(move |frame| {
-                            let _held_until_the_body_drops = &body_done_tx;
-                            frame
-                        });
-                        Limited::new(body, max_response_bytes).boxed_unsync()
-                    });
-                    if answer_tx.send(Ok(response)).is_ok() {
-                        let _ = body_done_rx.await;
+        let (service, served) = match source {
+            Source::Warm {
+                live: Live::P3(service),
+                served,
+            } => (service, served),
+            Source::Warm { .. } => unreachable!("a warm instance has its install's ABI"),
+            Source::Fresh(pre) => {
+                let started = Instant::now();
+                match pre.instantiate_async(&mut store).await {
+                    Ok(service) => {
+                        instantiation.observe(started.elapsed().as_secs_f64());
+                        (service, 0)
                     }
-                    wasmtime::Result::<()>::Ok(())
-                })
-                .await?
+                    Err(error) => return Finished::of(&store, Err(error)),
+                }
+            }
+        };
+        let (request, request_body) =
+            wasmtime_wasi_http::p3::Request::from_http(store.data_mut().http().hooks, request);
+        let handle = &service;
+        let result = store
+            .run_concurrent(async move |accessor| {
+                let response = match handle.handle(accessor, request).await? {
+                    Ok(response) => response,
+                    Err(code) => {
+                        let _ = answer_tx.send(Err(answered_error(format!("{code:?}"))));
+                        return Ok(false);
+                    }
+                };
+                let response = accessor.with(|access| response.into_http(access, request_body))?;
+                // Resolves with the body: when the client has read all of it, or left.
+                let (delivered_tx, delivered_rx) = oneshot::channel();
+                let response = response.map(|body| {
+                    Delivered::new(Limited::new(body, max_response_bytes), delivered_tx)
+                        .boxed_unsync()
+                });
+                if answer_tx.send(Ok(response)).is_err() {
+                    return Ok(false);
+                }
+                wasmtime::Result::<bool>::Ok(delivered_rx.await.unwrap_or(false))
+            })
+            .await
+            .and_then(|inner| inner);
+        let (result, delivered) = match result {
+            Ok(delivered) => (Ok(()), delivered),
+            Err(error) => (Err(error), false),
+        };
+        let finished = Finished::of(&store, result);
+        if let Some(give_back) = give_back {
+            give_back.offer(store, Live::P3(service), served, slot, &finished, delivered);
         }
-        .await;
-        Finished::of(&store, result)
+        finished
     }));
     let answer = Box::pin(async move { answer_rx.await.ok() });
     Ok(Started { task, answer })
@@ -194,7 +303,10 @@ fn answered_error(code: String) -> InvokeError {
 /// Starts an Alga `runner` component: reads the whole request body (within the body cap the
 /// gateway set on it), calls `handler(execute-request)` and turns its `execute-response` into
 /// an HTTP response (at most `max_response_bytes` of body).
-pub(super) fn start_runner<B>(pre: RunnerPre<HostState>, run: Run<B>) -> wasmtime::Result<Started>
+pub(super) fn start_runner<B>(
+    source: Source<RunnerPre<HostState>>,
+    run: Run<B>,
+) -> wasmtime::Result<Started>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
@@ -206,11 +318,11 @@ where
         instantiation,
         turn,
         max_response_bytes,
+        give_back,
     } = run;
     let (answer_tx, answer_rx) =
         oneshot::channel::<Result<http::Response<HostBody>, InvokeError>>();
     let task = tokio::spawn(turn.run(async move {
-        let _slot = slot;
         let context = store.data().context.context().clone();
         let request = match runner::execute_request(request, &context).await {
             Ok(request) => request,
@@ -219,17 +331,104 @@ where
                 return Finished::of(&store, Ok(()));
             }
         };
-        let result = async {
-            let started = Instant::now();
-            let runner = pre.instantiate_async(&mut store).await?;
-            instantiation.observe(started.elapsed().as_secs_f64());
-            let response = runner.call_handler(&mut store, &request).await?;
-            let _ = answer_tx.send(runner::http_response(response, max_response_bytes));
-            wasmtime::Result::<()>::Ok(())
+        let (runner, served) = match source {
+            Source::Warm {
+                live: Live::Runner(runner),
+                served,
+            } => (runner, served),
+            Source::Warm { .. } => unreachable!("a warm instance has its install's ABI"),
+            Source::Fresh(pre) => {
+                let started = Instant::now();
+                match pre.instantiate_async(&mut store).await {
+                    Ok(runner) => {
+                        instantiation.observe(started.elapsed().as_secs_f64());
+                        (runner, 0)
+                    }
+                    Err(error) => return Finished::of(&store, Err(error)),
+                }
+            }
+        };
+        let (result, delivered) = match runner.call_handler(&mut store, &request).await {
+            Ok(response) => {
+                let response = runner::http_response(response, max_response_bytes);
+                let whole = response.is_ok();
+                let _ = answer_tx.send(response);
+                (Ok(()), whole)
+            }
+            Err(error) => (Err(error), false),
+        };
+        let finished = Finished::of(&store, result);
+        if let Some(give_back) = give_back {
+            give_back.offer(
+                store,
+                Live::Runner(runner),
+                served,
+                slot,
+                &finished,
+                delivered,
+            );
         }
-        .await;
-        Finished::of(&store, result)
+        finished
     }));
     let answer = Box::pin(async move { answer_rx.await.ok() });
     Ok(Started { task, answer })
+}
+
+/// A response body that reports, once, whether it reached its end: `true` when the client got
+/// all of it, `false` when it failed (cut at the response cap, the guest's stream broke) or
+/// was dropped before its end (the client left).
+struct Delivered<B: Body> {
+    inner: B,
+    report: Option<oneshot::Sender<bool>>,
+}
+
+impl<B: Body> Delivered<B> {
+    fn new(inner: B, report: oneshot::Sender<bool>) -> Self {
+        Self {
+            inner,
+            report: Some(report),
+        }
+    }
+
+    fn report(&mut self, whole: bool) {
+        if let Some(report) = self.report.take() {
+            let _ = report.send(whole);
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Delivered<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.report(true),
+            Poll::Ready(Some(Err(_))) => self.report(false),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B: Body> Drop for Delivered<B> {
+    fn drop(&mut self) {
+        // The server stops polling a body that says it has ended.
+        let whole = self.inner.is_end_stream();
+        if let Some(report) = self.report.take() {
+            let _ = report.send(whole);
+        }
+    }
 }

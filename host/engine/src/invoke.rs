@@ -1,4 +1,5 @@
-//! One request through one fresh instance: create the store with its limits, start the
+//! One request through one instance (fresh, or warm from the pool): create or renew the store
+//! with its limits, start the
 //! component's wasi:http handler ([`super::handlers`]), and turn every way that can end into a
 //! response or an [`InvokeError`].
 
@@ -9,7 +10,9 @@ use hyper::body::Body;
 use tokio::task::JoinHandle;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
-use super::handlers::{self, Finished, Run, Started};
+use super::handlers::{self, Finished, GiveBack, Run, Source, Started};
+use super::memory::MemoryRefusal;
+use super::reuse::{Live, Reuse, Warm};
 use super::{Engine, HostState, Prepared};
 use alga_edge_capabilities::RequestCapabilities;
 use alga_edge_capabilities::context::RequestContext;
@@ -40,6 +43,9 @@ pub enum InvokeError {
     /// The component answered with an HTTP error code instead of a response, or never answered.
     #[error("the extension returned no valid response: {0}")]
     BadGuestResponse(String),
+    /// The node's memory budget, or the tenant's share of it, refused the instance memory.
+    #[error("{}", memory_refusal_text(.0))]
+    MemoryBudget(MemoryRefusal),
     /// The component did not finish within the deadline.
     #[error("the extension did not answer within {timeout_ms} ms")]
     Timeout {
@@ -65,6 +71,8 @@ impl InvokeError {
             Self::AtCapacity { .. } => "node_at_capacity",
             Self::GuestTrap(_) => "extension_trap",
             Self::MemoryLimit { .. } => "extension_memory_limit",
+            Self::MemoryBudget(MemoryRefusal::Node { .. }) => "node_memory_budget",
+            Self::MemoryBudget(MemoryRefusal::Tenant { .. }) => "tenant_memory_budget",
             Self::StackOverflow => "extension_stack_overflow",
             Self::BadGuestResponse(_) => "extension_bad_response",
             Self::Timeout { .. } => "extension_timeout",
@@ -75,14 +83,30 @@ impl InvokeError {
     }
 }
 
+/// What a memory refusal tells the caller.
+fn memory_refusal_text(refusal: &MemoryRefusal) -> String {
+    match refusal {
+        MemoryRefusal::Node { budget } => format!(
+            "this node's memory budget ({} MiB) is in use by running extensions",
+            budget >> 20
+        ),
+        MemoryRefusal::Tenant { share } => format!(
+            "this tenant's share of the node's memory ({} MiB) is in use",
+            share >> 20
+        ),
+    }
+}
+
 /// How long past the deadline the host waits before cancelling the call. A guest running wasm
 /// traps at the first epoch tick past the deadline (2 ms by default) and its output is logged; one blocked
 /// in host I/O never reaches an epoch check and is cancelled when this grace ends.
 const CANCEL_GRACE: Duration = Duration::from_millis(25);
 
 impl Engine {
-    /// Serves `request` with a fresh instance of `component`, for `context`, with the install's
-    /// `capabilities`, within `timeout` (the engine's default when `None`).
+    /// Serves `request` with an instance of `component`, for `context`, with the install's
+    /// `capabilities`, within `timeout` (the engine's default when `None`). The instance is a
+    /// fresh one, or with `reuse` a warm one of the same install and generation when the pool
+    /// has one (and the instance goes back to the pool if the request ends cleanly).
     ///
     /// The deadline covers everything the guest does, including streaming the response body;
     /// a body cut by the deadline or the response-size cap ends the connection abruptly.
@@ -93,31 +117,44 @@ impl Engine {
         context: RequestContext,
         capabilities: RequestCapabilities,
         timeout: Option<Duration>,
+        reuse: Option<Reuse>,
     ) -> Result<http::Response<HostBody>, InvokeError>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let config = &self.config;
-        let slot = self
-            .slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| InvokeError::AtCapacity {
-                max: config.max_instances,
-            })?;
+        let reuse = reuse.filter(|reuse| reuse.max_requests >= 2);
+        let warm = reuse.as_ref().and_then(|reuse| self.warm.take(reuse));
         let request_id = context.request_id.clone();
         let tenant: std::sync::Arc<str> = context.tenant_id.as_str().into();
         let timeout = timeout.unwrap_or(config.timeout);
         let deadline = Instant::now() + timeout;
-        let state = HostState::new(
-            context,
-            capabilities,
-            config.memory_limit_bytes,
-            config.guest_output_bytes,
-        );
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limiter);
+        let (mut store, slot, warm) = match warm {
+            Some(Warm {
+                mut store,
+                live,
+                served,
+                slot,
+                ..
+            }) => {
+                store.data_mut().renew(context, capabilities);
+                (store, slot, Some((live, served)))
+            }
+            None => {
+                let slot = self.instance_slot()?;
+                let state = HostState::new(
+                    context,
+                    capabilities,
+                    config.memory_limit_bytes,
+                    config.guest_output_bytes,
+                    self.memory.charge(tenant.clone()),
+                );
+                let mut store = Store::new(&self.engine, state);
+                store.limiter(|state| &mut state.limiter);
+                (store, slot, None)
+            }
+        };
         // Check the clock at every epoch tick, and yield: a spinning guest never monopolises a
         // runtime worker, and gives its run slot to the next tenant's guest waiting for one
         // (see `CpuScheduler`).
@@ -139,11 +176,21 @@ impl Engine {
             instantiation: self.instantiation.clone(),
             turn,
             max_response_bytes: usize::try_from(config.max_response_bytes).unwrap_or(usize::MAX),
+            give_back: reuse.map(|reuse| GiveBack {
+                pool: self.warm.clone(),
+                reuse,
+            }),
         };
+        fn source<P: Clone>(pre: &P, warm: Option<(Live, u32)>) -> Source<P> {
+            match warm {
+                Some((live, served)) => Source::Warm { live, served },
+                None => Source::Fresh(pre.clone()),
+            }
+        }
         let Started { task, answer } = match component {
-            Prepared::P2(pre) => handlers::start_p2(pre.clone(), run),
-            Prepared::P3(pre) => handlers::start_p3(pre.clone(), run),
-            Prepared::Runner(pre) => handlers::start_runner(pre.clone(), run),
+            Prepared::P2(pre) => handlers::start_p2(source(pre, warm), run),
+            Prepared::P3(pre) => handlers::start_p3(source(pre, warm), run),
+            Prepared::Runner(pre) => handlers::start_runner(source(pre, warm), run),
         }
         .map_err(|e| InvokeError::Internal(format!("{e:#}")))?;
 
@@ -177,6 +224,24 @@ impl Engine {
             Err(_elapsed) => {
                 abort.abort();
                 Err(limits.timeout())
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// A node instance slot; when every slot is taken and some are held by idle warm
+    /// instances, the oldest idle one gives its slot up.
+    fn instance_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, InvokeError> {
+        loop {
+            match self.slots.clone().try_acquire_owned() {
+                Ok(slot) => return Ok(slot),
+                Err(_) if self.warm.evict_oldest() => continue,
+                Err(_) => {
+                    return Err(InvokeError::AtCapacity {
+                        max: self.config.max_instances,
+                    });
+                }
             }
         }
     }
@@ -242,6 +307,9 @@ fn classify(finished: &Finished, limits: Limits) -> InvokeError {
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => limits.timeout(),
         Some(Trap::StackOverflow) => InvokeError::StackOverflow,
+        _ if finished.budget_refused.is_some() => {
+            InvokeError::MemoryBudget(finished.budget_refused.expect("checked"))
+        }
         _ if finished.memory_denied => InvokeError::MemoryLimit {
             limit_mib: limits.memory_limit_bytes >> 20,
         },

@@ -1,6 +1,7 @@
 //! The component engine (DESIGN §3): one `wasmtime::Engine` with the pooling allocator and
 //! copy-on-write memory images, one epoch ticker, compile-once caches, and a fresh `Store` +
-//! instance per request with memory, time and response-size limits. Its errors
+//! instance per request (or, opt-in, a warm one of the same install) with memory, time and
+//! response-size limits. Its errors
 //! ([`EngineError`] at start-up, [`InvokeError`] per call) know nothing of HTTP.
 //!
 //! - [`config`]: the engine's limits and cache settings.
@@ -10,7 +11,9 @@
 //! - `invoke`: one request through one fresh instance, and how it ended.
 //! - `limits`, `output`, `state`, `ticker`: store limits, captured stdio, per-store state, the
 //!   epoch ticker that enforces deadlines.
+//! - [`memory`](MemoryBudget): instance memory charged to the node budget and tenant shares.
 //! - [`scheduler`](CpuScheduler): run slots guests take in turns, fair between tenants.
+//! - [`reuse`](WarmPool): warm instances kept per install between its requests (opt-in).
 
 pub mod config;
 
@@ -18,7 +21,9 @@ mod cache;
 mod handlers;
 mod invoke;
 mod limits;
+mod memory;
 mod output;
+mod reuse;
 pub mod runner;
 mod scheduler;
 mod state;
@@ -35,6 +40,11 @@ use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
 pub use cache::{CacheStats, LoadError, Prepared};
 pub use config::EngineConfig;
 pub use invoke::InvokeError;
+pub use memory::{
+    DEFAULT_MACHINE_FRACTION, MemoryBudget, MemoryCharge, MemoryRefusal, default_memory_budget,
+    machine_memory_bytes,
+};
+pub use reuse::{Reuse, ReuseConfig, WarmPool};
 pub use scheduler::{CpuScheduler, GuestTurn};
 pub use state::HostState;
 
@@ -65,6 +75,8 @@ pub struct Engine {
     config: EngineConfig,
     slots: Arc<Semaphore>,
     scheduler: Arc<CpuScheduler>,
+    warm: Arc<WarmPool>,
+    memory: Arc<MemoryBudget>,
     instantiation: Histogram,
     _ticker: EpochTicker,
 }
@@ -88,6 +100,12 @@ impl Engine {
         Ok(Self {
             slots: Arc::new(Semaphore::new(config.max_instances as usize)),
             scheduler: CpuScheduler::new(config.cpu_slots),
+            warm: Arc::new(WarmPool::new(config.reuse)),
+            memory: MemoryBudget::new(
+                config.memory_budget_bytes,
+                (config.memory_budget_bytes as f64 * config.tenant_memory_share.clamp(0.0, 1.0))
+                    as u64,
+            ),
             // 50 µs .. ~1.6 s
             instantiation: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             engine,
@@ -120,6 +138,16 @@ impl Engine {
     /// The run slots guests take turns on (exported by the metrics module).
     pub fn scheduler(&self) -> &Arc<CpuScheduler> {
         &self.scheduler
+    }
+
+    /// The node's memory budget, which every instance's memory is charged to.
+    pub fn memory_budget(&self) -> &Arc<MemoryBudget> {
+        &self.memory
+    }
+
+    /// The idle warm instances (reuse mode).
+    pub fn warm_pool(&self) -> &Arc<WarmPool> {
+        &self.warm
     }
 
     /// The limits this engine enforces.

@@ -6,11 +6,13 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::limits::GuestLimiter;
+use super::memory::MemoryCharge;
 use super::output::GuestOutput;
 use alga_edge_capabilities::context::{ContextState, RequestContext};
 use alga_edge_capabilities::{CapabilityView, RequestCapabilities};
 
-/// The `T` of every `Store<T>` the engine creates; one per request, dropped with it.
+/// The `T` of every `Store<T>` the engine creates: one per instance, which serves one request
+/// or, with reuse on, several of one install in turn ([`HostState::renew`]).
 pub struct HostState {
     table: ResourceTable,
     wasi: WasiCtx,
@@ -24,12 +26,14 @@ pub struct HostState {
 
 impl HostState {
     /// State for one request: no filesystem, environment, arguments or sockets (DESIGN §2);
-    /// stdout/stderr are captured for the log, up to `output_bytes` each.
+    /// stdout/stderr are captured for the log, up to `output_bytes` each; the growth of its
+    /// memories is charged to `charge`.
     pub fn new(
         context: RequestContext,
         capabilities: RequestCapabilities,
         memory_limit_bytes: u64,
         output_bytes: usize,
+        charge: MemoryCharge,
     ) -> Self {
         let stdout = GuestOutput::new(output_bytes);
         let stderr = GuestOutput::new(output_bytes);
@@ -45,11 +49,19 @@ impl HostState {
             wasi,
             http: WasiHttpCtx::new(),
             capabilities,
-            limiter: GuestLimiter::new(memory_limit_bytes),
+            limiter: GuestLimiter::new(memory_limit_bytes, charge),
             context: ContextState::new(context),
             stdout,
             stderr,
         }
+    }
+
+    /// Renews everything the host gives a request, for the next request of a reused instance:
+    /// its context and capabilities (grants, journal, egress counters, KV scope). The output
+    /// captures were emptied when the last request ended; the guest's memory stays.
+    pub(super) fn renew(&mut self, context: RequestContext, capabilities: RequestCapabilities) {
+        self.context = ContextState::new(context);
+        self.capabilities = capabilities;
     }
 }
 

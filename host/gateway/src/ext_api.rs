@@ -5,7 +5,9 @@
 //! Dev-mapped components (`--component`) are served without a token as the dev tenant; every
 //! other extension id needs a valid tenant token and an enabled install of that tenant.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
@@ -21,10 +23,10 @@ use alga_edge_capabilities::capped_body::CappedBody;
 use alga_edge_capabilities::context::RequestContext;
 use alga_edge_capabilities::runner::EndUser;
 use alga_edge_capabilities::{Capabilities, Grant, GrantLimits, Journal, RequestCapabilities};
-use alga_edge_engine::Engine;
+use alga_edge_engine::{Engine, InvokeError, Reuse};
 use alga_edge_registry::secrets::Secrets;
 
-use crate::policy::{Admission, Effective, Policies, endpoint_declared};
+use crate::policy::{Admission, Effective, Policies, endpoint_declared, memory_refused};
 use crate::telemetry::{Metrics, RequestTrace, Target, Telemetry};
 use crate::tenant_auth::TenantAuth;
 use alga_edge_http::{CallerIdentified, HostBody};
@@ -65,6 +67,10 @@ pub struct Gateway {
     policies: Policies,
     capabilities: Arc<Capabilities>,
     telemetry: Arc<Telemetry>,
+    /// Whose install each reused instance serves (tenant, extension), to re-resolve it.
+    warm_owners: Mutex<HashMap<Arc<str>, (String, String)>>,
+    /// The registry change count [`Gateway::retire_stale_instances`] last checked.
+    warm_seen_changes: AtomicU64,
 }
 
 impl Gateway {
@@ -88,6 +94,8 @@ impl Gateway {
             policies,
             capabilities,
             telemetry,
+            warm_owners: Mutex::new(HashMap::new()),
+            warm_seen_changes: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -252,6 +260,8 @@ impl Gateway {
             &extension.extension_id,
             request_id,
         )?;
+        let reuse = (effective.instance_reuse >= 2).then(|| self.reuse(&extension, &effective));
+        let tenant = extension.tenant.clone();
         let journal = trace.journal(self.capabilities.limits().log_max_lines);
         let (capabilities, context) = self.grant(extension, request_id, caller, journal);
         let mut response = self
@@ -262,8 +272,13 @@ impl Gateway {
                 context,
                 capabilities,
                 effective.timeout,
+                reuse,
             )
-            .await?;
+            .await
+            .map_err(|error| match error {
+                InvokeError::MemoryBudget(refusal) => memory_refused(refusal, &tenant),
+                error => error.into(),
+            })?;
         filter_response_headers(response.headers_mut());
         // The concurrency slots are held until the response body has streamed: the instance
         // runs until then.
@@ -274,6 +289,68 @@ impl Gateway {
             })
             .boxed_unsync()
         }))
+    }
+
+    /// Which warm instances `extension`'s request may run on; remembers whose install it is,
+    /// for [`Gateway::retire_stale_instances`].
+    fn reuse(&self, extension: &Resolved, effective: &Effective) -> Reuse {
+        let install_id: Arc<str> = extension.install_id.as_str().into();
+        let mut owners = self.warm_owners.lock().unwrap_or_else(|p| p.into_inner());
+        if !owners.contains_key(&install_id) {
+            owners.insert(
+                install_id.clone(),
+                (extension.tenant.clone(), extension.extension_id.clone()),
+            );
+        }
+        Reuse {
+            install_id,
+            generation: extension.generation(),
+            max_requests: effective.instance_reuse,
+        }
+    }
+
+    /// Drops warm instances idle past their timeout, and those of installs that changed or
+    /// went away (update, disable, uninstall, grants, config, secrets, policy) since they
+    /// served; the node calls it every second.
+    pub async fn retire_stale_instances(&self) {
+        let pool = self.engine.warm_pool();
+        pool.expire();
+        let changes = self.installed.change_count();
+        if self.warm_seen_changes.swap(changes, Ordering::AcqRel) == changes {
+            return;
+        }
+        let pooled = pool.installs();
+        self.warm_owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, _| pooled.iter().any(|(pooled, _)| pooled == id));
+        for (install_id, generation) in pooled {
+            let owner = self
+                .warm_owners
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&install_id)
+                .cloned();
+            let current = match owner {
+                Some((tenant, extension)) => match self.dev.get(&extension) {
+                    Some(dev) => Some(dev.clone()),
+                    None => self
+                        .installed
+                        .resolve(&tenant, &extension)
+                        .await
+                        .ok()
+                        .flatten(),
+                },
+                None => None,
+            };
+            let live = current.is_some_and(|resolved| {
+                *resolved.install_id == *install_id && resolved.generation() == generation
+            });
+            if !live {
+                pool.forget(&install_id);
+                tracing::debug!(%install_id, "warm instances retired: the install changed");
+            }
+        }
     }
 
     /// Every policy that applies before the component runs: header and body caps, endpoint
@@ -297,13 +374,12 @@ impl Gateway {
                 path: path.to_owned(),
             });
         }
-        // Each instance may grow to the engine's memory limit: that is what it reserves.
         let admission = self.policies.admit(
             &extension.tenant,
             &extension.extension_id,
             &extension.install_id,
             &extension.policy,
-            self.engine.config().memory_limit_bytes,
+            self.engine.memory_budget(),
         )?;
         Ok((effective, admission))
     }

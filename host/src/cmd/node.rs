@@ -489,7 +489,7 @@ async fn build_gateway(
     let policies = Policies::new(settings.policy.clone());
     let mut metrics = Metrics::new(&capability_metrics);
     register_metrics(&mut metrics, &engine, &auth, health);
-    register_admission_metrics(&mut metrics, &engine, &policies);
+    register_admission_metrics(&mut metrics, &engine);
     let (log, log_writer) = ExecutionLog::start(
         data.log_registry.clone(),
         settings.execution_log.clone(),
@@ -519,6 +519,9 @@ async fn build_gateway(
         capabilities,
         telemetry,
     ));
+    // Installs may switch reuse on by policy whatever the node default, so this always runs;
+    // it costs a lock a second while no instance is warm.
+    tokio::spawn(retire_warm_instances(Arc::downgrade(&gateway)));
     let started = std::time::Instant::now();
     let ready = gateway.warm_up().await?;
     let stats = engine.cache_stats();
@@ -530,6 +533,20 @@ async fn build_gateway(
         "components ready"
     );
     Ok((gateway, log_writer))
+}
+
+/// Every second: retires warm instances idle too long or of installs that changed, until the
+/// gateway is gone.
+async fn retire_warm_instances(gateway: std::sync::Weak<Gateway>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(gateway) = gateway.upgrade() else {
+            return;
+        };
+        gateway.retire_stale_instances().await;
+    }
 }
 
 /// Gives the gateway's metrics the engine's, the token cache's and replication's series,
@@ -573,19 +590,19 @@ fn register_metrics(
     metrics.register_collector(Box::new(ReplicationGauges(health.clone())));
 }
 
-/// The memory budget's and the CPU scheduler's series: what is reserved against what budget,
-/// and how often guests waited for a turn to run (refusals are `alga_denials_total` by reason).
-fn register_admission_metrics(metrics: &mut Metrics, engine: &Arc<Engine>, policies: &Policies) {
-    let memory = policies.memory().clone();
+/// The memory budget's, the CPU scheduler's and the warm pool's series: what is reserved
+/// against what budget, how often guests waited for a turn to run, how many instances idle (refusals are `alga_denials_total` by reason).
+fn register_admission_metrics(metrics: &mut Metrics, engine: &Arc<Engine>) {
+    let memory = engine.memory_budget().clone();
     metrics.register(
         "memory_reserved_bytes",
-        "Instance memory reserved by requests in flight (each reserves its instance's limit)",
-        memory.reserved_gauge(),
+        "Linear memory instances hold now, running and warm (charged to the budget as it grows)",
+        memory.charged_gauge(),
     );
     let (node, tenant) = (memory.node_bytes(), memory.tenant_bytes());
     metrics.register_collector(Readings::gauges(
         "memory_budget_bytes",
-        "Instance memory requests may reserve, node-wide and per tenant",
+        "Instance memory the node's instances may hold, node-wide and per tenant",
         "scope",
         move || vec![("node", node), ("tenant", tenant)],
     ));
@@ -606,6 +623,19 @@ fn register_admission_metrics(metrics: &mut Metrics, engine: &Arc<Engine>, polic
         "cpu_turns",
         "Times a guest found every run slot taken and waited for its turn",
         move || vec![("waited", scheduler.waits())],
+    ));
+    let warm = engine.warm_pool().clone();
+    metrics.register_collector(Readings::gauges(
+        "warm_instances",
+        "Idle instances kept for their install's next request (reuse mode)",
+        "state",
+        move || vec![("idle", warm.idle() as u64)],
+    ));
+    let warm = engine.warm_pool().clone();
+    metrics.register_collector(ResultCounters::new(
+        "instance_reuse",
+        "Requests served by a warm instance (reused), idle instances dropped (retired)",
+        move || vec![("reused", warm.reused()), ("retired", warm.dropped())],
     ));
 }
 

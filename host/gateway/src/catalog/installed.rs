@@ -79,6 +79,11 @@ impl InstalledCatalog {
         self
     }
 
+    /// The registry's change count: resolutions stay valid while it stays the same.
+    pub fn change_count(&self) -> u64 {
+        self.registry.change_count()
+    }
+
     /// `tenant`'s enabled install of `extension_id`, its signature verified; `None` when the
     /// tenant has no enabled install.
     pub async fn resolve(

@@ -45,6 +45,30 @@ pub struct Resolved {
     pub sealed_secrets: Option<Arc<[u8]>>,
 }
 
+impl Resolved {
+    /// A digest of everything about the install a warm instance may have seen: version,
+    /// bundle, grants, config, sealed secrets and policy. Instances are reused only within one
+    /// generation, so any change to the install retires them.
+    pub fn generation(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (
+            &self.install_id,
+            &self.version_id,
+            &self.content_hash,
+            &self.grants,
+            &*self.config,
+            self.sealed_secrets.as_deref(),
+        )
+            .hash(&mut hasher);
+        // The policy holds floats; its JSON form is canonical enough to compare.
+        serde_json::to_string(&self.policy)
+            .unwrap_or_default()
+            .hash(&mut hasher);
+        hasher.finish()
+    }
+}
+
 /// Where a resolved component's bytes come from.
 #[derive(Debug, Clone)]
 pub enum ComponentSource {

@@ -7,20 +7,16 @@
 
 mod concurrency;
 mod endpoints;
-mod memory;
 mod rate;
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use alga_edge_engine::{MemoryBudget, MemoryRefusal};
 use alga_edge_registry::InstallPolicy;
 use http::HeaderMap;
 
 pub use concurrency::{InFlight, InFlightGuard};
 pub use endpoints::endpoint_declared;
-pub use memory::{
-    DEFAULT_MACHINE_FRACTION, MemoryBudget, MemoryRefusal, MemoryReservation, machine_memory_bytes,
-};
 pub use rate::RateLimiter;
 
 use alga_edge_http::declared_length;
@@ -46,18 +42,8 @@ pub struct PolicyConfig {
     pub tenant_rate_burst: f64,
     /// Only routes declared in the manifest's `api.endpoints` are served (404 otherwise).
     pub enforce_endpoints: bool,
-    /// Instance memory all requests in flight may reserve together, bytes (503 past it).
-    pub memory_budget_bytes: u64,
-    /// The fraction of the memory budget one tenant may reserve (429 past it), in (0, 1].
-    pub tenant_memory_share: f64,
-}
-
-/// The default node memory budget: [`DEFAULT_MACHINE_FRACTION`] of the machine's memory, or
-/// no bound where that is unknown.
-pub fn default_memory_budget() -> u64 {
-    machine_memory_bytes().map_or(u64::MAX, |bytes| {
-        (bytes as f64 * DEFAULT_MACHINE_FRACTION) as u64
-    })
+    /// Requests one warm instance of an install serves (`--instance-reuse`); below 2, off.
+    pub instance_reuse: u32,
 }
 
 impl Default for PolicyConfig {
@@ -71,8 +57,7 @@ impl Default for PolicyConfig {
             tenant_rate_per_sec: 200.0,
             tenant_rate_burst: 400.0,
             enforce_endpoints: false,
-            memory_budget_bytes: default_memory_budget(),
-            tenant_memory_share: 0.5,
+            instance_reuse: 0,
         }
     }
 }
@@ -85,15 +70,13 @@ pub struct Policies {
     installs: InFlight,
     tenant_rate: RateLimiter,
     install_rate: RateLimiter,
-    memory: Arc<MemoryBudget>,
 }
 
-/// Admission of one request: holds its concurrency slots and memory reservation until dropped.
+/// Admission of one request: holds its concurrency slots until dropped.
 pub struct Admission {
     _tenant: InFlightGuard,
     _extension: InFlightGuard,
     _install: Option<InFlightGuard>,
-    _memory: MemoryReservation,
 }
 
 /// The limits that apply to one install's requests: node defaults with its overrides applied.
@@ -105,6 +88,8 @@ pub struct Effective {
     pub timeout: Option<Duration>,
     /// Whether only manifest endpoints are served.
     pub enforce_endpoints: bool,
+    /// Requests one warm instance serves (below 2: every request gets a fresh instance).
+    pub instance_reuse: u32,
 }
 
 impl Policies {
@@ -116,18 +101,8 @@ impl Policies {
             installs: InFlight::default(),
             tenant_rate: RateLimiter::default(),
             install_rate: RateLimiter::default(),
-            memory: MemoryBudget::new(
-                config.memory_budget_bytes,
-                (config.memory_budget_bytes as f64 * config.tenant_memory_share.clamp(0.0, 1.0))
-                    as u64,
-            ),
             config,
         }
-    }
-
-    /// The memory budget and its reservations.
-    pub fn memory(&self) -> &Arc<MemoryBudget> {
-        &self.memory
     }
 
     /// The limits for an install with `overrides`.
@@ -140,6 +115,9 @@ impl Policies {
             enforce_endpoints: overrides
                 .enforce_endpoints
                 .unwrap_or(self.config.enforce_endpoints),
+            instance_reuse: overrides
+                .instance_reuse
+                .unwrap_or(self.config.instance_reuse),
         }
     }
 
@@ -185,15 +163,15 @@ impl Policies {
         }
     }
 
-    /// Rate, concurrency and memory admission for `tenant` on `extension` through `install`,
-    /// whose instance may grow to `memory_bytes`.
+    /// Rate, concurrency and memory admission for `tenant` on `extension` through `install`
+    /// (refused while `memory` has no room for the tenant).
     pub fn admit(
         &self,
         tenant: &str,
         extension: &str,
         install: &str,
         overrides: &InstallPolicy,
-        memory_bytes: u64,
+        memory: &MemoryBudget,
     ) -> Result<Admission, GatewayError> {
         let config = &self.config;
         if let Err(wait) =
@@ -256,42 +234,41 @@ impl Policies {
             })?),
             None => None,
         };
-        let memory = self
-            .memory
-            .try_reserve(tenant, memory_bytes)
-            .map_err(|refusal| memory_refused(refusal, tenant, memory_bytes))?;
+        // Memory is charged as instances grow; a request is not even started while the
+        // budget is spent.
+        memory
+            .check_room(tenant, ADMISSION_MEMORY_BYTES)
+            .map_err(|refusal| memory_refused(refusal, tenant))?;
         Ok(Admission {
             _tenant: tenant_slot,
             _extension: extension_slot,
             _install: install_slot,
-            _memory: memory,
         })
     }
 }
 
-/// The answer to a refused memory reservation: retry in a second, when running instances
-/// have likely ended.
-fn memory_refused(refusal: MemoryRefusal, tenant: &str, bytes: u64) -> GatewayError {
+/// The room a request needs in the memory budget to be started: about what a small instance
+/// holds at instantiation.
+const ADMISSION_MEMORY_BYTES: u64 = 2 << 20;
+
+/// The answer to refused memory: retry in a second, when running instances have likely ended.
+pub fn memory_refused(refusal: MemoryRefusal, tenant: &str) -> GatewayError {
     let mib = |bytes: u64| bytes >> 20;
     match refusal {
         MemoryRefusal::Node { budget } => GatewayError::MemoryBudget {
             scope: MemoryScope::Node,
             retry_after: 1,
             reason: format!(
-                "this node's memory budget ({} MiB) is taken by running extensions; a request \
-                 reserves its instance's {} MiB limit",
-                mib(budget),
-                mib(bytes)
+                "this node's memory budget ({} MiB) is in use by running extensions",
+                mib(budget)
             ),
         },
         MemoryRefusal::Tenant { share } => GatewayError::MemoryBudget {
             scope: MemoryScope::Tenant,
             retry_after: 1,
             reason: format!(
-                "tenant '{tenant}' has its share of this node's memory ({} MiB) in use; a request \
-                 reserves its instance's {} MiB limit",
-                mib(share),
-                mib(bytes)
+                "tenant '{tenant}' has its share of this node's memory ({} MiB) in use",
+                mib(share)
             ),
         },
     }
