@@ -352,7 +352,7 @@ fn instance_memory_is_charged_to_a_node_budget_and_tenant_shares() {
         "the holders' memory charged",
         || {
             let (_, samples) = alga_edge_e2e::metrics::scrape(&node);
-            gauge(&samples, "alga_memory_reserved_bytes", &[]) >= (4 * 56u64 << 20) as f64
+            gauge(&samples, "alga_memory_reserved_bytes", &[]) >= ((4 * 56u64) << 20) as f64
         },
     );
     // acme's share has no room for 40 MiB more: 429. initech has all its share, but the node
