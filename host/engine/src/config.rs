@@ -43,6 +43,14 @@ pub struct EngineConfig {
     pub memory_budget_bytes: u64,
     /// The fraction of the memory budget one tenant's instances may hold (429 past it).
     pub tenant_memory_share: f64,
+    /// Bytes of each freed linear memory the pooling allocator keeps resident (reset with
+    /// `memset` rather than returned to the OS) for the next instance in its slot.
+    pub pool_memory_keep_resident: usize,
+    /// Bytes of each freed table kept resident the same way.
+    pub pool_table_keep_resident: usize,
+    /// Reset freed memories by scanning which pages are resident (Linux `PAGEMAP_SCAN`, kernel
+    /// 6.7+) instead of assuming the low addresses are.
+    pub pool_pagemap_scan: bool,
     /// Instance reuse within one install (off by default).
     pub reuse: crate::ReuseConfig,
 }
@@ -64,6 +72,9 @@ impl Default for EngineConfig {
             decommit_batch: 8,
             memory_budget_bytes: crate::memory::default_memory_budget(),
             tenant_memory_share: 0.5,
+            pool_memory_keep_resident: 1 << 20,
+            pool_table_keep_resident: 64 << 10,
+            pool_pagemap_scan: true,
             reuse: crate::ReuseConfig::default(),
         }
     }

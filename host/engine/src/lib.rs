@@ -174,7 +174,15 @@ fn wasmtime_config(config: &EngineConfig) -> Result<wasmtime::Config, EngineErro
         .max_memories_per_component(8)
         .max_tables_per_component(32)
         .table_elements(100_000)
-        .decommit_batch_size(config.decommit_batch.max(1));
+        .decommit_batch_size(config.decommit_batch.max(1))
+        .linear_memory_keep_resident(config.pool_memory_keep_resident)
+        .table_keep_resident(config.pool_table_keep_resident)
+        // Auto: used where the kernel has it, ignored elsewhere.
+        .pagemap_scan(if config.pool_pagemap_scan {
+            wasmtime::Enabled::Auto
+        } else {
+            wasmtime::Enabled::No
+        });
 
     let mut wt = wasmtime::Config::new();
     wt.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))

@@ -278,7 +278,8 @@ pub enum RemoteCommand {
         secrets: Vec<String>,
         /// Policy override (max_body_bytes, timeout_ms, max_headers, max_header_bytes,
         /// concurrency, rate_per_sec, rate_burst, enforce_endpoints, egress_allow (comma list),
-        /// egress_max_requests, egress_max_response_bytes, egress_timeout_ms, kv_max_keys).
+        /// egress_max_requests, egress_max_response_bytes, egress_timeout_ms, kv_max_keys,
+        /// instance_reuse).
         /// Repeatable.
         #[arg(long = "policy", value_name = "K=V")]
         policy: Vec<String>,
