@@ -93,12 +93,13 @@ measure hyper "bare hyper hello" "$baseline/api/ext/hello/greet"
 stop hyper-hello
 
 # wasmtime serve: fresh instances with its best flags (pooling on, memories and tables kept
-# resident between instantiations), then instance reuse.
-fresh_flags=(-O "pooling-allocator=y,pooling-memory-keep-resident=1048576,pooling-table-keep-resident=65536")
+# resident between instantiations and reset by PAGEMAP_SCAN), then instance reuse.
+# (WASIp3 components are reused 128 times by default: fresh rows say 1.)
+fresh_flags=(-O "pooling-allocator=y,pooling-memory-keep-resident=1048576,pooling-table-keep-resident=65536,pooling-pagemap-scan=y")
 for abi in p2 p3; do
   component="$ALGA_COMPONENTS_DIR/faulty.wasm"
   [ "$abi" = p3 ] && component="$ALGA_COMPONENTS_DIR/faulty-p3.wasm"
-  url=$(start_wasmtime "wt-fresh-$abi" "$component" "${fresh_flags[@]}")
+  url=$(start_wasmtime "wt-fresh-$abi" "$component" "${fresh_flags[@]}" --max-instance-reuse-count 1)
   measure "wt_fresh_$abi" "wasmtime serve fresh ($abi)" "$url/"
   stop "wt-fresh-$abi"
   url=$(start_wasmtime "wt-reuse-$abi" "$component" "${fresh_flags[@]}" \

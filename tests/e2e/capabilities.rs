@@ -444,10 +444,10 @@ fn capabilities_are_granted_scoped_and_metered() {
     ] {
         assert!(!text.contains(SECRET), "the secret appears in the {what}");
     }
-    let logged = node.log_text();
-    assert!(
-        logged.contains("hello from the guest"),
-        "guest log lines go to the node log"
+    node.wait_for_log(
+        "the guest's log line",
+        std::time::Duration::from_secs(10),
+        |log| log.contains("hello from the guest"),
     );
     drop(upstream);
 }

@@ -30,11 +30,13 @@ fn assert_trap_is_logged(node: &Node, extension: &str) {
     assert_error_body(&headers, &body, "extension_trap");
     let request_id = body["request_id"].as_str().unwrap();
     let message = format!("{extension}: deliberate trap");
-    let log = node.log_text();
-    assert!(
-        log.lines()
-            .any(|l| l.contains(request_id) && l.contains(&message)),
-        "guest stderr not logged for {request_id}:\n{log}"
+    node.wait_for_log(
+        &format!("the guest's stderr for {request_id}"),
+        Duration::from_secs(10),
+        |log| {
+            log.lines()
+                .any(|l| l.contains(request_id) && l.contains(&message))
+        },
     );
 }
 
@@ -369,20 +371,18 @@ fn a_restarted_node_loads_precompiled_components_from_disk() {
     let cache_dir = cache.path().to_str().unwrap();
     let first = Node::start(BIN, &["--cache-dir", cache_dir], &[]);
     assert_still_serving(&first);
-    assert!(
-        first.log_text().contains("compiled=2 from_disk_cache=0"),
-        "{}",
-        first.log_text()
-    );
+    first.wait_for_log("two compiled components", Duration::from_secs(10), |log| {
+        log.contains("compiled=2 from_disk_cache=0")
+    });
     drop(first);
     let artifacts = std::fs::read_dir(cache.path()).unwrap().count();
     assert_eq!(artifacts, 2, "one precompiled artifact per component");
 
     let second = Node::start(BIN, &["--cache-dir", cache_dir], &[]);
-    assert!(
-        second.log_text().contains("compiled=0 from_disk_cache=2"),
-        "{}",
-        second.log_text()
+    second.wait_for_log(
+        "two components from the disk cache",
+        Duration::from_secs(10),
+        |log| log.contains("compiled=0 from_disk_cache=2"),
     );
     assert_still_serving(&second);
 }

@@ -412,7 +412,13 @@ fn demo_publishes_installs_and_prints_working_urls_and_reuses_its_data() {
         assert_eq!(body["context"]["tenant_id"], "demo-tenant");
         hashes.push(body["context"]["content_hash"].as_str().unwrap().to_owned());
         assert_eq!(get(&agent, &hello, None).0, 401);
-        let published = demo.log_text().matches("sample published").count();
+        // The log is written in order: once this request's line is there, so are the
+        // start-up lines before it.
+        let request_id = body["context"]["request_id"].as_str().unwrap().to_owned();
+        let log = demo.wait_for_log("the greet request's line", LIMIT, |log| {
+            log.contains(&request_id)
+        });
+        let published = log.matches("sample published").count();
         // The first run publishes every sample; the second finds them already published.
         let samples = std::fs::read_dir(alga_edge_e2e::samples_dir())
             .unwrap()

@@ -224,6 +224,28 @@ impl Node {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The node's log once `check` holds for it, within `limit` (the node writes INFO lines in
+    /// batches, up to 50 ms after the event); fails the test with the log otherwise.
+    pub fn wait_for_log(
+        &self,
+        what: &str,
+        limit: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            let log = self.log_text();
+            if check(&log) {
+                return log;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the node log never showed {what} within {limit:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Resident set size of the node, in bytes.
     pub fn rss_bytes(&self) -> u64 {
         let status =
