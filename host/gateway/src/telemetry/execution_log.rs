@@ -120,11 +120,14 @@ async fn write_loop(
                 // the channel is woken (a futex call and a context switch) by every row sent,
                 // which cost a loaded node about a tenth of its CPU. The queue holds the
                 // window's rows (`--execution-log-queue`).
-                tokio::time::sleep(GATHER).await;
-                while batch.len() < MAX_BATCH {
-                    match receiver.try_recv() {
-                        Ok(row) => batch.push(row),
-                        Err(_) => break,
+                // A full batch means rows are waiting: write it at once.
+                if batch.len() < MAX_BATCH {
+                    tokio::time::sleep(GATHER).await;
+                    while batch.len() < MAX_BATCH {
+                        match receiver.try_recv() {
+                            Ok(row) => batch.push(row),
+                            Err(_) => break,
+                        }
                     }
                 }
                 write(&registry, &mut batch, &written, &dropped).await;
