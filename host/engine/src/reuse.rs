@@ -112,8 +112,26 @@ pub struct WarmPool {
 #[derive(Default)]
 struct Pools {
     installs: HashMap<Arc<str>, Idle>,
+    tally: Tally,
+}
+
+/// What the idle instances hold together.
+#[derive(Default)]
+struct Tally {
     bytes: u64,
     count: usize,
+}
+
+impl Tally {
+    fn add(&mut self, warm: &Warm) {
+        self.bytes += warm.bytes;
+        self.count += 1;
+    }
+
+    fn remove(&mut self, warm: &Warm) {
+        self.bytes -= warm.bytes;
+        self.count -= 1;
+    }
 }
 
 struct Idle {
@@ -140,7 +158,7 @@ impl WarmPool {
 
     /// Idle instances now.
     pub fn idle(&self) -> usize {
-        self.lock().count
+        self.lock().tally.count
     }
 
     /// Requests served by a reused instance so far.
@@ -169,23 +187,17 @@ impl WarmPool {
         let mut doomed = Vec::new();
         let found = {
             let mut pools = self.lock();
-            let Pools {
-                installs,
-                bytes,
-                count,
-            } = &mut *pools;
+            let Pools { installs, tally } = &mut *pools;
             let idle = installs.get_mut(&reuse.install_id)?;
             if idle.generation != reuse.generation {
                 for warm in idle.instances.drain(..) {
-                    *bytes -= warm.bytes;
-                    *count -= 1;
+                    tally.remove(&warm);
                     doomed.push(warm);
                 }
             }
             let mut found = None;
             while let Some(warm) = idle.instances.pop() {
-                *bytes -= warm.bytes;
-                *count -= 1;
+                tally.remove(&warm);
                 if now.duration_since(warm.idle_since) < self.config.idle_timeout {
                     found = Some(warm);
                     break;
@@ -215,11 +227,7 @@ impl WarmPool {
         let mut doomed = Vec::new();
         {
             let mut pools = self.lock();
-            let Pools {
-                installs,
-                bytes,
-                count,
-            } = &mut *pools;
+            let Pools { installs, tally } = &mut *pools;
             let idle = installs
                 .entry(reuse.install_id.clone())
                 .or_insert_with(|| Idle {
@@ -229,21 +237,18 @@ impl WarmPool {
             if idle.generation != reuse.generation {
                 // Another generation's request came in since: its instances win.
                 for warm in idle.instances.drain(..) {
-                    *bytes -= warm.bytes;
-                    *count -= 1;
+                    tally.remove(&warm);
                     doomed.push(warm);
                 }
                 idle.generation = reuse.generation;
             }
-            *bytes += warm.bytes;
-            *count += 1;
+            tally.add(&warm);
             idle.instances.push(warm);
             // Over the memory bound: drop the oldest idle instances node-wide.
-            while *bytes > self.config.max_idle_bytes {
+            while tally.bytes > self.config.max_idle_bytes {
                 match take_oldest(installs) {
                     Some(old) => {
-                        *bytes -= old.bytes;
-                        *count -= 1;
+                        tally.remove(&old);
                         doomed.push(old);
                     }
                     None => break,
@@ -258,15 +263,10 @@ impl WarmPool {
     pub(super) fn evict_oldest(&self) -> bool {
         let old = {
             let mut pools = self.lock();
-            let Pools {
-                installs,
-                bytes,
-                count,
-            } = &mut *pools;
+            let Pools { installs, tally } = &mut *pools;
             let old = take_oldest(installs);
             if let Some(old) = &old {
-                *bytes -= old.bytes;
-                *count -= 1;
+                tally.remove(old);
             }
             old
         };
@@ -283,9 +283,8 @@ impl WarmPool {
                 return;
             };
             for warm in &idle.instances {
-                pools.bytes -= warm.bytes;
+                pools.tally.remove(warm);
             }
-            pools.count -= idle.instances.len();
             idle.instances
         };
         self.discard(doomed);
@@ -297,11 +296,7 @@ impl WarmPool {
         let mut doomed = Vec::new();
         {
             let mut pools = self.lock();
-            let Pools {
-                installs,
-                bytes,
-                count,
-            } = &mut *pools;
+            let Pools { installs, tally } = &mut *pools;
             installs.retain(|_, idle| {
                 let (old, fresh): (Vec<_>, Vec<_>) = idle
                     .instances
@@ -309,8 +304,7 @@ impl WarmPool {
                     .partition(|w| now.duration_since(w.idle_since) >= self.config.idle_timeout);
                 idle.instances = fresh;
                 for warm in old {
-                    *bytes -= warm.bytes;
-                    *count -= 1;
+                    tally.remove(&warm);
                     doomed.push(warm);
                 }
                 !idle.instances.is_empty()

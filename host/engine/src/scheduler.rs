@@ -227,8 +227,12 @@ impl GuestTurn {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            let next = state.hand_off();
+            // In line first, then hand the slot on: a tenant whose other guests already wait
+            // keeps its place in the rotation, and one that had none joins at its end. The
+            // other way round the yielder's tenant, put back in the rotation when its guest
+            // got the slot, stood ahead of a tenant that had just yielded: two turns to one.
             state.enqueue(turn.id, &turn.tenant, cx.waker());
+            let next = state.hand_off();
             scheduler.waits.fetch_add(1, Ordering::Relaxed);
             drop(state);
             if let Some(next) = next {
