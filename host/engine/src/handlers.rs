@@ -19,11 +19,11 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::task::JoinHandle;
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::p3::bindings::ServicePre;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
+use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
 
-use alga_edge_capabilities::runner::bindings::RunnerPre;
+use alga_edge_capabilities::runner::bindings::{Runner, RunnerPre};
 
 use super::HostState;
 use super::invoke::InvokeError;
@@ -79,6 +79,95 @@ pub(super) struct Started {
 pub(super) enum Source<P> {
     Fresh(P),
     Warm { live: Live, served: u32 },
+}
+
+/// A component prepared for instantiation in one handler ABI.
+pub(super) trait Pre: Clone + Send + 'static {
+    /// Its instance.
+    type Instance: Send;
+
+    /// A fresh instance in `store`.
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Instance>> + Send + 'a;
+
+    /// The instance a warm `live` one of this ABI holds.
+    fn warm(live: Live) -> Self::Instance;
+}
+
+impl Pre for ProxyPre<HostState> {
+    type Instance = Proxy;
+
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+    ) -> impl Future<Output = wasmtime::Result<Proxy>> + Send + 'a {
+        self.instantiate_async(store)
+    }
+
+    fn warm(live: Live) -> Proxy {
+        match live {
+            Live::P2(proxy) => proxy,
+            _ => unreachable!("a warm instance has its install's ABI"),
+        }
+    }
+}
+
+impl Pre for ServicePre<HostState> {
+    type Instance = Service;
+
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+    ) -> impl Future<Output = wasmtime::Result<Service>> + Send + 'a {
+        self.instantiate_async(store)
+    }
+
+    fn warm(live: Live) -> Service {
+        match live {
+            Live::P3(service) => service,
+            _ => unreachable!("a warm instance has its install's ABI"),
+        }
+    }
+}
+
+impl Pre for RunnerPre<HostState> {
+    type Instance = Runner;
+
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+    ) -> impl Future<Output = wasmtime::Result<Runner>> + Send + 'a {
+        self.instantiate_async(store)
+    }
+
+    fn warm(live: Live) -> Runner {
+        match live {
+            Live::Runner(runner) => runner,
+            _ => unreachable!("a warm instance has its install's ABI"),
+        }
+    }
+}
+
+impl<P: Pre> Source<P> {
+    /// The instance to run and the requests it has served: the warm one, or a fresh one
+    /// (its instantiation time observed).
+    async fn instance(
+        self,
+        store: &mut Store<HostState>,
+        instantiation: &Histogram,
+    ) -> wasmtime::Result<(P::Instance, u32)> {
+        match self {
+            Source::Warm { live, served } => Ok((P::warm(live), served)),
+            Source::Fresh(pre) => {
+                let started = Instant::now();
+                let instance = pre.instantiate(store).await?;
+                instantiation.observe(started.elapsed().as_secs_f64());
+                Ok((instance, 0))
+            }
+        }
+    }
 }
 
 /// Where a reusable instance goes back after its request.
@@ -149,22 +238,9 @@ where
     let (head_tx, head_rx) = oneshot::channel();
     let (delivered_tx, delivered_rx) = oneshot::channel();
     let task = tokio::spawn(turn.run(async move {
-        let (proxy, served) = match source {
-            Source::Warm {
-                live: Live::P2(proxy),
-                served,
-            } => (proxy, served),
-            Source::Warm { .. } => unreachable!("a warm instance has its install's ABI"),
-            Source::Fresh(pre) => {
-                let started = Instant::now();
-                match pre.instantiate_async(&mut store).await {
-                    Ok(proxy) => {
-                        instantiation.observe(started.elapsed().as_secs_f64());
-                        (proxy, 0)
-                    }
-                    Err(error) => return Finished::of(&store, Err(error)),
-                }
-            }
+        let (proxy, served) = match source.instance(&mut store, &instantiation).await {
+            Ok(instance) => instance,
+            Err(error) => return Finished::of(&store, Err(error)),
         };
         let mut head_tx = Some(head_tx);
         let result = {
@@ -238,22 +314,9 @@ where
     let (answer_tx, answer_rx) =
         oneshot::channel::<Result<http::Response<HostBody>, InvokeError>>();
     let task = tokio::spawn(turn.run(async move {
-        let (service, served) = match source {
-            Source::Warm {
-                live: Live::P3(service),
-                served,
-            } => (service, served),
-            Source::Warm { .. } => unreachable!("a warm instance has its install's ABI"),
-            Source::Fresh(pre) => {
-                let started = Instant::now();
-                match pre.instantiate_async(&mut store).await {
-                    Ok(service) => {
-                        instantiation.observe(started.elapsed().as_secs_f64());
-                        (service, 0)
-                    }
-                    Err(error) => return Finished::of(&store, Err(error)),
-                }
-            }
+        let (service, served) = match source.instance(&mut store, &instantiation).await {
+            Ok(instance) => instance,
+            Err(error) => return Finished::of(&store, Err(error)),
         };
         let (request, request_body) =
             wasmtime_wasi_http::p3::Request::from_http(store.data_mut().http().hooks, request);
@@ -331,22 +394,9 @@ where
                 return Finished::of(&store, Ok(()));
             }
         };
-        let (runner, served) = match source {
-            Source::Warm {
-                live: Live::Runner(runner),
-                served,
-            } => (runner, served),
-            Source::Warm { .. } => unreachable!("a warm instance has its install's ABI"),
-            Source::Fresh(pre) => {
-                let started = Instant::now();
-                match pre.instantiate_async(&mut store).await {
-                    Ok(runner) => {
-                        instantiation.observe(started.elapsed().as_secs_f64());
-                        (runner, 0)
-                    }
-                    Err(error) => return Finished::of(&store, Err(error)),
-                }
-            }
+        let (runner, served) = match source.instance(&mut store, &instantiation).await {
+            Ok(instance) => instance,
+            Err(error) => return Finished::of(&store, Err(error)),
         };
         let (result, delivered) = match runner.call_handler(&mut store, &request).await {
             Ok(response) => {
