@@ -44,7 +44,7 @@ pub use memory::{
     DEFAULT_MACHINE_FRACTION, MemoryBudget, MemoryCharge, MemoryRefusal, default_memory_budget,
     machine_memory_bytes,
 };
-pub use reuse::{Reuse, ReuseConfig, WarmPool};
+pub use reuse::{Reuse, ReuseConfig, WarmInstall, WarmPool};
 pub use scheduler::{CpuScheduler, GuestTurn};
 pub use state::HostState;
 

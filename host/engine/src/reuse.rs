@@ -34,11 +34,28 @@ use super::HostState;
 pub struct Reuse {
     /// The install the instance serves (one tenant's install of one extension).
     pub install_id: Arc<str>,
+    /// Its tenant and extension, to look the install up again.
+    pub tenant: Arc<str>,
+    /// See `tenant`.
+    pub extension: Arc<str>,
     /// A digest of everything about the install an instance may have seen (version, grants,
     /// config, secrets, policy): instances of another generation are dropped.
     pub generation: u64,
     /// Requests one instance serves before it is dropped (at least 2, or reuse is off).
     pub max_requests: u32,
+}
+
+/// An install with idle instances, as [`WarmPool::installs`] lists it.
+#[derive(Debug, Clone)]
+pub struct WarmInstall {
+    /// The install.
+    pub install_id: Arc<str>,
+    /// Its tenant.
+    pub tenant: Arc<str>,
+    /// Its extension.
+    pub extension: Arc<str>,
+    /// The generation its idle instances served.
+    pub generation: u64,
 }
 
 /// Reuse settings of a node.
@@ -135,6 +152,8 @@ impl Tally {
 }
 
 struct Idle {
+    tenant: Arc<str>,
+    extension: Arc<str>,
     generation: u64,
     /// Oldest first.
     instances: Vec<Warm>,
@@ -171,12 +190,17 @@ impl WarmPool {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// The installs with idle instances, with their generation.
-    pub fn installs(&self) -> Vec<(Arc<str>, u64)> {
+    /// The installs with idle instances.
+    pub fn installs(&self) -> Vec<WarmInstall> {
         self.lock()
             .installs
             .iter()
-            .map(|(id, idle)| (id.clone(), idle.generation))
+            .map(|(id, idle)| WarmInstall {
+                install_id: id.clone(),
+                tenant: idle.tenant.clone(),
+                extension: idle.extension.clone(),
+                generation: idle.generation,
+            })
             .collect()
     }
 
@@ -231,6 +255,8 @@ impl WarmPool {
             let idle = installs
                 .entry(reuse.install_id.clone())
                 .or_insert_with(|| Idle {
+                    tenant: reuse.tenant.clone(),
+                    extension: reuse.extension.clone(),
                     generation: reuse.generation,
                     instances: Vec::new(),
                 });

@@ -5,9 +5,8 @@
 //! Dev-mapped components (`--component`) are served without a token as the dev tenant; every
 //! other extension id needs a valid tenant token and an enabled install of that tenant.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
@@ -67,8 +66,6 @@ pub struct Gateway {
     policies: Policies,
     capabilities: Arc<Capabilities>,
     telemetry: Arc<Telemetry>,
-    /// Whose install each reused instance serves (tenant, extension), to re-resolve it.
-    warm_owners: Mutex<HashMap<Arc<str>, (String, String)>>,
     /// The registry change count [`Gateway::retire_stale_instances`] last checked.
     warm_seen_changes: AtomicU64,
 }
@@ -94,7 +91,6 @@ impl Gateway {
             policies,
             capabilities,
             telemetry,
-            warm_owners: Mutex::new(HashMap::new()),
             warm_seen_changes: AtomicU64::new(u64::MAX),
         }
     }
@@ -260,7 +256,7 @@ impl Gateway {
             &extension.extension_id,
             request_id,
         )?;
-        let reuse = (effective.instance_reuse >= 2).then(|| self.reuse(&extension, &effective));
+        let reuse = (effective.instance_reuse >= 2).then(|| Self::reuse(&extension, &effective));
         let tenant = extension.tenant.clone();
         let journal = trace.journal(self.capabilities.limits().log_max_lines);
         let (capabilities, context) = self.grant(extension, request_id, caller, journal);
@@ -291,20 +287,13 @@ impl Gateway {
         }))
     }
 
-    /// Which warm instances `extension`'s request may run on; remembers whose install it is,
-    /// for [`Gateway::retire_stale_instances`].
-    fn reuse(&self, extension: &Resolved, effective: &Effective) -> Reuse {
-        let install_id: Arc<str> = extension.install_id.as_str().into();
-        let mut owners = self.warm_owners.lock().unwrap_or_else(|p| p.into_inner());
-        if !owners.contains_key(&install_id) {
-            owners.insert(
-                install_id.clone(),
-                (extension.tenant.clone(), extension.extension_id.clone()),
-            );
-        }
+    /// Which warm instances `extension`'s request may run on.
+    fn reuse(extension: &Resolved, effective: &Effective) -> Reuse {
         Reuse {
-            install_id,
-            generation: extension.generation(),
+            install_id: extension.install_id.as_str().into(),
+            tenant: extension.tenant.as_str().into(),
+            extension: extension.extension_id.as_str().into(),
+            generation: extension.generation,
             max_requests: effective.instance_reuse,
         }
     }
@@ -319,36 +308,22 @@ impl Gateway {
         if self.warm_seen_changes.swap(changes, Ordering::AcqRel) == changes {
             return;
         }
-        let pooled = pool.installs();
-        self.warm_owners
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|id, _| pooled.iter().any(|(pooled, _)| pooled == id));
-        for (install_id, generation) in pooled {
-            let owner = self
-                .warm_owners
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&install_id)
-                .cloned();
-            let current = match owner {
-                Some((tenant, extension)) => match self.dev.get(&extension) {
-                    Some(dev) => Some(dev.clone()),
-                    None => self
-                        .installed
-                        .resolve(&tenant, &extension)
-                        .await
-                        .ok()
-                        .flatten(),
-                },
-                None => None,
+        for warm in pool.installs() {
+            let current = match self.dev.get(&warm.extension) {
+                Some(dev) => Some(dev.clone()),
+                None => self
+                    .installed
+                    .resolve(&warm.tenant, &warm.extension)
+                    .await
+                    .ok()
+                    .flatten(),
             };
             let live = current.is_some_and(|resolved| {
-                *resolved.install_id == *install_id && resolved.generation() == generation
+                *resolved.install_id == *warm.install_id && resolved.generation == warm.generation
             });
             if !live {
-                pool.forget(&install_id);
-                tracing::debug!(%install_id, "warm instances retired: the install changed");
+                pool.forget(&warm.install_id);
+                tracing::debug!(install_id = %warm.install_id, "warm instances retired: the install changed");
             }
         }
     }

@@ -438,7 +438,8 @@ fn overridden(
                 .collect(),
         );
     }
-    Ok(resolved)
+    // What the envelope changed is part of what a warm instance may have seen.
+    Ok(resolved.with_generation())
 }
 
 /// The end user of the call: the envelope's `user`, or one known only by `context.user_id`.

@@ -90,7 +90,9 @@ fn read_component(tenant: &str, id: &str, path: &Path) -> Result<Resolved, Catal
         ],
         config: Default::default(),
         sealed_secrets: None,
-    })
+        generation: 0,
+    }
+    .with_generation())
 }
 
 #[cfg(test)]

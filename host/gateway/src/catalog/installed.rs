@@ -143,20 +143,24 @@ impl InstalledCatalog {
             publisher: found.publisher.clone(),
         };
         self.verify_signature(&claims, &found.signature)?;
-        Ok(Some(Resolved {
-            tenant: tenant.to_owned(),
-            extension_id: found.install.extension,
-            policy: found.install.policy,
-            endpoints: found.endpoints,
-            grants: found.install.grants,
-            config: Arc::new(found.install.config),
-            sealed_secrets: found.sealed_secrets.map(Arc::from),
-            install_id: found.install.id,
-            version: found.install.version,
-            version_id: found.version_id,
-            content_hash: found.content_hash.to_string(),
-            source: ComponentSource::Bundle,
-        }))
+        Ok(Some(
+            Resolved {
+                tenant: tenant.to_owned(),
+                extension_id: found.install.extension,
+                policy: found.install.policy,
+                endpoints: found.endpoints,
+                grants: found.install.grants,
+                config: Arc::new(found.install.config),
+                sealed_secrets: found.sealed_secrets.map(Arc::from),
+                install_id: found.install.id,
+                version: found.install.version,
+                version_id: found.version_id,
+                content_hash: found.content_hash.to_string(),
+                source: ComponentSource::Bundle,
+                generation: 0,
+            }
+            .with_generation(),
+        ))
     }
 
     /// The published version of `extension_id` whose bundle is `content_hash`, signature
@@ -235,7 +239,9 @@ impl InstalledCatalog {
             grants,
             config: Arc::new(config),
             sealed_secrets,
-        };
+            generation: 0,
+        }
+        .with_generation();
         Ok(Some((resolved, requested)))
     }
 

@@ -43,13 +43,22 @@ pub struct Resolved {
     pub config: Arc<BTreeMap<String, String>>,
     /// The install's secrets, sealed with the node key.
     pub sealed_secrets: Option<Arc<[u8]>>,
+    /// A digest of everything about the install a warm instance may have seen (see
+    /// [`Resolved::with_generation`]); computed once per resolution, not per request.
+    pub generation: u64,
 }
 
 impl Resolved {
-    /// A digest of everything about the install a warm instance may have seen: version,
-    /// bundle, grants, config, sealed secrets and policy. Instances are reused only within one
-    /// generation, so any change to the install retires them.
-    pub fn generation(&self) -> u64 {
+    /// Sets `generation`: a digest of everything about the install a warm instance may have
+    /// seen (version, bundle, grants, config, sealed secrets and policy). Instances are
+    /// reused only within one generation, so any change to the install retires them. Every
+    /// constructor ends with it.
+    pub fn with_generation(mut self) -> Self {
+        self.generation = self.digest();
+        self
+    }
+
+    fn digest(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         (
