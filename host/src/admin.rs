@@ -10,6 +10,9 @@
 //!   `POST tenants/{tenant}/installs/{name}/enable|disable`
 //! - `GET tenants/{tenant}/kv/{extension}/{bucket}`,
 //!   `GET|PUT|DELETE tenants/{tenant}/kv/{extension}/{bucket}/{key}`
+//! - `GET|POST tenants/{tenant}/schedules/{extension}`,
+//!   `GET|PATCH|DELETE tenants/{tenant}/schedules/{extension}/{id}`,
+//!   `POST tenants/{tenant}/schedules/{extension}/{id}/run` (run now; primary only)
 //! - `GET tenants/{tenant}/executions?limit=&extension=` (execution log, newest first),
 //!   `GET tenants/{tenant}/usage?since=` (per-window quota usage)
 //!
@@ -27,6 +30,10 @@ use serde_json::{Value, json};
 
 use alga_edge_capabilities::egress::Allowlist;
 use alga_edge_capabilities::kv_service::{KvOp, KvOutcome, KvService, KvServiceError};
+use alga_edge_capabilities::schedule_service::{
+    ScheduleOp, ScheduleOutcome, ScheduleService, ScheduleServiceError, ScheduleWrite,
+};
+use alga_edge_gateway::ScheduleTrigger;
 use alga_edge_gateway::catalog::is_valid_extension_id;
 use alga_edge_http::{
     ApiError, BearerSecret, BoxError, CallerIdentified, HostBody, json_response, read_body,
@@ -34,6 +41,7 @@ use alga_edge_http::{
 };
 use alga_edge_registry::bundle::ContentHash;
 use alga_edge_registry::kv::{self, KvScope};
+use alga_edge_registry::schedules::ScheduleChange;
 use alga_edge_registry::secrets::Secrets;
 use alga_edge_registry::signing::TrustBundle;
 use alga_edge_registry::store::BundleStore;
@@ -85,6 +93,12 @@ pub enum AdminRoute {
     KvBucket,
     /// `tenants/{tenant}/kv/{extension}/{bucket}/{key}`.
     KvKey,
+    /// `tenants/{tenant}/schedules/{extension}`.
+    Schedules,
+    /// `tenants/{tenant}/schedules/{extension}/{id}`.
+    Schedule,
+    /// `tenants/{tenant}/schedules/{extension}/{id}/run`.
+    ScheduleRun,
     /// `tenants/{tenant}/executions`.
     Executions,
     /// `tenants/{tenant}/usage`.
@@ -119,20 +133,34 @@ impl AdminRoute {
                 "tenants/{tenant}/kv/{extension}/{bucket}/{key}",
                 Self::KvKey,
             ),
+            ("tenants/{tenant}/schedules/{extension}", Self::Schedules),
+            (
+                "tenants/{tenant}/schedules/{extension}/{id}",
+                Self::Schedule,
+            ),
+            (
+                "tenants/{tenant}/schedules/{extension}/{id}/run",
+                Self::ScheduleRun,
+            ),
             ("tenants/{tenant}/executions", Self::Executions),
             ("tenants/{tenant}/usage", Self::Usage),
         ])
     }
 
-    /// KV writes are the one kind of write an edge takes: it forwards them to the primary.
+    /// KV and schedule writes are the writes an edge takes: it forwards them to the primary.
     fn edge_forwards_writes(self) -> bool {
-        matches!(self, Self::KvBucket | Self::KvKey)
+        matches!(
+            self,
+            Self::KvBucket | Self::KvKey | Self::Schedules | Self::Schedule
+        )
     }
 }
 
 /// The admin API of a primary node.
 pub struct Admin {
     kv: Option<Arc<KvService>>,
+    schedules: Option<Arc<ScheduleService>>,
+    trigger: Option<Arc<ScheduleTrigger>>,
     registry: Arc<Registry>,
     log_registry: Arc<Registry>,
     read_only: Option<String>,
@@ -210,6 +238,8 @@ impl Admin {
     ) -> Self {
         Self {
             kv: None,
+            schedules: None,
+            trigger: None,
             log_registry: registry.clone(),
             read_only: None,
             registry,
@@ -231,6 +261,18 @@ impl Admin {
     /// Serves `tenants/{t}/kv/…` through `kv`.
     pub fn with_kv(mut self, kv: Arc<KvService>) -> Self {
         self.kv = Some(kv);
+        self
+    }
+
+    /// Serves `tenants/{t}/schedules/…` through `schedules`; `trigger` runs them on request
+    /// (primary only).
+    pub fn with_schedules(
+        mut self,
+        schedules: Arc<ScheduleService>,
+        trigger: Option<Arc<ScheduleTrigger>>,
+    ) -> Self {
+        self.schedules = Some(schedules);
+        self.trigger = trigger;
         self
     }
 
@@ -295,6 +337,9 @@ impl Admin {
             AdminRoute::InstallAction => self.install_action(&method, &params).await,
             AdminRoute::KvBucket => self.kv_bucket(&method, &params).await,
             AdminRoute::KvKey => self.kv_key(request, &params).await,
+            AdminRoute::Schedules => self.schedules_route(request, &params).await,
+            AdminRoute::Schedule => self.schedule_route(request, &params).await,
+            AdminRoute::ScheduleRun => self.schedule_run(&method, &params).await,
             AdminRoute::Executions => self.executions(&request, &params).await,
             AdminRoute::Usage => self.usage(&request, &params).await,
         };
@@ -657,6 +702,116 @@ impl Admin {
         }
     }
 
+    fn schedule_service(&self) -> Result<&Arc<ScheduleService>, ApiError> {
+        self.schedules
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("this node has no schedule store"))
+    }
+
+    /// Applies a schedule write of the tenant's install named in `params`.
+    async fn schedule_write(&self, params: &Params, op: ScheduleOp) -> Answer {
+        let write = ScheduleWrite {
+            tenant: params.get("tenant").to_owned(),
+            extension: params.get("extension").to_owned(),
+            op,
+        };
+        match self.schedule_service()?.write(&write).await {
+            Ok(ScheduleOutcome::Created(schedule)) => {
+                Ok((StatusCode::CREATED, json!({ "schedule": schedule })))
+            }
+            Ok(ScheduleOutcome::Updated(Some(schedule))) => {
+                Ok((StatusCode::OK, json!({ "schedule": schedule })))
+            }
+            Ok(ScheduleOutcome::Updated(None) | ScheduleOutcome::Deleted(false)) => {
+                Err(no_schedule(params))
+            }
+            Ok(ScheduleOutcome::Deleted(true)) => Ok((
+                StatusCode::OK,
+                json!({ "id": params.get("id"), "deleted": true }),
+            )),
+            Err(e) => schedule_error(e),
+        }
+    }
+
+    async fn schedules_route<B>(&self, request: Request<B>, params: &Params) -> Answer
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let (tenant, extension) = (params.get("tenant"), params.get("extension"));
+        match *request.method() {
+            Method::GET => {
+                let schedules = self.schedule_service()?.list(tenant, extension).await;
+                match schedules {
+                    Ok(schedules) => Ok((StatusCode::OK, json!({ "schedules": schedules }))),
+                    Err(e) => schedule_error(e),
+                }
+            }
+            Method::POST => {
+                let (parts, body) = request.into_parts();
+                let change: ScheduleChange =
+                    read_json(&parts.headers, body, MAX_JSON_BYTES, "schedule").await?;
+                self.schedule_write(params, ScheduleOp::Create { change })
+                    .await
+            }
+            _ => Err(not_allowed()),
+        }
+    }
+
+    async fn schedule_route<B>(&self, request: Request<B>, params: &Params) -> Answer
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let (tenant, extension, id) = (
+            params.get("tenant"),
+            params.get("extension"),
+            params.get("id").to_owned(),
+        );
+        match *request.method() {
+            Method::GET => match self.schedule_service()?.get(tenant, extension, &id).await {
+                Ok(Some(schedule)) => Ok((StatusCode::OK, json!({ "schedule": schedule }))),
+                Ok(None) => Err(no_schedule(params)),
+                Err(e) => schedule_error(e),
+            },
+            Method::PATCH => {
+                let (parts, body) = request.into_parts();
+                let change: ScheduleChange =
+                    read_json(&parts.headers, body, MAX_JSON_BYTES, "schedule change").await?;
+                self.schedule_write(params, ScheduleOp::Update { id, change })
+                    .await
+            }
+            Method::DELETE => self.schedule_write(params, ScheduleOp::Delete { id }).await,
+            _ => Err(not_allowed()),
+        }
+    }
+
+    /// Runs a schedule now, through the same path as its cron runs, and answers how it went.
+    async fn schedule_run(&self, method: &Method, params: &Params) -> Answer {
+        if method != Method::POST {
+            return Err(not_allowed());
+        }
+        let trigger = self.trigger.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "read_only_replica",
+                "schedules run on the primary; send run-now there",
+            )
+        })?;
+        let run = trigger
+            .run_now(
+                params.get("tenant"),
+                params.get("extension"),
+                params.get("id"),
+            )
+            .await
+            .map_err(registry_error)?;
+        match run {
+            Some(report) => Ok((StatusCode::OK, json!({ "run": report }))),
+            None => Err(no_schedule(params)),
+        }
+    }
+
     async fn executions<B>(&self, request: &Request<B>, params: &Params) -> Answer {
         if request.method() != Method::GET {
             return Err(not_allowed());
@@ -807,6 +962,38 @@ fn not_allowed() -> ApiError {
 
 /// The one tenant id and extension id rules every route holds path parameters to (the same
 /// the install call and the gateway apply), before anything is looked up or written.
+/// 404 for a schedule the tenant's install does not have.
+fn no_schedule(params: &Params) -> ApiError {
+    ApiError::not_found(format!(
+        "tenant '{}' has no schedule '{}' of '{}'",
+        params.get("tenant"),
+        crate::request_log::bounded(params.get("id"), 64),
+        params.get("extension")
+    ))
+}
+
+/// A schedule failure: a refused change answers 400 with each field's problem (`fields`).
+fn schedule_error(error: ScheduleServiceError) -> Answer {
+    if let Some(refused) = error.refused() {
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            json!({
+                "error": "invalid_schedule",
+                "message": refused.message,
+                "fields": refused.fields,
+            }),
+        ));
+    }
+    match error {
+        ScheduleServiceError::Registry(e) => Err(registry_error(e)),
+        e => Err(ApiError::new(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY),
+            "schedule_write_failed",
+            e.to_string(),
+        )),
+    }
+}
+
 fn check_names(params: &Params) -> Result<(), ApiError> {
     let tenant = params.get("tenant");
     if !tenant.is_empty() && !is_valid_tenant_id(tenant) {

@@ -14,11 +14,13 @@ use alga_edge::authoring;
 use alga_edge_capabilities::CapabilityLimits;
 use alga_edge_capabilities::egress::{Allowlist, EgressLimits};
 use alga_edge_engine::config::EngineConfig;
+use alga_edge_gateway::TriggerConfig;
 use alga_edge_gateway::policy::PolicyConfig;
 use alga_edge_gateway::telemetry::ExecutionLogConfig;
 use alga_edge_gateway::tenant_auth::DevTokenIssuer;
+use alga_edge_registry::schedules::ScheduleLimits;
 use cmd::demo::DemoArgs;
-use cmd::node::{NodeSettings, ReplicationSettings, Role};
+use cmd::node::{NodeSettings, ReplicationSettings, Role, ScheduleSettings};
 use cmd::remote::RemoteCommand;
 
 #[derive(Parser)]
@@ -277,6 +279,25 @@ struct ServeArgs {
     /// Edge: bound of the local bundle cache, in MiB.
     #[arg(long, env = "ALGA_BUNDLE_CACHE_MIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     bundle_cache_mib: u64,
+    /// Schedules one install may hold (installs' `schedule_max` policy overrides it).
+    #[arg(long, env = "ALGA_SCHEDULE_MAX_PER_INSTALL", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    schedule_max_per_install: u32,
+    /// Shortest interval between two fires of one schedule, in seconds (Alga's is 5 minutes;
+    /// installs' `schedule_min_interval_secs` policy overrides it).
+    #[arg(long, env = "ALGA_SCHEDULE_MIN_INTERVAL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(60..))]
+    schedule_min_interval_secs: u64,
+    /// Primary: scheduled runs in flight at once, node-wide (more due runs wait a tick).
+    #[arg(long, env = "ALGA_SCHEDULE_MAX_PARALLEL", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    schedule_max_parallel: u64,
+    /// Seconds added to the clock that decides which schedules are due (tests only).
+    #[arg(
+        long,
+        env = "ALGA_SCHEDULE_CLOCK_OFFSET_SECS",
+        default_value_t = 0,
+        hide = true,
+        allow_hyphen_values = true
+    )]
+    schedule_clock_offset_secs: i64,
     /// Execution-log rows queued for writing before new ones are dropped (and counted).
     #[arg(long, env = "ALGA_EXECUTION_LOG_QUEUE", default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     execution_log_queue: u64,
@@ -433,6 +454,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             retention: Duration::from_secs(args.execution_log_retention_days * 86_400),
         },
         role,
+        schedules: ScheduleSettings {
+            limits: ScheduleLimits {
+                max_per_install: args.schedule_max_per_install,
+                min_interval_secs: args.schedule_min_interval_secs,
+            },
+            trigger: TriggerConfig {
+                max_parallel: args.schedule_max_parallel as usize,
+                clock_offset_secs: args.schedule_clock_offset_secs,
+                ..TriggerConfig::default()
+            },
+        },
         sync_token: args.sync_token,
         replication: ReplicationSettings {
             sync_interval: Duration::from_millis(args.sync_interval_ms),

@@ -2,8 +2,9 @@
 //! - on the primary, `/replication/v1/…` serves the libsql sync protocol for the registry and
 //!   the KV database (`{db}/info`, `{db}/export/{generation}`,
 //!   `{db}/sync/{generation}/{start}/{end}` with `db` = `registry` or `kv`), bundles by content
-//!   hash (`bundles/{hash}`) and forwarded KV writes (`POST kv/write`, answered with the KV
-//!   database's position after the write in `x-alga-kv-position`), behind the sync token;
+//!   hash (`bundles/{hash}`), forwarded KV writes (`POST kv/write`, answered with the KV
+//!   database's position after the write in `x-alga-kv-position`) and forwarded schedule
+//!   writes (`POST schedules/write`), behind the sync token;
 //!   a background task starts a new generation when a WAL passes its bound;
 //! - on an edge, a background task syncs the replica on an interval. The edge's side of the
 //!   protocol (URLs, forwarding, bundle fetching) is the registry's `PrimaryClient`.
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alga_edge_capabilities::kv_service::{KvService, KvWrite};
+use alga_edge_capabilities::schedule_service::{ScheduleService, ScheduleWrite};
 use alga_edge_http::{
     ApiError, BearerSecret, BoxError, HostBody, bytes_response, json_response, read_json,
 };
@@ -52,6 +54,8 @@ pub enum ReplicationRoute {
     Bundle,
     /// `POST kv/write`: a write an edge forwards.
     KvWrite,
+    /// `POST schedules/write`: a schedule change an edge forwards.
+    ScheduleWrite,
 }
 
 impl ReplicationRoute {
@@ -69,6 +73,7 @@ impl ReplicationRoute {
             ("kv/sync/{generation}/{start}/{end}", Self::Sync(Kv)),
             ("bundles/{hash}", Self::Bundle),
             ("kv/write", Self::KvWrite),
+            ("schedules/write", Self::ScheduleWrite),
         ])
     }
 }
@@ -78,18 +83,21 @@ pub struct ReplicationApi {
     registry_log: Arc<GenerationLog>,
     kv_log: Arc<GenerationLog>,
     kv: Arc<KvService>,
+    schedules: Arc<ScheduleService>,
     store: BundleStore,
     token: BearerSecret,
     routes: RouteTable<ReplicationRoute>,
 }
 
 impl ReplicationApi {
-    /// Serves the registry's and the KV database's generations, `store`'s bundles and KV writes
-    /// (applied through `kv`) to callers presenting `token`.
+    /// Serves the registry's and the KV database's generations, `store`'s bundles, KV writes
+    /// (applied through `kv`) and schedule writes (through `schedules`) to callers presenting
+    /// `token`.
     pub fn new(
         registry_log: Arc<GenerationLog>,
         kv_log: Arc<GenerationLog>,
         kv: Arc<KvService>,
+        schedules: Arc<ScheduleService>,
         store: BundleStore,
         token: &str,
     ) -> Self {
@@ -97,6 +105,7 @@ impl ReplicationApi {
             registry_log,
             kv_log,
             kv,
+            schedules,
             store,
             token: BearerSecret::new(token),
             routes: ReplicationRoute::table(),
@@ -133,7 +142,8 @@ impl ReplicationApi {
         let method = request.method().clone();
         match (route, method) {
             (ReplicationRoute::KvWrite, Method::POST) => self.kv_write(request).await,
-            (ReplicationRoute::KvWrite, method) => {
+            (ReplicationRoute::ScheduleWrite, Method::POST) => self.schedule_write(request).await,
+            (ReplicationRoute::KvWrite | ReplicationRoute::ScheduleWrite, method) => {
                 Err(ApiError::method_not_allowed(&method, &path))
             }
             (_, Method::GET) => self.read(route, &params).await,
@@ -180,6 +190,7 @@ impl ReplicationApi {
                 }
             }
             ReplicationRoute::KvWrite => Err(ApiError::no_route("kv/write")),
+            ReplicationRoute::ScheduleWrite => Err(ApiError::no_route("schedules/write")),
         }
     }
 
@@ -215,6 +226,22 @@ impl ReplicationApi {
                 e.to_string(),
             )),
         }
+    }
+}
+
+impl ReplicationApi {
+    /// Applies a schedule write an edge forwarded; the answer says how it went (200 whenever
+    /// the write was read).
+    async fn schedule_write<B>(&self, request: Request<B>) -> Result<Response<HostBody>, ApiError>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = request.into_parts();
+        let write: ScheduleWrite =
+            read_json(&parts.headers, body, MAX_KV_WRITE_BYTES, "schedule write").await?;
+        let answer = self.schedules.answer_forwarded(&write).await;
+        Ok(json_response(StatusCode::OK, &serde_json::json!(answer)))
     }
 }
 

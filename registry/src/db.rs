@@ -120,6 +120,41 @@ INSERT INTO extension_key_audit (extension_name, action, fingerprint, created_at
     SELECT name, 'claim', owner_fingerprint, created_at FROM extension_registry
     WHERE owner_fingerprint IS NOT NULL;
 "#,
+    r#"
+-- Cron schedules of installs (Alga's scheduler interface); uninstalling removes them.
+CREATE TABLE extension_schedule (
+    id              TEXT PRIMARY KEY,
+    install_id      TEXT NOT NULL REFERENCES tenant_extension_install(id) ON DELETE CASCADE,
+    tenant_id       TEXT NOT NULL,
+    extension_name  TEXT NOT NULL,
+    endpoint_method TEXT NOT NULL,
+    endpoint_path   TEXT NOT NULL,
+    name            TEXT,
+    cron            TEXT NOT NULL,     -- five fields
+    timezone        TEXT NOT NULL,     -- IANA name
+    payload         TEXT,              -- JSON text
+    enabled         INTEGER NOT NULL DEFAULT 1,
+    next_run_at     INTEGER,           -- Unix seconds; NULL while disabled
+    last_run_at     INTEGER,
+    last_run_status TEXT,              -- running, success, error, interrupted
+    last_error      TEXT,
+    runs            INTEGER NOT NULL DEFAULT 0,
+    run_holder      TEXT,              -- the process that claimed the last run
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    UNIQUE (install_id, name)
+);
+CREATE INDEX extension_schedule_due ON extension_schedule (next_run_at) WHERE enabled = 1;
+CREATE INDEX extension_schedule_by_owner ON extension_schedule (tenant_id, extension_name);
+-- Which process fires due schedules: one row, held until it expires unless renewed.
+CREATE TABLE scheduler_lease (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    holder        TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
+-- What started a request: NULL for a caller's request, 'schedule' for a scheduled run.
+ALTER TABLE extension_execution_log ADD COLUMN trigger TEXT;
+"#,
 ];
 
 /// How long one statement waits for a lock another connection holds (SQLite's busy handler).

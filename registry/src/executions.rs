@@ -7,7 +7,7 @@ use libsql::params;
 
 use crate::{Registry, RegistryError};
 
-/// Rows per multi-row INSERT (9 parameters each, far below SQLite's parameter limit).
+/// Rows per multi-row INSERT (12 parameters each, far below SQLite's parameter limit).
 const ROWS_PER_INSERT: usize = 200;
 
 /// Length of a quota-usage window, in seconds.
@@ -40,6 +40,9 @@ pub struct ExecutionRecord {
     /// Outbound HTTP bytes (sent + received) of the request.
     #[serde(default)]
     pub egress_bytes: u64,
+    /// What started the request when it was not a caller: `schedule` for a scheduled run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
 }
 
 /// A logged row with its id.
@@ -68,7 +71,7 @@ pub struct Usage {
 }
 
 /// Values bound per execution-log row.
-const COLUMNS: usize = 11;
+const COLUMNS: usize = 12;
 
 impl Registry {
     /// Appends `records` to the execution log and adds them to the usage windows, in one
@@ -123,12 +126,15 @@ impl Registry {
                         )
                     },
                     libsql::Value::Integer(i64::try_from(r.egress_bytes).unwrap_or(i64::MAX)),
+                    r.trigger
+                        .clone()
+                        .map_or(libsql::Value::Null, libsql::Value::Text),
                 ]);
             }
             tx.execute(
                 &format!(
                     "INSERT INTO extension_execution_log
-                       (tenant_id, extension_name, version, content_hash, request_id, status, duration_ms, error_class, created_at, logs, egress_bytes)
+                       (tenant_id, extension_name, version, content_hash, request_id, status, duration_ms, error_class, created_at, logs, egress_bytes, trigger)
                      VALUES {placeholders}"
                 ),
                 values,
@@ -162,7 +168,7 @@ impl Registry {
             .read
             .query(
                 "SELECT id, tenant_id, extension_name, version, content_hash, request_id, status,
-                        duration_ms, error_class, created_at, logs, egress_bytes
+                        duration_ms, error_class, created_at, logs, egress_bytes, trigger
                  FROM extension_execution_log
                  WHERE tenant_id = ?1 AND (?2 IS NULL OR extension_name = ?2)
                  ORDER BY id DESC LIMIT ?3",
@@ -196,6 +202,7 @@ impl Registry {
                         None => Vec::new(),
                     },
                     egress_bytes: u64::try_from(row.get::<i64>(11)?).unwrap_or(0),
+                    trigger: row.get(12)?,
                 },
             });
         }

@@ -57,10 +57,20 @@ pub struct InstallPolicy {
     /// reuse off for the install (the node's `--instance-reuse` otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_reuse: Option<u32>,
+    /// Schedules the install may hold (the node's `--schedule-max-per-install` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_max: Option<u32>,
+    /// Shortest interval between two fires of one of its schedules, in seconds (the node's
+    /// `--schedule-min-interval-secs` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_min_interval_secs: Option<u64>,
 }
 
 /// Most requests one instance may serve under an override.
 const MAX_INSTANCE_REUSE: u32 = 1_000_000;
+
+/// Most schedules an override may allow one install.
+const MAX_SCHEDULES: u32 = 10_000;
 
 /// Most entries in an install's egress allowlist.
 const MAX_EGRESS_ENTRIES: usize = 64;
@@ -118,6 +128,15 @@ impl InstallPolicy {
         }
         if self.instance_reuse.is_some_and(|v| v > MAX_INSTANCE_REUSE) {
             return bad("instance_reuse", &format!("at most {MAX_INSTANCE_REUSE}"));
+        }
+        if self.schedule_max.is_some_and(|v| v > MAX_SCHEDULES) {
+            return bad("schedule_max", &format!("at most {MAX_SCHEDULES}"));
+        }
+        if self.schedule_min_interval_secs.is_some_and(|v| v < 60) {
+            return bad(
+                "schedule_min_interval_secs",
+                "at least 60 (cron fires at most once a minute)",
+            );
         }
         for (field, value) in [
             ("rate_per_sec", self.rate_per_sec),
@@ -187,12 +206,20 @@ impl InstallPolicy {
             "instance_reuse" => {
                 self.instance_reuse = Some(value.parse().map_err(|_| number("an integer"))?)
             }
+            "schedule_max" => {
+                self.schedule_max = Some(value.parse().map_err(|_| number("an integer"))?)
+            }
+            "schedule_min_interval_secs" => {
+                self.schedule_min_interval_secs =
+                    Some(value.parse().map_err(|_| number("an integer"))?)
+            }
             other => {
                 return Err(PolicyError(format!(
                     "unknown policy '{other}': use max_body_bytes, timeout_ms, max_headers, \
                      max_header_bytes, concurrency, rate_per_sec, rate_burst, enforce_endpoints, \
                      egress_allow, egress_max_requests, egress_max_response_bytes, \
-                     egress_timeout_ms, kv_max_keys or instance_reuse"
+                     egress_timeout_ms, kv_max_keys, instance_reuse, schedule_max or \
+                     schedule_min_interval_secs"
                 )));
             }
         }

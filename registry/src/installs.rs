@@ -265,6 +265,29 @@ impl Registry {
         }))
     }
 
+    /// `tenant`'s install of `extension` (enabled or not) with its version's endpoints.
+    pub(crate) async fn install_with_endpoints(
+        &self,
+        tenant: &str,
+        extension: &str,
+    ) -> Result<Option<(Install, Vec<crate::manifest::Endpoint>)>, RegistryError> {
+        let mut rows = self
+            .installs_where(
+                "i.tenant_id = ?1 AND i.extension_name = ?2",
+                [tenant, extension],
+            )
+            .await?;
+        Ok(rows.pop().map(|row| {
+            let endpoints = row
+                .version
+                .manifest
+                .api
+                .map(|api| api.endpoints)
+                .unwrap_or_default();
+            (row.install, endpoints)
+        }))
+    }
+
     /// The opened secrets of `tenant`'s install of `extension` (for the host, at call time).
     pub async fn secrets(&self, tenant: &str, extension: &str) -> Result<Secrets, RegistryError> {
         let mut rows = self

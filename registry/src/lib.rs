@@ -9,6 +9,7 @@
 //! - [`ownership`]: which keys may publish an extension name (owner and delegates).
 //! - [`secrets`]: install secrets sealed at rest with the node key.
 //! - [`install_policy`]: per-install overrides of the gateway policies.
+//! - [`schedules`]: cron schedules of installs and the state that fires each exactly once.
 //! - execution log and quota usage: [`Registry::record_executions`] and its queries.
 //! - [`Registry`]: the libsql database with [`publish`](Registry::publish) and the per-tenant
 //!   install lifecycle ([`installs`]).
@@ -24,6 +25,7 @@ pub mod manifest;
 pub mod ownership;
 mod publish;
 pub mod replication;
+pub mod schedules;
 pub mod secrets;
 pub mod signing;
 pub mod store;
@@ -352,6 +354,9 @@ pub enum RegistryError {
         /// Newest this build knows.
         known: usize,
     },
+    /// A schedule change broke a rule (field by field); nothing was stored.
+    #[error(transparent)]
+    ScheduleRefused(#[from] schedules::ScheduleRefused),
     /// A KV key or value was refused.
     #[error(transparent)]
     Kv(#[from] kv::KvError),
@@ -391,6 +396,7 @@ impl RegistryError {
             | Self::GrantNotRequested { .. }
             | Self::Policy(_)
             | Self::Kv(_)
+            | Self::ScheduleRefused(_)
             | Self::BadTenant(_)
             | Self::BadFingerprint(_) => 400,
             Self::Signature(_)

@@ -677,6 +677,7 @@ async fn execution_records_land_in_the_log_and_the_usage_windows() {
             Vec::new()
         },
         egress_bytes: u64::from(status),
+        trigger: (status < 400).then(|| "schedule".to_string()),
     };
     let hour = USAGE_WINDOW_SECS;
     let records = [

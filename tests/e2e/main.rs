@@ -14,6 +14,7 @@ mod lifecycle;
 mod policies;
 mod replication;
 mod reuse;
+mod schedules;
 mod ui;
 
 /// The `alga-edge` binary cargo built for this test target. `CARGO_BIN_EXE_*` is set only when

@@ -14,6 +14,10 @@
 //! | `/fetch?url=` | `http.fetch` (GET) |
 //! | `/log` | `logging.log-info/warn/error` ("alga-info", "alga-warn", "alga-error") |
 //! | `/platform` | ui-proxy, scheduler, invoicing, clients, services: one entry per call |
+//! | `/schedules` GET, POST `{endpoint, cron, timezone?, name?, payload?, enabled?}` | `scheduler.list-schedules`, `create-schedule` |
+//! | `/schedules/{id}` GET, PATCH (the same fields), DELETE | `scheduler.get/update/delete-schedule` |
+//! | `/endpoints` | `scheduler.get-endpoints` |
+//! | `/sync` POST (schedulable) | a scheduled run: stores `{payload, trigger, schedule_id}` under `storage` namespace `sync`, key = request id; `{"sleep_ms": n}` in the payload waits first |
 //!
 //! An interface's error is answered as `{"error": "<case>"}` (the WIT case name, kebab-case),
 //! never as a trap: a denied capability is an ordinary error value for the guest.
@@ -30,8 +34,9 @@ wit_bindgen::generate!({
 
 use alga::extension::types::{
     ClientReadError, ClientsListInput, CreateManualInvoiceInput, CreateScheduleInput, HttpError,
-    HttpHeader, HttpRequest, ManualInvoiceItemInput, ProxyError, SchedulerError, SecretError, ServiceReadError, ServicesListInput, StorageEntry,
-    StorageError, UserError,
+    HttpHeader, HttpRequest, ManualInvoiceItemInput, ProxyError, ScheduleInfo, SchedulerError,
+    SecretError, ServiceReadError, ServicesListInput, StorageEntry, StorageError,
+    UpdateScheduleInput, UserError,
 };
 use alga::extension::{
     clients, context, http, invoicing, logging, scheduler, secrets, services, storage, ui_proxy,
@@ -83,6 +88,10 @@ impl Guest for Component {
             ["fetch"] => fetch_route(&query_arg(query, "url").unwrap_or_default()),
             ["log"] => log_route(),
             ["platform"] => platform_route(),
+            ["schedules"] => schedules_route(&method, request.http.body.as_deref()),
+            ["schedules", id] => schedule_route(&method, id, request.http.body.as_deref()),
+            ["endpoints"] => endpoints_route(),
+            ["sync"] if method == "POST" => sync_route(&request),
             _ => return echo(&request),
         };
         json_response(200, &body, Vec::new())
@@ -401,4 +410,148 @@ fn platform_route() -> Value {
         ),
     ]);
     json!(answers)
+}
+
+/// A schedule as JSON.
+fn schedule_json(s: &ScheduleInfo) -> Value {
+    json!({
+        "id": s.id,
+        "endpoint_method": s.endpoint_method,
+        "endpoint_path": s.endpoint_path,
+        "name": s.name,
+        "cron": s.cron,
+        "timezone": s.timezone,
+        "enabled": s.enabled,
+        "payload": s.payload,
+        "last_run_at": s.last_run_at,
+        "last_run_status": s.last_run_status,
+        "last_error": s.last_error,
+        "created_at": s.created_at,
+    })
+}
+
+/// A string field of a JSON body; `payload` may also be given as JSON (sent as its text).
+fn text_field(input: &Value, name: &str) -> Option<String> {
+    match input.get(name)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// `{"success", "error", "field_errors"}` of a result record, with `field_errors` parsed.
+fn write_record(success: bool, error: Option<String>, field_errors: Option<String>) -> Value {
+    let fields = field_errors
+        .as_deref()
+        .and_then(|f| serde_json::from_str::<Value>(f).ok());
+    json!({"success": success, "error": error, "field_errors": fields})
+}
+
+fn schedules_route(method: &str, body: Option<&[u8]>) -> Value {
+    match method {
+        "GET" => match scheduler::list_schedules() {
+            Ok(list) => json!({"schedules": list.iter().map(schedule_json).collect::<Vec<_>>()}),
+            Err(e) => error(&e),
+        },
+        "POST" => {
+            let input: Value = serde_json::from_slice(body.unwrap_or_default()).unwrap_or_default();
+            let result = scheduler::create_schedule(&CreateScheduleInput {
+                endpoint: text_field(&input, "endpoint").unwrap_or_default(),
+                cron: text_field(&input, "cron").unwrap_or_default(),
+                timezone: text_field(&input, "timezone"),
+                enabled: input.get("enabled").and_then(Value::as_bool),
+                name: text_field(&input, "name"),
+                payload: text_field(&input, "payload"),
+            });
+            let mut answer = write_record(result.success, result.error, result.field_errors);
+            answer["schedule_id"] = json!(result.schedule_id);
+            answer
+        }
+        _ => json!({"error": "method-not-allowed"}),
+    }
+}
+
+fn schedule_route(method: &str, id: &str, body: Option<&[u8]>) -> Value {
+    match method {
+        "GET" => match scheduler::get_schedule(id) {
+            Ok(found) => json!({"schedule": found.as_ref().map(schedule_json)}),
+            Err(e) => error(&e),
+        },
+        "PATCH" | "PUT" => {
+            let input: Value = serde_json::from_slice(body.unwrap_or_default()).unwrap_or_default();
+            let result = scheduler::update_schedule(
+                id,
+                &UpdateScheduleInput {
+                    endpoint: text_field(&input, "endpoint"),
+                    cron: text_field(&input, "cron"),
+                    timezone: text_field(&input, "timezone"),
+                    enabled: input.get("enabled").and_then(Value::as_bool),
+                    name: text_field(&input, "name"),
+                    payload: text_field(&input, "payload"),
+                },
+            );
+            write_record(result.success, result.error, result.field_errors)
+        }
+        "DELETE" => {
+            let result = scheduler::delete_schedule(id);
+            record(result.success, result.error)
+        }
+        _ => json!({"error": "method-not-allowed"}),
+    }
+}
+
+fn endpoints_route() -> Value {
+    match scheduler::get_endpoints() {
+        Ok(endpoints) => {
+            let endpoints: Vec<Value> = endpoints
+                .iter()
+                .map(|e| {
+                    json!({"id": e.id, "method": e.method, "path": e.path,
+                           "handler": e.handler, "schedulable": e.schedulable})
+                })
+                .collect();
+            json!({"endpoints": endpoints})
+        }
+        Err(e) => error(&e),
+    }
+}
+
+/// The schedulable endpoint: what a scheduled run brought, kept in storage for the caller.
+fn sync_route(request: &ExecuteRequest) -> Value {
+    let header = |name: &str| {
+        request
+            .http
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.clone())
+    };
+    let body = request.http.body.as_deref().map(utf8);
+    let payload: Value = body
+        .as_deref()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    if let Some(ms) = payload.get("sleep_ms").and_then(Value::as_u64) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    let run = json!({
+        "payload": payload,
+        "trigger": header("x-alga-trigger"),
+        "schedule_id": header("x-alga-schedule-id"),
+    });
+    let key = request
+        .context
+        .request_id
+        .clone()
+        .unwrap_or_else(|| "unknown".into());
+    let stored = storage::put(&StorageEntry {
+        namespace: "sync".into(),
+        key,
+        value: run.to_string().into_bytes(),
+        revision: None,
+    });
+    match stored {
+        Ok(_) => json!({"ok": true, "run": run}),
+        Err(e) => error(&e),
+    }
 }

@@ -23,6 +23,7 @@
 //!
 //! Beside the interfaces: [`kv_service`], extension KV data as the node reads and writes it
 //! (writes forwarded to the primary on edges), which the KV interfaces and the admin API share;
+//! [`schedule_service`], install schedules the same way (Alga's `scheduler` and the admin API);
 //! [`capped_body`], a body capped while it streams (inbound requests and egress both ways).
 
 mod bindings;
@@ -36,6 +37,7 @@ pub mod kv_draft2;
 pub mod kv_service;
 pub mod logging;
 pub mod runner;
+pub mod schedule_service;
 pub mod secrets;
 pub mod spin;
 
@@ -146,6 +148,7 @@ impl Default for CapabilityLimits {
 /// The services behind the capabilities, shared by every request of the node.
 pub struct Capabilities {
     kv: Option<Arc<KvService>>,
+    schedules: Option<Arc<schedule_service::ScheduleService>>,
     sealer: Option<SecretSealer>,
     egress: Arc<egress::EgressClient>,
     node_allowlist: Option<Arc<egress::Allowlist>>,
@@ -216,12 +219,19 @@ impl Capabilities {
     ) -> Self {
         Self {
             kv,
+            schedules: None,
             sealer,
             egress: Arc::new(egress::EgressClient::new()),
             node_allowlist: node_allowlist.map(Arc::new),
             limits,
             metrics,
         }
+    }
+
+    /// Serves Alga's `scheduler` interface from `schedules`.
+    pub fn with_schedules(mut self, schedules: Arc<schedule_service::ScheduleService>) -> Self {
+        self.schedules = Some(schedules);
+        self
     }
 
     /// The node's capability limits.
@@ -268,7 +278,12 @@ impl Capabilities {
                 limits.log_max_message_bytes,
                 self.metrics.clone(),
             ),
-            runner: runner::RunnerState::new(&grant, has, self.metrics.clone()),
+            runner: runner::RunnerState::new(
+                &grant,
+                has,
+                self.schedules.clone(),
+                self.metrics.clone(),
+            ),
             egress: egress::EgressHooks::new(
                 has(names::HTTP),
                 egress::EgressPolicy::new(

@@ -459,7 +459,8 @@ pub fn split_route(path: &str) -> Result<(&str, &str), GatewayError> {
 }
 
 /// The request the component receives: prefix-free path, original query, allowlisted headers,
-/// and the gateway's `x-request-id`, `x-alga-tenant`, `x-alga-extension`.
+/// and the gateway's `x-request-id`, `x-alga-tenant`, `x-alga-extension` (and, on a scheduled
+/// run, `x-alga-trigger: schedule` and `x-alga-schedule-id`; a caller cannot send these).
 pub fn forward<B>(
     request: Request<B>,
     path: String,
@@ -499,6 +500,19 @@ pub fn forward<B>(
     headers.insert("x-request-id", value(request_id)?);
     headers.insert("x-alga-tenant", value(tenant)?);
     headers.insert("x-alga-extension", value(extension_id)?);
+    if let Some(trigger) = parts
+        .extensions
+        .get::<crate::schedule_trigger::ScheduledTrigger>()
+    {
+        headers.insert(
+            crate::schedule_trigger::TRIGGER_HEADER,
+            HeaderValue::from_static("schedule"),
+        );
+        headers.insert(
+            crate::schedule_trigger::SCHEDULE_ID_HEADER,
+            value(&trigger.schedule_id)?,
+        );
+    }
     parts.headers = headers;
     Ok(Request::from_parts(parts, body))
 }

@@ -10,6 +10,7 @@
 //!   per-install overrides.
 //! - [`ext_api`]: the `/api/ext/…` route itself, which hands the request to the engine.
 //! - [`runner`]: `POST /v1/execute`, Alga's runner envelope, over the same path.
+//! - [`schedule_trigger`]: due cron schedules fired on the primary, over the same path.
 //! - [`telemetry`]: Prometheus metrics and the batched execution log.
 //! - [`error`]: every way such a request fails, with its status.
 //! - [`keys`]: node key files created on first use (tenant dev key, tokens).
@@ -20,9 +21,11 @@ pub mod ext_api;
 pub mod keys;
 pub mod policy;
 pub mod runner;
+pub mod schedule_trigger;
 pub mod telemetry;
 pub mod tenant_auth;
 
 pub use error::GatewayError;
 pub use ext_api::{Gateway, ROUTE_PREFIX};
 pub use runner::{EXECUTE_PATH, Runner};
+pub use schedule_trigger::{ScheduleTrigger, TriggerConfig};

@@ -92,6 +92,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         role: node::Role::Primary,
         sync_token: None,
         replication: node::ReplicationSettings::default(),
+        schedules: node::ScheduleSettings::default(),
         data_dir: data_dir.clone(),
     })
     .await?;

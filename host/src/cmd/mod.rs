@@ -3,9 +3,11 @@
 //! - [`node`]: builds a serving node from its settings (`serve`, `demo`).
 //! - [`demo`]: `alga-edge demo`.
 //! - [`remote`]: admin API client commands (publish, install, …).
+//! - [`schedules`]: `schedules …`, a tenant's install schedules through the admin API.
 //! - [`ext`]: author commands `ext new` and `ext build`.
 
 pub mod demo;
 pub mod ext;
 pub mod node;
 pub mod remote;
+pub mod schedules;

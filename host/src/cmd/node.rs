@@ -18,6 +18,7 @@ use alga_edge::server::{self, App};
 use alga_edge::ui::UiRoute;
 use alga_edge_capabilities::egress::Allowlist;
 use alga_edge_capabilities::kv_service::KvService;
+use alga_edge_capabilities::schedule_service::ScheduleService;
 use alga_edge_capabilities::{Capabilities, CapabilityLimits, CapabilityMetrics};
 use alga_edge_engine::{Engine, EngineConfig};
 use alga_edge_gateway::catalog::{BundleFetcher, DevCatalog, InstalledCatalog};
@@ -28,11 +29,12 @@ use alga_edge_gateway::telemetry::{
     ExecutionLog, ExecutionLogConfig, LogWriter, Metrics, Telemetry,
 };
 use alga_edge_gateway::tenant_auth::TenantAuth;
-use alga_edge_gateway::{Gateway, Runner};
+use alga_edge_gateway::{Gateway, Runner, ScheduleTrigger, TriggerConfig};
 use alga_edge_registry::Registry;
 use alga_edge_registry::bundle::ContentHash;
 use alga_edge_registry::kv::KvStore;
 use alga_edge_registry::replication::{GenerationLog, PrimaryClient, ReplicaConfig};
+use alga_edge_registry::schedules::ScheduleLimits;
 use alga_edge_registry::secrets::SecretSealer;
 use alga_edge_registry::signing::TrustBundle;
 use alga_edge_registry::store::BundleStore;
@@ -91,6 +93,17 @@ pub struct NodeSettings {
     pub sync_token: Option<String>,
     /// Replication tuning.
     pub replication: ReplicationSettings,
+    /// Schedule limits and the trigger that fires them (primary).
+    pub schedules: ScheduleSettings,
+}
+
+/// Schedules: per-install limits and how the primary fires them.
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleSettings {
+    /// Per-install limits (installs' policies override them).
+    pub limits: ScheduleLimits,
+    /// The trigger's tick, lease and parallelism.
+    pub trigger: TriggerConfig,
 }
 
 /// What a node does with the registry.
@@ -148,6 +161,8 @@ pub struct Node {
     pub trust: Option<Arc<TrustBundle>>,
     /// The execution-log writer, flushed after the server drains.
     pub log_writer: LogWriter,
+    /// The primary's schedule trigger and its task, stopped (lease released) at shutdown.
+    pub schedule_trigger: Option<(Arc<ScheduleTrigger>, tokio::task::JoinHandle<()>)>,
     /// The primary's replication generations (rolled over once more at shutdown).
     pub generations: Option<Arc<GenerationLog>>,
     /// The KV store.
@@ -173,6 +188,8 @@ struct Data {
     kv_generations: Option<Arc<GenerationLog>>,
     /// KV as capabilities and the admin API use it (edges forward writes to the primary).
     kv: Arc<KvService>,
+    /// Schedules as capabilities and the admin API use them (edges forward writes).
+    schedules: Arc<ScheduleService>,
 }
 
 /// Opens the registry and stores, compiles dev components, and binds the listener.
@@ -219,6 +236,17 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
     )
     .await?;
     let max_response_bytes = gateway.max_response_bytes();
+    // Only the primary fires schedules (it owns registry writes); its lease keeps a second
+    // process on the same data from firing them too.
+    let schedule_trigger = (settings.role == Role::Primary).then(|| {
+        let trigger = Arc::new(ScheduleTrigger::new(
+            gateway.clone(),
+            data.registry.clone(),
+            settings.schedules.trigger.clone(),
+        ));
+        let task = tokio::spawn(trigger.clone().run());
+        (trigger, task)
+    });
     let runner = Runner::new(gateway.clone(), &tokens.service, max_response_bytes);
     let app = assemble_app(
         &settings,
@@ -231,6 +259,9 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         runner,
         health,
         fetched_bundles,
+        schedule_trigger
+            .as_ref()
+            .map(|(trigger, _)| trigger.clone()),
     )?;
 
     let listener = server::bind(settings.listen)
@@ -245,6 +276,7 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         store,
         trust,
         log_writer,
+        schedule_trigger,
         generations: data.generations,
         kv: data.kv_store,
         kv_generations: data.kv_generations,
@@ -298,6 +330,7 @@ fn assemble_app(
     runner: Runner,
     health: Health,
     mut fetched_bundles: tokio::sync::mpsc::Receiver<ContentHash>,
+    schedule_trigger: Option<Arc<ScheduleTrigger>>,
 ) -> anyhow::Result<App> {
     let ui = Arc::new(ui_route(settings, &data.registry, &gateway)?);
     let mut admin = Admin::new(
@@ -308,6 +341,7 @@ fn assemble_app(
         settings.max_bundle_bytes,
     )
     .with_kv(data.kv.clone())
+    .with_schedules(data.schedules.clone(), schedule_trigger)
     .with_ui(ui.clone());
     let extractor = ui.clone();
     tokio::spawn(async move {
@@ -392,6 +426,11 @@ async fn open_primary(settings: &NodeSettings, sealer: &SecretSealer) -> anyhow:
     );
     let registry_generations = generations(&path, "registry")?;
     Ok(Data {
+        schedules: Arc::new(ScheduleService::new(
+            registry.clone(),
+            None,
+            settings.schedules.limits,
+        )),
         log_registry: registry.clone(),
         registry,
         generations: Some(registry_generations),
@@ -429,8 +468,14 @@ async fn open_edge(
     .with_secret_sealer(sealer.clone());
     // Edges keep their own execution log: the replica is read-only.
     let local = Registry::open(&data_dir.join("local.db")).await?;
+    let registry = Arc::new(registry);
     Ok(Data {
-        registry: Arc::new(registry),
+        schedules: Arc::new(ScheduleService::new(
+            registry.clone(),
+            Some(primary.clone()),
+            settings.schedules.limits,
+        )),
+        registry,
         log_registry: Arc::new(local),
         generations: None,
         kv: Arc::new(KvService::new(kv_store.clone(), Some(primary))),
@@ -479,13 +524,16 @@ async fn build_gateway(
     let auth = Arc::new(tenant_auth(settings)?);
     let engine = Arc::new(Engine::new(settings.engine.clone())?);
     let capability_metrics = CapabilityMetrics::default();
-    let capabilities = Arc::new(Capabilities::new(
-        Some(data.kv.clone()),
-        Some(sealer.clone()),
-        settings.egress_allowlist.clone(),
-        settings.capabilities.clone(),
-        capability_metrics.clone(),
-    ));
+    let capabilities = Arc::new(
+        Capabilities::new(
+            Some(data.kv.clone()),
+            Some(sealer.clone()),
+            settings.egress_allowlist.clone(),
+            settings.capabilities.clone(),
+            capability_metrics.clone(),
+        )
+        .with_schedules(data.schedules.clone()),
+    );
     let policies = Policies::new(settings.policy.clone());
     let mut metrics = Metrics::new(&capability_metrics);
     register_metrics(&mut metrics, &engine, &auth, health);
@@ -669,6 +717,7 @@ fn start_primary_replication(
         log.clone(),
         kv_log.clone(),
         data.kv.clone(),
+        data.schedules.clone(),
         store.clone(),
         sync_token,
     ))
@@ -700,6 +749,12 @@ fn ui_route(
 /// log.
 pub async fn run(node: Node) -> anyhow::Result<()> {
     server::serve(node.listener, node.app, shutdown_signal()).await?;
+    if let Some((trigger, task)) = &node.schedule_trigger {
+        // No new runs; the lease goes so a restarted node fires at once. Runs still in flight
+        // stay `running` and are marked interrupted by the next lease holder.
+        task.abort();
+        trigger.release().await;
+    }
     node.log_writer.flush_and_stop(LOG_FLUSH_TIMEOUT).await;
     // Close the generation, so replicas can pull its last frames from the archive after the
     // WAL is checkpointed away when the database closes.

@@ -1,5 +1,5 @@
 //! Commands that talk to a primary's admin API: publish, install, uninstall, enable, disable,
-//! update, list, and `keys` (who may publish an extension name).
+//! update, list, `keys` (who may publish an extension name) and `schedules` ([`super::schedules`]).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -159,11 +159,17 @@ impl AdminClient {
         let text = response.body_mut().read_to_string().unwrap_or_default();
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if !status.is_success() {
-            let message = body
+            let mut message = body
                 .get("message")
                 .and_then(Value::as_str)
                 .map(str::to_owned)
                 .unwrap_or_else(|| body.to_string());
+            // A refused schedule names each field at fault.
+            if let Some(fields) = body.get("fields").and_then(Value::as_object) {
+                for (field, problem) in fields {
+                    message.push_str(&format!("\n  {field}: {}", problem.as_str().unwrap_or("?")));
+                }
+            }
             bail!("{method} {url}: HTTP {}: {message}", status.as_u16());
         }
         Ok(body)
@@ -348,6 +354,9 @@ pub enum RemoteCommand {
     /// with the owner's private key), or revoke a delegation.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// A tenant's install schedules: list, create, update, delete, run-now.
+    #[command(subcommand)]
+    Schedules(super::schedules::ScheduleCommand),
     /// List published extensions, or a tenant's installs with --tenant.
     List {
         /// List this tenant's installs instead.
@@ -527,6 +536,7 @@ pub fn run(command: RemoteCommand) -> anyhow::Result<()> {
             Ok(())
         }
         RemoteCommand::Keys(command) => keys(command),
+        RemoteCommand::Schedules(command) => super::schedules::run(command),
         RemoteCommand::List { tenant, registry } => list(tenant.as_deref(), &registry),
     }
 }

@@ -15,8 +15,8 @@ pub const REPLICATION_PREFIX: &str = "/replication/v1/";
 /// to get there. Older primaries do not send it.
 pub const POSITION_HEADER: &str = "x-alga-kv-position";
 
-/// How long a forwarded KV write may take.
-const KV_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a forwarded write (KV, schedules) may take.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a bundle download may take.
 const BUNDLE_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -31,7 +31,7 @@ pub struct PrimaryCallError {
     pub message: String,
 }
 
-/// The primary's answer to a forwarded KV write.
+/// The primary's answer to a forwarded write.
 #[derive(Debug)]
 pub struct ForwardedWrite {
     /// Its status.
@@ -96,7 +96,24 @@ impl PrimaryClient {
         &self,
         body: Vec<u8>,
     ) -> Result<ForwardedWrite, PrimaryCallError> {
-        let url = self.url("kv/write");
+        self.forward_write("kv/write", body).await
+    }
+
+    /// Sends a schedule write (a JSON body) to the primary; its answer, whatever the status.
+    pub async fn forward_schedule_write(
+        &self,
+        body: Vec<u8>,
+    ) -> Result<ForwardedWrite, PrimaryCallError> {
+        self.forward_write("schedules/write", body).await
+    }
+
+    /// POSTs a forwarded write to `path` of the replication API.
+    async fn forward_write(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<ForwardedWrite, PrimaryCallError> {
+        let url = self.url(path);
         let error = |message: String| PrimaryCallError {
             url: url.clone(),
             message,
@@ -107,7 +124,7 @@ impl PrimaryClient {
             .bearer_auth(&self.token)
             .header("content-type", "application/json")
             .body(body)
-            .timeout(KV_WRITE_TIMEOUT)
+            .timeout(WRITE_TIMEOUT)
             .send()
             .await
             .map_err(|e| error(e.to_string()))?;

@@ -11,7 +11,8 @@
 //! | `http` | `cap:http.fetch` | the egress path of `wasi:http` ([`crate::egress`]) |
 //! | `storage` | `cap:storage.kv` | the replicated KV database, namespace = bucket ([`crate::kv_service`]) |
 //! | `logging` | `cap:log.emit` (default) | the node log and the execution log ([`crate::logging`]) |
-//! | `ui-proxy`, `scheduler`, `invoicing`, `clients`, `services` | their own `cap:*` | not built yet: their interface's own error ([`platform`]) |
+//! | `scheduler` | `cap:scheduler.manage` | the install's schedules in the registry ([`crate::schedule_service`]) |
+//! | `ui-proxy`, `invoicing`, `clients`, `services` | their own `cap:*` | not built yet: their interface's own error ([`platform`]) |
 //!
 //! Deny by default and never a trap: an ungranted call answers its interface's own error
 //! (`denied`, `not-allowed`) and is counted in `alga_capability_denials_total`.
@@ -20,6 +21,7 @@ mod identity;
 mod logging;
 pub mod outbound;
 mod platform;
+mod scheduler;
 mod secrets;
 mod storage;
 
@@ -51,6 +53,7 @@ pub struct RunnerState {
     context: types::ContextData,
     user: Option<Arc<EndUser>>,
     granted: Granted,
+    schedules: Option<Arc<crate::schedule_service::ScheduleService>>,
     metrics: CapabilityMetrics,
 }
 
@@ -70,6 +73,7 @@ impl RunnerState {
     pub(crate) fn new(
         grant: &Grant,
         has: impl Fn(&str) -> bool,
+        schedules: Option<Arc<crate::schedule_service::ScheduleService>>,
         metrics: CapabilityMetrics,
     ) -> Self {
         Self {
@@ -89,6 +93,7 @@ impl RunnerState {
                 clients: has(names::CLIENTS),
                 services: has(names::SERVICES),
             },
+            schedules,
             metrics,
         }
     }

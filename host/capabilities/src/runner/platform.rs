@@ -1,24 +1,21 @@
-//! `ui-proxy`, `scheduler`, `invoicing`, `clients`, `services`: the interfaces Alga's runner
-//! brokers to the platform (and, for the scheduler, to its own schedule store). Not built on
+//! `ui-proxy`, `invoicing`, `clients`, `services`: the interfaces Alga's runner brokers to the
+//! platform. Not built on
 //! this node yet: each call answers its interface's own error — `denied` / `not-allowed`
 //! without the capability, `internal` (or a result with `success: false` and a message) with
 //! it — and logs which piece is missing. Never a trap.
 
 use super::RunnerState;
-use super::bindings::alga::extension::{clients, invoicing, scheduler, services, ui_proxy};
+use super::bindings::alga::extension::{clients, invoicing, services, ui_proxy};
 use super::types::{
     ClientReadError, ClientSummary, ClientsListInput, ClientsListResult, CreateManualInvoiceInput,
-    CreateManualInvoiceResult, CreateScheduleInput, CreateScheduleResult, DeleteScheduleResult,
-    EndpointInfo, ProxyError, ScheduleInfo, SchedulerError, ServiceReadError, ServiceSummary,
-    ServicesListInput, ServicesListResult, UpdateScheduleInput, UpdateScheduleResult,
+    CreateManualInvoiceResult, ProxyError, ServiceReadError, ServiceSummary, ServicesListInput,
+    ServicesListResult,
 };
 use crate::RequestCapabilities;
 
 /// What is missing for the platform interfaces.
 const NO_PLATFORM: &str =
     "no platform API is configured on this node (platform broker not built yet)";
-/// What is missing for the scheduler.
-const NO_SCHEDULER: &str = "the scheduler is not available on this node yet";
 
 /// Outcome of the gate in front of an interface that is not built yet.
 enum Gate {
@@ -55,29 +52,6 @@ impl RunnerState {
         }
     }
 
-    fn scheduler_gate(&self) -> Gate {
-        self.gate(
-            self.granted.scheduler,
-            "scheduler",
-            crate::names::SCHEDULER,
-            NO_SCHEDULER,
-        )
-    }
-
-    fn scheduler_error(&self) -> SchedulerError {
-        match self.scheduler_gate() {
-            Gate::Denied(_) => SchedulerError::Denied,
-            Gate::Unavailable(_) => SchedulerError::Internal,
-        }
-    }
-
-    /// The message of a scheduler call answered with a result record.
-    fn scheduler_message(&self) -> String {
-        match self.scheduler_gate() {
-            Gate::Denied(message) | Gate::Unavailable(message) => message,
-        }
-    }
-
     fn client_error(&self) -> ClientReadError {
         match self.gate(
             self.granted.clients,
@@ -110,51 +84,6 @@ impl ui_proxy::Host for RequestCapabilities {
         _payload: Option<Vec<u8>>,
     ) -> Result<Vec<u8>, ProxyError> {
         Err(self.runner.proxy_gate())
-    }
-}
-
-impl scheduler::Host for RequestCapabilities {
-    async fn list_schedules(&mut self) -> Result<Vec<ScheduleInfo>, SchedulerError> {
-        Err(self.runner.scheduler_error())
-    }
-
-    async fn get_schedule(
-        &mut self,
-        _schedule_id: String,
-    ) -> Result<Option<ScheduleInfo>, SchedulerError> {
-        Err(self.runner.scheduler_error())
-    }
-
-    async fn create_schedule(&mut self, _input: CreateScheduleInput) -> CreateScheduleResult {
-        CreateScheduleResult {
-            success: false,
-            schedule_id: None,
-            error: Some(self.runner.scheduler_message()),
-            field_errors: None,
-        }
-    }
-
-    async fn update_schedule(
-        &mut self,
-        _schedule_id: String,
-        _input: UpdateScheduleInput,
-    ) -> UpdateScheduleResult {
-        UpdateScheduleResult {
-            success: false,
-            error: Some(self.runner.scheduler_message()),
-            field_errors: None,
-        }
-    }
-
-    async fn delete_schedule(&mut self, _schedule_id: String) -> DeleteScheduleResult {
-        DeleteScheduleResult {
-            success: false,
-            error: Some(self.runner.scheduler_message()),
-        }
-    }
-
-    async fn get_endpoints(&mut self) -> Result<Vec<EndpointInfo>, SchedulerError> {
-        Err(self.runner.scheduler_error())
     }
 }
 

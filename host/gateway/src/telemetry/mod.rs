@@ -54,10 +54,17 @@ pub struct RequestTrace {
     target: Option<Target>,
     identified: bool,
     journal: Option<Arc<Journal>>,
+    trigger: Option<&'static str>,
     telemetry: Arc<Telemetry>,
 }
 
 impl RequestTrace {
+    /// Marks the request as started by `trigger` (`schedule`), not by a caller; its
+    /// execution-log row says so.
+    pub fn triggered_by(&mut self, trigger: &'static str) {
+        self.trigger = Some(trigger);
+    }
+
     /// Follows the request under the caller's own id from now on (the runner envelope's
     /// `context.request_id`), so its execution-log row carries that id.
     pub fn rename(&mut self, request_id: &str) {
@@ -84,6 +91,7 @@ impl Telemetry {
             target: None,
             identified: false,
             journal: None,
+            trigger: None,
             telemetry: self.clone(),
         }
     }
@@ -191,6 +199,7 @@ impl RequestTrace {
                 at: self.at,
                 logs,
                 egress_bytes,
+                trigger: self.trigger.map(str::to_owned),
             });
         }
     }
