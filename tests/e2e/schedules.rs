@@ -38,7 +38,7 @@ fn start(fixture: &Fixture, extra: &[&str]) -> Node {
 
 /// `METHOD /api/ext/{RUST}{route}` as `tenant` (token from the node's dev key): 200 JSON.
 fn ext(node: &Node, tenant: &str, method: &str, route: &str, body: Value) -> Value {
-    let bearer = format!("Bearer {}", token(node, tenant));
+    let bearer = token(node, tenant);
     let body = if body.is_null() {
         String::new()
     } else {
@@ -306,14 +306,22 @@ fn an_extension_schedules_itself_and_the_primary_fires_once_a_minute() {
     );
 
     // It fires by itself: within ~65 s, then once a minute, payload and trigger delivered.
+    // Waits poll the admin API (not the extension), so the execution log holds only the runs.
+    let finished = |runs: i64| {
+        let s = schedule(&node, "tenant-a", &every_minute);
+        (s["runs"].as_i64() >= Some(runs) && s["last_run_status"] != "running").then_some(s)
+    };
+    let mut first = None;
     wait_until(Duration::from_secs(75), "the first scheduled run", || {
-        runs_of(&node, "tenant-a", &every_minute) >= 1
+        first = finished(1);
+        first.is_some()
     });
-    let first = schedule(&node, "tenant-a", &every_minute);
+    let mut second = None;
     wait_until(Duration::from_secs(75), "the second scheduled run", || {
-        runs_of(&node, "tenant-a", &every_minute) >= 2
+        second = finished(2);
+        second.is_some()
     });
-    let second = schedule(&node, "tenant-a", &every_minute);
+    let (first, second) = (first.unwrap(), second.unwrap());
     let stored = runs(&node, "tenant-a");
     assert_eq!(stored.len(), 2, "exactly one run per minute: {stored:?}");
     for run in &stored {
@@ -324,20 +332,26 @@ fn an_extension_schedules_itself_and_the_primary_fires_once_a_minute() {
         first["last_run_at"].as_i64().unwrap(),
         second["last_run_at"].as_i64().unwrap(),
     );
-    assert_eq!(at2 - at1, 60, "one minute apart: {first} {second}");
-    assert!(at1 % 60 < 5, "fired at the minute: {first}");
+    // Each run starts at the trigger's first tick (1 s) after its minute, later under load.
+    assert!(
+        (at1 / 60 + 1, at1 % 60 < 10) == (at2 / 60, at2 % 60 < 10),
+        "consecutive minutes, each at the minute: {first} {second}"
+    );
     assert_eq!(second["runs"], 2, "{second}");
     assert_eq!(second["last_run_status"], "success", "{second}");
-    wait_until(
-        Duration::from_secs(10),
-        "the runs' execution-log rows",
-        || {
-            execution_rows(&node, "tenant-a", 50)
-                .iter()
-                .filter(|row| row["trigger"] == "schedule")
-                .count()
-                == 2
-        },
+    let mut rows = Vec::new();
+    let scheduled = |rows: &[Value]| rows.iter().filter(|r| r["trigger"] == "schedule").count();
+    for _ in 0..100 {
+        rows = execution_rows(&node, "tenant-a", 1000);
+        if scheduled(&rows) == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        scheduled(&rows),
+        2,
+        "one execution-log row per run: {rows:#?}"
     );
 }
 
@@ -486,7 +500,7 @@ fn an_edge_forwards_schedule_writes_to_its_primary() {
         60_000,
         &["--schedule-min-interval-secs", "60"],
     );
-    let bearer = format!("Bearer {}", shared_token("tenant-a"));
+    let bearer = shared_token("tenant-a");
     let at = |node: &Node, method: &str, route: &str, body: Value| {
         let body = if body.is_null() {
             String::new()
