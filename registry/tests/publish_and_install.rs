@@ -110,7 +110,7 @@ fn bundle_with_component(
         "name": name, "publisher": publisher, "version": version,
         "runtime": "wasm-component@1", "capabilities": capabilities,
         "ui": {"type": "iframe", "entry": "ui/index.html"},
-        "api": {"endpoints": [{"method": "GET", "path": "/greet", "handler": "greet"}]}
+        "api": {"endpoints": [{"method": "GET", "path": "/greet", "handler": "greet", "schedulable": true}]}
     });
     std::fs::write(root.join("manifest.json"), manifest.to_string()).unwrap();
     std::fs::write(root.join("dist/main.wasm"), component).unwrap();
@@ -729,4 +729,120 @@ async fn execution_records_land_in_the_log_and_the_usage_windows() {
     assert_eq!(logged[0].record.request_id, "m449");
     assert_eq!(logged[449].record.request_id, "m0");
     assert_eq!(f.registry.usage("c", 0).await.unwrap()[0].requests, 450);
+}
+
+/// Two processes on one registry (two handles on the same file): only the lease holder claims,
+/// a due time is claimed once (missed fires coalesced), and when the lease lapses the new
+/// holder takes over and marks the old holder's unfinished run interrupted, not run again.
+#[tokio::test]
+async fn one_lease_holder_claims_each_due_time_once() {
+    use alga_edge_registry::schedules::{INTERRUPTED, RUNNING, ScheduleChange, ScheduleLimits};
+    let f = fixture().await;
+    let name = "com.acme.hello";
+    let bytes = bundle_bytes(name, "Acme", "1.0.0", &[], b"s");
+    let signature = sign(&f.publisher, &bytes, name, "Acme", "1.0.0");
+    f.registry
+        .publish(&bytes, &signature, &f.trust, &f.store)
+        .await
+        .unwrap();
+    let request = InstallRequest {
+        tenant: "t".into(),
+        extension: name.into(),
+        version: "1.0.0".into(),
+        ..Default::default()
+    };
+    f.registry.install(&request).await.unwrap();
+    let change = ScheduleChange {
+        endpoint: Some("GET /greet".into()),
+        cron: Some("* * * * *".into()),
+        ..Default::default()
+    };
+    let limits = ScheduleLimits {
+        max_per_install: 5,
+        min_interval_secs: 60,
+    };
+    let created = f
+        .registry
+        .create_schedule("t", name, &change, limits)
+        .await
+        .unwrap();
+    let due = created.next_run_at.unwrap();
+    let ms = due * 1000;
+    let other = Registry::open(&f._dir.path().join("registry.db"))
+        .await
+        .unwrap();
+
+    assert!(
+        f.registry
+            .take_scheduler_lease("a", ms, 10_000)
+            .await
+            .unwrap()
+    );
+    assert!(!other.take_scheduler_lease("b", ms, 10_000).await.unwrap());
+    assert!(
+        other
+            .claim_due_runs("b", due, ms, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Two fire times missed: one run, the next fire after now.
+    let late = due + 125;
+    let claimed = f.registry.claim_due_runs("a", late, ms, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].schedule.next_run_at, Some(late - late % 60 + 60));
+    assert!(
+        f.registry
+            .claim_due_runs("a", late, ms, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // a's lease lapses mid-run: b takes over; a can neither renew nor claim.
+    assert!(
+        other
+            .take_scheduler_lease("b", ms + 10_001, 10_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.registry
+            .take_scheduler_lease("a", ms + 10_002, 10_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.registry
+            .claim_due_runs("a", late + 3600, ms + 10_002, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(other.interrupt_orphaned_runs("b").await.unwrap(), 1);
+    let after = other
+        .schedule("t", name, &created.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (after.runs, after.last_run_status.as_deref()),
+        (1, Some(INTERRUPTED))
+    );
+    // a's late report of the interrupted run changes nothing.
+    f.registry
+        .finish_run(&created.id, late, "success", None)
+        .await
+        .unwrap();
+    let after = other
+        .schedule("t", name, &created.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(after.last_run_status.as_deref(), Some(RUNNING));
+    assert_eq!(after.last_run_status.as_deref(), Some(INTERRUPTED));
+    // Uninstalling removes the schedules with the install.
+    f.registry.uninstall("t", name).await.unwrap();
+    f.registry.install(&request).await.unwrap();
+    assert!(f.registry.schedules("t", name).await.unwrap().is_empty());
 }
