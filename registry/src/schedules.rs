@@ -292,7 +292,7 @@ fn check_name(name: &str) -> Result<Option<String>, ScheduleRefused> {
 }
 
 /// Whether a manifest endpoint can be scheduled.
-fn schedulable(endpoint: &Endpoint) -> bool {
+pub fn schedulable(endpoint: &Endpoint) -> bool {
     endpoint.schedulable
         && matches!(endpoint.method.as_str(), "GET" | "POST")
         && !endpoint.path.contains([':', '{', '}', '*'])

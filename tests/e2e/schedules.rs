@@ -566,3 +566,85 @@ fn an_edge_forwards_schedule_writes_to_its_primary() {
     );
     assert_eq!(status, 404);
 }
+
+#[test]
+fn scheduled_runs_reach_wasi_http_components_of_both_abis_and_stop_at_a_version_without_the_endpoint()
+ {
+    const HELLO: &str = "com.alga.test.sched-hello";
+    const P3: &str = "com.alga.test.sched-p3";
+    let fixture = Fixture::new();
+    let endpoint = |path: &str| json!({"method": "GET", "path": path, "handler": "dist/main", "schedulable": true});
+    let hello = fixture.bundle_with(
+        HELLO,
+        "1.0.0",
+        "hello",
+        json!({"api": {"endpoints": [endpoint("/")]}}),
+    );
+    let hello_v2 = fixture.bundle(HELLO, "2.0.0", "hello");
+    let p3 = fixture.bundle_with(
+        P3,
+        "1.0.0",
+        "faulty-p3",
+        json!({"capabilities": ["cap:http.fetch"], "api": {"endpoints": [endpoint("/count")]}}),
+    );
+    let node = fixture.start(&["--tenant-rate", "0"]);
+    for bundle in [&hello, &hello_v2, &p3] {
+        admin_ok(&node, &["publish", path(bundle)]);
+    }
+    install(&node, HELLO, "1.0.0", "t", &[], &[]);
+    install(&node, P3, "1.0.0", "t", &[], &[]);
+    let run_now = |extension: &str, id: &str| {
+        let route = format!("tenants/t/schedules/{extension}/{id}/run");
+        let (status, answer) = admin_json(&node, "POST", &route, None);
+        assert_eq!(status, 200, "{answer}");
+        answer["run"].clone()
+    };
+    let mut ids = Vec::new();
+    for (extension, endpoint) in [(HELLO, "GET /"), (P3, "GET /count")] {
+        let (status, answer) = admin_json(
+            &node,
+            "POST",
+            &format!("tenants/t/schedules/{extension}"),
+            Some(json!({"endpoint": endpoint, "cron": "0 0 1 1 *"})),
+        );
+        assert_eq!(status, 201, "{answer}");
+        let id = answer["schedule"]["id"].as_str().unwrap().to_owned();
+        let run = run_now(extension, &id);
+        assert_eq!(
+            (run["status"].as_u64(), run["outcome"].as_str()),
+            (Some(200), Some("success")),
+            "{extension}: {run}"
+        );
+        ids.push(id);
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "both runs' execution-log rows",
+        || {
+            let rows = execution_rows(&node, "t", 50);
+            [HELLO, P3].iter().all(|extension| {
+                rows.iter().any(|r| {
+                    r["extension"] == *extension && r["trigger"] == "schedule" && r["status"] == 200
+                })
+            })
+        },
+    );
+    // A version that no longer declares the endpoint: the run fails, saying why.
+    admin_ok(
+        &node,
+        &["update", HELLO, "--version", "2.0.0", "--tenant", "t"],
+    );
+    let run = run_now(HELLO, &ids[0]);
+    assert_eq!(run["status"], 404, "{run}");
+    assert!(
+        run["error"].as_str().unwrap().contains("schedulable"),
+        "{run}"
+    );
+    let (_, answer) = admin_json(
+        &node,
+        "GET",
+        &format!("tenants/t/schedules/{HELLO}/{}", ids[0]),
+        None,
+    );
+    assert_eq!(answer["schedule"]["last_run_status"], "error", "{answer}");
+}

@@ -273,6 +273,21 @@ impl Gateway {
             .await?
             .filter(|resolved| *resolved.install_id == schedule.install_id)
             .ok_or_else(|| GatewayError::UnknownExtension(schedule.extension.clone()))?;
+        // The install may have moved to a version that no longer offers the endpoint.
+        let offered = resolved.endpoints.iter().any(|e| {
+            e.method == schedule.endpoint_method
+                && e.path == schedule.endpoint_path
+                && alga_edge_registry::schedules::schedulable(e)
+        });
+        if !offered {
+            return Err(GatewayError::EndpointNotDeclared {
+                method: schedule.endpoint_method.clone(),
+                path: format!(
+                    "{} (version {} does not declare it schedulable)",
+                    schedule.endpoint_path, resolved.version
+                ),
+            });
+        }
         let method = Method::from_bytes(schedule.endpoint_method.as_bytes())
             .map_err(|_| GatewayError::BadRequest("the schedule's method is invalid".into()))?;
         let payload = schedule.payload.clone().unwrap_or_default();
