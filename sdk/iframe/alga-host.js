@@ -1,16 +1,44 @@
-// Alga Edge iframe SDK: the host-page side of the bridge (see alga-iframe.js for the
-// protocol). The host page owns the tenant's credential; an extension UI in a sandboxed
-// iframe asks it to call the extension's own routes and never sees the credential.
+// Alga Edge iframe SDK: the host-page side of the bridge, speaking Alga PSA's envelope v1
+// (see alga-iframe.js for the messages). The host page owns the tenant's credential; an
+// extension UI in a sandboxed iframe asks it to call the extension's own routes
+// (`apiproxy`) and never sees the credential: `bootstrap.session.token` is empty.
+//
+// Where replies go: an iframe using our SDK sends a MessagePort with `ready`; every reply
+// then goes on that port, to that document only. An Alga iframe app sends no port; its
+// sandboxed document has an opaque origin no `targetOrigin` can name, so replies go to the
+// iframe's own window with `'*'` (as Alga's host does in that case) — they carry the
+// extension's own answers and theme, never a credential.
+//
+// Refused and counted in `stats`: messages from another window or origin (`ignored`), a
+// wrong envelope or version (`badEnvelope`), a route outside the extension (`denied`), an
+// oversized body (`tooLarge`).
 
-export const PROTOCOL = 'alga-ext/1';
+export const ENVELOPE_VERSION = '1';
 
 const FORBIDDEN_HEADERS = new Set(['authorization', 'cookie', 'host', 'proxy-authorization']);
-const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']);
+const METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']);
+const MIN_HEIGHT = 100;
+const MAX_HEIGHT = 4000;
 
-function randomId() {
-  const bytes = new Uint8Array(16);
-  crypto.getRandomValues(bytes);
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+function envelope(type, payload, requestId) {
+  const message = { alga: true, version: ENVELOPE_VERSION, type, payload };
+  if (requestId !== undefined) message.request_id = requestId;
+  return message;
+}
+
+function toBase64(bytes) {
+  let binary = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+function fromBase64(text) {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i += 1) bytes[i] = binary.charCodeAt(i);
+  return bytes;
 }
 
 /** Refuses paths that could leave `/api/ext/{extensionId}`. */
@@ -26,103 +54,173 @@ export function checkRoutePath(path) {
   });
 }
 
+/** A refusal with a code, answered as an `apiproxy_response` error. */
+function refusal(code, message) {
+  return Object.assign(new Error(message), { code });
+}
+
 /**
  * Connects `iframe` (showing extension `extensionId`) to this page. Options:
  * - `getToken()`: the tenant credential (string or promise), added to each route call;
  * - `gatewayBase`: where `/api/ext/…` lives (default: this page's origin);
- * - `uiOrigin`: the UI's origin when the iframe is allowed same-origin (default: none; a
- *   sandboxed iframe's messages come from the opaque origin `null`);
- * - `context`: `{tenantId, extensionId, userId?}` told to the iframe;
- * - `theme`: initial theme tokens; `onNavigate(path)`: navigation requests.
- * Returns `{setTheme(theme), detach(), stats}`; `stats.ignored` counts foreign messages.
+ * - `uiOrigin`: the UI's origin when the iframe is not sandboxed to an opaque origin;
+ * - `context`: `{tenant_id, extension_id}` told to the iframe in `bootstrap`;
+ * - `themeTokens` (`{'--alga-bg': …}`) and `themeName`: the theme at bootstrap;
+ * - `initialPath`: `bootstrap.navigation.path`; `onNavigate(path)`; `maxBodyBytes` (1 MiB).
+ * Returns `{setTheme(tokens, name), detach(), stats}`.
  */
 export function attachExtension(options) {
   const { iframe, extensionId, getToken } = options;
   const gatewayBase = options.gatewayBase ?? window.location.origin;
   const uiOrigin = options.uiOrigin ?? null;
-  const context = options.context ?? { extensionId };
-  let theme = options.theme ?? {};
-  const session = randomId();
-  const stats = { ignored: 0, calls: 0 };
+  const maxBodyBytes = options.maxBodyBytes ?? (1 << 20);
+  let themeTokens = options.themeTokens ?? {};
+  let themeName = options.themeName ?? null;
+  const stats = { ignored: 0, badEnvelope: 0, denied: 0, tooLarge: 0, calls: 0, resized: 0 };
+  let port = null;
 
   function post(message) {
-    // A sandboxed iframe has an opaque origin, so no origin can be named: the message goes to
-    // this iframe's window only, and carries nothing but this extension's own data.
-    iframe.contentWindow?.postMessage({ protocol: PROTOCOL, session, ...message }, '*');
+    if (port) port.postMessage(message);
+    else iframe.contentWindow?.postMessage(message, uiOrigin ?? '*');
   }
 
-  async function callRoute(params) {
-    const path = params?.path;
-    if (!checkRoutePath(path)) {
-      throw Object.assign(new Error(`refused path ${JSON.stringify(path)}`), { code: 'denied' });
+  function bootstrap() {
+    post(envelope('bootstrap', {
+      session: { token: '', expires_at: '' },
+      theme_tokens: themeTokens,
+      navigation: { path: options.initialPath ?? '/' },
+      context: options.context ?? { extension_id: extensionId },
+      theme_name: themeName,
+    }));
+  }
+
+  async function apiproxy(payload) {
+    // Alga's hosts take a route without its leading slash as relative to the extension.
+    const raw = payload?.route;
+    const route = typeof raw === 'string' && !raw.startsWith('/') ? `/${raw}` : raw;
+    if (!checkRoutePath(route)) {
+      stats.denied += 1;
+      throw refusal('denied', `refused route ${JSON.stringify(route)}: it must stay below the extension`);
     }
-    const init = params.init ?? {};
-    const method = String(init.method ?? 'GET').toUpperCase();
+    // Alga's hosts default a missing method to POST.
+    const method = String(payload.method || 'POST').toUpperCase();
     if (!METHODS.has(method)) {
-      throw Object.assign(new Error(`refused method ${method}`), { code: 'denied' });
+      stats.denied += 1;
+      throw refusal('denied', `refused method ${method}`);
     }
-    const headers = {};
-    for (const [name, value] of Object.entries(init.headers ?? {})) {
-      if (!FORBIDDEN_HEADERS.has(name.toLowerCase())) headers[name] = String(value);
+    let body;
+    if (payload.body !== undefined && payload.body !== null && payload.body !== '') {
+      if (typeof payload.body !== 'string' || payload.body.length > Math.ceil(maxBodyBytes / 3) * 4 + 4) {
+        stats.tooLarge += 1;
+        throw refusal('too_large', `the body is larger than ${maxBodyBytes} bytes`);
+      }
+      try {
+        body = fromBase64(payload.body);
+      } catch {
+        throw refusal('bad_request', 'the body is not base64');
+      }
+      if (body.length > maxBodyBytes) {
+        stats.tooLarge += 1;
+        throw refusal('too_large', `the body is larger than ${maxBodyBytes} bytes`);
+      }
+      if (method === 'GET') throw refusal('bad_request', 'a GET carries no body');
     }
-    headers.authorization = `Bearer ${await getToken()}`;
+    const headers = { authorization: `Bearer ${await getToken()}` };
+    if (body) headers['content-type'] = 'application/octet-stream';
     stats.calls += 1;
     const response = await fetch(
-      `${gatewayBase}/api/ext/${encodeURIComponent(extensionId)}${path}`,
-      { method, headers, body: init.body ?? undefined, credentials: 'omit' },
+      `${gatewayBase}/api/ext/${encodeURIComponent(extensionId)}${route}`,
+      { method, headers, body, credentials: 'omit' },
     );
-    return {
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const answer = {
       status: response.status,
-      headers: Object.fromEntries(response.headers.entries()),
-      body: await response.text(),
+      headers: Object.fromEntries([...response.headers.entries()]
+        .filter(([name]) => !FORBIDDEN_HEADERS.has(name))),
+      body: toBase64(bytes),
     };
+    // Alga's SDK reads a non-2xx answer as an error; ours also gets the status and body.
+    if (!response.ok) {
+      answer.error = `Proxy error ${response.status}: ${new TextDecoder().decode(bytes)}`;
+    }
+    return answer;
   }
 
-  async function handleRequest(data) {
-    try {
-      let result = null;
-      if (data.method === 'callRoute') {
-        result = await callRoute(data.params);
-      } else if (data.method === 'navigate') {
-        result = (await options.onNavigate?.(String(data.params?.path ?? '/'))) ?? null;
-      } else {
-        throw Object.assign(new Error(`unknown method ${data.method}`), { code: 'route' });
+  async function handle(data) {
+    switch (data.type) {
+      case 'ready':
+        bootstrap();
+        break;
+      case 'resize': {
+        const height = Number(data.payload.height);
+        if (Number.isFinite(height)) {
+          iframe.style.height = `${Math.max(MIN_HEIGHT, Math.min(MAX_HEIGHT, Math.floor(height)))}px`;
+          stats.resized += 1;
+        }
+        break;
       }
-      post({ type: 'response', id: data.id, ok: true, result });
-    } catch (error) {
-      post({
-        type: 'response', id: data.id, ok: false,
-        error: { code: error.code ?? 'route', message: String(error.message ?? error) },
-      });
+      case 'navigate':
+        await options.onNavigate?.(String(data.payload.path ?? '/'));
+        break;
+      case 'apiproxy': {
+        const id = data.request_id;
+        if (typeof id !== 'string' || !id || id.length > 128) {
+          stats.badEnvelope += 1;
+          return;
+        }
+        let payload;
+        try {
+          payload = await apiproxy(data.payload);
+        } catch (error) {
+          payload = { error: String(error.message ?? error), code: error.code ?? 'route' };
+        }
+        post(envelope('apiproxy_response', payload, id));
+        break;
+      }
+      default:
+        stats.ignored += 1;
     }
+  }
+
+  function accept(data) {
+    if (!data || typeof data !== 'object' || data.alga !== true || data.version !== ENVELOPE_VERSION
+        || typeof data.type !== 'string' || typeof data.payload !== 'object' || data.payload === null) {
+      stats.badEnvelope += 1;
+      return;
+    }
+    handle(data);
   }
 
   function onMessage(event) {
-    const data = event.data;
     const fromFrame = event.source === iframe.contentWindow
       && (event.origin === 'null' || (uiOrigin !== null && event.origin === uiOrigin));
-    if (!fromFrame || !data || data.protocol !== PROTOCOL) {
+    if (!fromFrame) {
       stats.ignored += 1;
       return;
     }
-    if (data.type === 'hello' && typeof data.nonce === 'string') {
-      post({ type: 'welcome', nonce: data.nonce, context, theme });
-    } else if (data.type === 'request' && data.session === session) {
-      handleRequest(data);
-    } else {
-      stats.ignored += 1;
+    if (event.data?.type === 'ready') {
+      // The document that sent `ready` is the one we talk to from now on: on its port, or
+      // (an Alga app, no port) on the iframe's window.
+      const [offered] = event.ports ?? [];
+      port?.close();
+      port = offered ?? null;
+      if (port) port.onmessage = (message) => accept(message.data);
     }
+    accept(event.data);
   }
 
   window.addEventListener('message', onMessage);
   return {
     stats,
-    setTheme(next) {
-      theme = next ?? {};
-      post({ type: 'theme', theme });
+    setTheme(tokens, name) {
+      themeTokens = tokens ?? {};
+      themeName = name ?? null;
+      post(envelope('theme_tokens', { theme_tokens: themeTokens, theme_name: themeName }));
     },
     detach() {
       window.removeEventListener('message', onMessage);
+      port?.close();
+      port = null;
     },
   };
 }

@@ -1,7 +1,10 @@
 // Browser test of extension UIs: Debian's Chromium driven by playwright-core opens the demo
 // host page, which opens the hello sample's UI in a sandboxed iframe. Asserts what the
-// extension rendered from its own route through the bridge, that the theme follows the host,
-// that foreign messages are ignored on both sides, and saves a screenshot.
+// extension rendered from its own route through the bridge (Alga's envelope v1), that the
+// theme follows the host, that the iframe never holds the token, that foreign messages are
+// ignored on both sides; that a page speaking only Alga's envelope works in our host page
+// (refusals counted: routes outside the extension, oversized bodies, wrong versions) and our
+// SDK in a host speaking only Alga's envelope; saves screenshots.
 //
 // usage: node ui.mjs BASE_URL ARTIFACTS_DIR   (env ALGA_PLAYWRIGHT_CORE: playwright-core dir,
 // ALGA_CHROMIUM: the browser, default /usr/bin/chromium)
@@ -60,28 +63,124 @@ try {
   const background = await child.evaluate(() => getComputedStyle(document.body).backgroundColor);
   assert.equal(background, 'rgb(27, 33, 48)');
 
-  // Foreign messages are ignored. Host side: a request that does not come from the iframe's
+  // The iframe never holds the tenant's token: bootstrap's session token is empty, and the
+  // token appears nowhere in its document.
+  const token = await page.evaluate(() => window.__alga.config.token);
+  assert.equal(await child.evaluate(() => window.algaBridge.sessionToken), '');
+  assert.equal(await child.evaluate((t) => document.documentElement.outerHTML.includes(t), token), false);
+  assert.equal(await child.evaluate(() => window.algaBridge.port !== null), true,
+    'our SDK talks to our host on its MessagePort');
+
+  // Foreign messages are ignored. Host side: an apiproxy that does not come from the iframe's
   // window makes no call.
   const before = await page.evaluate(() => ({ ...window.__alga.attached.stats }));
   await page.evaluate(() => window.postMessage({
-    protocol: 'alga-ext/1', type: 'request', session: 'forged', id: 'x',
-    method: 'callRoute', params: { path: '/greet' },
+    alga: true, version: '1', type: 'apiproxy', request_id: 'forged',
+    payload: { route: '/greet', method: 'GET' },
   }, '*'));
   await sleep(300);
   const after = await page.evaluate(() => ({ ...window.__alga.attached.stats }));
   assert.ok(after.ignored > before.ignored, 'the host page counted the foreign message');
   assert.equal(after.calls, before.calls, 'the foreign request made no call');
-  // Iframe side: a theme change from an origin other than the host's (here the iframe's own
-  // opaque origin, with the right session even) changes nothing.
+  // Iframe side: a theme change from an origin other than the host's (the iframe's own
+  // opaque origin) changes nothing.
   const ignoredBefore = await child.evaluate(() => window.algaBridge.ignored);
   await child.evaluate(() => window.postMessage({
-    protocol: 'alga-ext/1', type: 'theme', session: window.algaBridge.session,
-    theme: { name: 'evil', background: '#ff0000' },
+    alga: true, version: '1', type: 'theme_tokens',
+    payload: { theme_tokens: { '--alga-bg': '#ff0000' }, theme_name: 'evil' },
   }, '*'));
   await sleep(300);
   assert.equal(await frame.locator('#theme').textContent(), 'dark');
   assert.ok(await child.evaluate(() => window.algaBridge.ignored) > ignoredBefore);
   console.log('foreign messages ignored on both sides');
+
+  // A page written against Alga's envelope alone (no SDK) inside our host page.
+  const alga = await browser.newPage({ viewport: { width: 1100, height: 720 } });
+  alga.on('pageerror', (error) => errors.push(String(error)));
+  alga.on('console', (message) => console.log(`[alga console:${message.type()}] ${message.text()}`));
+  await alga.goto(`${base}/?open=${HELLO}&page=alga-envelope.html`, { waitUntil: 'load' });
+  const algaFrame = alga.frameLocator('#frame');
+  await algaFrame.locator('body[data-state="ready"], body[data-state="failed"]').waitFor({ timeout: 20000 });
+  assert.equal(await algaFrame.locator('body').getAttribute('data-state'), 'ready',
+    `the Alga page failed: ${await algaFrame.locator('#status').textContent()}`);
+  assert.equal(await algaFrame.locator('#greeting').textContent(), `Hello, demo-tenant! This is ${HELLO}.`);
+  const algaChild = alga.frames().find((f) => f !== alga.mainFrame());
+  const seen = await algaChild.evaluate(() => window.algaEnvelope.seen);
+  assert.equal(seen.bootstrap.session.token, '', 'no credential in bootstrap');
+  assert.equal(seen.bootstrap.navigation.path, '/');
+  assert.equal(seen.bootstrap.theme_tokens['--alga-bg'], '#ffffff');
+  assert.equal(await alga.locator('#frame').evaluate((f) => f.style.height), '321px', 'resize applied');
+  assert.match(await alga.locator('#navigation').textContent(), /\/from-alga-page/);
+  const proxy = (route, method, body, version) => algaChild.evaluate(
+    ([r, m, b, v]) => window.algaEnvelope.apiproxy(r, m, b, v), [route, method, body, version]);
+  // Alga's default method is POST; bodies travel as base64 both ways.
+  const posted = await proxy('/greet', undefined, 'ping');
+  assert.equal(JSON.parse(Buffer.from(posted.body, 'base64').toString()).method, 'POST');
+  // Refused and counted: a route outside the extension, an oversized body, a wrong version.
+  const stats0 = await alga.evaluate(() => ({ ...window.__alga.attached.stats }));
+  for (const route of ['/../secret', '/%2e%2e/x', '//evil.example/x', './x']) {
+    const answer = await proxy(route, 'GET');
+    assert.equal(answer.code, 'denied', `${route}: ${JSON.stringify(answer)}`);
+  }
+  const big = await proxy('/greet', 'POST', 'x'.repeat(1100 * 1024));
+  assert.equal(big.code, 'too_large', JSON.stringify(big).slice(0, 200));
+  const wrongVersion = await proxy('/greet', 'GET', undefined, '2');
+  assert.equal(wrongVersion.timeout, true, 'a version-2 envelope gets no answer');
+  const stats1 = await alga.evaluate(() => ({ ...window.__alga.attached.stats }));
+  assert.equal(stats1.denied - stats0.denied, 4);
+  assert.equal(stats1.tooLarge - stats0.tooLarge, 1);
+  assert.equal(stats1.badEnvelope - stats0.badEnvelope, 1);
+  assert.equal(stats1.calls, stats0.calls, 'no refused message reached the gateway');
+  // The resize clamp.
+  await algaChild.evaluate((o) => window.parent.postMessage(
+    { alga: true, version: '1', type: 'resize', payload: { height: 99999 } }, o), base);
+  await alga.locator('#frame[style*="4000px"]').waitFor({ timeout: 5000 });
+  fs.mkdirSync(artifacts, { recursive: true });
+  await alga.screenshot({ path: path.join(artifacts, 'host-page-alga-envelope.png'), fullPage: true });
+  await alga.close();
+  console.log('an Alga-envelope page works in our host page');
+
+  // Our SDK inside a minimal host that speaks only Alga's envelope (on the window, with '*'
+  // towards the sandboxed iframe, as Alga's host does there).
+  const minimal = await browser.newPage({ viewport: { width: 900, height: 600 } });
+  minimal.on('pageerror', (error) => errors.push(String(error)));
+  minimal.on('console', (message) => console.log(`[minimal console:${message.type()}] ${message.text()}`));
+  const ui = await page.evaluate((id) => window.__alga.config.extensions.find((e) => e.id === id).ui, HELLO);
+  await minimal.route(`${base}/alga-minimal-host.html`, (route) => route.fulfill({
+    contentType: 'text/html',
+    body: `<!doctype html><iframe id="frame" sandbox="allow-scripts"></iframe><script type="module">
+      const config = await (await fetch('/demo/config')).json();
+      const frame = document.getElementById('frame');
+      const b64 = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes)));
+      const reply = (m) => frame.contentWindow.postMessage({ alga: true, version: '1', ...m }, '*');
+      window.addEventListener('message', async (event) => {
+        const d = event.data;
+        if (event.source !== frame.contentWindow || !d || d.alga !== true || d.version !== '1') return;
+        if (d.type === 'ready') reply({ type: 'bootstrap', payload: {
+          session: { token: 'short-lived', expires_at: '2030-01-01T00:00:00Z' },
+          theme_tokens: { '--alga-bg': '#102030' }, navigation: { path: '/' } } });
+        if (d.type === 'apiproxy') {
+          const res = await fetch('/api/ext/${HELLO}' + d.payload.route, {
+            method: d.payload.method || 'POST', headers: { authorization: 'Bearer ' + config.token } });
+          const body = await res.arrayBuffer();
+          reply({ type: 'apiproxy_response', request_id: d.request_id,
+            payload: res.ok ? { body: b64(body) } : { error: 'Proxy error ' + res.status } });
+        }
+      });
+      frame.src = '${ui}?parentOrigin=' + encodeURIComponent(location.origin);
+    </script>`,
+  }));
+  await minimal.goto(`${base}/alga-minimal-host.html`, { waitUntil: 'load' });
+  const minimalFrame = minimal.frameLocator('#frame');
+  await minimalFrame.locator('body[data-state="ready"], body[data-state="failed"]').waitFor({ timeout: 20000 });
+  assert.equal(await minimalFrame.locator('body').getAttribute('data-state'), 'ready',
+    `our SDK failed in Alga's host: ${await minimalFrame.locator('#status').textContent()}`);
+  assert.equal(await minimalFrame.locator('#greeting').textContent(), `Hello, demo-tenant! This is ${HELLO}.`);
+  const minimalChild = minimal.frames().find((f) => f !== minimal.mainFrame());
+  assert.equal(await minimalChild.evaluate(() => getComputedStyle(document.body).backgroundColor),
+    'rgb(16, 32, 48)', "the host's theme tokens apply");
+  await minimal.close();
+  console.log("our SDK works in a host that speaks only Alga's envelope");
 
   fs.mkdirSync(artifacts, { recursive: true });
   const shot = path.join(artifacts, 'host-page-hello-ui.png');

@@ -3,9 +3,24 @@
 // from /demo/config, which only `alga-edge demo` serves.
 import { attachExtension } from '/sdk/iframe/alga-host.js';
 
+// The UI kit's (`@alga-psa/ui-kit`) theme tokens, in this page's own light and dark palettes.
 const THEMES = {
-  light: { background: '#ffffff', text: '#1d2433', accent: '#2457d6', name: 'light' },
-  dark: { background: '#1b2130', text: '#e6e9ef', accent: '#7aa2ff', name: 'dark' },
+  light: {
+    '--alga-bg': '#ffffff', '--alga-fg': '#1d2433', '--alga-muted': '#f4f6fa',
+    '--alga-muted-fg': '#5d6b82', '--alga-primary': '#2457d6', '--alga-primary-foreground': '#ffffff',
+    '--alga-border': '#dde3ec', '--alga-border-light': '#eef1f6', '--alga-card-bg': '#ffffff',
+    '--alga-row-even': '#f7f9fc', '--alga-row-odd': '#ffffff', '--alga-row-hover': '#e9f0ff',
+    '--alga-danger': '#d93636', '--alga-success': '#1f9d55', '--alga-warning': '#d98b06',
+    '--alga-radius': '8px',
+  },
+  dark: {
+    '--alga-bg': '#1b2130', '--alga-fg': '#e6e9ef', '--alga-muted': '#232b3d',
+    '--alga-muted-fg': '#9aa6bb', '--alga-primary': '#7aa2ff', '--alga-primary-foreground': '#0f1422',
+    '--alga-border': '#333d52', '--alga-border-light': '#283044', '--alga-card-bg': '#20283a',
+    '--alga-row-even': '#1f2636', '--alga-row-odd': '#1b2130', '--alga-row-hover': '#2c3753',
+    '--alga-danger': '#ff6b6b', '--alga-success': '#4cd38a', '--alga-warning': '#f5b642',
+    '--alga-radius': '8px',
+  },
 };
 
 const frame = document.getElementById('frame');
@@ -26,15 +41,19 @@ function open(extension) {
     iframe: frame,
     extensionId: extension.id,
     getToken: () => config.token,
-    context: { tenantId: config.tenant, extensionId: extension.id },
-    theme: THEMES[themeName],
+    context: { tenant_id: config.tenant, extension_id: extension.id },
+    themeTokens: THEMES[themeName],
+    themeName,
     onNavigate: (path) => {
       document.getElementById('navigation').textContent = `navigation requested: ${path}`;
-      return { accepted: true };
     },
   });
   window.__alga.attached = attached;
-  frame.src = `${extension.ui}#alga-host=${encodeURIComponent(window.location.origin)}`;
+  // `?page=` opens another file of the UI (tests); `parentOrigin` is how Alga's iframe SDK
+  // (and ours) learns which origin to trust.
+  const page = new URLSearchParams(window.location.search).get('page');
+  const src = page ? extension.ui.replace(/[^/]*$/, encodeURIComponent(page)) : extension.ui;
+  frame.src = `${src}?parentOrigin=${encodeURIComponent(window.location.origin)}`;
 }
 
 for (const extension of config.extensions) {
@@ -54,7 +73,7 @@ status.textContent = config.extensions.length
 document.getElementById('theme-toggle').addEventListener('click', () => {
   themeName = themeName === 'light' ? 'dark' : 'light';
   document.body.classList.toggle('dark', themeName === 'dark');
-  attached?.setTheme(THEMES[themeName]);
+  attached?.setTheme(THEMES[themeName], themeName);
 });
 
 window.__alga = { config, attached, open };
