@@ -76,7 +76,10 @@ for name in $members; do
     cp "$name/manifest.json" "$ext/manifest.json"
     cmp -s "$src" "$ext/dist/main.wasm" 2>/dev/null || cp "$src" "$ext/dist/main.wasm"
     rm -rf "$ext/ui"
-    if [ -d "$name/ui" ]; then
+    if [ -f "$name/ui/package.json" ]; then
+      # A UI with npm dependencies (the UI kit): built as `alga-edge ext build` builds it.
+      bash "$ALGA_ROOT/scripts/build-ui.sh" "$name/ui" "$ext/ui"
+    elif [ -d "$name/ui" ]; then
       cp -r "$name/ui" "$ext/ui"
       # UIs import the iframe SDK from their own folder: the bundle carries the version it
       # was built with.

@@ -18,6 +18,9 @@ pub const MANIFEST_PATH: &str = "manifest.json";
 pub const COMPONENT_PATH: &str = "dist/main.wasm";
 /// The folder of iframe UI assets inside a bundle.
 pub const UI_DIR: &str = "ui";
+/// Where `ext build` writes a UI built from sources (a `ui/` with a `package.json`); packed
+/// as the bundle's `ui/`.
+pub const BUILT_UI_DIR: &str = "dist/ui";
 
 /// `sha256:<64 lowercase hex>`, the identity of a bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -170,7 +173,8 @@ impl BundleFiles {
     }
 }
 
-/// Packs an extension folder: `manifest.json`, `dist/main.wasm`, and every file under `ui/`.
+/// Packs an extension folder: `manifest.json`, `dist/main.wasm`, and every file under `ui/`
+/// (or, for a UI built from sources — `ui/package.json` — under `dist/ui/`, as `ui/`).
 /// Hidden files and links are refused rather than silently skipped, so an author learns why a
 /// file is missing from the bundle.
 pub fn pack(extension_dir: &Path) -> Result<PackedBundle, BundleError> {
@@ -180,15 +184,30 @@ pub fn pack(extension_dir: &Path) -> Result<PackedBundle, BundleError> {
             return Err(BundleError::Missing(required));
         }
     }
-    let ui = extension_dir.join(UI_DIR);
+    // A UI with a package.json is source: `ext build` writes what the browser loads to
+    // dist/ui/, and that goes into the bundle's ui/.
+    let source_ui = extension_dir.join(UI_DIR).join("package.json").is_file();
+    let (ui_root, ui) = if source_ui {
+        let built = extension_dir.join(BUILT_UI_DIR);
+        if !built.is_dir() {
+            return Err(BundleError::Missing(BUILT_UI_DIR));
+        }
+        (extension_dir.join("dist"), built)
+    } else {
+        (extension_dir.to_owned(), extension_dir.join(UI_DIR))
+    };
     if ui.is_dir() {
-        collect_files(extension_dir, &ui, &mut paths)?;
+        collect_files(&ui_root, &ui, &mut paths)?;
     }
     paths.sort();
 
     let mut tar = tar::Builder::new(Vec::new());
     for path in &paths {
-        let full = extension_dir.join(path);
+        let full = if source_ui && path.starts_with("ui/") {
+            ui_root.join(path)
+        } else {
+            extension_dir.join(path)
+        };
         let data = std::fs::read(&full).map_err(|source| io_error(&full, source))?;
         let mut header = tar::Header::new_ustar();
         header.set_entry_type(tar::EntryType::Regular);

@@ -94,6 +94,53 @@ try {
   assert.ok(await child.evaluate(() => window.algaBridge.ignored) > ignoredBefore);
   console.log('foreign messages ignored on both sides');
 
+  // The UI kit sample (alga-rust): a DataTable of the handler's records, through the bridge.
+  const RECORDS = 'com.alga.samples.alga-rust';
+  const rec = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+  rec.on('pageerror', (error) => errors.push(String(error)));
+  rec.on('console', (message) => console.log(`[records console:${message.type()}] ${message.text()}`));
+  await rec.goto(`${base}/?open=${RECORDS}`, { waitUntil: 'load' });
+  await rec.evaluate(() => { document.getElementById('frame').style.height = '760px'; });
+  const rf = rec.frameLocator('#frame');
+  await rf.locator('body[data-state="ready"], body[data-state="failed"]').waitFor({ timeout: 30000 });
+  assert.equal(await rf.locator('body').getAttribute('data-state'), 'ready',
+    `the records UI failed: ${await rf.locator('body').textContent()}`);
+  const names = () => rf.locator('#records tbody tr td:first-child').allTextContents();
+  const items = () => rf.locator('#records', { hasText: 'items' }).textContent();
+  assert.deepEqual(await names(), ['Laptop', 'Monitor', 'Keyboard', 'Mouse', 'Docking station'],
+    "page 1 shows the handler's first five records");
+  assert.match(await items(), /1\u20135 of 7 items/);
+  await rf.locator('#records th button', { hasText: 'Name' }).click();
+  assert.deepEqual(await names(), ['Docking station', 'Headset', 'Keyboard', 'Laptop', 'Monitor'],
+    'sorted by name');
+  await rf.locator('#records button', { hasText: /^2$/ }).click();
+  assert.deepEqual(await names(), ['Mouse', 'Webcam'], 'page 2 shows the next rows');
+  await rf.locator('#record-name').fill('Zebra printer');
+  await rf.locator('#record-quantity').fill('3');
+  await rf.locator('#record-add').click();
+  await rf.locator('#message', { hasText: 'added Zebra printer' }).waitFor({ timeout: 10000 });
+  await rf.locator('#records', { hasText: 'of 8 items' }).waitFor({ timeout: 10000 });
+  if (!(await names()).includes('Zebra printer')) {
+    await rf.locator('#records button', { hasText: /^2$/ }).click();
+  }
+  assert.deepEqual(await names(), ['Mouse', 'Webcam', 'Zebra printer'], 'the added record shows, in order');
+  const recChild = rec.frames().find((f) => f !== rec.mainFrame());
+  const themed = () => recChild.evaluate(() => ({
+    token: getComputedStyle(document.documentElement).getPropertyValue('--alga-bg').trim(),
+    table: getComputedStyle(document.querySelector('#records > div')).backgroundColor,
+  }));
+  assert.deepEqual(await themed(), { token: '#ffffff', table: 'rgb(255, 255, 255)' });
+  await rec.click('#theme-toggle');
+  await rec.waitForFunction(() => true);
+  for (let i = 0; i < 50 && (await themed()).token !== '#1b2130'; i += 1) await sleep(100);
+  assert.deepEqual(await themed(), { token: '#1b2130', table: 'rgb(27, 33, 48)' },
+    "the table follows the host's dark theme");
+  assert.equal(await recChild.evaluate((t) => document.documentElement.outerHTML.includes(t), token), false);
+  fs.mkdirSync(artifacts, { recursive: true });
+  await rec.screenshot({ path: path.join(artifacts, 'host-page-ui-kit-records.png'), fullPage: true });
+  await rec.close();
+  console.log('the UI kit DataTable sample sorts, pages, adds and follows the theme');
+
   // A page written against Alga's envelope alone (no SDK) inside our host page.
   const alga = await browser.newPage({ viewport: { width: 1100, height: 720 } });
   alga.on('pageerror', (error) => errors.push(String(error)));

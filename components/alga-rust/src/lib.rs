@@ -17,6 +17,7 @@
 //! | `/schedules` GET, POST `{endpoint, cron, timezone?, name?, payload?, enabled?}` | `scheduler.list-schedules`, `create-schedule` |
 //! | `/schedules/{id}` GET, PATCH (the same fields), DELETE | `scheduler.get/update/delete-schedule` |
 //! | `/endpoints` | `scheduler.get-endpoints` |
+//! | `/records` GET, POST `{name, quantity}`; `/records/{id}` DELETE | the UI's records, kept in `storage` namespace `records` (seven samples on first read) |
 //! | `/sync` POST (schedulable) | a scheduled run: stores `{payload, trigger, schedule_id}` under `storage` namespace `sync`, key = request id; `{"sleep_ms": n}` in the payload waits first |
 //!
 //! An interface's error is answered as `{"error": "<case>"}` (the WIT case name, kebab-case),
@@ -91,6 +92,8 @@ impl Guest for Component {
             ["schedules"] => schedules_route(&method, request.http.body.as_deref()),
             ["schedules", id] => schedule_route(&method, id, request.http.body.as_deref()),
             ["endpoints"] => endpoints_route(),
+            ["records"] => records_route(&method, request.http.body.as_deref()),
+            ["records", id] if method == "DELETE" => delete_record(id),
             ["sync"] if method == "POST" => sync_route(&request),
             _ => return echo(&request),
         };
@@ -552,6 +555,89 @@ fn sync_route(request: &ExecuteRequest) -> Value {
     });
     match stored {
         Ok(_) => json!({"ok": true, "run": run}),
+        Err(e) => error(&e),
+    }
+}
+
+/// The namespace the UI's records live in.
+const RECORDS: &str = "records";
+
+/// Every record, seeding seven samples into an empty namespace (so the UI shows a table).
+fn all_records() -> Result<Vec<Value>, StorageError> {
+    let mut records = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = storage::list_entries(RECORDS, cursor.as_deref())?;
+        let last = page.last().map(|e| e.key.clone());
+        for entry in &page {
+            if let Ok(mut record) = serde_json::from_slice::<Value>(&entry.value) {
+                record["id"] = json!(entry.key);
+                records.push(record);
+            }
+        }
+        match last {
+            Some(key) if page.len() >= 100 => cursor = Some(key),
+            _ => break,
+        }
+    }
+    if records.is_empty() {
+        let samples = [
+            ("Laptop", 12), ("Monitor", 30), ("Keyboard", 55), ("Mouse", 80),
+            ("Docking station", 9), ("Headset", 41), ("Webcam", 23),
+        ];
+        for (i, (name, quantity)) in samples.iter().enumerate() {
+            let id = format!("r{:04}", i + 1);
+            put_record(&id, name, *quantity)?;
+            records.push(json!({"id": id, "name": name, "quantity": quantity}));
+        }
+    }
+    Ok(records)
+}
+
+fn put_record(id: &str, name: &str, quantity: i64) -> Result<(), StorageError> {
+    storage::put(&StorageEntry {
+        namespace: RECORDS.into(),
+        key: id.into(),
+        value: json!({"name": name, "quantity": quantity}).to_string().into_bytes(),
+        revision: None,
+    })
+    .map(|_| ())
+}
+
+fn records_route(method: &str, body: Option<&[u8]>) -> Value {
+    match method {
+        "GET" => match all_records() {
+            Ok(records) => json!({"records": records}),
+            Err(e) => error(&e),
+        },
+        "POST" => {
+            let input: Value = serde_json::from_slice(body.unwrap_or_default()).unwrap_or_default();
+            let name = input.get("name").and_then(Value::as_str).map(str::trim).unwrap_or("");
+            if name.is_empty() || name.len() > 200 {
+                return json!({"error": "bad-request", "message": "name must be 1-200 characters"});
+            }
+            let quantity = input.get("quantity").and_then(Value::as_i64).unwrap_or(0);
+            let id = match &request_id_now() {
+                Some(id) => format!("r-{id}"),
+                None => format!("r-{}", COUNTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+            };
+            match put_record(&id, name, quantity) {
+                Ok(()) => json!({"record": {"id": id, "name": name, "quantity": quantity}}),
+                Err(e) => error(&e),
+            }
+        }
+        _ => json!({"error": "method-not-allowed"}),
+    }
+}
+
+/// The request's id, unique per request: a record's id.
+fn request_id_now() -> Option<String> {
+    context::get_context().request_id
+}
+
+fn delete_record(id: &str) -> Value {
+    match storage::delete(RECORDS, id) {
+        Ok(()) => json!({"deleted": id}),
         Err(e) => error(&e),
     }
 }

@@ -458,7 +458,9 @@ fn build(dir: &Path, world: Option<&str>) -> anyhow::Result<PathBuf> {
             manifest.capability_set().contains("cap:http.fetch"),
         )?,
     }
-    if dir.join("ui").is_dir() {
+    if dir.join("ui/package.json").is_file() {
+        build_ui(dir)?;
+    } else if dir.join("ui").is_dir() {
         std::fs::write(dir.join("ui/alga-iframe.js"), IFRAME_SDK)?;
     }
     let wasm =
@@ -570,6 +572,19 @@ fn build_alga_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
 }
 
 /// Runs `command`, streaming its output, failing with `what` and its exit status.
+/// A UI with a package.json (React and `@alga-psa/ui-kit`, say): `npm ci` and esbuild into
+/// dist/ui/, which `pack` puts in the bundle as ui/ (scripts/build-ui.sh, shared with the
+/// samples' build).
+fn build_ui(dir: &Path) -> anyhow::Result<()> {
+    let script = repo_path("ALGA_SCRIPTS_DIR", "scripts")?.join("build-ui.sh");
+    let mut command = Command::new("bash");
+    command
+        .arg(&script)
+        .arg(dir.join("ui"))
+        .arg(dir.join(alga_edge_registry::bundle::BUILT_UI_DIR));
+    run_step("building the UI (npm ci, esbuild)", &mut command)
+}
+
 fn run_step(what: &str, command: &mut Command) -> anyhow::Result<()> {
     eprintln!("==> {what}");
     let status = command
