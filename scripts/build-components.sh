@@ -7,6 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_apt "${GUEST_APT_PACKAGES[@]}"
 command -v python3 >/dev/null || ensure_apt python3
+command -v npm >/dev/null || ensure_apt nodejs npm  # UIs with a package.json (scripts/build-ui.sh)
 
 GUEST_TARGET_DIR="${ALGA_GUEST_TARGET_DIR:-$ALGA_ROOT/components/target}"
 cd "$ALGA_ROOT/components"
