@@ -202,8 +202,20 @@ impl GuestTurn {
     pub fn yield_turn(self: &Arc<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let turn = self.clone();
         let mut started = false;
+        // A whole slice ran in one task poll. Yield to the runtime that many times over (each
+        // a cheap poll) before anything else, so the worker reaches its next look for I/O
+        // events now: otherwise, with every worker running guests, a new request or
+        // connection waits up to `RUNTIME_EVENT_INTERVAL` slices to be noticed.
+        let mut ticks = crate::config::RUNTIME_EVENT_INTERVAL;
         Box::pin(poll_fn(move |cx| {
             let scheduler = &turn.scheduler;
+            if ticks > 1 {
+                ticks -= 1;
+                // Keeping the slot: this pending poll is no I/O wait.
+                scheduler.lock().guest(turn.id).yielded = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             let mut state = scheduler.lock();
             if started {
                 let guest = state.guest(turn.id);
