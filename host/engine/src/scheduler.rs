@@ -355,6 +355,21 @@ mod tests {
         turn.scheduler.lock().guests[&turn.id].phase
     }
 
+    /// Polls `yielding` through its yields to the runtime, which come first and keep the slot
+    /// even with other guests waiting; the next poll acts on the scheduler.
+    fn yield_to_runtime(turn: &GuestTurn, yielding: &mut Pin<Box<dyn Future<Output = ()> + Send>>) {
+        for _ in 1..crate::config::RUNTIME_EVENT_INTERVAL {
+            assert!(yielding.as_mut().poll(&mut cx()).is_pending());
+            turn.after_poll(false);
+            assert_eq!(
+                phase(turn),
+                Phase::Holding,
+                "kept through the runtime yields"
+            );
+            assert!(turn.take(&mut cx()), "and polled again at once");
+        }
+    }
+
     #[test]
     fn hands_turns_round_robin_across_tenants_not_instances() {
         let scheduler = CpuScheduler::new(1);
@@ -371,6 +386,7 @@ mod tests {
         for _ in 0..6 {
             // The holder's slice ends with others waiting: it hands the slot on and waits.
             let mut yielding = turns[current].yield_turn();
+            yield_to_runtime(&turns[current], &mut yielding);
             assert!(yielding.as_mut().poll(&mut cx()).is_pending());
             turns[current].after_poll(false);
             assert_eq!(phase(&turns[current]), Phase::Waiting);
@@ -396,6 +412,7 @@ mod tests {
         let a = scheduler.guest("a".into());
         assert!(a.take(&mut cx()));
         let mut yielding = a.yield_turn();
+        yield_to_runtime(&a, &mut yielding);
         assert!(
             yielding.as_mut().poll(&mut cx()).is_pending(),
             "yields once"
