@@ -342,9 +342,12 @@ fn main() -> anyhow::Result<()> {
     // can last a whole CPU slice (2 ms), so with the default a node busy with spinning guests
     // noticed new connections and response writes only every 61 slices: another tenant's hello
     // took 0.5-2 s while one tenant spun 64 instances (issue 21, item 6). Every poll (1) cost
-    // 12% of warm-request throughput in bench/run.sh; 8 bounds the wait at 16 ms and cost none
-    // measurable.
-    builder.enable_all().event_interval(8);
+    // 12% of warm-request throughput in bench/run.sh; 8 cost none measurable. A guest that used
+    // up its slice yields as if it were that many polls (see `RUNTIME_EVENT_INTERVAL`), so under
+    // spinning guests a worker looks for I/O once per slice (2 ms), not once per 8 (16 ms).
+    builder
+        .enable_all()
+        .event_interval(alga_edge_engine::config::RUNTIME_EVENT_INTERVAL);
     let runtime = builder.build().context("cannot start the async runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(*args)),

@@ -255,10 +255,11 @@ impl KvStore {
         }
     }
 
-    /// Starts a new replication generation (primary), holding the writer.
-    pub async fn rollover(&self, log: &GenerationLog) -> Result<(), RegistryError> {
+    /// Starts a new replication generation (primary), holding the writer; the file work runs
+    /// on a blocking thread (see [`crate::Registry::rollover`]).
+    pub async fn rollover(&self, log: &Arc<GenerationLog>) -> Result<(), RegistryError> {
         let _writer = self.primary()?.conn.lock().await;
-        log.rollover()?;
+        crate::replication::rollover_blocking(log).await?;
         Ok(())
     }
 

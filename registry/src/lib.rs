@@ -147,10 +147,15 @@ impl Registry {
     }
 
     /// Starts a new replication generation (primary): archives the WAL's frames, checkpoints,
-    /// saves the next base image. Holds the writer so nothing commits meanwhile.
-    pub async fn rollover(&self, log: &replication::GenerationLog) -> Result<(), RegistryError> {
+    /// saves the next base image. Holds the writer so nothing commits meanwhile. The file work
+    /// (the whole database is read and written) runs on a blocking thread, not on the caller's
+    /// runtime worker, whose other tasks (requests) would stall for as long as it lasts.
+    pub async fn rollover(
+        &self,
+        log: &std::sync::Arc<replication::GenerationLog>,
+    ) -> Result<(), RegistryError> {
         let _writer = self.writer().await?;
-        log.rollover()?;
+        replication::rollover_blocking(log).await?;
         Ok(())
     }
 

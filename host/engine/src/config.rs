@@ -80,6 +80,13 @@ impl Default for EngineConfig {
     }
 }
 
+/// Task polls between two looks for I/O events on a runtime worker (tokio's `event_interval`,
+/// which the node's runtime is built with). A guest poll can last a whole CPU slice, so a
+/// guest that used up its slice makes up the difference with as many cheap yields (see
+/// [`crate::GuestTurn::yield_turn`]): a worker then looks for new connections and readable
+/// requests once per slice, not once per `RUNTIME_EVENT_INTERVAL` slices.
+pub const RUNTIME_EVENT_INTERVAL: u32 = 8;
+
 /// One run slot per core this process may use.
 pub fn default_cpu_slots() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -255,3 +255,17 @@ impl Replica {
         }
     }
 }
+
+/// Runs [`GenerationLog::rollover`] on a blocking thread: it reads and writes the whole
+/// database file, which on a runtime worker would stall every task queued there for as long.
+pub async fn rollover_blocking(
+    log: &std::sync::Arc<GenerationLog>,
+) -> Result<(), ReplicationError> {
+    let log = log.clone();
+    tokio::task::spawn_blocking(move || log.rollover())
+        .await
+        .map_err(|e| ReplicationError::Io {
+            path: "rollover".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+}
