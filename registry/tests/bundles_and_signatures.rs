@@ -196,6 +196,33 @@ fn packing_is_deterministic_and_round_trips() {
     assert!(ContentHash::parse("sha256:XYZ").is_err());
 }
 
+/// A `ui/` with a `package.json` is source: the bundle's `ui/` is what `ext build` wrote to
+/// `dist/ui/` (never the sources or node_modules); without that build, packing says so.
+#[test]
+fn a_ui_built_from_sources_is_packed_from_dist_ui() {
+    let dir = extension_dir(&valid_manifest());
+    let root = dir.path();
+    std::fs::write(root.join("ui/package.json"), b"{}").unwrap();
+    std::fs::create_dir_all(root.join("ui/node_modules/react")).unwrap();
+    std::fs::write(root.join("ui/node_modules/react/index.js"), b"x").unwrap();
+    let missing = bundle::pack(root).unwrap_err();
+    assert!(missing.to_string().contains("dist/ui"), "{missing}");
+    std::fs::create_dir_all(root.join("dist/ui")).unwrap();
+    std::fs::write(root.join("dist/ui/index.html"), b"<!doctype html>").unwrap();
+    std::fs::write(root.join("dist/ui/app.js"), b"built()").unwrap();
+    let files = unpack_dir(root);
+    assert_eq!(
+        files.paths().collect::<Vec<_>>(),
+        [
+            "dist/main.wasm",
+            "manifest.json",
+            "ui/app.js",
+            "ui/index.html"
+        ]
+    );
+    assert_eq!(files.get("ui/app.js").unwrap(), b"built()");
+}
+
 #[test]
 fn hostile_archives_are_refused() {
     let ok = || entry("manifest.json", b'0', b"{}");

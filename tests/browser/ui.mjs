@@ -124,6 +124,10 @@ try {
     await rf.locator('#records button', { hasText: /^2$/ }).click();
   }
   assert.deepEqual(await names(), ['Mouse', 'Webcam', 'Zebra printer'], 'the added record shows, in order');
+  await rf.locator('button[aria-label="Delete Webcam"]').click();
+  await rf.locator('#message', { hasText: 'deleted Webcam' }).waitFor({ timeout: 10000 });
+  await rf.locator('#records', { hasText: 'of 7 items' }).waitFor({ timeout: 10000 });
+  assert.ok(!(await names()).includes('Webcam'), 'the deleted record is gone');
   const recChild = rec.frames().find((f) => f !== rec.mainFrame());
   const themed = () => recChild.evaluate(() => ({
     token: getComputedStyle(document.documentElement).getPropertyValue('--alga-bg').trim(),
