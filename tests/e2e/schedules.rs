@@ -38,7 +38,11 @@ fn start(fixture: &Fixture, extra: &[&str]) -> Node {
 
 /// `METHOD /api/ext/{RUST}{route}` as `tenant` (token from the node's dev key): 200 JSON.
 fn ext(node: &Node, tenant: &str, method: &str, route: &str, body: Value) -> Value {
-    let bearer = token(node, tenant);
+    ext_with(node, &token(node, tenant), method, route, body)
+}
+
+/// `METHOD /api/ext/{RUST}{route}` presenting `bearer`: 200 JSON.
+fn ext_with(node: &Node, bearer: &str, method: &str, route: &str, body: Value) -> Value {
     let body = if body.is_null() {
         String::new()
     } else {
@@ -48,7 +52,7 @@ fn ext(node: &Node, tenant: &str, method: &str, route: &str, body: Value) -> Val
         node,
         method,
         &format!("/api/ext/{RUST}{route}"),
-        &bearer,
+        bearer,
         &body,
     );
     assert_eq!(status, 200, "{method} {route}: {text}");
@@ -502,20 +506,7 @@ fn an_edge_forwards_schedule_writes_to_its_primary() {
     );
     let bearer = shared_token("tenant-a");
     let at = |node: &Node, method: &str, route: &str, body: Value| {
-        let body = if body.is_null() {
-            String::new()
-        } else {
-            body.to_string()
-        };
-        let (status, text) = call(
-            node,
-            method,
-            &format!("/api/ext/{RUST}{route}"),
-            &bearer,
-            &body,
-        );
-        assert_eq!(status, 200, "{route}: {text}");
-        json(&text)
+        ext_with(node, &bearer, method, route, body)
     };
     // Written at the edge (its sync interval is a minute: only the write's own sync can
     // show it), read back there at once, and stored on the primary.
