@@ -57,6 +57,19 @@ const RETURNED_HEADERS: [HeaderName; 6] = [
     header::LAST_MODIFIED,
 ];
 
+/// The header a scheduled run carries.
+pub const TRIGGER_HEADER: &str = "x-alga-trigger";
+/// The header naming the schedule of a scheduled run.
+pub const SCHEDULE_ID_HEADER: &str = "x-alga-schedule-id";
+
+/// Marks a request as a scheduled run (a request extension): the gateway adds
+/// [`TRIGGER_HEADER`] and [`SCHEDULE_ID_HEADER`] to what the component sees.
+#[derive(Debug, Clone)]
+pub struct ScheduledTrigger {
+    /// The schedule's id.
+    pub schedule_id: String,
+}
+
 /// Runs extension routes.
 pub struct Gateway {
     engine: Arc<Engine>,
@@ -500,18 +513,9 @@ pub fn forward<B>(
     headers.insert("x-request-id", value(request_id)?);
     headers.insert("x-alga-tenant", value(tenant)?);
     headers.insert("x-alga-extension", value(extension_id)?);
-    if let Some(trigger) = parts
-        .extensions
-        .get::<crate::schedule_trigger::ScheduledTrigger>()
-    {
-        headers.insert(
-            crate::schedule_trigger::TRIGGER_HEADER,
-            HeaderValue::from_static("schedule"),
-        );
-        headers.insert(
-            crate::schedule_trigger::SCHEDULE_ID_HEADER,
-            value(&trigger.schedule_id)?,
-        );
+    if let Some(trigger) = parts.extensions.get::<ScheduledTrigger>() {
+        headers.insert(TRIGGER_HEADER, HeaderValue::from_static("schedule"));
+        headers.insert(SCHEDULE_ID_HEADER, value(&trigger.schedule_id)?);
     }
     parts.headers = headers;
     Ok(Request::from_parts(parts, body))

@@ -21,22 +21,11 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::error::GatewayError;
-use crate::ext_api::{CallerContext, Gateway};
+use crate::ext_api::{CallerContext, Gateway, ScheduledTrigger};
+pub use crate::ext_api::{SCHEDULE_ID_HEADER, TRIGGER_HEADER};
 
-/// The header a scheduled run carries.
-pub const TRIGGER_HEADER: &str = "x-alga-trigger";
-/// The header naming the schedule of a scheduled run.
-pub const SCHEDULE_ID_HEADER: &str = "x-alga-schedule-id";
 /// Longest error text kept for a run.
 const MAX_ERROR_CHARS: usize = 1024;
-
-/// Marks a request as a scheduled run (a request extension): the gateway adds
-/// [`TRIGGER_HEADER`] and [`SCHEDULE_ID_HEADER`] to what the component sees.
-#[derive(Debug, Clone)]
-pub struct ScheduledTrigger {
-    /// The schedule's id.
-    pub schedule_id: String,
-}
 
 /// How the trigger runs.
 #[derive(Debug, Clone)]
