@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use alga_edge::authoring;
 use alga_edge_capabilities::CapabilityLimits;
 use alga_edge_capabilities::egress::{Allowlist, EgressLimits};
+use alga_edge_capabilities::platform_broker::PlatformSettings;
 use alga_edge_engine::config::EngineConfig;
 use alga_edge_gateway::TriggerConfig;
 use alga_edge_gateway::policy::PolicyConfig;
@@ -228,6 +229,32 @@ struct ServeArgs {
     /// Deadline of one outbound request (to its response head), in milliseconds.
     #[arg(long, env = "EXT_EGRESS_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     egress_timeout_ms: u64,
+    /// Origin of the platform's internal API (Alga PSA's server), which `clients`, `services`
+    /// and `invoicing` are brokered to (`POST {base}/api/internal/ext-*/install/{id}`); Alga's
+    /// runner setting, with its fallback `REGISTRY_BASE_URL`. Unset: those calls fail, naming it.
+    #[arg(long, env = "STORAGE_API_BASE_URL")]
+    platform_url: Option<String>,
+    /// Credential of the platform's internal API, sent as `x-runner-auth` (Alga's runner
+    /// setting, with its fallback `RUNNER_SERVICE_TOKEN`).
+    #[arg(long, env = "RUNNER_STORAGE_API_TOKEN", hide_env_values = true)]
+    platform_token: Option<String>,
+    /// Deadline of one platform API call, request to last answer byte, in milliseconds.
+    #[arg(long, env = "ALGA_PLATFORM_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    platform_timeout_ms: u64,
+    /// Largest answer read from the platform (internal API and ui-proxy), in KiB; a longer
+    /// one is refused.
+    #[arg(long, env = "ALGA_PLATFORM_MAX_RESPONSE_KIB", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    platform_max_response_kib: u64,
+    /// Base URL `ui-proxy.call-route` forwards to (`{base}/{extensionId}/{route}`; routes under
+    /// `/api/` without the extension). Unset: calls answer `route-not-found`, as in Alga.
+    #[arg(long, env = "UI_PROXY_BASE_URL")]
+    ui_proxy_base_url: Option<String>,
+    /// Sent as `x-runner-auth` on ui-proxy calls.
+    #[arg(long, env = "UI_PROXY_AUTH_KEY", hide_env_values = true)]
+    ui_proxy_auth_key: Option<String>,
+    /// Deadline of one ui-proxy call, in milliseconds.
+    #[arg(long, env = "UI_PROXY_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    ui_proxy_timeout_ms: u64,
     /// Keys one install may hold in KV storage (installs can lower it with `kv_max_keys`).
     #[arg(long, env = "EXT_KV_MAX_KEYS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     kv_max_keys: u64,
@@ -452,6 +479,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
             ..CapabilityLimits::default()
         },
+        platform: PlatformSettings {
+            base_url: args
+                .platform_url
+                .or_else(|| env_setting("REGISTRY_BASE_URL")),
+            token: args
+                .platform_token
+                .or_else(|| env_setting("RUNNER_SERVICE_TOKEN")),
+            timeout: Duration::from_millis(args.platform_timeout_ms),
+            max_response_bytes: args.platform_max_response_kib << 10,
+            ui_proxy_base: args.ui_proxy_base_url,
+            ui_proxy_auth_key: args.ui_proxy_auth_key.filter(|k| !k.trim().is_empty()),
+            ui_proxy_timeout: Duration::from_millis(args.ui_proxy_timeout_ms),
+        },
         execution_log: ExecutionLogConfig {
             queue: args.execution_log_queue as usize,
             retention: Duration::from_secs(args.execution_log_retention_days * 86_400),
@@ -619,4 +659,10 @@ fn init_tracing(format: LogFormat) -> alga_edge::log_writer::FlushOnDrop {
         LogFormat::Json => builder.json().init(),
     }
     flush
+}
+
+/// A non-empty environment variable: the fallback names of Alga's runner settings, which a
+/// clap argument (one `env` name each) cannot carry.
+fn env_setting(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }

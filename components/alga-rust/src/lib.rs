@@ -14,6 +14,10 @@
 //! | `/fetch?url=` | `http.fetch` (GET) |
 //! | `/log` | `logging.log-info/warn/error` ("alga-info", "alga-warn", "alga-error") |
 //! | `/platform` | ui-proxy, scheduler, invoicing, clients, services: one entry per call |
+//! | `/clients?search=&page=&page_size=&include_inactive=`, `/clients/{id}` | `clients.list-clients`, `get-client` |
+//! | `/services?search=&page=&page_size=`, `/services/{id}` | `services.list-services`, `get-service` |
+//! | `/invoice` POST `{client_id, items: [{service_id, quantity, description, rate}], invoice_date?, due_date?, po_number?}` | `invoicing.create-manual-invoice` (the whole result) |
+//! | `/proxy?route=` GET (no payload) or POST (the body is the payload) | `ui-proxy.call-route`: `{"body": <text>}` |
 //! | `/schedules` GET, POST `{endpoint, cron, timezone?, name?, payload?, enabled?}` | `scheduler.list-schedules`, `create-schedule` |
 //! | `/schedules/{id}` GET, PATCH (the same fields), DELETE | `scheduler.get/update/delete-schedule` |
 //! | `/endpoints` | `scheduler.get-endpoints` |
@@ -34,9 +38,9 @@ wit_bindgen::generate!({
 });
 
 use alga::extension::types::{
-    ClientReadError, ClientsListInput, CreateManualInvoiceInput, CreateScheduleInput, HttpError,
+    ClientReadError, ClientSummary, ClientsListInput, CreateManualInvoiceInput, CreateScheduleInput, HttpError,
     HttpHeader, HttpRequest, ManualInvoiceItemInput, ProxyError, ScheduleInfo, SchedulerError,
-    SecretError, ServiceReadError, ServicesListInput, StorageEntry, StorageError,
+    SecretError, ServiceReadError, ServiceSummary, ServicesListInput, StorageEntry, StorageError,
     UpdateScheduleInput, UserError,
 };
 use alga::extension::{
@@ -89,6 +93,24 @@ impl Guest for Component {
             ["fetch"] => fetch_route(&query_arg(query, "url").unwrap_or_default()),
             ["log"] => log_route(),
             ["platform"] => platform_route(),
+            ["clients"] => clients_route(query),
+            ["clients", id] => match clients::get_client(id) {
+                Ok(client) => json!({"item": client.as_ref().map(client_json)}),
+                Err(e) => error(&e),
+            },
+            ["services"] => services_route(query),
+            ["services", id] => match services::get_service(id) {
+                Ok(service) => json!({"item": service.as_ref().map(service_json)}),
+                Err(e) => error(&e),
+            },
+            ["invoice"] if method == "POST" => invoice_route(request.http.body.as_deref()),
+            ["proxy"] => {
+                let payload = (method == "POST").then(|| request.http.body.clone().unwrap_or_default());
+                match ui_proxy::call_route(&query_arg(query, "route").unwrap_or_default(), payload.as_deref()) {
+                    Ok(body) => json!({"body": utf8(&body)}),
+                    Err(e) => error(&e),
+                }
+            }
             ["schedules"] => schedules_route(&method, request.http.body.as_deref()),
             ["schedules", id] => schedule_route(&method, id, request.http.body.as_deref()),
             ["endpoints"] => endpoints_route(),
@@ -413,6 +435,115 @@ fn platform_route() -> Value {
         ),
     ]);
     json!(answers)
+}
+
+/// A numeric query argument (absent or unparsable: `None`).
+fn number_arg(query: &str, name: &str) -> Option<u32> {
+    query_arg(query, name).and_then(|v| v.parse().ok())
+}
+
+fn client_json(c: &ClientSummary) -> Value {
+    json!({
+        "client_id": c.client_id,
+        "client_name": c.client_name,
+        "client_type": c.client_type,
+        "is_inactive": c.is_inactive,
+        "default_currency_code": c.default_currency_code,
+        "account_manager_id": c.account_manager_id,
+        "account_manager_name": c.account_manager_name,
+        "billing_email": c.billing_email,
+    })
+}
+
+fn service_json(s: &ServiceSummary) -> Value {
+    json!({
+        "service_id": s.service_id,
+        "service_name": s.service_name,
+        "item_kind": format!("{:?}", s.item_kind).to_lowercase(),
+        "billing_method": format!("{:?}", s.billing_method).to_lowercase(),
+        "service_type_id": s.service_type_id,
+        "service_type_name": s.service_type_name,
+        "default_rate": s.default_rate,
+        "unit_of_measure": s.unit_of_measure,
+        "is_active": s.is_active,
+        "sku": s.sku,
+    })
+}
+
+fn clients_route(query: &str) -> Value {
+    let input = ClientsListInput {
+        search: query_arg(query, "search"),
+        include_inactive: query_arg(query, "include_inactive").map(|v| v == "true"),
+        page: number_arg(query, "page"),
+        page_size: number_arg(query, "page_size"),
+    };
+    match clients::list_clients(&input) {
+        Ok(list) => json!({
+            "items": list.items.iter().map(client_json).collect::<Vec<_>>(),
+            "total_count": list.total_count,
+            "page": list.page,
+            "page_size": list.page_size,
+        }),
+        Err(e) => error(&e),
+    }
+}
+
+fn services_route(query: &str) -> Value {
+    let input = ServicesListInput {
+        search: query_arg(query, "search"),
+        item_kind: None,
+        is_active: None,
+        billing_method: None,
+        page: number_arg(query, "page"),
+        page_size: number_arg(query, "page_size"),
+    };
+    match services::list_services(&input) {
+        Ok(list) => json!({
+            "items": list.items.iter().map(service_json).collect::<Vec<_>>(),
+            "total_count": list.total_count,
+            "page": list.page,
+            "page_size": list.page_size,
+        }),
+        Err(e) => error(&e),
+    }
+}
+
+fn invoice_route(body: Option<&[u8]>) -> Value {
+    let input: Value = serde_json::from_slice(body.unwrap_or_default()).unwrap_or_default();
+    let items = input["items"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|item| ManualInvoiceItemInput {
+            service_id: text_field(item, "service_id").unwrap_or_default(),
+            quantity: item["quantity"].as_f64().unwrap_or(1.0),
+            description: text_field(item, "description").unwrap_or_default(),
+            rate: item["rate"].as_f64().unwrap_or(0.0),
+            is_discount: item["is_discount"].as_bool(),
+            discount_type: None,
+            applies_to_item_id: None,
+            applies_to_service_id: None,
+        })
+        .collect();
+    let result = invoicing::create_manual_invoice(&CreateManualInvoiceInput {
+        client_id: text_field(&input, "client_id").unwrap_or_default(),
+        items,
+        invoice_date: text_field(&input, "invoice_date"),
+        due_date: text_field(&input, "due_date"),
+        po_number: text_field(&input, "po_number"),
+    });
+    json!({
+        "success": result.success,
+        "invoice_id": result.invoice_id,
+        "invoice_number": result.invoice_number,
+        "status": result.status,
+        "subtotal": result.subtotal,
+        "tax": result.tax,
+        "total": result.total,
+        "error": result.error,
+        "field_errors": result.field_errors,
+    })
 }
 
 /// A schedule as JSON.

@@ -24,7 +24,9 @@
 //! Beside the interfaces: [`kv_service`], extension KV data as the node reads and writes it
 //! (writes forwarded to the primary on edges), which the KV interfaces and the admin API share;
 //! [`schedule_service`], install schedules the same way (Alga's `scheduler` and the admin API);
-//! [`capped_body`], a body capped while it streams (inbound requests and egress both ways).
+//! [`capped_body`], a body capped while it streams (inbound requests and egress both ways);
+//! [`platform_broker`], calls to the platform's internal API and host-app routes (Alga's
+//! `clients`, `services`, `invoicing`, `ui-proxy`).
 
 mod bindings;
 pub mod capped_body;
@@ -36,6 +38,7 @@ pub mod kv;
 pub mod kv_draft2;
 pub mod kv_service;
 pub mod logging;
+pub mod platform_broker;
 pub mod runner;
 pub mod schedule_service;
 pub mod secrets;
@@ -101,6 +104,18 @@ pub struct EgressLabels {
     pub kind: &'static str,
 }
 
+/// Labels of platform broker series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PlatformLabels {
+    /// Extension id.
+    pub extension: String,
+    /// `clients`, `services`, `invoicing` or `ui_proxy`.
+    pub interface: &'static str,
+    /// Calls: `ok`, `status`, `timeout`, `unreachable`, `too_large`, `malformed`,
+    /// `not_configured`, `bad_route`; bytes: `sent` or `received`.
+    pub outcome: &'static str,
+}
+
 /// The capability metrics (registered by the telemetry module).
 #[derive(Clone, Default)]
 pub struct CapabilityMetrics {
@@ -110,6 +125,10 @@ pub struct CapabilityMetrics {
     pub egress_bytes: Family<EgressLabels, Counter>,
     /// Outbound HTTP requests by extension and outcome.
     pub egress_requests: Family<EgressLabels, Counter>,
+    /// Platform broker calls by extension, interface and outcome.
+    pub platform_requests: Family<PlatformLabels, Counter>,
+    /// Platform broker body bytes by extension, interface and direction.
+    pub platform_bytes: Family<PlatformLabels, Counter>,
 }
 
 impl CapabilityMetrics {
@@ -149,6 +168,7 @@ impl Default for CapabilityLimits {
 pub struct Capabilities {
     kv: Option<Arc<KvService>>,
     schedules: Option<Arc<schedule_service::ScheduleService>>,
+    platform: Arc<platform_broker::PlatformBroker>,
     sealer: Option<SecretSealer>,
     egress: Arc<egress::EgressClient>,
     node_allowlist: Option<Arc<egress::Allowlist>>,
@@ -220,6 +240,10 @@ impl Capabilities {
         Self {
             kv,
             schedules: None,
+            platform: Arc::new(platform_broker::PlatformBroker::new(
+                platform_broker::PlatformSettings::default(),
+                metrics.clone(),
+            )),
             sealer,
             egress: Arc::new(egress::EgressClient::new()),
             node_allowlist: node_allowlist.map(Arc::new),
@@ -231,6 +255,16 @@ impl Capabilities {
     /// Serves Alga's `scheduler` interface from `schedules`.
     pub fn with_schedules(mut self, schedules: Arc<schedule_service::ScheduleService>) -> Self {
         self.schedules = Some(schedules);
+        self
+    }
+
+    /// Brokers Alga's `clients`, `services`, `invoicing` and `ui-proxy` to the platform
+    /// `settings` name (without it they answer their "not configured" errors).
+    pub fn with_platform(mut self, settings: platform_broker::PlatformSettings) -> Self {
+        self.platform = Arc::new(platform_broker::PlatformBroker::new(
+            settings,
+            self.metrics.clone(),
+        ));
         self
     }
 
@@ -282,6 +316,7 @@ impl Capabilities {
                 &grant,
                 has,
                 self.schedules.clone(),
+                self.platform.clone(),
                 self.metrics.clone(),
             ),
             egress: egress::EgressHooks::new(

@@ -68,6 +68,18 @@ impl SecretsState {
     }
 }
 
+impl SecretsState {
+    /// The secret `name` for the host's own use (the platform broker's `x-api-key`), when the
+    /// install holds `cap:secrets.get`; `None` otherwise, without counting a refusal: the guest
+    /// asked for nothing.
+    pub(crate) fn for_host(&mut self, name: &str) -> Option<String> {
+        if !self.granted {
+            return None;
+        }
+        self.secrets().ok()?.get(name).map(str::to_owned)
+    }
+}
+
 impl wit::Host for SecretsState {
     fn get(&mut self, name: String) -> Result<Option<String>, Error> {
         Ok(self.secrets()?.get(&name).map(str::to_owned))

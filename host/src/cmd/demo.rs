@@ -88,6 +88,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         metrics_token: None,
         egress_allowlist: None,
         capabilities: Default::default(),
+        platform: Default::default(),
         execution_log: ExecutionLogConfig::default(),
         role: node::Role::Primary,
         sync_token: None,

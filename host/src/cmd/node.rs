@@ -18,6 +18,7 @@ use alga_edge::server::{self, App};
 use alga_edge::ui::UiRoute;
 use alga_edge_capabilities::egress::Allowlist;
 use alga_edge_capabilities::kv_service::KvService;
+use alga_edge_capabilities::platform_broker::PlatformSettings;
 use alga_edge_capabilities::schedule_service::ScheduleService;
 use alga_edge_capabilities::{Capabilities, CapabilityLimits, CapabilityMetrics};
 use alga_edge_engine::{Engine, EngineConfig};
@@ -52,6 +53,8 @@ pub struct NodeSettings {
     pub egress_allowlist: Option<Allowlist>,
     /// Limits of the host capabilities.
     pub capabilities: CapabilityLimits,
+    /// The platform Alga's `clients`, `services`, `invoicing` and `ui-proxy` are brokered to.
+    pub platform: PlatformSettings,
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Data directory (registry, bundles, compiled components, generated keys).
@@ -532,7 +535,8 @@ async fn build_gateway(
             settings.capabilities.clone(),
             capability_metrics.clone(),
         )
-        .with_schedules(data.schedules.clone()),
+        .with_schedules(data.schedules.clone())
+        .with_platform(settings.platform.clone()),
     );
     let policies = Policies::new(settings.policy.clone());
     let mut metrics = Metrics::new(&capability_metrics);

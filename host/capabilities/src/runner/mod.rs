@@ -12,7 +12,7 @@
 //! | `storage` | `cap:storage.kv` | the replicated KV database, namespace = bucket ([`crate::kv_service`]) |
 //! | `logging` | `cap:log.emit` (default) | the node log and the execution log ([`crate::logging`]) |
 //! | `scheduler` | `cap:scheduler.manage` | the install's schedules in the registry ([`crate::schedule_service`]) |
-//! | `ui-proxy`, `invoicing`, `clients`, `services` | their own `cap:*` | not built yet: their interface's own error ([`platform`]) |
+//! | `ui-proxy`, `invoicing`, `clients`, `services` | `cap:ui.proxy`, `cap:invoice.manual.create`, `cap:client.read`, `cap:service.read` | the platform's internal API and host-app routes ([`crate::platform_broker`], [`platform`]) |
 //!
 //! Deny by default and never a trap: an ungranted call answers its interface's own error
 //! (`denied`, `not-allowed`) and is counted in `alga_capability_denials_total`.
@@ -54,6 +54,8 @@ pub struct RunnerState {
     user: Option<Arc<EndUser>>,
     granted: Granted,
     schedules: Option<Arc<crate::schedule_service::ScheduleService>>,
+    platform: Arc<crate::platform_broker::PlatformBroker>,
+    journal: Arc<crate::Journal>,
     metrics: CapabilityMetrics,
 }
 
@@ -74,6 +76,7 @@ impl RunnerState {
         grant: &Grant,
         has: impl Fn(&str) -> bool,
         schedules: Option<Arc<crate::schedule_service::ScheduleService>>,
+        platform: Arc<crate::platform_broker::PlatformBroker>,
         metrics: CapabilityMetrics,
     ) -> Self {
         Self {
@@ -94,6 +97,8 @@ impl RunnerState {
                 services: has(names::SERVICES),
             },
             schedules,
+            platform,
+            journal: grant.journal.clone(),
             metrics,
         }
     }

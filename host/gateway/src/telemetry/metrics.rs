@@ -90,6 +90,16 @@ impl Metrics {
             "Outbound HTTP requests sent, by extension and outcome (ok/failed)",
             capabilities.egress_requests.clone(),
         );
+        registry.register(
+            "platform_requests",
+            "Platform broker calls (clients, services, invoicing, ui_proxy), by extension, interface and outcome",
+            capabilities.platform_requests.clone(),
+        );
+        registry.register(
+            "platform_bytes",
+            "Platform broker body bytes, by extension, interface and direction (sent/received)",
+            capabilities.platform_bytes.clone(),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",
