@@ -525,10 +525,12 @@ fn every_runner_interface_is_granted_denied_and_scoped_to_its_install() {
         })
     });
 
-    // The platform interfaces: their own error, never a trap.
+    // The platform interfaces (tests/e2e/platform.rs brokers them to a platform): this node
+    // has none configured, so granted calls answer their interface's error, never a trap.
     let granted = ext(&node, RUST, "GET", "/platform", &a, "");
     let denied = ext(&node, RUST, "GET", "/platform", &c, "");
-    assert_eq!(granted["ui_proxy"], "internal", "{granted}");
+    // What Alga's runner answers without UI_PROXY_BASE_URL.
+    assert_eq!(granted["ui_proxy"], "route-not-found", "{granted}");
     assert_eq!(denied["ui_proxy"], "denied", "{denied}");
     // The scheduler is built (tests/e2e/schedules.rs); this manifest declares no
     // schedulable endpoint, so `/sync` is refused.
@@ -553,8 +555,15 @@ fn every_runner_interface_is_granted_denied_and_scoped_to_its_install() {
         granted["create_manual_invoice"]["error"]
             .as_str()
             .unwrap()
-            .contains("platform"),
+            .contains("set STORAGE_API_BASE_URL"),
         "{granted}"
+    );
+    assert!(
+        denied["create_manual_invoice"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cap:invoice.manual.create"),
+        "{denied}"
     );
     assert_eq!(granted["list_clients"], "internal", "{granted}");
     assert_eq!(denied["list_clients"], "not-allowed", "{denied}");

@@ -11,6 +11,7 @@ mod foundation;
 mod gateway;
 mod hardening;
 mod lifecycle;
+mod platform;
 mod policies;
 mod replication;
 mod reuse;

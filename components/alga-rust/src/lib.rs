@@ -40,7 +40,7 @@ wit_bindgen::generate!({
 use alga::extension::types::{
     ClientReadError, ClientSummary, ClientsListInput, CreateManualInvoiceInput, CreateScheduleInput, HttpError,
     HttpHeader, HttpRequest, ManualInvoiceItemInput, ProxyError, ScheduleInfo, SchedulerError,
-    SecretError, ServiceReadError, ServiceSummary, ServicesListInput, StorageEntry, StorageError,
+    SecretError, ServiceBillingMethod, ServiceItemKind, ServiceReadError, ServiceSummary, ServicesListInput, StorageEntry, StorageError,
     UpdateScheduleInput, UserError,
 };
 use alga::extension::{
@@ -459,8 +459,15 @@ fn service_json(s: &ServiceSummary) -> Value {
     json!({
         "service_id": s.service_id,
         "service_name": s.service_name,
-        "item_kind": format!("{:?}", s.item_kind).to_lowercase(),
-        "billing_method": format!("{:?}", s.billing_method).to_lowercase(),
+        "item_kind": match s.item_kind {
+            ServiceItemKind::Service => "service",
+            ServiceItemKind::Product => "product",
+        },
+        "billing_method": match s.billing_method {
+            ServiceBillingMethod::Fixed => "fixed",
+            ServiceBillingMethod::Hourly => "hourly",
+            ServiceBillingMethod::Usage => "usage",
+        },
         "service_type_id": s.service_type_id,
         "service_type_name": s.service_type_name,
         "default_rate": s.default_rate,
