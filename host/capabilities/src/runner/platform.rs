@@ -127,7 +127,7 @@ impl From<ReadFailure> for ServiceReadError {
 /// `{page, pageSize}` of a list input, or why it is refused (before any call, as Alga does).
 fn page(page: Option<u32>, page_size: Option<u32>) -> Result<(u32, u32), ReadFailure> {
     let (page, size) = (page.unwrap_or(1), page_size.unwrap_or(25));
-    if page < 1 || size < 1 || size > MAX_PAGE_SIZE {
+    if page < 1 || !(1..=MAX_PAGE_SIZE).contains(&size) {
         return Err(ReadFailure::InvalidInput);
     }
     Ok((page, size))
