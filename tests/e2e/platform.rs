@@ -569,3 +569,67 @@ fn without_a_platform_each_interface_names_the_setting_to_set() {
         logs.contains("set STORAGE_API_BASE_URL") && logs.contains("set UI_PROXY_BASE_URL")
     });
 }
+
+#[test]
+fn a_wasi_http_component_imports_the_platform_interfaces_too() {
+    const WASI: &str = "com.alga.test.platform-http";
+    let caps = ["cap:client.read", "cap:invoice.manual.create"];
+    let platform = PlatformServer::start(PLATFORM_TOKEN);
+    let fixture = Fixture::new();
+    let bundle = fixture.bundle_with(
+        WASI,
+        "1.0.0",
+        "platform-http",
+        json!({ "capabilities": caps }),
+    );
+    let base = platform.base();
+    let node = fixture.start(&[
+        "--tenant-rate",
+        "0",
+        "--platform-url",
+        &base,
+        "--platform-token",
+        PLATFORM_TOKEN,
+    ]);
+    admin_ok(&node, &["publish", path(&bundle)]);
+    install(&node, WASI, "1.0.0", "tenant-a", &caps, &[]);
+    install(&node, WASI, "1.0.0", "tenant-c", &[], &[]);
+    let (a, c) = (token(&node, "tenant-a"), token(&node, "tenant-c"));
+    let wasi = |method: &str, route: &str, bearer: &str| {
+        let (status, text) = call(
+            &node,
+            method,
+            &format!("/api/ext/{WASI}{route}"),
+            bearer,
+            "",
+        );
+        assert_eq!(status, 200, "{route}: {text}");
+        json(&text)
+    };
+
+    let listed = wasi("GET", "/clients", &a);
+    assert_eq!(listed["names"], json!(["Acme Corp", "Globex"]), "{listed}");
+    let invoice = wasi("POST", "/invoice", &a);
+    assert_eq!(invoice["success"], true, "{invoice}");
+    assert_eq!(invoice["total"], 30.0, "{invoice}");
+    let calls = platform.take_calls();
+    let targets: Vec<&str> = calls.iter().map(|c| c.target.as_str()).collect();
+    assert_eq!(targets.len(), 2, "{calls:#?}");
+    assert!(
+        targets[0].starts_with("/api/internal/ext-clients/install/"),
+        "{targets:?}"
+    );
+    assert!(
+        targets[1].starts_with("/api/internal/ext-invoicing/install/"),
+        "{targets:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.header("x-runner-auth") == Some(PLATFORM_TOKEN))
+    );
+
+    assert_eq!(wasi("GET", "/clients", &c)["error"], "not-allowed");
+    assert_eq!(wasi("POST", "/invoice", &c)["success"], false);
+    assert!(platform.take_calls().is_empty());
+}
