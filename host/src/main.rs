@@ -479,7 +479,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
             ..CapabilityLimits::default()
         },
-        platform: PlatformSettings {
+        platform: platform_settings(PlatformSettings {
             base_url: args
                 .platform_url
                 .or_else(|| env_setting("REGISTRY_BASE_URL")),
@@ -491,7 +491,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ui_proxy_base: args.ui_proxy_base_url,
             ui_proxy_auth_key: args.ui_proxy_auth_key.filter(|k| !k.trim().is_empty()),
             ui_proxy_timeout: Duration::from_millis(args.ui_proxy_timeout_ms),
-        },
+        })?,
         execution_log: ExecutionLogConfig {
             queue: args.execution_log_queue as usize,
             retention: Duration::from_secs(args.execution_log_retention_days * 86_400),
@@ -665,4 +665,10 @@ fn init_tracing(format: LogFormat) -> alga_edge::log_writer::FlushOnDrop {
 /// clap argument (one `env` name each) cannot carry.
 fn env_setting(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// `settings`, refused when a platform URL could never be called.
+fn platform_settings(settings: PlatformSettings) -> anyhow::Result<PlatformSettings> {
+    settings.check()?;
+    Ok(settings)
 }

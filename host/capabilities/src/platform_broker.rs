@@ -68,6 +68,19 @@ impl Default for PlatformSettings {
     }
 }
 
+impl PlatformSettings {
+    /// Checks the URLs, so a node refuses to start with one it could never call.
+    pub fn check(&self) -> Result<(), PlatformError> {
+        if let Some(base) = &self.base_url {
+            parse_base(base, BASE_URL_SETTING)?;
+        }
+        if let Some(base) = &self.ui_proxy_base {
+            proxy_url(base, "extension", "/route")?;
+        }
+        Ok(())
+    }
+}
+
 /// Why a platform call gave no usable answer. The message is for the execution log and the
 /// node log; the guest sees its interface's own error.
 #[derive(Debug, thiserror::Error)]
@@ -378,10 +391,22 @@ fn parse_base(raw: &str, setting: &'static str) -> Result<Url, PlatformError> {
         .strip_suffix("/api")
         .filter(|rest| !rest.ends_with(':') && !rest.ends_with('/'))
         .unwrap_or(trimmed);
-    Url::parse(trimmed).map_err(|e| PlatformError::BadSetting {
+    http_url(trimmed, setting)
+}
+
+/// `raw` parsed, refused unless it is an http(s) URL.
+fn http_url(raw: &str, setting: &'static str) -> Result<Url, PlatformError> {
+    let url = Url::parse(raw).map_err(|e| PlatformError::BadSetting {
         setting,
         reason: e.to_string(),
-    })
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(PlatformError::BadSetting {
+            setting,
+            reason: format!("{raw:?} is not an http or https URL"),
+        });
+    }
+    Ok(url)
 }
 
 /// The URL of a `ui-proxy` route: `{base}/{extension}/{route}`, or `{base}/{route}` for a route
@@ -396,10 +421,7 @@ fn proxy_url(base: &str, extension: &str, route: &str) -> Result<Url, PlatformEr
         Some((path, query)) => (path, Some(query)),
         None => (route, None),
     };
-    let mut url = Url::parse(base).map_err(|e| PlatformError::BadSetting {
-        setting: UI_PROXY_SETTING,
-        reason: e.to_string(),
-    })?;
+    let mut url = http_url(base, UI_PROXY_SETTING)?;
     {
         let mut segments = url
             .path_segments_mut()
@@ -470,7 +492,15 @@ mod tests {
                 "http://psa:3000/"
             );
         }
-        assert!(parse_base("not a url", BASE_URL_SETTING).is_err());
+        for bad in ["not a url", "mailto:ops@psa", "file:///etc"] {
+            assert!(parse_base(bad, BASE_URL_SETTING).is_err(), "{bad}");
+        }
+        let settings = PlatformSettings {
+            ui_proxy_base: Some("ftp://psa".into()),
+            ..PlatformSettings::default()
+        };
+        assert!(settings.check().is_err());
+        assert!(PlatformSettings::default().check().is_ok());
     }
 
     #[test]
