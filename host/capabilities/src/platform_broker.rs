@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use reqwest::Url;
 use serde_json::{Map, Value};
 
-use crate::runner::EndUser;
 use crate::{CapabilityMetrics, Journal, PlatformLabels};
 
 /// Setting naming the platform's base URL (Alga's name; `REGISTRY_BASE_URL` is its fallback).
@@ -148,8 +147,9 @@ pub struct PlatformCall<'a> {
     pub version_id: Option<&'a str>,
     /// Request id.
     pub request_id: &'a str,
-    /// The end user, when the caller named one.
-    pub user: Option<&'a EndUser>,
+    /// The end user's id and e-mail address, when the caller named a user (`x-user-id`,
+    /// `x-user-email` of `ui-proxy` calls).
+    pub user: Option<(&'a str, &'a str)>,
     /// The install's `api_key` secret, sent as `x-api-key` on `ui-proxy` calls as Alga does.
     pub api_key: Option<String>,
     /// The request's execution-log journal.
@@ -257,10 +257,10 @@ impl PlatformBroker {
             if let Some(key) = &call.api_key {
                 request = request.header("x-api-key", key);
             }
-            if let Some(user) = call.user {
+            if let Some((id, email)) = call.user {
                 request = request
-                    .header("x-user-id", &user.user_id)
-                    .header("x-user-email", &user.user_email);
+                    .header("x-user-id", id)
+                    .header("x-user-email", email);
             }
             self.exchange(
                 request,

@@ -37,7 +37,10 @@ impl RunnerState {
             install_id: context.install_id.as_deref()?,
             version_id: context.version_id.as_deref(),
             request_id: context.request_id.as_deref().unwrap_or_default(),
-            user: self.user.as_deref(),
+            user: self
+                .user
+                .as_deref()
+                .map(|user| (user.user_id.as_str(), user.user_email.as_str())),
             api_key,
             journal: &self.journal,
         })
