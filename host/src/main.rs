@@ -245,6 +245,9 @@ struct ServeArgs {
     /// one is refused.
     #[arg(long, env = "ALGA_PLATFORM_MAX_RESPONSE_KIB", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
     platform_max_response_kib: u64,
+    /// Platform calls (clients, services, invoicing, ui-proxy together) one request may make.
+    #[arg(long, env = "ALGA_PLATFORM_MAX_CALLS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    platform_max_calls: u32,
     /// Base URL `ui-proxy.call-route` forwards to (`{base}/{extensionId}/{route}`; routes under
     /// `/api/` without the extension). Unset: calls answer `route-not-found`, as in Alga.
     #[arg(long, env = "UI_PROXY_BASE_URL")]
@@ -488,6 +491,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .or_else(|| env_setting("RUNNER_SERVICE_TOKEN")),
             timeout: Duration::from_millis(args.platform_timeout_ms),
             max_response_bytes: args.platform_max_response_kib << 10,
+            max_calls: args.platform_max_calls,
             ui_proxy_base: args.ui_proxy_base_url,
             ui_proxy_auth_key: args.ui_proxy_auth_key.filter(|k| !k.trim().is_empty()),
             ui_proxy_timeout: Duration::from_millis(args.ui_proxy_timeout_ms),

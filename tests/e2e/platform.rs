@@ -399,6 +399,8 @@ fn a_platform_down_slow_oversized_or_malformed_becomes_the_interfaces_error_in_t
             "1000",
             "--platform-max-response-kib",
             "16",
+            "--platform-max-calls",
+            "3",
         ],
     );
     let a = token(&node, "tenant-a");
@@ -487,6 +489,16 @@ fn a_platform_down_slow_oversized_or_malformed_becomes_the_interfaces_error_in_t
         "c-1"
     );
 
+    // One request makes at most --platform-max-calls calls: `/platform` tries four (invoicing,
+    // ui-proxy, clients, services, in that order); the fourth is refused unsent.
+    platform.take_calls();
+    let all = ext(&node, "GET", "/platform", &a, "");
+    assert_eq!(all["create_manual_invoice"]["success"], true, "{all}");
+    assert_eq!(all["ui_proxy"], "ok", "{all}");
+    assert_eq!(all["list_clients"], "ok", "{all}");
+    assert_eq!(all["list_services"], "internal", "{all}");
+    assert_eq!(platform.take_calls().len(), 3);
+
     // Reported: outcomes in the metrics, reasons in the execution log.
     let (_, samples) = scrape(&node);
     for (interface, outcome) in [
@@ -500,6 +512,7 @@ fn a_platform_down_slow_oversized_or_malformed_becomes_the_interfaces_error_in_t
         ("services", "malformed"),
         ("invoicing", "malformed"),
         ("clients", "status"),
+        ("services", "limit"),
     ] {
         assert!(
             sum(
@@ -521,6 +534,7 @@ fn a_platform_down_slow_oversized_or_malformed_becomes_the_interfaces_error_in_t
             "over the 16384-byte cap",
             "client.clientId is not a string",
             "service.itemKind \\\"gift\\\" is unknown",
+            "more than 3 platform calls in one request",
         ]
         .iter()
         .all(|needle| logs.contains(needle))

@@ -17,6 +17,7 @@
 //! request's execution log. The broker never interprets answers; the interfaces
 //! ([`crate::runner`]) validate them against their WIT types.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::Url;
@@ -44,6 +45,8 @@ pub struct PlatformSettings {
     pub timeout: Duration,
     /// Largest answer read from the platform, bytes (internal API and ui-proxy).
     pub max_response_bytes: u64,
+    /// Platform calls one request may make (all four interfaces together).
+    pub max_calls: u32,
     /// Base URL of `ui-proxy` calls (`UI_PROXY_BASE_URL`).
     pub ui_proxy_base: Option<String>,
     /// Sent as `x-runner-auth` on `ui-proxy` calls when set (`UI_PROXY_AUTH_KEY`).
@@ -59,6 +62,7 @@ impl Default for PlatformSettings {
             token: None,
             timeout: Duration::from_secs(10),
             max_response_bytes: 4 << 20,
+            max_calls: 16,
             ui_proxy_base: None,
             ui_proxy_auth_key: None,
             // Alga's runner default.
@@ -118,6 +122,9 @@ pub enum PlatformError {
     /// The answer is not what the interface expects.
     #[error("the platform's answer is malformed: {0}")]
     Malformed(String),
+    /// The request already made as many platform calls as it may.
+    #[error("more than {0} platform calls in one request")]
+    TooManyCalls(u32),
 }
 
 impl PlatformError {
@@ -131,6 +138,7 @@ impl PlatformError {
             Self::Unreachable(_) => "unreachable",
             Self::TooLarge(_) => "too_large",
             Self::Malformed(_) => "malformed",
+            Self::TooManyCalls(_) => "limit",
         }
     }
 }
@@ -154,6 +162,8 @@ pub struct PlatformCall<'a> {
     pub api_key: Option<String>,
     /// The request's execution-log journal.
     pub journal: &'a Journal,
+    /// Platform calls the request has made so far (bounded by [`PlatformSettings::max_calls`]).
+    pub calls: &'a AtomicU32,
 }
 
 /// The platform broker of a node (one reqwest client, pooled).
@@ -287,6 +297,10 @@ impl PlatformBroker {
         deadline: Duration,
         interface: &'static str,
     ) -> Result<Vec<u8>, PlatformError> {
+        let max_calls = self.settings.max_calls;
+        if call.calls.fetch_add(1, Ordering::Relaxed) >= max_calls {
+            return Err(PlatformError::TooManyCalls(max_calls));
+        }
         let mut request = request
             .header("x-request-id", call.request_id)
             .header("x-alga-tenant", call.tenant)

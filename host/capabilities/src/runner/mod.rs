@@ -56,6 +56,8 @@ pub struct RunnerState {
     schedules: Option<Arc<crate::schedule_service::ScheduleService>>,
     platform: Arc<crate::platform_broker::PlatformBroker>,
     journal: Arc<crate::Journal>,
+    /// Platform calls this request made (the broker bounds them).
+    platform_calls: std::sync::atomic::AtomicU32,
     metrics: CapabilityMetrics,
 }
 
@@ -99,6 +101,7 @@ impl RunnerState {
             schedules,
             platform,
             journal: grant.journal.clone(),
+            platform_calls: Default::default(),
             metrics,
         }
     }

@@ -43,6 +43,7 @@ impl RunnerState {
                 .map(|user| (user.user_id.as_str(), user.user_email.as_str())),
             api_key,
             journal: &self.journal,
+            calls: &self.platform_calls,
         })
     }
 
