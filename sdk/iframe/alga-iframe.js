@@ -168,23 +168,17 @@ export class Bridge {
     this.themeListeners = new Set();
     /** Messages ignored because of their origin, window or envelope. */
     this.ignored = 0;
-    if (port) {
-      port.onmessage = (event) => this.receive(event.data);
-    } else {
-      this.onWindow = (event) => {
-        if (event.origin !== hostOrigin || event.source !== window.parent) {
-          this.ignored += 1;
-          return;
-        }
-        this.receive(event.data);
-      };
-      window.addEventListener('message', this.onWindow);
-    }
-    if (port) {
-      // On the port, anything arriving on the window is foreign: count it.
-      this.onWindow = () => { this.ignored += 1; };
-      window.addEventListener('message', this.onWindow);
-    }
+    if (port) port.onmessage = (event) => this.receive(event.data);
+    // On the window, only the host page may speak, and only when it does not use the port:
+    // anything else arriving there is foreign, and counted.
+    this.onWindow = (event) => {
+      if (port || event.origin !== hostOrigin || event.source !== window.parent) {
+        this.ignored += 1;
+        return;
+      }
+      this.receive(event.data);
+    };
+    window.addEventListener('message', this.onWindow);
     if (applyTheme) setThemeVariables(this.theme);
   }
 

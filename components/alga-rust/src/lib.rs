@@ -114,7 +114,11 @@ impl Guest for Component {
             ["schedules"] => schedules_route(&method, request.http.body.as_deref()),
             ["schedules", id] => schedule_route(&method, id, request.http.body.as_deref()),
             ["endpoints"] => endpoints_route(),
-            ["records"] => records_route(&method, request.http.body.as_deref()),
+            ["records"] => records_route(
+                &method,
+                request.http.body.as_deref(),
+                request.context.request_id.as_deref(),
+            ),
             ["records", id] if method == "DELETE" => delete_record(id),
             ["sync"] if method == "POST" => sync_route(&request),
             _ => return echo(&request),
@@ -742,7 +746,8 @@ fn put_record(id: &str, name: &str, quantity: i64) -> Result<(), StorageError> {
     .map(|_| ())
 }
 
-fn records_route(method: &str, body: Option<&[u8]>) -> Value {
+/// `request_id` (unique per request) names a new record.
+fn records_route(method: &str, body: Option<&[u8]>, request_id: Option<&str>) -> Value {
     match method {
         "GET" => match all_records() {
             Ok(records) => json!({"records": records}),
@@ -755,10 +760,10 @@ fn records_route(method: &str, body: Option<&[u8]>) -> Value {
                 return json!({"error": "bad-request", "message": "name must be 1-200 characters"});
             }
             let quantity = input.get("quantity").and_then(Value::as_i64).unwrap_or(0);
-            let id = match &request_id_now() {
-                Some(id) => format!("r-{id}"),
-                None => format!("r-{}", COUNTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+            let Some(request_id) = request_id else {
+                return json!({"error": "bad-request", "message": "the request has no id"});
             };
+            let id = format!("r-{request_id}");
             match put_record(&id, name, quantity) {
                 Ok(()) => json!({"record": {"id": id, "name": name, "quantity": quantity}}),
                 Err(e) => error(&e),
@@ -766,11 +771,6 @@ fn records_route(method: &str, body: Option<&[u8]>) -> Value {
         }
         _ => json!({"error": "method-not-allowed"}),
     }
-}
-
-/// The request's id, unique per request: a record's id.
-fn request_id_now() -> Option<String> {
-    context::get_context().request_id
 }
 
 fn delete_record(id: &str) -> Value {
