@@ -15,6 +15,8 @@
 //!   `POST tenants/{tenant}/schedules/{extension}/{id}/run` (run now; primary only)
 //! - `GET tenants/{tenant}/executions?limit=&extension=` (execution log, newest first),
 //!   `GET tenants/{tenant}/usage?since=` (per-window quota usage)
+//! - `GET tenants/{tenant}/extensions/{extension}/tail?status=&level=&sample=`: the live tail
+//!   of this node's requests, as Server-Sent Events (primary and edges alike)
 //!
 //! Errors are the node's one contract ([`ApiError`]) with 400 (bad input), 401 (token), 403
 //! (signature or publisher refused), 404, 405, 409 (conflicts), 413 (body too large).
@@ -33,8 +35,9 @@ use alga_edge_capabilities::kv_service::{KvOp, KvOutcome, KvService, KvServiceEr
 use alga_edge_capabilities::schedule_service::{
     ScheduleOp, ScheduleOutcome, ScheduleService, ScheduleServiceError, ScheduleWrite,
 };
-use alga_edge_gateway::ScheduleTrigger;
 use alga_edge_gateway::catalog::is_valid_extension_id;
+use alga_edge_gateway::telemetry::tail::{TailError, TailFilter};
+use alga_edge_gateway::{Gateway, ScheduleTrigger};
 use alga_edge_http::{
     ApiError, BearerSecret, BoxError, CallerIdentified, HostBody, json_response, read_body,
     read_json,
@@ -49,6 +52,7 @@ use alga_edge_registry::{
     InstallPolicy, InstallRequest, Registry, RegistryError, USAGE_WINDOW_SECS, VersionInfo,
     is_valid_tenant_id,
 };
+use http_body_util::BodyExt;
 
 use crate::routes::{Params, RouteTable};
 use crate::ui::UiRoute;
@@ -103,6 +107,8 @@ pub enum AdminRoute {
     Executions,
     /// `tenants/{tenant}/usage`.
     Usage,
+    /// `tenants/{tenant}/extensions/{extension}/tail`: the live tail (SSE).
+    Tail,
 }
 
 impl AdminRoute {
@@ -144,6 +150,7 @@ impl AdminRoute {
             ),
             ("tenants/{tenant}/executions", Self::Executions),
             ("tenants/{tenant}/usage", Self::Usage),
+            ("tenants/{tenant}/extensions/{extension}/tail", Self::Tail),
         ])
     }
 
@@ -169,6 +176,7 @@ pub struct Admin {
     token: BearerSecret,
     max_bundle_bytes: u64,
     ui: Option<Arc<UiRoute>>,
+    gateway: Option<Arc<Gateway>>,
     routes: RouteTable<AdminRoute>,
 }
 
@@ -248,6 +256,7 @@ impl Admin {
             token: BearerSecret::new(token),
             max_bundle_bytes: max_bundle_bytes as u64,
             ui: None,
+            gateway: None,
             routes: AdminRoute::table(),
         }
     }
@@ -255,6 +264,12 @@ impl Admin {
     /// Extracts the UI of every bundle published here through `ui`, off the request path.
     pub fn with_ui(mut self, ui: Arc<UiRoute>) -> Self {
         self.ui = Some(ui);
+        self
+    }
+
+    /// Serves the live tail of `gateway`'s requests.
+    pub fn with_tail(mut self, gateway: Arc<Gateway>) -> Self {
+        self.gateway = Some(gateway);
         self
     }
 
@@ -293,9 +308,20 @@ impl Admin {
         if let Err(e) = self.token.require(request.headers(), "admin token") {
             return e.into_response(request_id);
         }
-        let mut response = match self.authorized(request).await {
-            Ok((status, body)) => json_response(status, &body),
-            Err(e) => e.into_response(request_id),
+        let streamed = match self
+            .routes
+            .resolve(ADMIN_PREFIX, request.uri().path(), "admin")
+        {
+            Ok((AdminRoute::Tail, params)) => Some(self.tail(&request, &params).await),
+            _ => None,
+        };
+        let mut response = match streamed {
+            Some(Ok(response)) => response,
+            Some(Err(e)) => e.into_response(request_id),
+            None => match self.authorized(request).await {
+                Ok((status, body)) => json_response(status, &body),
+                Err(e) => e.into_response(request_id),
+            },
         };
         response.extensions_mut().insert(CallerIdentified);
         response
@@ -342,6 +368,8 @@ impl Admin {
             AdminRoute::ScheduleRun => self.schedule_run(&method, &params).await,
             AdminRoute::Executions => self.executions(&request, &params).await,
             AdminRoute::Usage => self.usage(&request, &params).await,
+            // Streamed: answered by `handle` before it gets here.
+            AdminRoute::Tail => Err(not_allowed()),
         };
         answer.map_err(|e| {
             if e.status() == StatusCode::METHOD_NOT_ALLOWED {
@@ -350,6 +378,68 @@ impl Admin {
                 e
             }
         })
+    }
+
+    /// `GET tenants/{tenant}/extensions/{extension}/tail`: this node's requests of the
+    /// install as Server-Sent Events, until the caller goes away.
+    async fn tail<B>(
+        &self,
+        request: &Request<B>,
+        params: &Params,
+    ) -> Result<Response<HostBody>, ApiError> {
+        if request.method() != Method::GET {
+            return Err(ApiError::method_not_allowed(
+                request.method(),
+                request.uri().path(),
+            ));
+        }
+        check_names(params)?;
+        let Some(gateway) = &self.gateway else {
+            return Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                "this node does not serve live tails",
+            ));
+        };
+        let (tenant, extension) = (params.get("tenant"), params.get("extension"));
+        let filter = TailFilter::parse(request.uri().query().unwrap_or_default())
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let installed = self
+            .registry
+            .install_of(tenant, extension)
+            .await
+            .map_err(registry_error)?
+            .is_some();
+        if !installed && !gateway.is_dev_mapped(tenant, extension) {
+            return Err(ApiError::not_found(format!(
+                "tenant '{tenant}' has no install of '{extension}'"
+            )));
+        }
+        let stream = gateway
+            .telemetry()
+            .tail
+            .subscribe(tenant, extension, filter)
+            .map_err(|e| match e {
+                TailError::TooMany(_) => ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_tails",
+                    e.to_string(),
+                ),
+                TailError::BadFilter(message) => ApiError::bad_request(message),
+            })?;
+        let mut response = Response::new(stream.boxed_unsync());
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        // Reverse proxies (nginx) would otherwise buffer the stream.
+        headers.insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+        Ok(response)
     }
 
     async fn bundles<B>(&self, request: Request<B>) -> Answer

@@ -17,7 +17,7 @@ use alga_edge_capabilities::platform_broker::PlatformSettings;
 use alga_edge_engine::config::EngineConfig;
 use alga_edge_gateway::TriggerConfig;
 use alga_edge_gateway::policy::PolicyConfig;
-use alga_edge_gateway::telemetry::ExecutionLogConfig;
+use alga_edge_gateway::telemetry::{ExecutionLogConfig, TailConfig};
 use alga_edge_gateway::tenant_auth::DevTokenIssuer;
 use alga_edge_registry::schedules::ScheduleLimits;
 use cmd::demo::DemoArgs;
@@ -331,6 +331,13 @@ struct ServeArgs {
     /// Execution-log rows queued for writing before new ones are dropped (and counted).
     #[arg(long, env = "ALGA_EXECUTION_LOG_QUEUE", default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     execution_log_queue: u64,
+    /// Live tail: events queued per subscriber before new ones are dropped (the subscriber is
+    /// told how many).
+    #[arg(long, env = "ALGA_TAIL_BUFFER", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    tail_buffer: u64,
+    /// Live tails this node serves at once.
+    #[arg(long, env = "ALGA_TAIL_MAX_SUBSCRIBERS", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    tail_max_subscribers: u64,
     /// Publisher public keys trusted for bundles: PEM text, or a PEM file path.
     #[arg(long, env = "SIGNING_TRUST_BUNDLE", hide_env_values = true)]
     trust_bundle: Option<String>,
@@ -499,6 +506,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         execution_log: ExecutionLogConfig {
             queue: args.execution_log_queue as usize,
             retention: Duration::from_secs(args.execution_log_retention_days * 86_400),
+        },
+        tail: TailConfig {
+            buffer: args.tail_buffer as usize,
+            max_subscribers: args.tail_max_subscribers as usize,
         },
         role,
         schedules: ScheduleSettings {

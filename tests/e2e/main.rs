@@ -16,6 +16,7 @@ mod policies;
 mod replication;
 mod reuse;
 mod schedules;
+mod tail;
 mod ui;
 
 /// The `alga-edge` binary cargo built for this test target. `CARGO_BIN_EXE_*` is set only when

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 pub mod metrics;
 pub mod platform;
 pub mod publishing;
+pub mod tail;
 pub mod upstream;
 
 pub use tempfile;
@@ -181,6 +182,11 @@ impl Node {
     /// `http://127.0.0.1:PORT`.
     pub fn base(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        &self.addr
     }
 
     /// `base()` + `path`.

@@ -13,7 +13,8 @@
 //! | `POST /kv/batch?bucket=` (body: JSON object to set) then `GET /kv/batch?bucket=&keys=a,b` | `wasi:keyvalue/batch` |
 //! | `GET /config?key=`, `GET /config/all` | `wasi:config/store` |
 //! | `GET /secret?name=`, `GET /secret/keys` | `alga:extension/secrets` |
-//! | `POST /log?level=` (body = message) | `wasi:logging/logging` |
+//! | `GET /secret?name=&echo=1` | the same, then logs and prints the value (a careless guest, to show it masked) |
+//! | `POST /log?level=&count=&stdout=1&stderr=1` (body = message) | `wasi:logging/logging` (`count` lines, each also printed to stdout/stderr when asked) |
 //! | `GET /fetch?url=` | `wasi:http/outgoing-handler` |
 //! | `GET /context` | `alga:extension/context` |
 
@@ -108,6 +109,14 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
             .map(|pairs| json!({"values": pairs.into_iter().collect::<BTreeMap<_, _>>()}))
             .map_err(|e| format!("{e:?}")),
         (Method::GET, "/secret") => secrets::get(&arg("name"))
+            .inspect(|value| {
+                if arg("echo") == "1" {
+                    let value = value.as_deref().unwrap_or_default();
+                    logging::log(logging::Level::Info, "sample", &format!("secret is {value}"));
+                    println!("stdout secret {value}");
+                    eprintln!("stderr secret {value}");
+                }
+            })
             .map(|value| json!({"value": value}))
             .map_err(|e| format!("{e:?}")),
         (Method::GET, "/secret/keys") => secrets::list_keys()
@@ -122,8 +131,23 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
                 "critical" => logging::Level::Critical,
                 _ => logging::Level::Info,
             };
-            logging::log(level, "sample", &String::from_utf8_lossy(&body));
-            Ok(json!({}))
+            let message = String::from_utf8_lossy(&body);
+            let count: u32 = arg("count").parse().unwrap_or(1);
+            for i in 0..count {
+                let line = if count > 1 {
+                    format!("{message} #{i}")
+                } else {
+                    message.to_string()
+                };
+                logging::log(level, "sample", &line);
+                if arg("stdout") == "1" {
+                    println!("stdout {line}");
+                }
+                if arg("stderr") == "1" {
+                    eprintln!("stderr {line}");
+                }
+            }
+            Ok(json!({"lines": count}))
         }
         (Method::GET, "/fetch") => fetch(&arg("url")).await,
         (Method::GET, "/context") => {

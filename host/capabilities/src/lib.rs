@@ -304,6 +304,7 @@ impl Capabilities {
                 grant.sealed_secrets.clone(),
                 self.sealer.clone(),
                 grant.call_secrets.clone(),
+                grant.journal.clone(),
                 self.metrics.clone(),
             ),
             logging: logging::LoggingState::new(
@@ -346,6 +347,12 @@ pub struct RequestCapabilities {
 }
 
 impl RequestCapabilities {
+    /// The request's journal: its log lines, masking and live tap (the engine writes guest
+    /// stdout/stderr into it).
+    pub fn journal(&self) -> &Arc<Journal> {
+        self.logging.journal()
+    }
+
     /// The wasi-http hooks (outbound requests go through [`egress`]).
     pub fn egress(&mut self) -> &mut egress::EgressHooks {
         &mut self.egress

@@ -39,7 +39,8 @@ pub enum Level {
 }
 
 impl Level {
-    fn name(self) -> &'static str {
+    /// The level's name as logs print it (`INFO`).
+    pub fn name(self) -> &'static str {
         match self {
             Self::Trace => "TRACE",
             Self::Debug => "DEBUG",
@@ -82,18 +83,24 @@ impl LoggingState {
         }
     }
 
+    /// The request's journal.
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
     /// `log`: the interface has no error, so an ungranted call is dropped and counted.
     pub fn log(&self, level: Level, context: &str, message: &str) {
         if !self.granted {
             self.metrics.deny("log", "not_granted");
             return;
         }
-        // Escaped before anything else sees it: a guest's newline or terminal escape must
+        // Masked first (a secret the request opened never reaches any log), then cut, then
+        // escaped before anything else sees it: a guest's newline or terminal escape must
         // never start a line of its own in the node log (which a reader would take for the
-        // host's). The execution log keeps the same escaped text.
-        let context = escaped(cut(context, 128));
+        // host's). The execution log and the tail get the same text.
+        let context = escaped(cut(&self.journal.mask(context), 128));
         let context = context.as_str();
-        let message = escaped(cut(message, self.max_message_bytes));
+        let message = escaped(cut(&self.journal.mask(message), self.max_message_bytes));
         let (request_id, tenant, extension) = (&self.request_id, &self.tenant, &self.extension);
         match level {
             Level::Trace => {
@@ -112,8 +119,7 @@ impl LoggingState {
                 tracing::error!(target: "guest", %request_id, %tenant, %extension, context, level = level.name(), "{message}")
             }
         }
-        self.journal
-            .log(format!("{} {context}: {message}", level.name()));
+        self.journal.log(level.name(), context, &message);
     }
 }
 
@@ -148,7 +154,7 @@ fn escaped(text: String) -> String {
 }
 
 /// `text` cut to at most `max` bytes on a character boundary, marked when cut.
-fn cut(text: &str, max: usize) -> String {
+pub fn cut(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
     }

@@ -383,7 +383,7 @@ impl PlatformBroker {
         match result {
             Ok(_) => call
                 .journal
-                .log(format!("info platform: {label} ok in {ms} ms")),
+                .log("INFO", "platform", &format!("{label} ok in {ms} ms")),
             Err(error) => {
                 tracing::warn!(
                     tenant = %call.tenant,
@@ -391,8 +391,11 @@ impl PlatformBroker {
                     request_id = %call.request_id,
                     "platform {label} failed after {ms} ms: {error}"
                 );
-                call.journal
-                    .log(format!("warn platform: {label} failed in {ms} ms: {error}"));
+                call.journal.log(
+                    "WARN",
+                    "platform",
+                    &format!("{label} failed in {ms} ms: {error}"),
+                );
             }
         }
     }

@@ -8,7 +8,7 @@ use alga_edge_registry::secrets::{SecretSealer, Secrets};
 use wasmtime::component::{HasData, Linker};
 
 use super::bindings::alga::extension::secrets::{self as wit, Error};
-use super::{CapabilityMetrics, CapabilityView};
+use super::{CapabilityMetrics, CapabilityView, Journal};
 
 /// Per-request state behind the `secrets` interface.
 pub struct SecretsState {
@@ -17,26 +17,34 @@ pub struct SecretsState {
     sealed: Option<Arc<[u8]>>,
     sealer: Option<SecretSealer>,
     opened: Option<Secrets>,
+    journal: Arc<Journal>,
     metrics: CapabilityMetrics,
 }
 
 impl SecretsState {
     /// Secrets of `install_id`, sealed in `sealed`, opened with `sealer` when `granted`; or,
-    /// when the caller supplied this call's own secrets (`call`), those instead.
+    /// when the caller supplied this call's own secrets (`call`), those instead. Once opened,
+    /// their values are masked in the request's `journal` (every log line and tail of it).
     pub fn new(
         granted: bool,
         install_id: String,
         sealed: Option<Arc<[u8]>>,
         sealer: Option<SecretSealer>,
         call: Option<Arc<Secrets>>,
+        journal: Arc<Journal>,
         metrics: CapabilityMetrics,
     ) -> Self {
+        let opened = call.map(|secrets| (*secrets).clone());
+        if let Some(opened) = &opened {
+            mask_values(&journal, opened);
+        }
         Self {
             granted,
             install_id,
             sealed,
             sealer,
-            opened: call.map(|secrets| (*secrets).clone()),
+            opened,
+            journal,
             metrics,
         }
     }
@@ -62,6 +70,7 @@ impl SecretsState {
                     return Err(Error::Other("this node has no secrets key".into()));
                 }
             };
+            mask_values(&self.journal, &opened);
             self.opened = Some(opened);
         }
         Ok(self.opened.as_ref().expect("opened above"))
@@ -88,6 +97,11 @@ impl wit::Host for SecretsState {
     fn list_keys(&mut self) -> Result<Vec<String>, Error> {
         Ok(self.secrets()?.names().map(str::to_owned).collect())
     }
+}
+
+/// Masks every value of `secrets` in `journal`'s lines.
+fn mask_values(journal: &Journal, secrets: &Secrets) {
+    journal.mask_secrets(secrets.names().filter_map(|name| secrets.get(name)));
 }
 
 struct SecretsData;

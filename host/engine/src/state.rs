@@ -9,6 +9,7 @@ use super::limits::GuestLimiter;
 use super::memory::MemoryCharge;
 use super::output::GuestOutput;
 use alga_edge_capabilities::context::{ContextState, RequestContext};
+use alga_edge_capabilities::journal::LineSource;
 use alga_edge_capabilities::{CapabilityView, RequestCapabilities};
 
 /// The `T` of every `Store<T>` the engine creates: one per instance, which serves one request
@@ -35,8 +36,10 @@ impl HostState {
         output_bytes: usize,
         charge: MemoryCharge,
     ) -> Self {
-        let stdout = GuestOutput::new(output_bytes);
-        let stderr = GuestOutput::new(output_bytes);
+        let stdout = GuestOutput::new(output_bytes, LineSource::Stdout);
+        let stderr = GuestOutput::new(output_bytes, LineSource::Stderr);
+        stdout.attach(capabilities.journal().clone());
+        stderr.attach(capabilities.journal().clone());
         let wasi = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -61,6 +64,8 @@ impl HostState {
     /// captures were emptied when the last request ended; the guest's memory stays.
     pub(super) fn renew(&mut self, context: RequestContext, capabilities: RequestCapabilities) {
         self.context = ContextState::new(context);
+        self.stdout.attach(capabilities.journal().clone());
+        self.stderr.attach(capabilities.journal().clone());
         self.capabilities = capabilities;
     }
 }

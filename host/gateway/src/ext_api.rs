@@ -133,6 +133,11 @@ impl Gateway {
         &self.telemetry
     }
 
+    /// Whether `extension` is a dev mapping (`--component`) served to `tenant`.
+    pub fn is_dev_mapped(&self, tenant: &str, extension: &str) -> bool {
+        self.dev.get(extension).is_some_and(|r| r.tenant == tenant)
+    }
+
     /// Compiles every dev-mapped component now, so broken components fail at startup.
     pub async fn warm_up(&self) -> Result<usize, GatewayError> {
         let mut count = 0;

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use alga_edge::authoring;
 use alga_edge_engine::config::EngineConfig;
 use alga_edge_gateway::policy::PolicyConfig;
-use alga_edge_gateway::telemetry::ExecutionLogConfig;
+use alga_edge_gateway::telemetry::{ExecutionLogConfig, TailConfig};
 use alga_edge_gateway::tenant_auth::DevTokenIssuer;
 use alga_edge_registry::manifest::Manifest;
 use alga_edge_registry::{InstallRequest, RegistryError};
@@ -90,6 +90,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         capabilities: Default::default(),
         platform: Default::default(),
         execution_log: ExecutionLogConfig::default(),
+        tail: TailConfig::default(),
         role: node::Role::Primary,
         sync_token: None,
         replication: node::ReplicationSettings::default(),

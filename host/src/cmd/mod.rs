@@ -4,6 +4,7 @@
 //! - [`demo`]: `alga-edge demo`.
 //! - [`remote`]: admin API client commands (publish, install, …).
 //! - [`schedules`]: `schedules …`, a tenant's install schedules through the admin API.
+//! - [`tail`]: `tail EXT --tenant T`, a node's live tail of one install.
 //! - [`ext`]: author commands `ext new` and `ext build`.
 
 pub mod demo;
@@ -11,3 +12,4 @@ pub mod ext;
 pub mod node;
 pub mod remote;
 pub mod schedules;
+pub mod tail;

@@ -27,7 +27,7 @@ use alga_edge_gateway::keys;
 use alga_edge_gateway::policy::{Policies, PolicyConfig};
 use alga_edge_gateway::telemetry::metrics::{Readings, ResultCounters};
 use alga_edge_gateway::telemetry::{
-    ExecutionLog, ExecutionLogConfig, LogWriter, Metrics, Telemetry,
+    ExecutionLog, ExecutionLogConfig, LogWriter, Metrics, TailConfig, TailHub, Telemetry,
 };
 use alga_edge_gateway::tenant_auth::TenantAuth;
 use alga_edge_gateway::{Gateway, Runner, ScheduleTrigger, TriggerConfig};
@@ -89,6 +89,8 @@ pub struct NodeSettings {
     pub metrics_token: Option<String>,
     /// Execution-log queue and retention.
     pub execution_log: ExecutionLogConfig,
+    /// Live tail bounds.
+    pub tail: TailConfig,
     /// Primary (registry writes, sync server) or edge (replica).
     pub role: Role,
     /// Token of the replication API (the primary's; an edge presents it). Generated on a
@@ -164,6 +166,8 @@ pub struct Node {
     pub trust: Option<Arc<TrustBundle>>,
     /// The execution-log writer, flushed after the server drains.
     pub log_writer: LogWriter,
+    /// The live tails, ended when shutdown starts (so their connections can drain).
+    pub tail: Arc<TailHub>,
     /// The primary's schedule trigger and its task, stopped (lease released) at shutdown.
     pub schedule_trigger: Option<(Arc<ScheduleTrigger>, tokio::task::JoinHandle<()>)>,
     /// The primary's replication generations (rolled over once more at shutdown).
@@ -239,6 +243,7 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
     )
     .await?;
     let max_response_bytes = gateway.max_response_bytes();
+    let tail = gateway.telemetry().tail.clone();
     // Only the primary fires schedules (it owns registry writes); its lease keeps a second
     // process on the same data from firing them too.
     let schedule_trigger = (settings.role == Role::Primary).then(|| {
@@ -279,6 +284,7 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<Node> {
         store,
         trust,
         log_writer,
+        tail,
         schedule_trigger,
         generations: data.generations,
         kv: data.kv_store,
@@ -345,6 +351,7 @@ fn assemble_app(
     )
     .with_kv(data.kv.clone())
     .with_schedules(data.schedules.clone(), schedule_trigger)
+    .with_tail(gateway.clone())
     .with_ui(ui.clone());
     let extractor = ui.clone();
     tokio::spawn(async move {
@@ -549,7 +556,11 @@ async fn build_gateway(
         metrics.log_dropped.clone(),
     )
     .context("cannot start the execution-log writer")?;
-    let telemetry = Arc::new(Telemetry::new(metrics, log));
+    let telemetry = Arc::new(Telemetry::new(
+        metrics,
+        log,
+        Arc::new(TailHub::new(settings.tail.clone())),
+    ));
     let mut installed = InstalledCatalog::new(data.registry.clone(), store.clone(), trust.clone());
     if let Role::Edge { primary } = &settings.role {
         installed = installed.with_fetcher(BundleFetcher {
@@ -752,7 +763,12 @@ fn ui_route(
 /// Serves `node` until SIGINT/SIGTERM, drains in-flight requests, then flushes the execution
 /// log.
 pub async fn run(node: Node) -> anyhow::Result<()> {
-    server::serve(node.listener, node.app, shutdown_signal()).await?;
+    let tail = node.tail.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        tail.close();
+    };
+    server::serve(node.listener, node.app, shutdown).await?;
     if let Some((trigger, task)) = &node.schedule_trigger {
         // No new runs; the lease goes so a restarted node fires at once. Runs still in flight
         // stay `running` and are marked interrupted by the next lease holder.

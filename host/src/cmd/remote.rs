@@ -134,6 +134,28 @@ impl AdminClient {
         self.answer(method, &url, response)
     }
 
+    /// `GET path` as a stream that stays open (the live tail): no overall deadline, only a
+    /// connect one; a refusal is an error with the API's message.
+    pub fn stream(&self, path: &str) -> anyhow::Result<impl std::io::Read + use<>> {
+        let url = self.url(path);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let response = agent
+            .get(&url)
+            .header("authorization", &format!("Bearer {}", self.token))
+            .header("accept", "text/event-stream")
+            .call();
+        let response = response.with_context(|| format!("GET {url}: the node is unreachable"))?;
+        if !response.status().is_success() {
+            self.answer("GET", &url, Ok(response))?;
+            bail!("GET {url}: refused");
+        }
+        Ok(response.into_body().into_reader())
+    }
+
     /// Prints `answer` as JSON with --json, else runs `summary`.
     pub fn show(&self, answer: &Value, summary: impl FnOnce()) {
         if self.json {
@@ -357,6 +379,9 @@ pub enum RemoteCommand {
     /// A tenant's install schedules: list, create, update, delete, run-now.
     #[command(subcommand)]
     Schedules(super::schedules::ScheduleCommand),
+    /// Print a node's live tail of one install: each request's log lines and stdout/stderr as
+    /// they happen, then its status and duration (`--registry` names the node, edge or primary).
+    Tail(super::tail::TailArgs),
     /// List published extensions, or a tenant's installs with --tenant.
     List {
         /// List this tenant's installs instead.
@@ -537,6 +562,7 @@ pub fn run(command: RemoteCommand) -> anyhow::Result<()> {
         }
         RemoteCommand::Keys(command) => keys(command),
         RemoteCommand::Schedules(command) => super::schedules::run(command),
+        RemoteCommand::Tail(args) => super::tail::run(args),
         RemoteCommand::List { tenant, registry } => list(tenant.as_deref(), &registry),
     }
 }

@@ -1,9 +1,10 @@
-//! What the node tells operators about requests: Prometheus [`metrics`] and the batched
-//! [`execution_log`]. A [`RequestTrace`] follows one request from arrival to its last response
-//! byte and reports it exactly once.
+//! What the node tells operators about requests: Prometheus [`metrics`], the batched
+//! [`execution_log`] and the live [`tail`]. A [`RequestTrace`] follows one request from arrival
+//! to its last response byte and reports it exactly once.
 
 pub mod execution_log;
 pub mod metrics;
+pub mod tail;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,12 +25,15 @@ use alga_edge_http::{BoxError, HostBody};
 pub use execution_log::{ExecutionLog, ExecutionLogConfig, LogWriter};
 pub use metrics::Metrics;
 use metrics::{DenialLabels, RequestLabels};
+pub use tail::{TailConfig, TailHub};
 
-/// Metrics and the execution log, shared by every route that runs extensions.
+/// Metrics, the execution log and the live tail, shared by every route that runs extensions.
 pub struct Telemetry {
     /// The Prometheus metrics.
     pub metrics: Metrics,
     log: ExecutionLog,
+    /// Who watches which extension live.
+    pub tail: Arc<TailHub>,
 }
 
 /// The install a request resolved to (what its execution-log row names).
@@ -54,6 +58,7 @@ pub struct RequestTrace {
     target: Option<Target>,
     identified: bool,
     journal: Option<Arc<Journal>>,
+    tap: Option<Arc<tail::RequestTap>>,
     trigger: Option<&'static str>,
     telemetry: Arc<Telemetry>,
 }
@@ -73,9 +78,19 @@ impl RequestTrace {
 }
 
 impl Telemetry {
-    /// Telemetry reporting into `metrics` and `log`.
-    pub fn new(metrics: Metrics, log: ExecutionLog) -> Self {
-        Self { metrics, log }
+    /// Telemetry reporting into `metrics`, `log` and `tail` (whose counters it registers).
+    pub fn new(mut metrics: Metrics, log: ExecutionLog, tail: Arc<TailHub>) -> Self {
+        metrics.register(
+            "alga_tail_events_lost",
+            "Tail events dropped because a subscriber's queue was full",
+            tail.lost.clone(),
+        );
+        metrics.register(
+            "alga_tail_subscribers",
+            "Live tails connected to this node",
+            tail.active.clone(),
+        );
+        Self { metrics, log, tail }
     }
 
     /// Starts following a request on `route` (`gateway` or `execute`).
@@ -91,6 +106,7 @@ impl Telemetry {
             target: None,
             identified: false,
             journal: None,
+            tap: None,
             trigger: None,
             telemetry: self.clone(),
         }
@@ -104,11 +120,23 @@ impl RequestTrace {
     }
 
     /// The journal the request's capabilities write into (log lines kept up to `max_lines`);
-    /// its contents go into the request's execution-log row.
+    /// its contents go into the request's execution-log row and, while someone tails the
+    /// resolved extension, every line goes to the tail as it happens.
     pub fn journal(&mut self, max_lines: usize) -> Arc<Journal> {
-        self.journal
-            .get_or_insert_with(|| Arc::new(Journal::new(max_lines)))
-            .clone()
+        if let Some(journal) = &self.journal {
+            return journal.clone();
+        }
+        self.tap = self.target.as_ref().and_then(|target| {
+            self.telemetry
+                .tail
+                .tap(&target.tenant, &target.extension, &self.request_id)
+        });
+        let journal = Arc::new(match &self.tap {
+            Some(tap) => Journal::tapped(max_lines, tap.clone()),
+            None => Journal::new(max_lines),
+        });
+        self.journal = Some(journal.clone());
+        journal
     }
 
     /// Records that the caller proved who it is (see [`alga_edge_http::CallerIdentified`]).
@@ -187,6 +215,21 @@ impl RequestTrace {
                 .journal
                 .take()
                 .map_or((Vec::new(), 0), |j| (j.take_lines(), j.egress_bytes()));
+            self.telemetry.tail.finish(
+                &target.tenant,
+                &target.extension,
+                self.tap.take(),
+                tail::RequestSummary {
+                    request_id: self.request_id.clone(),
+                    route: self.route,
+                    trigger: self.trigger,
+                    status,
+                    duration_ms: elapsed.as_millis() as u64,
+                    error_class: error_class.clone(),
+                    version: target.version.clone(),
+                    content_hash: target.content_hash.clone(),
+                },
+            );
             self.telemetry.log.record(ExecutionRecord {
                 tenant: target.tenant,
                 extension: target.extension,
