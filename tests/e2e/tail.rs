@@ -19,6 +19,14 @@ use serde_json::{Value, json};
 const CAPS: &str = "com.alga.test.caps";
 const SECRET: &str = "Tail-S3cret-4b7d2e";
 const GRANTS: [&str; 2] = ["cap:secrets.get", "cap:log.emit"];
+/// Everything the `capabilities` sample imports: its manifest must ask for all of it.
+const MANIFEST: [&str; 5] = [
+    "cap:storage.kv",
+    "cap:config.get",
+    "cap:secrets.get",
+    "cap:log.emit",
+    "cap:http.fetch",
+];
 const STREAM_LIMIT: Duration = Duration::from_secs(240);
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -27,7 +35,7 @@ fn caps_bundle(fixture: &Fixture) -> std::path::PathBuf {
         CAPS,
         "1.0.0",
         "capabilities",
-        json!({ "capabilities": GRANTS }),
+        json!({ "capabilities": MANIFEST }),
     )
 }
 

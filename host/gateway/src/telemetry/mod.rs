@@ -81,12 +81,12 @@ impl Telemetry {
     /// Telemetry reporting into `metrics`, `log` and `tail` (whose counters it registers).
     pub fn new(mut metrics: Metrics, log: ExecutionLog, tail: Arc<TailHub>) -> Self {
         metrics.register(
-            "alga_tail_events_lost",
+            "tail_events_lost",
             "Tail events dropped because a subscriber's queue was full",
             tail.lost.clone(),
         );
         metrics.register(
-            "alga_tail_subscribers",
+            "tail_subscribers",
             "Live tails connected to this node",
             tail.active.clone(),
         );
