@@ -359,17 +359,30 @@ fn an_extension_schedules_itself_and_the_primary_fires_once_a_minute() {
     );
 }
 
+/// A clock offset near `secs` that puts the node's clock a few seconds past a minute
+/// boundary when it starts, so a `* * * * *` schedule's next regular fire is most of a
+/// minute away and the counts this test asserts cannot be bumped by the clock.
+fn at_minute_start(secs: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let shifted = now + secs;
+    (secs - shifted.rem_euclid(60) + 3).to_string()
+}
+
 #[test]
 fn missed_fires_run_once_a_killed_run_is_recorded_once_and_disabling_stops_them() {
     let fixture = Fixture::new();
     // A clock an hour behind: nothing is due while the schedules are made.
+    let behind = at_minute_start(-3600);
     let node = start(
         &fixture,
         &[
             "--schedule-min-interval-secs",
             "60",
             "--schedule-clock-offset-secs",
-            "-3600",
+            &behind,
         ],
     );
     install(&node, RUST, "1.0.0", "tenant-a", &GRANTS, &[]);
@@ -386,13 +399,14 @@ fn missed_fires_run_once_a_killed_run_is_recorded_once_and_disabling_stops_them(
     node.kill_hard();
 
     // Two minutes later by the node's clock: both missed two fire times; each runs once.
+    let ahead = at_minute_start(120);
     let node = fixture.start(&[
         "--tenant-rate",
         "0",
         "--schedule-min-interval-secs",
         "60",
         "--schedule-clock-offset-secs",
-        "120",
+        &ahead,
         "--timeout-ms",
         "120000",
     ]);
@@ -432,13 +446,14 @@ fn missed_fires_run_once_a_killed_run_is_recorded_once_and_disabling_stops_them(
     // they are gone.
     admin_ok(&node, &["disable", RUST, "--tenant", "tenant-a"]);
     node.terminate(Duration::from_secs(30));
+    let later_offset = at_minute_start(600);
     let later = [
         "--tenant-rate",
         "0",
         "--schedule-min-interval-secs",
         "60",
         "--schedule-clock-offset-secs",
-        "600",
+        later_offset.as_str(),
     ];
     let node = fixture.start(&later);
     node.wait_for_log("the lease", Duration::from_secs(30), |log| {
