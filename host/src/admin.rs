@@ -308,17 +308,16 @@ impl Admin {
         if let Err(e) = self.token.require(request.headers(), "admin token") {
             return e.into_response(request_id);
         }
-        let streamed = match self
+        let resolved = self
             .routes
-            .resolve(ADMIN_PREFIX, request.uri().path(), "admin")
-        {
-            Ok((AdminRoute::Tail, params)) => Some(self.tail(&request, &params).await),
-            _ => None,
-        };
-        let mut response = match streamed {
-            Some(Ok(response)) => response,
-            Some(Err(e)) => e.into_response(request_id),
-            None => match self.authorized(request).await {
+            .resolve(ADMIN_PREFIX, request.uri().path(), "admin");
+        let mut response = match resolved {
+            // Streamed: its body is the event stream, not one JSON answer.
+            Ok((AdminRoute::Tail, params)) => match self.tail(&request, &params).await {
+                Ok(response) => response,
+                Err(e) => e.into_response(request_id),
+            },
+            resolved => match self.authorized(request, resolved).await {
                 Ok((status, body)) => json_response(status, &body),
                 Err(e) => e.into_response(request_id),
             },
@@ -327,14 +326,18 @@ impl Admin {
         response
     }
 
-    /// Routes a request whose admin token was accepted.
-    async fn authorized<B>(&self, request: Request<B>) -> Answer
+    /// Routes a request whose admin token was accepted, by its `resolved` route.
+    async fn authorized<B>(
+        &self,
+        request: Request<B>,
+        resolved: Result<(AdminRoute, Params), ApiError>,
+    ) -> Answer
     where
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
         let path = request.uri().path().to_owned();
-        let (route, params) = self.routes.resolve(ADMIN_PREFIX, &path, "admin")?;
+        let (route, params) = resolved?;
         check_names(&params)?;
         if let Some(primary) = &self.read_only
             && request.method() != Method::GET

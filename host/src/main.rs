@@ -161,6 +161,12 @@ struct ServeArgs {
     /// one (the epoch tick; also the resolution of deadlines).
     #[arg(long, env = "EXT_CPU_SLICE_MS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=100))]
     cpu_slice_ms: u64,
+    /// CPU time one request's guest may use, in milliseconds: time running wasm and the host
+    /// code it calls, not time waiting on host I/O; past it the request ends with 502
+    /// `extension_cpu_budget`. 0: no budget (the deadline alone bounds it). Installs
+    /// override it with the `cpu_budget_ms` policy.
+    #[arg(long, env = "EXT_CPU_BUDGET_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    cpu_budget_ms: u64,
     /// Largest response body an extension may stream, in MiB.
     #[arg(long, env = "EXT_MAX_RESPONSE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     max_response_mib: u64,
@@ -600,6 +606,7 @@ fn policy_config(args: &ServeArgs) -> anyhow::Result<PolicyConfig> {
     );
     Ok(PolicyConfig {
         instance_reuse: args.instance_reuse,
+        cpu_budget: (args.cpu_budget_ms > 0).then(|| Duration::from_millis(args.cpu_budget_ms)),
         max_body_bytes: args.max_body_kib << 10,
         max_headers: args.max_headers as usize,
         max_header_bytes: (args.max_header_kib as usize) << 10,

@@ -57,6 +57,10 @@ pub struct InstallPolicy {
     /// reuse off for the install (the node's `--instance-reuse` otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_reuse: Option<u32>,
+    /// CPU time one request's guest may use, in milliseconds (502 `extension_cpu_budget` past
+    /// it); 0 turns the node's `--cpu-budget-ms` off for the install.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_budget_ms: Option<u64>,
     /// Schedules the install may hold (the node's `--schedule-max-per-install` otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_max: Option<u32>,
@@ -125,6 +129,9 @@ impl InstallPolicy {
         }
         if self.kv_max_keys == Some(0) {
             return bad("kv_max_keys", "at least 1");
+        }
+        if self.cpu_budget_ms.is_some_and(|v| v > MAX_TIMEOUT_MS) {
+            return bad("cpu_budget_ms", &format!("0..={MAX_TIMEOUT_MS}"));
         }
         if self.instance_reuse.is_some_and(|v| v > MAX_INSTANCE_REUSE) {
             return bad("instance_reuse", &format!("at most {MAX_INSTANCE_REUSE}"));
@@ -203,6 +210,9 @@ impl InstallPolicy {
             "kv_max_keys" => {
                 self.kv_max_keys = Some(value.parse().map_err(|_| number("an integer"))?)
             }
+            "cpu_budget_ms" => {
+                self.cpu_budget_ms = Some(value.parse().map_err(|_| number("an integer"))?)
+            }
             "instance_reuse" => {
                 self.instance_reuse = Some(value.parse().map_err(|_| number("an integer"))?)
             }
@@ -218,7 +228,7 @@ impl InstallPolicy {
                     "unknown policy '{other}': use max_body_bytes, timeout_ms, max_headers, \
                      max_header_bytes, concurrency, rate_per_sec, rate_burst, enforce_endpoints, \
                      egress_allow, egress_max_requests, egress_max_response_bytes, \
-                     egress_timeout_ms, kv_max_keys, instance_reuse, schedule_max or \
+                     egress_timeout_ms, kv_max_keys, instance_reuse, cpu_budget_ms, schedule_max or \
                      schedule_min_interval_secs"
                 )));
             }
@@ -237,6 +247,7 @@ mod tests {
         policy.set("timeout_ms=250").unwrap();
         policy.set("enforce_endpoints=true").unwrap();
         policy.set("rate_per_sec=2.5").unwrap();
+        policy.set("cpu_budget_ms=0").unwrap();
         let mut egress = InstallPolicy::default();
         egress
             .set("egress_allow=api.example.com, 127.0.0.1:8080")
@@ -248,6 +259,7 @@ mod tests {
         assert_eq!(policy.timeout_ms, Some(250));
         assert_eq!(policy.enforce_endpoints, Some(true));
         assert_eq!(policy.rate_per_sec, Some(2.5));
+        assert_eq!(policy.cpu_budget_ms, Some(0));
         for bad in [
             "timeout_ms=0",
             "timeout_ms=x",
@@ -256,6 +268,8 @@ mod tests {
             "rate_per_sec=-1",
             "kv_max_keys=0",
             "egress_timeout_ms=0",
+            "cpu_budget_ms=-1",
+            "cpu_budget_ms=99999999",
             "nonsense",
         ] {
             assert!(InstallPolicy::default().set(bad).is_err(), "{bad}");
@@ -263,7 +277,7 @@ mod tests {
         let json = serde_json::to_value(&policy).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"timeout_ms": 250, "rate_per_sec": 2.5, "enforce_endpoints": true})
+            serde_json::json!({"timeout_ms": 250, "rate_per_sec": 2.5, "enforce_endpoints": true, "cpu_budget_ms": 0})
         );
         assert!(serde_json::from_str::<InstallPolicy>(r#"{"timeout":1}"#).is_err());
     }

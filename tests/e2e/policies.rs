@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use alga_edge_e2e::publishing::{
-    FAULTY, Fixture, HELLO, admin_ok, bearer, get, install, json, path, token,
+    FAULTY, Fixture, HELLO, admin_ok, bearer, execution_rows, get, install, json, path, token,
 };
 use alga_edge_e2e::{Node, client, request, send};
 
@@ -416,4 +416,129 @@ fn instance_memory_is_charged_to_a_node_budget_and_tenant_shares() {
             "refusals are counted by reason ({reason})"
         );
     }
+}
+
+/// The CPU budget (issue 20): a busy loop ends with 502 `extension_cpu_budget` after about its
+/// budget of CPU, long before its wall-clock deadline; a guest waiting in a host call for
+/// longer than the budget is not stopped by it; another tenant is served while loops are
+/// stopped; an install's policy can switch the budget off (then the deadline ends the loop);
+/// the stop is counted in metrics and recorded in the execution log.
+#[test]
+fn a_busy_loop_stops_at_its_cpu_budget_long_before_its_deadline() {
+    use std::time::Instant;
+
+    let fixture = Fixture::new();
+    let hello = fixture.bundle(HELLO, "1.0.0", "hello");
+    let faulty = fixture.bundle(FAULTY, "1.0.0", "faulty");
+    let node = fixture.start(&[
+        "--cpu-budget-ms",
+        "100",
+        "--timeout-ms",
+        "20000",
+        "--tenant-rate",
+        "0",
+    ]);
+    admin_ok(&node, &["publish", path(&hello)]);
+    admin_ok(&node, &["publish", path(&faulty)]);
+    install(&node, FAULTY, "1.0.0", "acme", &[], &[]);
+    install(&node, HELLO, "1.0.0", "globex", &[], &[]);
+    install(
+        &node,
+        FAULTY,
+        "1.0.0",
+        "initech",
+        &[],
+        &["--policy", "cpu_budget_ms=0", "--policy", "timeout_ms=1500"],
+    );
+    let acme = bearer(&token(&node, "acme"));
+    let globex = bearer(&token(&node, "globex"));
+    let initech = bearer(&token(&node, "initech"));
+    let as_acme = [("authorization", acme.as_str())];
+    let loop_route = format!("/api/ext/{FAULTY}/loop");
+    // Compile the component before anything is timed.
+    let root = format!("/api/ext/{FAULTY}/");
+    assert_eq!(request(&node, "GET", &root, &as_acme, None).0, 200);
+
+    let started = Instant::now();
+    let (status, _, body) = request(&node, "GET", &loop_route, &as_acme, None);
+    let stopped_after = started.elapsed();
+    eprintln!("a busy loop with a 100 ms CPU budget ended after {stopped_after:?} (deadline 20 s)");
+    assert_eq!(status, 502, "{body}");
+    let answer = json(&body);
+    assert_eq!(answer["error"], "extension_cpu_budget", "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("100 ms")),
+        "the message names the budget: {answer}"
+    );
+    assert!(
+        stopped_after < Duration::from_secs(10),
+        "stopped by the 20 s deadline, not the budget: {stopped_after:?}"
+    );
+
+    // 1.5 s asleep in a host call is not CPU.
+    let started = Instant::now();
+    let hold = format!("/api/ext/{FAULTY}/hold?mb=1&ms=1500");
+    let (status, _, body) = request(&node, "GET", &hold, &as_acme, None);
+    assert_eq!(status, 200, "{body}");
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+
+    // globex is served while acme's loops are stopped one after another.
+    let spinners: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, authorization) = (node.url(&loop_route), acme.clone());
+            std::thread::spawn(move || {
+                let headers = [("authorization", authorization.as_str())];
+                let agent = client();
+                (0..3)
+                    .map(|_| send(&agent, "GET", &url, &headers, None).0)
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    let as_globex = [("authorization", globex.as_str())];
+    let hello_route = format!("/api/ext/{HELLO}/");
+    let mut served = 0;
+    while served < 20 || !spinners.iter().all(|s| s.is_finished()) {
+        let (status, _, body) = request(&node, "GET", &hello_route, &as_globex, None);
+        assert_eq!(status, 200, "globex while acme spun: {body}");
+        served += 1;
+        assert!(served < 100_000, "acme's loops never ended");
+    }
+    for spinner in spinners {
+        assert_eq!(spinner.join().unwrap(), vec![502; 3]);
+    }
+
+    // Budget off by policy: the deadline ends the loop.
+    let started = Instant::now();
+    let as_initech = [("authorization", initech.as_str())];
+    let (status, _, body) = request(&node, "GET", &loop_route, &as_initech, None);
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(json(&body)["error"], "extension_timeout", "{body}");
+    assert!(started.elapsed() >= Duration::from_millis(1450));
+
+    let (_, samples) = alga_edge_e2e::metrics::scrape(&node);
+    let counted = alga_edge_e2e::metrics::sum(
+        &samples,
+        "alga_cpu_budget_exceeded_total",
+        &[("extension", FAULTY)],
+    );
+    assert_eq!(counted, 13.0, "1 + 4 × 3 loops stopped by the budget");
+    alga_edge_e2e::wait_until(
+        Duration::from_secs(10),
+        "the budget in the execution log",
+        || {
+            execution_rows(&node, "acme", 50)
+                .iter()
+                .filter(|row| row["error_class"] == "extension_cpu_budget" && row["status"] == 502)
+                .count()
+                == 13
+        },
+    );
+    assert!(
+        execution_rows(&node, "initech", 10)
+            .iter()
+            .all(|row| row["error_class"] != "extension_cpu_budget")
+    );
 }

@@ -10,6 +10,7 @@ use hyper::body::Body;
 use tokio::task::JoinHandle;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
+use super::cpu::CpuBudgetExceeded;
 use super::handlers::{self, Finished, GiveBack, Run, Source, Started};
 use super::memory::MemoryRefusal;
 use super::reuse::{Live, Reuse, Warm};
@@ -46,6 +47,12 @@ pub enum InvokeError {
     /// The node's memory budget, or the tenant's share of it, refused the instance memory.
     #[error("{}", memory_refusal_text(.0))]
     MemoryBudget(MemoryRefusal),
+    /// The guest used its CPU budget (time running, not waiting on host I/O).
+    #[error("the extension used its CPU budget of {budget_ms} ms")]
+    CpuBudget {
+        /// The budget that was spent.
+        budget_ms: u64,
+    },
     /// The component did not finish within the deadline.
     #[error("the extension did not answer within {timeout_ms} ms")]
     Timeout {
@@ -76,6 +83,7 @@ impl InvokeError {
             Self::StackOverflow => "extension_stack_overflow",
             Self::BadGuestResponse(_) => "extension_bad_response",
             Self::Timeout { .. } => "extension_timeout",
+            Self::CpuBudget { .. } => "extension_cpu_budget",
             Self::RequestBodyTooLarge => "payload_too_large",
             Self::RequestBody(_) => "bad_request",
             Self::Internal(_) => "internal_error",
@@ -97,6 +105,17 @@ fn memory_refusal_text(refusal: &MemoryRefusal) -> String {
     }
 }
 
+/// Limits of one request where they may differ from the engine's defaults (an install's
+/// policy overrides them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunLimits {
+    /// Wall-clock deadline; `None`: the engine's.
+    pub timeout: Option<Duration>,
+    /// CPU time the guest may use (see `cpu`); `None`: none beyond the deadline, and its CPU
+    /// time is not measured.
+    pub cpu_budget: Option<Duration>,
+}
+
 /// How long past the deadline the host waits before cancelling the call. A guest running wasm
 /// traps at the first epoch tick past the deadline (2 ms by default) and its output is logged; one blocked
 /// in host I/O never reaches an epoch check and is cancelled when this grace ends.
@@ -104,7 +123,8 @@ const CANCEL_GRACE: Duration = Duration::from_millis(25);
 
 impl Engine {
     /// Serves `request` with an instance of `component`, for `context`, with the install's
-    /// `capabilities`, within `timeout` (the engine's default when `None`). The instance is a
+    /// `capabilities`, within `limits` (the deadline, the engine's default when unset; a CPU
+    /// budget). The instance is a
     /// fresh one, or with `reuse` a warm one of the same install and generation when the pool
     /// has one (and the instance goes back to the pool if the request ends cleanly).
     ///
@@ -116,7 +136,7 @@ impl Engine {
         request: http::Request<B>,
         context: RequestContext,
         capabilities: RequestCapabilities,
-        timeout: Option<Duration>,
+        limits: RunLimits,
         reuse: Option<Reuse>,
     ) -> Result<http::Response<HostBody>, InvokeError>
     where
@@ -128,7 +148,8 @@ impl Engine {
         let warm = reuse.as_ref().and_then(|reuse| self.warm.take(reuse));
         let request_id = context.request_id.clone();
         let tenant: std::sync::Arc<str> = context.tenant_id.as_str().into();
-        let timeout = timeout.unwrap_or(config.timeout);
+        let timeout = limits.timeout.unwrap_or(config.timeout);
+        let cpu_budget = limits.cpu_budget;
         let deadline = Instant::now() + timeout;
         let (mut store, slot, warm) = match warm {
             Some(Warm {
@@ -155,18 +176,23 @@ impl Engine {
                 (store, slot, None)
             }
         };
-        // Check the clock at every epoch tick, and yield: a spinning guest never monopolises a
-        // runtime worker, and gives its run slot to the next tenant's guest waiting for one
-        // (see `CpuScheduler`).
+        // Check the clock and the CPU budget at every epoch tick, and yield: a spinning guest
+        // never monopolises a runtime worker, and gives its run slot to the next tenant's
+        // guest waiting for one (see `CpuScheduler`). The callback runs inside the guest's
+        // poll, on its thread, so the meter sees the running slice.
         store.set_epoch_deadline(1);
-        let turn = self.scheduler.guest(tenant);
+        let turn = self.scheduler.guest(tenant, cpu_budget.is_some());
         let yields = turn.clone();
         store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::YieldCustom(1, yields.yield_turn())
-            })
+            if Instant::now() >= deadline {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            if let Some(budget) = cpu_budget
+                && yields.cpu_used().is_some_and(|used| used >= budget)
+            {
+                return Err(CpuBudgetExceeded { budget }.into());
+            }
+            Ok(UpdateDeadline::YieldCustom(1, yields.yield_turn()))
         });
 
         let run = Run {
@@ -307,6 +333,11 @@ fn classify(finished: &Finished, limits: Limits) -> InvokeError {
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => limits.timeout(),
         Some(Trap::StackOverflow) => InvokeError::StackOverflow,
+        None if error.is::<CpuBudgetExceeded>() => InvokeError::CpuBudget {
+            budget_ms: error
+                .downcast_ref::<CpuBudgetExceeded>()
+                .map_or(0, |spent| spent.budget.as_millis() as u64),
+        },
         _ if finished.budget_refused.is_some() => {
             InvokeError::MemoryBudget(finished.budget_refused.expect("checked"))
         }

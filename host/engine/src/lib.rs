@@ -13,11 +13,13 @@
 //!   epoch ticker that enforces deadlines.
 //! - [`memory`](MemoryBudget): instance memory charged to the node budget and tenant shares.
 //! - [`scheduler`](CpuScheduler): run slots guests take in turns, fair between tenants.
+//! - `cpu`: the CPU time of a guest's polls, against its per-request CPU budget.
 //! - [`reuse`](WarmPool): warm instances kept per install between its requests (opt-in).
 
 pub mod config;
 
 mod cache;
+mod cpu;
 mod handlers;
 mod invoke;
 mod limits;
@@ -39,7 +41,8 @@ use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use cache::{CacheStats, LoadError, Prepared};
 pub use config::EngineConfig;
-pub use invoke::InvokeError;
+pub use cpu::CpuBudgetExceeded;
+pub use invoke::{InvokeError, RunLimits};
 pub use memory::{
     DEFAULT_MACHINE_FRACTION, MemoryBudget, MemoryCharge, MemoryRefusal, default_memory_budget,
     machine_memory_bytes,

@@ -27,6 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use crate::cpu::CpuMeter;
+
 /// Hands run slots to guests, round-robin across tenants.
 pub struct CpuScheduler {
     slots: usize,
@@ -99,8 +101,9 @@ impl CpuScheduler {
         self.lock().queues.values().map(VecDeque::len).sum()
     }
 
-    /// A new guest of `tenant`, holding no slot yet.
-    pub fn guest(self: &Arc<Self>, tenant: Arc<str>) -> Arc<GuestTurn> {
+    /// A new guest of `tenant`, holding no slot yet; `metered`, the CPU time of its polls is
+    /// summed (for a CPU budget).
+    pub fn guest(self: &Arc<Self>, tenant: Arc<str>, metered: bool) -> Arc<GuestTurn> {
         let mut state = self.lock();
         let id = state.next_id;
         state.next_id += 1;
@@ -117,6 +120,7 @@ impl CpuScheduler {
             scheduler: self.clone(),
             tenant,
             id,
+            meter: metered.then(CpuMeter::default),
         })
     }
 
@@ -179,6 +183,7 @@ pub struct GuestTurn {
     scheduler: Arc<CpuScheduler>,
     tenant: Arc<str>,
     id: u64,
+    meter: Option<CpuMeter>,
 }
 
 impl GuestTurn {
@@ -189,11 +194,19 @@ impl GuestTurn {
             if !self.take(cx) {
                 return Poll::Pending;
             }
-            let polled = future.as_mut().poll(cx);
+            let polled = match &self.meter {
+                Some(meter) => meter.measure(|| future.as_mut().poll(cx)),
+                None => future.as_mut().poll(cx),
+            };
             self.after_poll(polled.is_ready());
             polled
         })
         .await
+    }
+
+    /// CPU time the guest's task used so far, when it is metered (see [`CpuMeter::used`]).
+    pub fn cpu_used(&self) -> Option<std::time::Duration> {
+        self.meter.as_ref().map(CpuMeter::used)
     }
 
     /// What the guest awaits at an epoch tick: with another guest waiting it gives its slot to
@@ -375,8 +388,8 @@ mod tests {
         let scheduler = CpuScheduler::new(1);
         // Eight spinners of tenant a, then one request of tenant b.
         let turns: Vec<Arc<GuestTurn>> = (0..8)
-            .map(|_| scheduler.guest("a".into()))
-            .chain([scheduler.guest("b".into())])
+            .map(|_| scheduler.guest("a".into(), false))
+            .chain([scheduler.guest("b".into(), false)])
             .collect();
         let taken: Vec<bool> = turns.iter().map(|t| t.take(&mut cx())).collect();
         assert_eq!(taken.iter().filter(|t| **t).count(), 1);
@@ -409,7 +422,7 @@ mod tests {
     #[test]
     fn keeps_the_slot_across_a_yield_nobody_waits_for_and_frees_it_on_io() {
         let scheduler = CpuScheduler::new(1);
-        let a = scheduler.guest("a".into());
+        let a = scheduler.guest("a".into(), false);
         assert!(a.take(&mut cx()));
         let mut yielding = a.yield_turn();
         yield_to_runtime(&a, &mut yielding);
@@ -419,7 +432,7 @@ mod tests {
         );
         a.after_poll(false);
         assert_eq!(phase(&a), Phase::Holding, "kept: nobody waits");
-        let b = scheduler.guest("b".into());
+        let b = scheduler.guest("b".into(), false);
         assert!(
             !b.take(&mut cx()),
             "the yielded guest still holds the only slot"
@@ -440,9 +453,9 @@ mod tests {
     #[test]
     fn a_dropped_guest_leaves_the_queue_and_passes_on_its_slot() {
         let scheduler = CpuScheduler::new(1);
-        let a = scheduler.guest("a".into());
-        let b = scheduler.guest("b".into());
-        let c = scheduler.guest("c".into());
+        let a = scheduler.guest("a".into(), false);
+        let b = scheduler.guest("b".into(), false);
+        let c = scheduler.guest("c".into(), false);
         assert!(a.take(&mut cx()));
         assert!(!b.take(&mut cx()));
         assert!(!c.take(&mut cx()));
@@ -464,7 +477,7 @@ mod tests {
         let tasks: Vec<_> = (0..16)
             .map(|i| {
                 let tenant: Arc<str> = if i % 2 == 0 { "a".into() } else { "b".into() };
-                let turn = scheduler.guest(tenant);
+                let turn = scheduler.guest(tenant, i % 4 == 0);
                 let yields = turn.clone();
                 tokio::spawn(turn.run(async move {
                     for _ in 0..20 {

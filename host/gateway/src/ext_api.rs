@@ -22,7 +22,7 @@ use alga_edge_capabilities::capped_body::CappedBody;
 use alga_edge_capabilities::context::RequestContext;
 use alga_edge_capabilities::runner::EndUser;
 use alga_edge_capabilities::{Capabilities, Grant, GrantLimits, Journal, RequestCapabilities};
-use alga_edge_engine::{Engine, InvokeError, Reuse};
+use alga_edge_engine::{Engine, InvokeError, Reuse, RunLimits};
 use alga_edge_registry::secrets::Secrets;
 
 use crate::policy::{Admission, Effective, Policies, endpoint_declared, memory_refused};
@@ -285,7 +285,10 @@ impl Gateway {
                 forwarded,
                 context,
                 capabilities,
-                effective.timeout,
+                RunLimits {
+                    timeout: effective.timeout,
+                    cpu_budget: effective.cpu_budget,
+                },
                 reuse,
             )
             .await

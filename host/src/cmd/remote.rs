@@ -307,7 +307,7 @@ pub enum RemoteCommand {
         /// Policy override (max_body_bytes, timeout_ms, max_headers, max_header_bytes,
         /// concurrency, rate_per_sec, rate_burst, enforce_endpoints, egress_allow (comma list),
         /// egress_max_requests, egress_max_response_bytes, egress_timeout_ms, kv_max_keys,
-        /// instance_reuse).
+        /// instance_reuse, cpu_budget_ms, schedule_max, schedule_min_interval_secs).
         /// Repeatable.
         #[arg(long = "policy", value_name = "K=V")]
         policy: Vec<String>,

@@ -44,6 +44,8 @@ pub struct PolicyConfig {
     pub enforce_endpoints: bool,
     /// Requests one warm instance of an install serves (`--instance-reuse`); below 2, off.
     pub instance_reuse: u32,
+    /// CPU time one request's guest may use (`--cpu-budget-ms`); `None`: no budget.
+    pub cpu_budget: Option<Duration>,
 }
 
 impl Default for PolicyConfig {
@@ -58,6 +60,7 @@ impl Default for PolicyConfig {
             tenant_rate_burst: 400.0,
             enforce_endpoints: false,
             instance_reuse: 0,
+            cpu_budget: None,
         }
     }
 }
@@ -90,6 +93,8 @@ pub struct Effective {
     pub enforce_endpoints: bool,
     /// Requests one warm instance serves (below 2: every request gets a fresh instance).
     pub instance_reuse: u32,
+    /// CPU time the guest may use per request; `None`: no budget.
+    pub cpu_budget: Option<Duration>,
 }
 
 impl Policies {
@@ -118,6 +123,12 @@ impl Policies {
             instance_reuse: overrides
                 .instance_reuse
                 .unwrap_or(self.config.instance_reuse),
+            // An install's 0 turns the node's budget off for it.
+            cpu_budget: match overrides.cpu_budget_ms {
+                Some(0) => None,
+                Some(ms) => Some(Duration::from_millis(ms)),
+                None => self.config.cpu_budget,
+            },
         }
     }
 

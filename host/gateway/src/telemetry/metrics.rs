@@ -53,6 +53,8 @@ pub struct Metrics {
     pub denials: Family<DenialLabels, Counter>,
     /// Requests that hit their deadline, by extension.
     pub timeouts: Family<ExtensionLabels, Counter>,
+    /// Requests stopped at their CPU budget, by extension.
+    pub cpu_budget_exceeded: Family<ExtensionLabels, Counter>,
     /// Request body bytes read by components.
     pub bytes_in: Family<ExtensionLabels, Counter>,
     /// Response body bytes sent.
@@ -130,6 +132,12 @@ impl Metrics {
             "Requests that hit their deadline, by extension",
             timeouts.clone(),
         );
+        let cpu_budget_exceeded = Family::<ExtensionLabels, Counter>::default();
+        registry.register(
+            "cpu_budget_exceeded",
+            "Requests stopped because their guest used its CPU budget, by extension",
+            cpu_budget_exceeded.clone(),
+        );
         let bytes_in = Family::<ExtensionLabels, Counter>::default();
         registry.register(
             "request_body_bytes",
@@ -168,6 +176,7 @@ impl Metrics {
             in_flight,
             denials,
             timeouts,
+            cpu_budget_exceeded,
             bytes_in,
             bytes_out,
             log_written,

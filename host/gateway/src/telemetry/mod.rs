@@ -166,9 +166,15 @@ impl RequestTrace {
                 })
                 .inc();
         }
-        if matches!(error, GatewayError::Invoke(InvokeError::Timeout { .. })) {
-            metrics
-                .timeouts
+        let stopped = match error {
+            GatewayError::Invoke(InvokeError::Timeout { .. }) => Some(&metrics.timeouts),
+            GatewayError::Invoke(InvokeError::CpuBudget { .. }) => {
+                Some(&metrics.cpu_budget_exceeded)
+            }
+            _ => None,
+        };
+        if let Some(counter) = stopped {
+            counter
                 .get_or_create(&Metrics::extension(self.extension_label()))
                 .inc();
         }
@@ -215,21 +221,25 @@ impl RequestTrace {
                 .journal
                 .take()
                 .map_or((Vec::new(), 0), |j| (j.take_lines(), j.egress_bytes()));
-            self.telemetry.tail.finish(
-                &target.tenant,
-                &target.extension,
-                self.tap.take(),
-                tail::RequestSummary {
-                    request_id: self.request_id.clone(),
-                    route: self.route,
-                    trigger: self.trigger,
-                    status,
-                    duration_ms: elapsed.as_millis() as u64,
-                    error_class: error_class.clone(),
-                    version: target.version.clone(),
-                    content_hash: target.content_hash.clone(),
-                },
-            );
+            // With nobody tailing, no summary is built (four string copies per request).
+            let tap = self.tap.take();
+            if tap.is_some() || !self.telemetry.tail.is_idle() {
+                self.telemetry.tail.finish(
+                    &target.tenant,
+                    &target.extension,
+                    tap,
+                    tail::RequestSummary {
+                        request_id: self.request_id.clone(),
+                        route: self.route,
+                        trigger: self.trigger,
+                        status,
+                        duration_ms: elapsed.as_millis() as u64,
+                        error_class: error_class.clone(),
+                        version: target.version.clone(),
+                        content_hash: target.content_hash.clone(),
+                    },
+                );
+            }
             self.telemetry.log.record(ExecutionRecord {
                 tenant: target.tenant,
                 extension: target.extension,

@@ -340,6 +340,11 @@ impl TailHub {
         self.write().clear();
     }
 
+    /// True while nobody tails anything on this node: requests then build no summary.
+    pub fn is_idle(&self) -> bool {
+        self.count.load(Ordering::Relaxed) == 0
+    }
+
     /// The tap for a request of `tenant`'s `extension`, when someone tails it.
     pub fn tap(
         self: &Arc<Self>,
@@ -347,7 +352,7 @@ impl TailHub {
         extension: &str,
         request_id: &str,
     ) -> Option<Arc<RequestTap>> {
-        if self.count.load(Ordering::Relaxed) == 0 {
+        if self.is_idle() {
             return None;
         }
         let subscribers = self.watching(tenant, extension, request_id)?;
@@ -371,7 +376,7 @@ impl TailHub {
         tap: Option<Arc<RequestTap>>,
         summary: RequestSummary,
     ) {
-        if self.count.load(Ordering::Relaxed) == 0 {
+        if self.is_idle() {
             return;
         }
         let (subscribers, seq, deferred) = match &tap {
