@@ -14,11 +14,14 @@
 //! - [`ui`]: `/ext-ui/{extensionId}/{content_hash}/{path…}`, extension iframe UI files.
 //! - [`host_page`]: the demo host page at `/` that opens extension UIs in sandboxed iframes.
 //! - [`authoring`]: local author commands (keygen, pack, sign).
+//! - [`traces`]: OpenTelemetry trace export (OTLP/HTTP), off unless configured.
+//! - [`config_file`]: the node's TOML configuration file, layered under env and flags.
 //!
 //! The binary's `cmd` modules hold the CLI and the node's start-up (one builder per role).
 
 pub mod admin;
 pub mod authoring;
+pub mod config_file;
 pub mod health;
 pub mod host_page;
 pub mod log_writer;
@@ -26,4 +29,5 @@ pub mod replication;
 pub mod request_log;
 pub mod routes;
 pub mod server;
+pub mod traces;
 pub mod ui;

@@ -8,9 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use alga_edge::authoring;
+use alga_edge::config_file::{self, ConfigFile};
+use alga_edge::traces::{TraceSettings, Traces};
 use alga_edge_capabilities::CapabilityLimits;
 use alga_edge_capabilities::egress::{Allowlist, EgressLimits};
 use alga_edge_capabilities::platform_broker::PlatformSettings;
@@ -57,6 +59,9 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Start a node with the sample extensions published and installed for a demo tenant.
     Demo(DemoArgs),
+    /// The node's configuration file: the effective settings, an annotated example.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Mint a dev tenant token with a local node's dev key.
     Token {
         /// Tenant the token is for.
@@ -116,217 +121,308 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective `serve` configuration as TOML: every setting with its value and
+    /// where it came from (default, file, env, flag); secrets masked. Takes `serve`'s flags.
+    Print(Box<ServeArgs>),
+    /// Print an annotated configuration file with every `serve` setting and its default.
+    Example,
+}
+
 #[derive(clap::Args)]
 struct ServeArgs {
+    /// Configuration file (TOML, in the sections of `alga-edge config example`); environment
+    /// variables and flags override its values.
+    #[arg(long, env = "ALGA_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Address to listen on; port 0 picks a free port (the chosen address is printed).
-    #[arg(long, env = "ALGA_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        help_heading = "Node",
+        long,
+        env = "ALGA_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     listen: SocketAddr,
     /// Dev shortcut: serve the component at PATH as extension ID for the dev tenant. Repeatable.
-    #[arg(long = "component", value_name = "ID=PATH")]
+    #[arg(help_heading = "Node", long = "component", value_name = "ID=PATH")]
     components: Vec<String>,
     /// Tenant that dev-mapped components run for.
-    #[arg(long, env = "ALGA_DEV_TENANT", default_value = "dev-tenant")]
+    #[arg(
+        help_heading = "Node",
+        long,
+        env = "ALGA_DEV_TENANT",
+        default_value = "dev-tenant"
+    )]
     dev_tenant: String,
     /// Node data directory: registry.db, bundles/, compiled/, keys/.
-    #[arg(long, env = "ALGA_DATA_DIR", default_value = ".alga-edge")]
+    #[arg(
+        help_heading = "Node",
+        long,
+        env = "ALGA_DATA_DIR",
+        default_value = ".alga-edge"
+    )]
     data_dir: PathBuf,
     /// Directory of precompiled components [default: <data-dir>/compiled].
-    #[arg(long, env = "ALGA_CACHE_DIR")]
+    #[arg(help_heading = "Node", long, env = "ALGA_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
     /// Keep compiled components in memory only.
-    #[arg(long, env = "ALGA_NO_DISK_CACHE")]
+    #[arg(help_heading = "Node", long, env = "ALGA_NO_DISK_CACHE")]
     no_disk_cache: bool,
     /// Per-request deadline in milliseconds (504 past it).
-    #[arg(long, env = "EXT_GATEWAY_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Limits", long, env = "EXT_GATEWAY_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
     timeout_ms: u64,
     /// Memory cap of an instance (its linear memories together), in MiB (502 past it).
-    #[arg(long, env = "EXT_MEMORY_LIMIT_MIB", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(help_heading = "Limits", long, env = "EXT_MEMORY_LIMIT_MIB", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=4096))]
     memory_limit_mib: u64,
     /// Instances running at once on this node (503 past it).
-    #[arg(long, env = "EXT_MAX_INSTANCES", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    #[arg(help_heading = "Limits", long, env = "EXT_MAX_INSTANCES", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10000))]
     max_instances: u32,
     /// Linear memory all instances (running and warm) may hold together, in MiB: growth past
     /// it is refused and the request answered 503, and no request starts while it is spent
     /// [default: half of the machine's memory, the smaller of RAM and the cgroup limit].
-    #[arg(long, env = "EXT_MEMORY_BUDGET_MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Limits", long, env = "EXT_MEMORY_BUDGET_MIB", value_parser = clap::value_parser!(u64).range(1..))]
     memory_budget_mib: Option<u64>,
     /// Percentage of the memory budget one tenant's instances may hold (429 past it).
-    #[arg(long, env = "EXT_TENANT_MEMORY_SHARE", default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
+    #[arg(help_heading = "Limits", long, env = "EXT_TENANT_MEMORY_SHARE", default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
     tenant_memory_share: u8,
     /// Guests running wasm at once (run slots); the others wait for a turn, handed round-robin
     /// across tenants every CPU slice [default: the number of cores].
-    #[arg(long, env = "EXT_CPU_SLOTS", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(help_heading = "Limits", long, env = "EXT_CPU_SLOTS", value_parser = clap::value_parser!(u32).range(1..=1024))]
     cpu_slots: Option<u32>,
     /// Longest slice, in milliseconds, a guest runs before it gives its run slot to a waiting
     /// one (the epoch tick; also the resolution of deadlines).
-    #[arg(long, env = "EXT_CPU_SLICE_MS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=100))]
+    #[arg(help_heading = "Limits", long, env = "EXT_CPU_SLICE_MS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=100))]
     cpu_slice_ms: u64,
     /// CPU time one request's guest may use, in milliseconds: time running wasm and the host
     /// code it calls, not time waiting on host I/O; past it the request ends with 502
     /// `extension_cpu_budget`. 0: no budget (the deadline alone bounds it). Installs
     /// override it with the `cpu_budget_ms` policy.
-    #[arg(long, env = "EXT_CPU_BUDGET_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    #[arg(help_heading = "Limits", long, env = "EXT_CPU_BUDGET_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600_000))]
     cpu_budget_ms: u64,
     /// Largest response body an extension may stream, in MiB.
-    #[arg(long, env = "EXT_MAX_RESPONSE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Limits", long, env = "EXT_MAX_RESPONSE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     max_response_mib: u64,
-    /// Freed instance memories returned to the OS per batch (1 = immediately; see README).
-    #[arg(long, env = "EXT_POOL_DECOMMIT_BATCH", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
-    pool_decommit_batch: u64,
     /// Instance reuse: requests one instance serves, for the same install only (tenant ×
     /// extension × version), before it is dropped; 0 or 1: a fresh instance per request.
     /// Installs override it with the `instance_reuse` policy. The guest's memory persists
     /// between the requests it serves (see README).
-    #[arg(long, env = "EXT_INSTANCE_REUSE", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    #[arg(help_heading = "Instances", long, env = "EXT_INSTANCE_REUSE", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     instance_reuse: u32,
     /// A warm instance is dropped after this many milliseconds without a request.
-    #[arg(long, env = "EXT_INSTANCE_IDLE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    #[arg(help_heading = "Instances", long, env = "EXT_INSTANCE_IDLE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     instance_idle_ms: u64,
     /// Linear memory all idle warm instances may hold together, in MiB (the oldest go first).
-    #[arg(long, env = "EXT_INSTANCE_IDLE_MIB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    #[arg(help_heading = "Instances", long, env = "EXT_INSTANCE_IDLE_MIB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
     instance_idle_mib: u64,
+    /// Freed instance memories returned to the OS per batch (1 = immediately; see README).
+    #[arg(help_heading = "Instances", long, env = "EXT_POOL_DECOMMIT_BATCH", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pool_decommit_batch: u64,
     /// KiB of each freed instance memory kept resident for the next instance in its pool slot
     /// (reset in place instead of returned to the OS and faulted in again).
-    #[arg(long, env = "EXT_POOL_MEMORY_KEEP_RESIDENT_KIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    #[arg(help_heading = "Instances", long, env = "EXT_POOL_MEMORY_KEEP_RESIDENT_KIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
     pool_memory_keep_resident_kib: u64,
     /// KiB of each freed instance table kept resident the same way.
-    #[arg(long, env = "EXT_POOL_TABLE_KEEP_RESIDENT_KIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    #[arg(help_heading = "Instances", long, env = "EXT_POOL_TABLE_KEEP_RESIDENT_KIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
     pool_table_keep_resident_kib: u64,
     /// Reset freed memories by scanning their resident pages (Linux PAGEMAP_SCAN, kernel 6.7+;
     /// ignored where missing); `false` assumes the low addresses are the resident ones.
-    #[arg(long, env = "EXT_POOL_PAGEMAP_SCAN", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(help_heading = "Instances", long, env = "EXT_POOL_PAGEMAP_SCAN", default_value_t = true, action = clap::ArgAction::Set)]
     pool_pagemap_scan: bool,
     /// Largest request body to an extension, in KiB (413 past it).
-    #[arg(long, env = "EXT_MAX_BODY_KIB", default_value_t = 10240, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Requests", long, env = "EXT_MAX_BODY_KIB", default_value_t = 10240, value_parser = clap::value_parser!(u64).range(1..))]
     max_body_kib: u64,
     /// Most request headers (431 past it).
-    #[arg(long, env = "EXT_MAX_HEADERS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(help_heading = "Requests", long, env = "EXT_MAX_HEADERS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     max_headers: u32,
     /// Largest total size of request headers, in KiB (431 past it).
-    #[arg(long, env = "EXT_MAX_HEADER_KIB", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(help_heading = "Requests", long, env = "EXT_MAX_HEADER_KIB", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     max_header_kib: u32,
     /// Concurrent requests per tenant (429 past it).
-    #[arg(long, env = "EXT_TENANT_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(help_heading = "Requests", long, env = "EXT_TENANT_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     tenant_concurrency: u32,
     /// Concurrent requests per extension, across tenants (429 past it).
-    #[arg(long, env = "EXT_EXTENSION_CONCURRENCY", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(help_heading = "Requests", long, env = "EXT_EXTENSION_CONCURRENCY", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
     extension_concurrency: u32,
     /// Sustained requests per second per tenant; 0 disables the limit (429 past it).
-    #[arg(long, env = "EXT_TENANT_RATE", default_value_t = 200.0)]
+    #[arg(
+        help_heading = "Requests",
+        long,
+        env = "EXT_TENANT_RATE",
+        default_value_t = 200.0
+    )]
     tenant_rate: f64,
     /// Burst of the per-tenant rate limit.
-    #[arg(long, env = "EXT_TENANT_BURST", default_value_t = 400.0)]
+    #[arg(
+        help_heading = "Requests",
+        long,
+        env = "EXT_TENANT_BURST",
+        default_value_t = 400.0
+    )]
     tenant_burst: f64,
     /// Serve only the routes a manifest declares in `api.endpoints` (404 otherwise); installs
     /// can override this with their `enforce_endpoints` policy.
-    #[arg(long, env = "EXT_ENFORCE_ENDPOINTS")]
+    #[arg(help_heading = "Requests", long, env = "EXT_ENFORCE_ENDPOINTS")]
     enforce_endpoints: bool,
     /// Node-wide outbound HTTP allowlist (`[scheme://]host[:port]`, comma-separated): an
     /// install's own `egress_allow` entries work only where this allows too. Unset: installs'
     /// lists alone decide (each install allows nothing until given one).
-    #[arg(long, env = "EXT_EGRESS_ALLOWLIST")]
+    #[arg(help_heading = "Egress", long, env = "EXT_EGRESS_ALLOWLIST")]
     egress_allowlist: Option<String>,
     /// Outbound HTTP requests one inbound request may make.
-    #[arg(long, env = "EXT_EGRESS_MAX_REQUESTS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(help_heading = "Egress", long, env = "EXT_EGRESS_MAX_REQUESTS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     egress_max_requests: u32,
     /// Largest outbound response body, in KiB.
-    #[arg(long, env = "EXT_EGRESS_MAX_RESPONSE_KIB", default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Egress", long, env = "EXT_EGRESS_MAX_RESPONSE_KIB", default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
     egress_max_response_kib: u64,
     /// Deadline of one outbound request (to its response head), in milliseconds.
-    #[arg(long, env = "EXT_EGRESS_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Egress", long, env = "EXT_EGRESS_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     egress_timeout_ms: u64,
     /// Origin of the platform's internal API (Alga PSA's server), which `clients`, `services`
     /// and `invoicing` are brokered to (`POST {base}/api/internal/ext-*/install/{id}`); Alga's
     /// runner setting, with its fallback `REGISTRY_BASE_URL`. Unset: those calls fail, naming it.
-    #[arg(long, env = "STORAGE_API_BASE_URL")]
+    #[arg(help_heading = "Platform", long, env = "STORAGE_API_BASE_URL")]
     platform_url: Option<String>,
     /// Credential of the platform's internal API, sent as `x-runner-auth` (Alga's runner
     /// setting, with its fallback `RUNNER_SERVICE_TOKEN`).
-    #[arg(long, env = "RUNNER_STORAGE_API_TOKEN", hide_env_values = true)]
+    #[arg(
+        help_heading = "Platform",
+        long,
+        env = "RUNNER_STORAGE_API_TOKEN",
+        hide_env_values = true
+    )]
     platform_token: Option<String>,
     /// Deadline of one platform API call, request to last answer byte, in milliseconds.
-    #[arg(long, env = "ALGA_PLATFORM_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Platform", long, env = "ALGA_PLATFORM_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     platform_timeout_ms: u64,
     /// Largest answer read from the platform (internal API and ui-proxy), in KiB; a longer
     /// one is refused.
-    #[arg(long, env = "ALGA_PLATFORM_MAX_RESPONSE_KIB", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Platform", long, env = "ALGA_PLATFORM_MAX_RESPONSE_KIB", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
     platform_max_response_kib: u64,
     /// Platform calls (clients, services, invoicing, ui-proxy together) one request may make.
-    #[arg(long, env = "ALGA_PLATFORM_MAX_CALLS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(help_heading = "Platform", long, env = "ALGA_PLATFORM_MAX_CALLS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     platform_max_calls: u32,
     /// Base URL `ui-proxy.call-route` forwards to (`{base}/{extensionId}/{route}`; routes under
     /// `/api/` without the extension). Unset: calls answer `route-not-found`, as in Alga.
-    #[arg(long, env = "UI_PROXY_BASE_URL")]
+    #[arg(help_heading = "Platform", long, env = "UI_PROXY_BASE_URL")]
     ui_proxy_base_url: Option<String>,
     /// Sent as `x-runner-auth` on ui-proxy calls.
-    #[arg(long, env = "UI_PROXY_AUTH_KEY", hide_env_values = true)]
+    #[arg(
+        help_heading = "Platform",
+        long,
+        env = "UI_PROXY_AUTH_KEY",
+        hide_env_values = true
+    )]
     ui_proxy_auth_key: Option<String>,
     /// Deadline of one ui-proxy call, in milliseconds.
-    #[arg(long, env = "UI_PROXY_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Platform", long, env = "UI_PROXY_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
     ui_proxy_timeout_ms: u64,
     /// Keys one install may hold in KV storage (installs can lower it with `kv_max_keys`).
-    #[arg(long, env = "EXT_KV_MAX_KEYS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Storage", long, env = "EXT_KV_MAX_KEYS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     kv_max_keys: u64,
     /// Origins allowed to frame extension UIs (CSP `frame-ancestors` of `/ext-ui/`), besides
     /// this node itself: the platform's host-page origins, comma-separated
     /// (`https://psa.example.com`).
-    #[arg(long, env = "EXT_UI_FRAME_ANCESTORS", value_delimiter = ',')]
+    #[arg(
+        help_heading = "UI",
+        long,
+        env = "EXT_UI_FRAME_ANCESTORS",
+        value_delimiter = ','
+    )]
     ui_frame_ancestors: Vec<String>,
     /// The public base URL browsers reach this node at (Alga's `RUNNER_PUBLIC_BASE`); its
     /// origin may frame extension UIs too.
-    #[arg(long, env = "RUNNER_PUBLIC_BASE")]
+    #[arg(help_heading = "UI", long, env = "RUNNER_PUBLIC_BASE")]
     public_base: Option<String>,
     /// Bound of extracted extension UI files on disk, in MiB.
-    #[arg(long, env = "ALGA_UI_CACHE_MIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "UI", long, env = "ALGA_UI_CACHE_MIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     ui_cache_mib: u64,
-    /// Service token `POST /v1/execute` requires [default: generated into <data-dir>/keys/service.token].
-    #[arg(long, env = "ALGA_RUNNER_SERVICE_TOKEN", hide_env_values = true)]
-    service_token: Option<String>,
-    /// Bearer token `/metrics` requires [default: none, /metrics is open].
-    #[arg(long, env = "ALGA_METRICS_TOKEN", hide_env_values = true)]
-    metrics_token: Option<String>,
     /// Days execution-log rows and usage windows are kept.
-    #[arg(long, env = "ALGA_EXECUTION_LOG_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    #[arg(help_heading = "Telemetry", long, env = "ALGA_EXECUTION_LOG_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=3650))]
     execution_log_retention_days: u64,
+    /// Execution-log rows queued for writing before new ones are dropped (and counted).
+    #[arg(help_heading = "Telemetry", long, env = "ALGA_EXECUTION_LOG_QUEUE", default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    execution_log_queue: u64,
+    /// Live tail: events queued per subscriber before new ones are dropped (the subscriber is
+    /// told how many).
+    #[arg(help_heading = "Telemetry", long, env = "ALGA_TAIL_BUFFER", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    tail_buffer: u64,
+    /// Live tails this node serves at once.
+    #[arg(help_heading = "Telemetry", long, env = "ALGA_TAIL_MAX_SUBSCRIBERS", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    tail_max_subscribers: u64,
+    /// OpenTelemetry traces: the OTLP/HTTP (protobuf) endpoint spans are exported to, the full
+    /// URL (`http://collector:4318/v1/traces`). Unset: no traces.
+    #[arg(
+        help_heading = "Telemetry",
+        long,
+        env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )]
+    otel_endpoint: Option<String>,
+    /// Fraction of new traces recorded, 0 to 1; a caller's sampled `traceparent` is always
+    /// followed.
+    #[arg(help_heading = "Telemetry", long, env = "ALGA_OTEL_SAMPLE_RATIO", default_value_t = 1.0, value_parser = sample_ratio)]
+    otel_sample_ratio: f64,
+    /// Finished spans queued for export before new ones are dropped (and counted).
+    #[arg(help_heading = "Telemetry", long, env = "ALGA_OTEL_QUEUE", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    otel_queue: u64,
+    /// The spans' `service.name`.
+    #[arg(
+        help_heading = "Telemetry",
+        long,
+        env = "OTEL_SERVICE_NAME",
+        default_value = "alga-edge"
+    )]
+    otel_service_name: String,
     /// `primary` (registry writes, sync server; the default for a single node) or `edge`
     /// (serves from a replica of --primary).
-    #[arg(long, env = "ALGA_ROLE", default_value = "primary")]
+    #[arg(
+        help_heading = "Replication",
+        long,
+        env = "ALGA_ROLE",
+        default_value = "primary"
+    )]
     role: RoleArg,
     /// Edge: the primary's base URL (http://host:port).
-    #[arg(long, env = "ALGA_PRIMARY_URL")]
+    #[arg(help_heading = "Replication", long, env = "ALGA_PRIMARY_URL")]
     primary: Option<String>,
     /// Replication token (primary: accepted, default generated into <data-dir>/keys/sync.token;
     /// edge: presented, required).
-    #[arg(long, env = "ALGA_SYNC_TOKEN", hide_env_values = true)]
+    #[arg(
+        help_heading = "Replication",
+        long,
+        env = "ALGA_SYNC_TOKEN",
+        hide_env_values = true
+    )]
     sync_token: Option<String>,
     /// Edge: sync interval in milliseconds.
-    #[arg(long, env = "ALGA_SYNC_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    #[arg(help_heading = "Replication", long, env = "ALGA_SYNC_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     sync_interval_ms: u64,
     /// Edge: staleness in milliseconds past which the node reports degraded and /readyz fails
     /// (it keeps serving).
-    #[arg(long, env = "ALGA_MAX_STALENESS_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Replication", long, env = "ALGA_MAX_STALENESS_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_staleness_ms: u64,
     /// Primary: WAL frames (4 KiB each) that start a new replication generation.
-    #[arg(long, env = "ALGA_REPLICATION_MAX_WAL_FRAMES", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(2..))]
+    #[arg(help_heading = "Replication", long, env = "ALGA_REPLICATION_MAX_WAL_FRAMES", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(2..))]
     replication_max_wal_frames: u32,
     /// Primary: completed generations kept for lagging replicas.
-    #[arg(long, env = "ALGA_REPLICATION_KEEP_GENERATIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(help_heading = "Replication", long, env = "ALGA_REPLICATION_KEEP_GENERATIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     replication_keep_generations: u32,
     /// Edge: bound of the local bundle cache, in MiB.
-    #[arg(long, env = "ALGA_BUNDLE_CACHE_MIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Replication", long, env = "ALGA_BUNDLE_CACHE_MIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     bundle_cache_mib: u64,
     /// Schedules one install may hold (installs' `schedule_max` policy overrides it).
-    #[arg(long, env = "ALGA_SCHEDULE_MAX_PER_INSTALL", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    #[arg(help_heading = "Schedules", long, env = "ALGA_SCHEDULE_MAX_PER_INSTALL", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     schedule_max_per_install: u32,
     /// Shortest interval between two fires of one schedule, in seconds (Alga's is 5 minutes;
     /// installs' `schedule_min_interval_secs` policy overrides it).
-    #[arg(long, env = "ALGA_SCHEDULE_MIN_INTERVAL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(60..))]
+    #[arg(help_heading = "Schedules", long, env = "ALGA_SCHEDULE_MIN_INTERVAL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(60..))]
     schedule_min_interval_secs: u64,
     /// Primary: scheduled runs in flight at once, node-wide (more due runs wait a tick).
-    #[arg(long, env = "ALGA_SCHEDULE_MAX_PARALLEL", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    #[arg(help_heading = "Schedules", long, env = "ALGA_SCHEDULE_MAX_PARALLEL", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
     schedule_max_parallel: u64,
     /// Seconds added to the clock that decides which schedules are due (tests only).
     #[arg(
+        help_heading = "Schedules",
         long,
         env = "ALGA_SCHEDULE_CLOCK_OFFSET_SECS",
         default_value_t = 0,
@@ -334,40 +430,71 @@ struct ServeArgs {
         allow_hyphen_values = true
     )]
     schedule_clock_offset_secs: i64,
-    /// Execution-log rows queued for writing before new ones are dropped (and counted).
-    #[arg(long, env = "ALGA_EXECUTION_LOG_QUEUE", default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-    execution_log_queue: u64,
-    /// Live tail: events queued per subscriber before new ones are dropped (the subscriber is
-    /// told how many).
-    #[arg(long, env = "ALGA_TAIL_BUFFER", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    tail_buffer: u64,
-    /// Live tails this node serves at once.
-    #[arg(long, env = "ALGA_TAIL_MAX_SUBSCRIBERS", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    tail_max_subscribers: u64,
     /// Publisher public keys trusted for bundles: PEM text, or a PEM file path.
-    #[arg(long, env = "SIGNING_TRUST_BUNDLE", hide_env_values = true)]
+    #[arg(
+        help_heading = "Auth",
+        long,
+        env = "SIGNING_TRUST_BUNDLE",
+        hide_env_values = true
+    )]
     trust_bundle: Option<String>,
     /// Admin API token [default: generated into <data-dir>/keys/admin.token].
-    #[arg(long, env = "ALGA_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        help_heading = "Auth",
+        long,
+        env = "ALGA_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     admin_token: Option<String>,
     /// Key sealing install secrets, 64 hex chars [default: generated into <data-dir>/keys/secrets.key].
-    #[arg(long, env = "ALGA_SECRETS_KEY", hide_env_values = true)]
+    #[arg(
+        help_heading = "Auth",
+        long,
+        env = "ALGA_SECRETS_KEY",
+        hide_env_values = true
+    )]
     secrets_key: Option<String>,
     /// EdDSA public key (PEM text or file) verifying tenant tokens [default: the node's dev key].
-    #[arg(long, env = "ALGA_TENANT_JWT_PUBLIC_KEY", hide_env_values = true)]
+    #[arg(
+        help_heading = "Auth",
+        long,
+        env = "ALGA_TENANT_JWT_PUBLIC_KEY",
+        hide_env_values = true
+    )]
     tenant_jwt_public_key: Option<String>,
     /// HS256 secret verifying tenant tokens (instead of an EdDSA key).
-    #[arg(long, env = "ALGA_TENANT_JWT_HS256_SECRET", hide_env_values = true)]
+    #[arg(
+        help_heading = "Auth",
+        long,
+        env = "ALGA_TENANT_JWT_HS256_SECRET",
+        hide_env_values = true
+    )]
     tenant_jwt_hs256_secret: Option<String>,
     /// Longest a tenant token may still be valid for when presented; longer-lived ones get 401.
-    #[arg(long, env = "ALGA_TENANT_TOKEN_MAX_TTL_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Auth", long, env = "ALGA_TENANT_TOKEN_MAX_TTL_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
     tenant_token_max_ttl_secs: u64,
+    /// Service token `POST /v1/execute` requires [default: generated into <data-dir>/keys/service.token].
+    #[arg(
+        help_heading = "Auth",
+        long,
+        env = "ALGA_RUNNER_SERVICE_TOKEN",
+        hide_env_values = true
+    )]
+    service_token: Option<String>,
+    /// Bearer token `/metrics` requires [default: none, /metrics is open].
+    #[arg(
+        help_heading = "Auth",
+        long,
+        env = "ALGA_METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    metrics_token: Option<String>,
     /// Bundle store: a directory, or an object-store URL (s3://bucket/prefix with AWS_* settings
     /// from the environment, file:///dir) [default: <data-dir>/bundles].
-    #[arg(long, env = "ALGA_BUNDLE_STORE")]
+    #[arg(help_heading = "Bundles", long, env = "ALGA_BUNDLE_STORE")]
     bundle_store: Option<String>,
     /// Largest bundle the admin API accepts, in MiB (413 past it).
-    #[arg(long, env = "ALGA_MAX_BUNDLE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    #[arg(help_heading = "Bundles", long, env = "ALGA_MAX_BUNDLE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
     max_bundle_mib: u64,
 }
 
@@ -377,8 +504,91 @@ struct ServeArgs {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// A sampling ratio: a number from 0 to 1.
+fn sample_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("'{text}' is not a ratio from 0 to 1")),
+    }
+}
+
+/// Starts trace export when `args` name an endpoint (before the async runtime: the
+/// exporter's blocking client owns its own).
+fn start_traces(args: &ServeArgs) -> anyhow::Result<Option<Traces>> {
+    let Some(endpoint) = &args.otel_endpoint else {
+        return Ok(None);
+    };
+    let parsed = endpoint
+        .parse::<http::Uri>()
+        .ok()
+        .filter(|uri| matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some())
+        .with_context(|| format!("--otel-endpoint '{endpoint}' is not an http(s) URL"))?;
+    if parsed.scheme_str() == Some("https") {
+        anyhow::bail!(
+            "--otel-endpoint: https export is not built in yet; use a local collector over http"
+        );
+    }
+    Traces::start(&TraceSettings {
+        endpoint: endpoint.clone(),
+        sample_ratio: args.otel_sample_ratio,
+        queue: usize::try_from(args.otel_queue).unwrap_or(usize::MAX),
+        service_name: args.otel_service_name.clone(),
+    })
+    .map(Some)
+}
+
+/// Parses the command line; with `--config` (or `ALGA_CONFIG`) the file's values become the
+/// settings' defaults, so the environment and flags override them, and the command line is
+/// parsed again on top.
+fn parse_cli() -> anyhow::Result<(Cli, ArgMatches, Option<ConfigFile>)> {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    let path = match &cli.command {
+        Command::Serve(args) | Command::Config(ConfigCommand::Print(args)) => args.config.clone(),
+        _ => None,
+    };
+    let Some(path) = path else {
+        return Ok((cli, matches, None));
+    };
+    let command = Cli::command();
+    let serve = command
+        .find_subcommand("serve")
+        .context("the CLI has a serve command")?;
+    let file = ConfigFile::load(&path, serve)?;
+    let command = command
+        .mut_subcommand("serve", |serve| file.apply(serve))
+        .mut_subcommand("config", |config| {
+            config.mut_subcommand("print", |print| file.apply(print))
+        });
+    let matches = command.get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    Ok((cli, matches, Some(file)))
+}
+
+/// `alga-edge config …`.
+fn config(command: &ConfigCommand, matches: &ArgMatches, file: Option<&ConfigFile>) {
+    let cli = Cli::command();
+    let serve = cli
+        .find_subcommand("serve")
+        .expect("the CLI has a serve command");
+    match command {
+        ConfigCommand::Example => print!("{}", config_file::example(serve)),
+        ConfigCommand::Print(_) => {
+            let print_matches = matches
+                .subcommand_matches("config")
+                .and_then(|config| config.subcommand_matches("print"))
+                .expect("parsed as config print");
+            print!("{}", config_file::print(serve, print_matches, file));
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let (cli, matches, file) = parse_cli()?;
+    if let Command::Config(command) = &cli.command {
+        config(command, &matches, file.as_ref());
+        return Ok(());
+    }
     let _flush_log = init_tracing(cli.log_format);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // Look for I/O events every 8 task polls, not every 61 (tokio's default). A guest's poll
@@ -393,8 +603,18 @@ fn main() -> anyhow::Result<()> {
         .event_interval(alga_edge_engine::config::RUNTIME_EVENT_INTERVAL);
     let runtime = builder.build().context("cannot start the async runtime")?;
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(*args)),
+        Command::Serve(args) => {
+            let traces = start_traces(&args)?;
+            let stats = traces.as_ref().map(|traces| traces.stats.clone());
+            let served = runtime.block_on(serve(*args, stats));
+            drop(runtime);
+            if let Some(traces) = traces {
+                traces.shutdown();
+            }
+            served
+        }
         Command::Demo(args) => runtime.block_on(cmd::demo::run(args)),
+        Command::Config(_) => unreachable!("handled before the runtime starts"),
         Command::Token {
             tenant,
             user,
@@ -449,7 +669,13 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(
+    args: ServeArgs,
+    trace_stats: Option<std::sync::Arc<alga_edge::traces::TraceStats>>,
+) -> anyhow::Result<()> {
+    if let Some(path) = &args.config {
+        tracing::info!(config = %path.display(), "configuration file");
+    }
     let engine = engine_config(&args)?;
     let policy = policy_config(&args)?;
     tracing::info!(
@@ -530,6 +756,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
         },
         sync_token: args.sync_token,
+        trace_stats,
         replication: ReplicationSettings {
             sync_interval: Duration::from_millis(args.sync_interval_ms),
             max_staleness: Duration::from_millis(args.max_staleness_ms),

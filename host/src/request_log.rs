@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use alga_edge_gateway::policy::RateLimiter;
 use alga_edge_http::CallerIdentified;
+use alga_edge_http::trace_context::TraceId;
 use http::{Method, Response};
 use prometheus_client::metrics::counter::Counter;
 
@@ -78,12 +79,17 @@ impl RequestLog {
         let method = bounded(line.method.as_str(), MAX_LOGGED_METHOD);
         let status = response.status().as_u16();
         let kind = line.kind;
+        // Absent (not empty) when traces are off.
+        let trace_id = response
+            .extensions()
+            .get::<TraceId>()
+            .map(|id| tracing::field::display(id.0.as_str()));
         if suppressed > 0 {
             tracing::info!(request_id = %line.request_id, %method, %path, status, ms = line.ms,
-                identified, suppressed_before = suppressed, "{kind} request");
+                identified, trace_id, suppressed_before = suppressed, "{kind} request");
         } else {
             tracing::info!(request_id = %line.request_id, %method, %path, status, ms = line.ms,
-                identified, "{kind} request");
+                identified, trace_id, "{kind} request");
         }
     }
 }

@@ -155,6 +155,10 @@ CREATE TABLE scheduler_lease (
 -- What started a request: NULL for a caller's request, 'schedule' for a scheduled run.
 ALTER TABLE extension_execution_log ADD COLUMN trigger TEXT;
 "#,
+    r#"
+-- The OpenTelemetry trace a request was recorded under (32 hex digits), when traces are on.
+ALTER TABLE extension_execution_log ADD COLUMN trace_id TEXT;
+"#,
 ];
 
 /// How long one statement waits for a lock another connection holds (SQLite's busy handler).

@@ -43,6 +43,9 @@ pub struct ExecutionRecord {
     /// What started the request when it was not a caller: `schedule` for a scheduled run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<String>,
+    /// The OpenTelemetry trace id of the request (32 hex digits), when traces are on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// A logged row with its id.
@@ -71,7 +74,7 @@ pub struct Usage {
 }
 
 /// Values bound per execution-log row.
-const COLUMNS: usize = 12;
+const COLUMNS: usize = 13;
 
 impl Registry {
     /// Appends `records` to the execution log and adds them to the usage windows, in one
@@ -129,12 +132,15 @@ impl Registry {
                     r.trigger
                         .clone()
                         .map_or(libsql::Value::Null, libsql::Value::Text),
+                    r.trace_id
+                        .clone()
+                        .map_or(libsql::Value::Null, libsql::Value::Text),
                 ]);
             }
             tx.execute(
                 &format!(
                     "INSERT INTO extension_execution_log
-                       (tenant_id, extension_name, version, content_hash, request_id, status, duration_ms, error_class, created_at, logs, egress_bytes, trigger)
+                       (tenant_id, extension_name, version, content_hash, request_id, status, duration_ms, error_class, created_at, logs, egress_bytes, trigger, trace_id)
                      VALUES {placeholders}"
                 ),
                 values,
@@ -168,7 +174,7 @@ impl Registry {
             .read
             .query(
                 "SELECT id, tenant_id, extension_name, version, content_hash, request_id, status,
-                        duration_ms, error_class, created_at, logs, egress_bytes, trigger
+                        duration_ms, error_class, created_at, logs, egress_bytes, trigger, trace_id
                  FROM extension_execution_log
                  WHERE tenant_id = ?1 AND (?2 IS NULL OR extension_name = ?2)
                  ORDER BY id DESC LIMIT ?3",
@@ -203,6 +209,7 @@ impl Registry {
                     },
                     egress_bytes: u64::try_from(row.get::<i64>(11)?).unwrap_or(0),
                     trigger: row.get(12)?,
+                    trace_id: row.get(13)?,
                 },
             });
         }

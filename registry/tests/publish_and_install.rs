@@ -678,6 +678,7 @@ async fn execution_records_land_in_the_log_and_the_usage_windows() {
         },
         egress_bytes: u64::from(status),
         trigger: (status < 400).then(|| "schedule".to_string()),
+        trace_id: (status < 400).then(|| "0af7651916cd43dd8448eb211c80319c".to_string()),
     };
     let hour = USAGE_WINDOW_SECS;
     let records = [

@@ -7,6 +7,7 @@ mod architecture;
 mod authoring;
 mod authors;
 mod capabilities;
+mod config;
 mod foundation;
 mod gateway;
 mod hardening;
@@ -17,6 +18,7 @@ mod replication;
 mod reuse;
 mod schedules;
 mod tail;
+mod traces;
 mod ui;
 
 /// The `alga-edge` binary cargo built for this test target. `CARGO_BIN_EXE_*` is set only when

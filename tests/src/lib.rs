@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod metrics;
+pub mod otlp;
 pub mod platform;
 pub mod publishing;
 pub mod tail;

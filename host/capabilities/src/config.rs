@@ -4,6 +4,7 @@
 //! `wasi:config/store` as the `wasmtime-wasi-config` crate ships it (`0.2.0-rc.1`), and the same
 //! implementation is linked under the `0.2.0-draft-2024-09-27` name Spin hosts.
 
+use alga_edge_http::trace_context;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -60,9 +61,11 @@ impl ConfigState {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
+        let mut span = trace_context::span("config");
         if self.granted {
             Ok(())
         } else {
+            span.fail("not granted");
             self.metrics.deny("config", "not_granted");
             Err(ConfigError::Upstream(
                 "access denied: the install was not granted cap:config.get".into(),

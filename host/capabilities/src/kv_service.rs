@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use alga_edge_http::trace_context;
 use alga_edge_registry::RegistryError;
 pub use alga_edge_registry::kv::{Applied, KvOp, KvOutcome, WRITE_DEADLINE};
 use alga_edge_registry::kv::{KvEntry, KvScope, KvStore};
@@ -166,11 +167,13 @@ impl KvService {
 
     /// Reads `key` from this node's copy.
     pub async fn get(&self, scope: &KvScope, key: &str) -> Result<Option<Vec<u8>>, KvServiceError> {
+        let _span = trace_context::span("kv.get");
         Ok(self.store.get(scope, key).await?)
     }
 
     /// Keys of the scope.
     pub async fn keys(&self, scope: &KvScope, limit: u32) -> Result<Vec<String>, KvServiceError> {
+        let _span = trace_context::span("kv.keys");
         Ok(self.store.keys(scope, limit).await?)
     }
 
@@ -180,6 +183,7 @@ impl KvService {
         scope: &KvScope,
         key: &str,
     ) -> Result<Option<(Vec<u8>, u64)>, KvServiceError> {
+        let _span = trace_context::span("kv.get");
         Ok(self.store.get_entry(scope, key).await?)
     }
 
@@ -191,6 +195,7 @@ impl KvService {
         after_key: Option<&str>,
         limit: u32,
     ) -> Result<Vec<KvEntry>, KvServiceError> {
+        let _span = trace_context::span("kv.list");
         Ok(self.store.list_entries(scope, after_key, limit).await?)
     }
 
@@ -203,6 +208,8 @@ impl KvService {
         op: KvOp,
         max_keys: Option<u64>,
     ) -> Result<KvOutcome, KvServiceError> {
+        let mut span = trace_context::span("kv.write");
+        span.attribute("alga.kv.forwarded", self.forward.is_some());
         let Some(forward) = &self.forward else {
             return self.apply(scope, key, op, max_keys).await;
         };

@@ -17,6 +17,7 @@
 //! request's execution log. The broker never interprets answers; the interfaces
 //! ([`crate::runner`]) validate them against their WIT types.
 
+use alga_edge_http::trace_context;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -301,7 +302,13 @@ impl PlatformBroker {
         if call.calls.fetch_add(1, Ordering::Relaxed) >= max_calls {
             return Err(PlatformError::TooManyCalls(max_calls));
         }
+        // The call's span (a child of the guest's); the platform continues the trace under it.
+        let span = trace_context::child_context("platform");
+        trace_context::set_attribute(span.as_ref(), "alga.platform.interface", interface);
+        let mut propagated = http::HeaderMap::new();
+        trace_context::inject_context(span.as_ref(), &mut propagated);
         let mut request = request
+            .headers(propagated)
             .header("x-request-id", call.request_id)
             .header("x-alga-tenant", call.tenant)
             .header("x-alga-extension", call.extension)
@@ -343,9 +350,14 @@ impl PlatformBroker {
             }
             Ok(bytes)
         };
-        tokio::time::timeout(deadline, exchange)
+        let result = tokio::time::timeout(deadline, exchange)
             .await
-            .unwrap_or(Err(PlatformError::Timeout(deadline.as_millis())))
+            .unwrap_or(Err(PlatformError::Timeout(deadline.as_millis())));
+        if let Err(error) = &result {
+            trace_context::set_failed(span.as_ref(), error.to_string());
+        }
+        trace_context::end(span.as_ref());
+        result
     }
 
     fn bytes(&self, extension: &str, interface: &'static str, direction: &'static str, n: usize) {

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use alga_edge_http::trace_context;
 use alga_edge_registry::secrets::{SecretSealer, Secrets};
 use wasmtime::component::{HasData, Linker};
 
@@ -51,7 +52,9 @@ impl SecretsState {
 
     /// The opened secrets, or why they cannot be read (counted when not granted).
     pub(crate) fn secrets(&mut self) -> Result<&Secrets, Error> {
+        let mut span = trace_context::span("secrets");
         if !self.granted {
+            span.fail("not granted");
             self.metrics.deny("secrets", "not_granted");
             return Err(Error::AccessDenied);
         }

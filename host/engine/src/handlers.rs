@@ -31,6 +31,7 @@ use super::reuse::{Live, Reuse, Warm, WarmPool};
 use super::runner;
 use super::scheduler::GuestTurn;
 use alga_edge_http::HostBody;
+use alga_edge_http::trace_context;
 
 /// How a guest's run ended, read from its store before the store is dropped.
 pub(super) struct Finished {
@@ -161,13 +162,21 @@ impl<P: Pre> Source<P> {
         match self {
             Source::Warm { live, served } => Ok((P::warm(live), served)),
             Source::Fresh(pre) => {
+                let span = trace_context::span("instantiate");
                 let started = Instant::now();
                 let instance = pre.instantiate(store).await?;
                 instantiation.observe(started.elapsed().as_secs_f64());
+                span.end();
                 Ok((instance, 0))
             }
         }
     }
+}
+
+/// The guest's task: polled only in its turns with the CPU scheduler, and within a `guest`
+/// span (a child of the request's), so the host calls it makes find their parent span.
+fn guest_task<F: Future>(turn: Arc<GuestTurn>, guest: F) -> impl Future<Output = F::Output> {
+    trace_context::within(turn.run(guest), trace_context::child_context("guest"))
 }
 
 /// Where a reusable instance goes back after its request.
@@ -237,7 +246,7 @@ where
     // call whether it ever did (an unset outparam of a store that lives on would never say).
     let (head_tx, head_rx) = oneshot::channel();
     let (delivered_tx, delivered_rx) = oneshot::channel();
-    let task = tokio::spawn(turn.run(async move {
+    let task = tokio::spawn(guest_task(turn, async move {
         let (proxy, served) = match source.instance(&mut store, &instantiation).await {
             Ok(instance) => instance,
             Err(error) => return Finished::of(&store, Err(error)),
@@ -313,7 +322,7 @@ where
     } = run;
     let (answer_tx, answer_rx) =
         oneshot::channel::<Result<http::Response<HostBody>, InvokeError>>();
-    let task = tokio::spawn(turn.run(async move {
+    let task = tokio::spawn(guest_task(turn, async move {
         let (service, served) = match source.instance(&mut store, &instantiation).await {
             Ok(instance) => instance,
             Err(error) => return Finished::of(&store, Err(error)),
@@ -385,7 +394,7 @@ where
     } = run;
     let (answer_tx, answer_rx) =
         oneshot::channel::<Result<http::Response<HostBody>, InvokeError>>();
-    let task = tokio::spawn(turn.run(async move {
+    let task = tokio::spawn(guest_task(turn, async move {
         let context = store.data().context.context().clone();
         let request = match runner::execute_request(request, &context).await {
             Ok(request) => request,

@@ -23,6 +23,7 @@ use alga_edge_capabilities::context::RequestContext;
 use alga_edge_capabilities::runner::EndUser;
 use alga_edge_capabilities::{Capabilities, Grant, GrantLimits, Journal, RequestCapabilities};
 use alga_edge_engine::{Engine, InvokeError, Reuse, RunLimits};
+use alga_edge_http::trace_context::{self, TraceId};
 use alga_edge_registry::secrets::Secrets;
 
 use crate::policy::{Admission, Effective, Policies, endpoint_declared, memory_refused};
@@ -163,9 +164,14 @@ impl Gateway {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let mut trace = self.telemetry.begin("gateway", request_id);
-        let result = self.serve(request, request_id, &mut trace).await;
+        let mut trace = self
+            .telemetry
+            .begin("gateway", request_id, request.headers());
+        let context = trace.context();
+        let result =
+            trace_context::within(self.serve(request, request_id, &mut trace), context).await;
         let identified = trace.is_identified();
+        let trace_id = trace.trace_id();
         let mut response = match result {
             Ok(response) => trace.succeed(response),
             Err(error) => {
@@ -175,6 +181,9 @@ impl Gateway {
         };
         if identified {
             response.extensions_mut().insert(CallerIdentified);
+        }
+        if let Some(trace_id) = trace_id {
+            response.extensions_mut().insert(TraceId(trace_id));
         }
         response
     }
@@ -200,16 +209,23 @@ impl Gateway {
             }
             None => {
                 let authorization = alga_edge_http::authorization(request.headers());
-                let caller = self
-                    .auth
-                    .authenticate(authorization)
-                    .map_err(|e| GatewayError::Unauthorized(e.to_string()))?;
+                let mut auth = trace.span("auth");
+                let caller = self.auth.authenticate(authorization).map_err(|e| {
+                    auth.fail(e.to_string());
+                    GatewayError::Unauthorized(e.to_string())
+                })?;
+                auth.end();
                 trace.identified();
+                let mut resolve = trace.span("resolve");
                 let resolved = self
                     .installed
                     .resolve(&caller.tenant, &extension_id)
                     .await?
-                    .ok_or_else(|| GatewayError::UnknownExtension(extension_id.clone()))?;
+                    .ok_or_else(|| {
+                        resolve.fail("no such install");
+                        GatewayError::UnknownExtension(extension_id.clone())
+                    })?;
+                resolve.end();
                 (
                     resolved,
                     CallerContext {
@@ -246,6 +262,7 @@ impl Gateway {
             content_hash: extension.content_hash.clone(),
         });
         let (effective, admission) = self.admit(&extension, &request, &path)?;
+        let compile = trace.span("compile");
         let component = self
             .engine
             .prepare(&extension.content_hash, || async {
@@ -258,6 +275,7 @@ impl Gateway {
             })
             .await
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        compile.end();
 
         let bytes_in = self
             .telemetry

@@ -36,6 +36,7 @@ use crate::error::GatewayError;
 use crate::ext_api::{CallerContext, Gateway};
 use alga_edge_capabilities::runner::EndUser;
 use alga_edge_http::BearerSecret;
+use alga_edge_http::trace_context::{self, TraceId};
 use alga_edge_http::{BoxError, CallerIdentified, HostBody};
 use alga_edge_registry::secrets::Secrets;
 
@@ -209,12 +210,21 @@ impl Runner {
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
-        let mut trace = self.gateway.telemetry().begin("execute", request_id);
-        let result = self.execute(request, request_id, &mut trace).await;
+        let mut trace = self
+            .gateway
+            .telemetry()
+            .begin("execute", request_id, request.headers());
+        let context = trace.context();
+        let result =
+            trace_context::within(self.execute(request, request_id, &mut trace), context).await;
         let identified = trace.is_identified();
+        let trace_id = trace.trace_id();
         let mut response = self.answer(result, trace, request_id).await;
         if identified {
             response.extensions_mut().insert(CallerIdentified);
+        }
+        if let Some(trace_id) = trace_id {
+            response.extensions_mut().insert(TraceId(trace_id));
         }
         response
     }
@@ -291,7 +301,10 @@ impl Runner {
                 request.method()
             )));
         }
-        self.authenticate(request.headers())?;
+        let mut auth = trace.span("auth");
+        self.authenticate(request.headers())
+            .inspect_err(|e| auth.fail(e.to_string()))?;
+        auth.end();
         trace.identified();
         let claimed = Claimed::of(request.headers())?;
         let envelope = read_envelope(request, self.envelope_limit()).await?;
@@ -302,7 +315,12 @@ impl Runner {
             .map(SecretEnvelope::open)
             .transpose()?
             .flatten();
-        let (resolved, requested) = self.resolve(&envelope).await?;
+        let mut resolve = trace.span("resolve");
+        let (resolved, requested) = self
+            .resolve(&envelope)
+            .await
+            .inspect_err(|e| resolve.fail(e.to_string()))?;
+        resolve.end();
         let resolved = overridden(
             resolved,
             &requested,

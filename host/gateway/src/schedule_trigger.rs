@@ -208,7 +208,9 @@ impl Gateway {
     /// [`TRIGGER_HEADER`]; the execution-log row is marked `schedule`.
     pub async fn run_scheduled(&self, schedule: &Schedule) -> RunReport {
         let request_id = uuid::Uuid::new_v4().to_string();
-        let mut trace = self.telemetry().begin("schedule", &request_id);
+        let mut trace = self
+            .telemetry()
+            .begin("schedule", &request_id, &http::HeaderMap::new());
         trace.identified();
         trace.triggered_by("schedule");
         let report = |status: u16, error: Option<String>| RunReport {
@@ -222,10 +224,12 @@ impl Gateway {
             },
             error: error.map(|e| e.chars().take(MAX_ERROR_CHARS).collect()),
         };
-        let response = match self
-            .start_scheduled(schedule, &request_id, &mut trace)
-            .await
-        {
+        let context = trace.context();
+        let started = alga_edge_http::trace_context::within(
+            self.start_scheduled(schedule, &request_id, &mut trace),
+            context,
+        );
+        let response = match started.await {
             Ok(response) => response,
             Err(error) => {
                 let status = error.status().as_u16();

@@ -93,6 +93,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         tail: TailConfig::default(),
         role: node::Role::Primary,
         sync_token: None,
+        trace_stats: None,
         replication: node::ReplicationSettings::default(),
         schedules: node::ScheduleSettings::default(),
         data_dir: data_dir.clone(),

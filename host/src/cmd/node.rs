@@ -100,6 +100,8 @@ pub struct NodeSettings {
     pub replication: ReplicationSettings,
     /// Schedule limits and the trigger that fires them (primary).
     pub schedules: ScheduleSettings,
+    /// Span counts of the trace exporter, when traces are on (for `/metrics`).
+    pub trace_stats: Option<Arc<alga_edge::traces::TraceStats>>,
 }
 
 /// Schedules: per-install limits and how the primary fires them.
@@ -549,6 +551,13 @@ async fn build_gateway(
     let mut metrics = Metrics::new(&capability_metrics);
     register_metrics(&mut metrics, &engine, &auth, health);
     register_admission_metrics(&mut metrics, &engine);
+    if let Some(stats) = settings.trace_stats.clone() {
+        metrics.register_collector(ResultCounters::new(
+            "trace_spans",
+            "Finished trace spans: exported, or dropped (export queue full, export failed)",
+            move || stats.counts(),
+        ));
+    }
     let (log, log_writer) = ExecutionLog::start(
         data.log_registry.clone(),
         settings.execution_log.clone(),

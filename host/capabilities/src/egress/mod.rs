@@ -12,6 +12,7 @@
 pub mod allowlist;
 pub mod client;
 
+use alga_edge_http::trace_context;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -189,8 +190,14 @@ impl WasiHttpHooks for EgressHooks {
         // Whatever happens to the request, its body is read to the end: a guest writes the
         // body before it awaits the response, and a body dropped early would show it a stream
         // error instead of the refusal below.
-        let request = request.map(|body| Drained(Some(body)).boxed_unsync());
+        let mut request = request.map(|body| Drained(Some(body)).boxed_unsync());
+        // The call's span (a child of the guest's) lasts to the response head; the upstream
+        // continues the trace under it.
+        let span = trace_context::child_context("egress");
+        trace_context::set_attribute(span.as_ref(), "url.full", request.uri().to_string());
         if let Err((error, reason)) = self.admit(request.uri()) {
+            trace_context::set_failed(span.as_ref(), format!("denied: {reason}"));
+            trace_context::end(span.as_ref());
             tracing::info!(uri = %request.uri(), reason, extension = %self.extension, "outbound request denied");
             self.metrics.deny("http", reason);
             drop(request);
@@ -207,6 +214,7 @@ impl WasiHttpHooks for EgressHooks {
         let failed = self.counter(&self.metrics.egress_requests, "failed");
         let prohibited = self.metrics.clone();
         let client = self.client.clone();
+        trace_context::inject_context(span.as_ref(), request.headers_mut());
         Box::new(async move {
             let request = request.map(|body| {
                 CappedBody::new(body, u64::MAX)
@@ -223,14 +231,21 @@ impl WasiHttpHooks for EgressHooks {
                         prohibited.deny("http", "private_address");
                     }
                     tracing::info!(error = %e, "outbound request failed");
+                    trace_context::set_failed(span.as_ref(), e.to_string());
+                    trace_context::end(span.as_ref());
                     return Err(error);
                 }
                 Err(_) => {
                     failed.inc();
+                    trace_context::set_failed(span.as_ref(), "timed out");
+                    trace_context::end(span.as_ref());
                     return Err(Error::ConnectionReadTimeout);
                 }
             };
             ok.inc();
+            let status = i64::from(response.status().as_u16());
+            trace_context::set_attribute(span.as_ref(), "http.response.status_code", status);
+            trace_context::end(span.as_ref());
             let response = response.map(|body| {
                 CappedBody::new(body, limits.max_response_bytes)
                     .on_exceeded(Error::HttpResponseBodySize)

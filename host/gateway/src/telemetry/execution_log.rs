@@ -80,10 +80,15 @@ impl ExecutionLog {
     }
 
     /// Queues `record`; drops (and counts) it when the queue is full or the writer stopped.
-    pub fn record(&self, record: ExecutionRecord) {
-        if let Err(error) = self.sender.try_send(record) {
-            self.dropped.inc();
-            tracing::debug!("execution-log row dropped: {error}");
+    /// Whether it was queued.
+    pub fn record(&self, record: ExecutionRecord) -> bool {
+        match self.sender.try_send(record) {
+            Ok(()) => true,
+            Err(error) => {
+                self.dropped.inc();
+                tracing::debug!("execution-log row dropped: {error}");
+                false
+            }
         }
     }
 }

@@ -21,6 +21,7 @@ use alga_edge_engine::InvokeError;
 
 use crate::error::GatewayError;
 use alga_edge_capabilities::Journal;
+use alga_edge_http::trace_context::{self, SpanGuard, TraceContext};
 use alga_edge_http::{BoxError, HostBody};
 pub use execution_log::{ExecutionLog, ExecutionLogConfig, LogWriter};
 pub use metrics::Metrics;
@@ -60,6 +61,8 @@ pub struct RequestTrace {
     journal: Option<Arc<Journal>>,
     tap: Option<Arc<tail::RequestTap>>,
     trigger: Option<&'static str>,
+    /// The request's server span (traces on).
+    span: Option<TraceContext>,
     telemetry: Arc<Telemetry>,
 }
 
@@ -93,9 +96,17 @@ impl Telemetry {
         Self { metrics, log, tail }
     }
 
-    /// Starts following a request on `route` (`gateway` or `execute`).
-    pub fn begin(self: &Arc<Self>, route: &'static str, request_id: &str) -> RequestTrace {
+    /// Starts following a request on `route` (`gateway`, `execute` or `schedule`) that arrived
+    /// with `headers`: with traces on, its server span continues the caller's `traceparent`.
+    pub fn begin(
+        self: &Arc<Self>,
+        route: &'static str,
+        request_id: &str,
+        headers: &http::HeaderMap,
+    ) -> RequestTrace {
         self.metrics.in_flight.inc();
+        let span = trace_context::server_context("request", headers, route);
+        trace_context::set_attribute(span.as_ref(), "alga.request_id", request_id.to_owned());
         RequestTrace {
             route,
             request_id: request_id.to_owned(),
@@ -108,6 +119,7 @@ impl Telemetry {
             journal: None,
             tap: None,
             trigger: None,
+            span,
             telemetry: self.clone(),
         }
     }
@@ -116,7 +128,29 @@ impl Telemetry {
 impl RequestTrace {
     /// Names the install the request resolved to; from here on it gets an execution-log row.
     pub fn resolved(&mut self, target: Target) {
+        if let Some(span) = &self.span {
+            let span = Some(span);
+            trace_context::set_attribute(span, "alga.tenant", target.tenant.clone());
+            trace_context::set_attribute(span, "alga.extension", target.extension.clone());
+            trace_context::set_attribute(span, "alga.version", target.version.clone());
+        }
         self.target = Some(target);
+    }
+
+    /// The request's trace context, for the work done for it to run within (`None`: traces
+    /// are off).
+    pub fn context(&self) -> Option<TraceContext> {
+        self.span.clone()
+    }
+
+    /// A child span of the request's.
+    pub fn span(&self, name: &'static str) -> SpanGuard {
+        trace_context::child_of(self.span.as_ref(), name)
+    }
+
+    /// The request's trace id (traces on).
+    pub fn trace_id(&self) -> Option<String> {
+        trace_context::trace_id(self.span.as_ref())
     }
 
     /// The journal the request's capabilities write into (log lines kept up to `max_lines`);
@@ -197,6 +231,17 @@ impl RequestTrace {
     }
 
     fn report(mut self, status: u16, error_class: Option<String>, bytes_out: u64) {
+        let span = self.span.take();
+        if span.is_some() {
+            let span = span.as_ref();
+            trace_context::set_attribute(span, "http.response.status_code", i64::from(status));
+            if let Some(class) = &error_class {
+                trace_context::set_attribute(span, "error.type", class.clone());
+            }
+            if status >= 500 {
+                trace_context::set_failed(span, error_class.clone().unwrap_or_default());
+            }
+        }
         let metrics = &self.telemetry.metrics;
         let elapsed = self.started.elapsed();
         let extension = self.extension_label().to_owned();
@@ -240,7 +285,9 @@ impl RequestTrace {
                     },
                 );
             }
-            self.telemetry.log.record(ExecutionRecord {
+            // The row joins the batch writer's queue; the batch is written for many requests.
+            let mut write = trace_context::child_of(span.as_ref(), "execution_log");
+            let queued = self.telemetry.log.record(ExecutionRecord {
                 tenant: target.tenant,
                 extension: target.extension,
                 version: target.version,
@@ -253,8 +300,15 @@ impl RequestTrace {
                 logs,
                 egress_bytes,
                 trigger: self.trigger.map(str::to_owned),
+                trace_id: trace_context::trace_id(span.as_ref()),
             });
+            write.attribute(
+                "alga.execution_log",
+                if queued { "queued" } else { "dropped" },
+            );
+            write.end();
         }
+        trace_context::end(span.as_ref());
     }
 }
 
