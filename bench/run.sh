@@ -6,6 +6,9 @@
 # - alga-edge with a fresh instance per request, with instance reuse (--instance-reuse), and
 #   fresh with a per-request CPU budget (--cpu-budget-ms 1000: every request metered, none
 #   reaching it; the rows show what metering costs);
+# - alga-edge fresh with OpenTelemetry traces on (every request sampled, exported to a
+#   collector port that refuses connections: span creation, batching and encoding are paid,
+#   the batches are dropped and counted);
 # on the minimal route of a WASIp2 and of a WASIp3 component (faulty / faulty-p3 `/`, "ok"),
 # of an Alga runner-world component (alga-rust /ok), and on hello through the dev route (no
 # auth, no registry) and through the full gateway (tenant JWT + registry install lookup +
@@ -110,10 +113,13 @@ for abi in p2 p3; do
   stop "wt-reuse-$abi"
 done
 
-for mode in fresh reuse budget; do
+# A loopback port nothing listens on, for the traced mode's exporter.
+refusing_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+for mode in fresh reuse budget traced; do
   flags=()
   [ "$mode" = reuse ] && flags=(--instance-reuse "$reuse")
   [ "$mode" = budget ] && flags=(--cpu-budget-ms 1000)
+  [ "$mode" = traced ] && flags=(--otel-endpoint "http://127.0.0.1:$refusing_port/v1/traces")
   read -r edge token < <(start_edge "edge-$mode" "${flags[@]}")
   measure "${mode}_p2" "alga-edge $mode WASIp2 (faulty /)" "$edge/api/ext/faulty/"
   measure "${mode}_p3" "alga-edge $mode WASIp3 (faulty-p3 /)" "$edge/api/ext/faulty-p3/"
@@ -127,6 +133,7 @@ for mode in fresh reuse budget; do
   written=$(awk '/^alga_execution_log_written_total/ {print $2}' <<<"$metrics")
   dropped=$(awk '/^alga_execution_log_dropped_total/ {print $2}' <<<"$metrics")
   reused=$(awk '/^alga_instance_reuse_total\{result="reused"\}/ {print $2}' <<<"$metrics")
+  [ "$mode" = traced ] && trace_metrics=$metrics
   summary[$mode]="full gateway ($mode): ${ok} answered 200, ${other} other; execution log ${written} written, ${dropped} dropped; ${reused:-0} requests on warm instances"
   stop "edge-$mode"
 done
@@ -138,7 +145,7 @@ row "wasmtime serve fresh, WASIp2" wt_fresh_p2
 row "wasmtime serve fresh, WASIp3" wt_fresh_p3
 row "wasmtime serve reuse $reuse, WASIp2" wt_reuse_p2
 row "wasmtime serve reuse $reuse, WASIp3" wt_reuse_p3
-for mode in fresh reuse budget; do
+for mode in fresh reuse budget traced; do
   row "alga-edge $mode, WASIp2 (dev route)" "${mode}_p2"
   row "alga-edge $mode, WASIp3 (dev route)" "${mode}_p3"
   row "alga-edge $mode, Alga runner (dev route)" "${mode}_alga"
@@ -159,4 +166,8 @@ ratio "reuse / fresh, Alga runner" reuse_alga fresh_alga
 ratio "CPU budget on / off, WASIp2 fresh" budget_p2 fresh_p2
 ratio "CPU budget on / off, WASIp3 fresh" budget_p3 fresh_p3
 ratio "CPU budget on / off, full gateway fresh" budget_full fresh_full
-printf '%s\n' "${summary[fresh]}" "${summary[reuse]}" "${summary[budget]}"
+ratio "traces on / off, WASIp2 fresh" traced_p2 fresh_p2
+ratio "traces on / off, full gateway fresh" traced_full fresh_full
+printf '%s\n' "${summary[fresh]}" "${summary[reuse]}" "${summary[budget]}" "${summary[traced]}"
+spans=$(awk '/^alga_trace_spans_total/ {printf "%s ", $0}' <<<"${trace_metrics:-}")
+echo "traced mode: ${spans:-no span counts}"
