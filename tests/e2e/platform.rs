@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use alga_edge_e2e::metrics::{scrape, sum};
-use alga_edge_e2e::platform::{Mode, PlatformServer, RecordedCall};
+use alga_edge_e2e::platform::{Mode, PLATFORM_CAPS, PlatformServer, RecordedCall};
 use alga_edge_e2e::publishing::{
     Fixture, admin_ok, call, cli, execution_rows, install, json, path, token,
 };
@@ -19,14 +19,6 @@ const RUST: &str = "com.alga.test.alga-rust";
 const PLATFORM_TOKEN: &str = "runner-token-for-tests";
 const PROXY_KEY: &str = "ui-proxy-key-for-tests";
 const API_KEY: &str = "install-api-key-7";
-/// The capabilities the platform interfaces need.
-const PLATFORM_CAPS: [&str; 5] = [
-    "cap:secrets.get",
-    "cap:ui.proxy",
-    "cap:invoice.manual.create",
-    "cap:client.read",
-    "cap:service.read",
-];
 
 /// A node brokering to `platform` with `extra` flags, the sample published and installed for
 /// `tenant-a` (every platform capability, an `api_key` secret) and `tenant-c` (none).

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use alga_edge_e2e::metrics::{scrape, sum};
 use alga_edge_e2e::otlp::{Collector, ReceivedSpan};
-use alga_edge_e2e::platform::PlatformServer;
+use alga_edge_e2e::platform::{PLATFORM_CAPS, PlatformServer};
 use alga_edge_e2e::publishing::{
     Fixture, admin_ok, bearer, binary, execution_rows, install, json, path, token,
 };
@@ -28,14 +28,6 @@ const CAPS_GRANTS: [&str; 5] = [
     "cap:secrets.get",
     "cap:log.emit",
     "cap:http.fetch",
-];
-/// What the Alga sample imports (it is granted only `cap:client.read`).
-const PLATFORM_CAPS: [&str; 5] = [
-    "cap:secrets.get",
-    "cap:ui.proxy",
-    "cap:invoice.manual.create",
-    "cap:client.read",
-    "cap:service.read",
 ];
 
 /// The caller's span every test request continues.

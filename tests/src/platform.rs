@@ -12,6 +12,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+/// The capabilities the `alga-rust` sample's platform imports need (its manifest declares them).
+pub const PLATFORM_CAPS: [&str; 5] = [
+    "cap:secrets.get",
+    "cap:ui.proxy",
+    "cap:invoice.manual.create",
+    "cap:client.read",
+    "cap:service.read",
+];
+
 /// One request the server saw.
 #[derive(Debug, Clone)]
 pub struct RecordedCall {
