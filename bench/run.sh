@@ -31,6 +31,9 @@ connections="${BENCH_CONNECTIONS:-32}"
 threads="${BENCH_THREADS:-2}"
 reuse="${BENCH_REUSE:-128}"
 source "$ALGA_ROOT/bench/lib.sh"
+# Measure as deployed: with RUST_BACKTRACE set, every error wasmtime creates (one per store
+# drop, in alga-edge and in wasmtime serve alike) captures a backtrace, about 2% of a request.
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 
 admin_token=bench-admin-token-0123456789
 "$bin_dir/alga-edge" keygen --out "$work/keys" >/dev/null
