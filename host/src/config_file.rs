@@ -124,6 +124,15 @@ impl Kind {
         }
     }
 
+    fn plural(self) -> &'static str {
+        match self {
+            Self::Integer => "integers",
+            Self::Float => "numbers",
+            Self::Boolean => "booleans",
+            Self::String => "strings",
+        }
+    }
+
     fn describe(self) -> &'static str {
         match self {
             Self::Integer => "an integer",
@@ -313,9 +322,7 @@ fn file_values(arg: &Arg, value: &DeValue<'_>) -> Result<Vec<String>, String> {
                 .iter()
                 .map(|item| scalar(kind, item.get_ref()))
                 .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| {
-                    format!("an array of {}s", kind.describe().trim_start_matches("a "))
-                }),
+                .ok_or_else(|| format!("an array of {}", kind.plural())),
             other => scalar(kind, other)
                 .map(|one| vec![one])
                 .ok_or_else(|| format!("{} or an array of them", kind.describe())),

@@ -304,7 +304,7 @@ impl PlatformBroker {
         }
         // The call's span (a child of the guest's); the platform continues the trace under it.
         let span = trace_context::child_context("platform");
-        trace_context::set_attribute(span.as_ref(), "alga.platform.interface", interface);
+        trace_context::set_attribute(span.as_ref(), "alga.platform.interface", || interface);
         let mut propagated = http::HeaderMap::new();
         trace_context::inject_context(span.as_ref(), &mut propagated);
         let mut request = request
@@ -354,7 +354,7 @@ impl PlatformBroker {
             .await
             .unwrap_or(Err(PlatformError::Timeout(deadline.as_millis())));
         if let Err(error) = &result {
-            trace_context::set_failed(span.as_ref(), error.to_string());
+            trace_context::set_failed(span.as_ref(), || error.to_string());
         }
         trace_context::end(span.as_ref());
         result

@@ -126,17 +126,25 @@ pub fn server_context(
     Some(parent.with_span(span))
 }
 
-/// Sets attribute `key` on the span of `context`.
-pub fn set_attribute(context: Option<&Context>, key: &'static str, value: impl Into<Value>) {
+/// Sets attribute `key` on the span of `context` to `value()`; `value` runs only when there is
+/// a span, so a node without traces builds no attribute text.
+pub fn set_attribute<V: Into<Value>>(
+    context: Option<&Context>,
+    key: &'static str,
+    value: impl FnOnce() -> V,
+) {
     if let Some(context) = context {
-        context.span().set_attribute(KeyValue::new(key, value));
+        context.span().set_attribute(KeyValue::new(key, value()));
     }
 }
 
-/// Marks the span of `context` failed with `message`.
-pub fn set_failed(context: Option<&Context>, message: impl Into<Cow<'static, str>>) {
+/// Marks the span of `context` failed with `message()` (built only when there is a span).
+pub fn set_failed<M: Into<Cow<'static, str>>>(
+    context: Option<&Context>,
+    message: impl FnOnce() -> M,
+) {
     if let Some(context) = context {
-        context.span().set_status(Status::error(message));
+        context.span().set_status(Status::error(message()));
     }
 }
 
@@ -144,18 +152,6 @@ pub fn set_failed(context: Option<&Context>, message: impl Into<Cow<'static, str
 pub fn end(context: Option<&Context>) {
     if let Some(context) = context {
         context.span().end();
-    }
-}
-
-/// Writes the current span's `traceparent` into `headers` (an outbound request continues the
-/// trace); nothing when traces are off or there is no span.
-pub fn inject(headers: &mut HeaderMap) {
-    if !enabled() {
-        return;
-    }
-    let context = Context::current();
-    if context.span().span_context().is_valid() {
-        propagator().inject_context(&context, &mut HeaderInjector(headers));
     }
 }
 
@@ -176,14 +172,6 @@ pub fn trace_id(context: Option<&Context>) -> Option<String> {
     span_context
         .is_valid()
         .then(|| span_context.trace_id().to_string())
-}
-
-/// The trace id of the current context, if any.
-pub fn current_trace_id() -> Option<String> {
-    if !enabled() {
-        return None;
-    }
-    trace_id(Some(&Context::current()))
 }
 
 pin_project_lite::pin_project! {
@@ -234,8 +222,8 @@ mod tests {
         assert!(server_context("request", &headers, "gateway").is_none());
         assert!(child_context("guest").is_none());
         let mut out = HeaderMap::new();
-        inject(&mut out);
+        inject_context(child_context("egress").as_ref(), &mut out);
         assert!(out.is_empty());
-        assert_eq!(current_trace_id(), None);
+        assert_eq!(trace_id(Some(&Context::current())), None);
     }
 }

@@ -194,9 +194,9 @@ impl WasiHttpHooks for EgressHooks {
         // The call's span (a child of the guest's) lasts to the response head; the upstream
         // continues the trace under it.
         let span = trace_context::child_context("egress");
-        trace_context::set_attribute(span.as_ref(), "url.full", request.uri().to_string());
+        trace_context::set_attribute(span.as_ref(), "url.full", || request.uri().to_string());
         if let Err((error, reason)) = self.admit(request.uri()) {
-            trace_context::set_failed(span.as_ref(), format!("denied: {reason}"));
+            trace_context::set_failed(span.as_ref(), || format!("denied: {reason}"));
             trace_context::end(span.as_ref());
             tracing::info!(uri = %request.uri(), reason, extension = %self.extension, "outbound request denied");
             self.metrics.deny("http", reason);
@@ -231,20 +231,20 @@ impl WasiHttpHooks for EgressHooks {
                         prohibited.deny("http", "private_address");
                     }
                     tracing::info!(error = %e, "outbound request failed");
-                    trace_context::set_failed(span.as_ref(), e.to_string());
+                    trace_context::set_failed(span.as_ref(), || e.to_string());
                     trace_context::end(span.as_ref());
                     return Err(error);
                 }
                 Err(_) => {
                     failed.inc();
-                    trace_context::set_failed(span.as_ref(), "timed out");
+                    trace_context::set_failed(span.as_ref(), || "timed out");
                     trace_context::end(span.as_ref());
                     return Err(Error::ConnectionReadTimeout);
                 }
             };
             ok.inc();
             let status = i64::from(response.status().as_u16());
-            trace_context::set_attribute(span.as_ref(), "http.response.status_code", status);
+            trace_context::set_attribute(span.as_ref(), "http.response.status_code", || status);
             trace_context::end(span.as_ref());
             let response = response.map(|body| {
                 CappedBody::new(body, limits.max_response_bytes)

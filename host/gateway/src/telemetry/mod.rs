@@ -106,7 +106,7 @@ impl Telemetry {
     ) -> RequestTrace {
         self.metrics.in_flight.inc();
         let span = trace_context::server_context("request", headers, route);
-        trace_context::set_attribute(span.as_ref(), "alga.request_id", request_id.to_owned());
+        trace_context::set_attribute(span.as_ref(), "alga.request_id", || request_id.to_owned());
         RequestTrace {
             route,
             request_id: request_id.to_owned(),
@@ -128,12 +128,10 @@ impl Telemetry {
 impl RequestTrace {
     /// Names the install the request resolved to; from here on it gets an execution-log row.
     pub fn resolved(&mut self, target: Target) {
-        if let Some(span) = &self.span {
-            let span = Some(span);
-            trace_context::set_attribute(span, "alga.tenant", target.tenant.clone());
-            trace_context::set_attribute(span, "alga.extension", target.extension.clone());
-            trace_context::set_attribute(span, "alga.version", target.version.clone());
-        }
+        let span = self.span.as_ref();
+        trace_context::set_attribute(span, "alga.tenant", || target.tenant.clone());
+        trace_context::set_attribute(span, "alga.extension", || target.extension.clone());
+        trace_context::set_attribute(span, "alga.version", || target.version.clone());
         self.target = Some(target);
     }
 
@@ -232,15 +230,14 @@ impl RequestTrace {
 
     fn report(mut self, status: u16, error_class: Option<String>, bytes_out: u64) {
         let span = self.span.take();
-        if span.is_some() {
-            let span = span.as_ref();
-            trace_context::set_attribute(span, "http.response.status_code", i64::from(status));
-            if let Some(class) = &error_class {
-                trace_context::set_attribute(span, "error.type", class.clone());
-            }
-            if status >= 500 {
-                trace_context::set_failed(span, error_class.clone().unwrap_or_default());
-            }
+        trace_context::set_attribute(span.as_ref(), "http.response.status_code", || {
+            i64::from(status)
+        });
+        if let Some(class) = &error_class {
+            trace_context::set_attribute(span.as_ref(), "error.type", || class.clone());
+        }
+        if status >= 500 {
+            trace_context::set_failed(span.as_ref(), || error_class.clone().unwrap_or_default());
         }
         let metrics = &self.telemetry.metrics;
         let elapsed = self.started.elapsed();
