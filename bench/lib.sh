@@ -28,11 +28,25 @@ start() {
 }
 
 # load URL [wrk args…]: warm-up, then one wrk run with $threads/$connections/$duration;
-# echoes requests/sec (the full wrk report goes to stderr).
+# echoes requests/sec (the full wrk report goes to stderr). With $load_pid set, also writes
+# the CPU time that process used per request of the measured run, in µs, to $work/cpu_us: wrk
+# shares the machine's cores with the server, so req/s alone mixes the server's cost with
+# wrk's; CPU per request is the server's own.
 load() {
   local url=$1; shift
   wrk -t"$threads" -c"$connections" -d2s "$@" "$url" >/dev/null
+  local before=0 after=0
+  [ -n "${load_pid:-}" ] && before=$(cpu_ticks "$load_pid")
   wrk -t"$threads" -c"$connections" -d"$duration" --latency "$@" "$url" | tee "$work/wrk.txt" >&2
+  if [ -n "${load_pid:-}" ]; then
+    after=$(cpu_ticks "$load_pid")
+    awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" \
+      '/ requests in / { printf "%.1f\n", ticks / hz * 1e6 / $1 }' "$work/wrk.txt" >"$work/cpu_us"
+  fi
   awk '/^Requests\/sec:/ {print $2}' "$work/wrk.txt"
 }
 
+# cpu_ticks PID: user + system CPU time PID used so far, in clock ticks (all its threads).
+cpu_ticks() {
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}

@@ -88,16 +88,19 @@ stop() {
   rm -f "$work/$1.pid"
 }
 
-declare -A rps summary
-# measure KEY LABEL URL [wrk args…]
+declare -A rps cpu summary
+# measure KEY LABEL SERVER URL [wrk args…]: req/s of URL, and the CPU µs per request of the
+# server started as SERVER.
 measure() {
-  local key=$1 label=$2 url=$3; shift 3
+  local key=$1 label=$2 server=$3 url=$4; shift 4
   log "$label: $url"
-  rps[$key]=$(load "$url" "$@")
+  rm -f "$work/cpu_us"
+  rps[$key]=$(load_pid=$(cat "$work/$server.pid") load "$url" "$@")
+  cpu[$key]=$(cat "$work/cpu_us")
 }
 
 baseline=$(start hyper-hello "$bin_dir/hyper-hello" 127.0.0.1:0)
-measure hyper "bare hyper hello" "$baseline/api/ext/hello/greet"
+measure hyper "bare hyper hello" hyper-hello "$baseline/api/ext/hello/greet"
 stop hyper-hello
 
 # wasmtime serve: fresh instances with its best flags (pooling on, memories and tables kept
@@ -108,11 +111,11 @@ for abi in p2 p3; do
   component="$ALGA_COMPONENTS_DIR/faulty.wasm"
   [ "$abi" = p3 ] && component="$ALGA_COMPONENTS_DIR/faulty-p3.wasm"
   url=$(start_wasmtime "wt-fresh-$abi" "$component" "${fresh_flags[@]}" --max-instance-reuse-count 1)
-  measure "wt_fresh_$abi" "wasmtime serve fresh ($abi)" "$url/"
+  measure "wt_fresh_$abi" "wasmtime serve fresh ($abi)" "wt-fresh-$abi" "$url/"
   stop "wt-fresh-$abi"
   url=$(start_wasmtime "wt-reuse-$abi" "$component" "${fresh_flags[@]}" \
     --max-instance-reuse-count "$reuse")
-  measure "wt_reuse_$abi" "wasmtime serve reuse ($abi)" "$url/"
+  measure "wt_reuse_$abi" "wasmtime serve reuse ($abi)" "wt-reuse-$abi" "$url/"
   stop "wt-reuse-$abi"
 done
 
@@ -124,11 +127,11 @@ for mode in fresh reuse budget traced; do
   [ "$mode" = budget ] && flags=(--cpu-budget-ms 1000)
   [ "$mode" = traced ] && flags=(--otel-endpoint "http://127.0.0.1:$refusing_port/v1/traces")
   read -r edge token < <(start_edge "edge-$mode" "${flags[@]}")
-  measure "${mode}_p2" "alga-edge $mode WASIp2 (faulty /)" "$edge/api/ext/faulty/"
-  measure "${mode}_p3" "alga-edge $mode WASIp3 (faulty-p3 /)" "$edge/api/ext/faulty-p3/"
-  measure "${mode}_alga" "alga-edge $mode Alga runner (alga-rust /ok)" "$edge/api/ext/alga/ok"
-  measure "${mode}_dev" "alga-edge $mode hello, dev route" "$edge/api/ext/hello/greet"
-  measure "${mode}_full" "alga-edge $mode hello, full gateway" \
+  measure "${mode}_p2" "alga-edge $mode WASIp2 (faulty /)" "edge-$mode" "$edge/api/ext/faulty/"
+  measure "${mode}_p3" "alga-edge $mode WASIp3 (faulty-p3 /)" "edge-$mode" "$edge/api/ext/faulty-p3/"
+  measure "${mode}_alga" "alga-edge $mode Alga runner (alga-rust /ok)" "edge-$mode" "$edge/api/ext/alga/ok"
+  measure "${mode}_dev" "alga-edge $mode hello, dev route" "edge-$mode" "$edge/api/ext/hello/greet"
+  measure "${mode}_full" "alga-edge $mode hello, full gateway" "edge-$mode" \
     "$edge/api/ext/com.alga.samples.hello/greet" -H "authorization: Bearer $token"
   metrics=$(curl -s "$edge/metrics")
   ok=$(awk '/^alga_requests_total\{.*com.alga.samples.hello.*status="200"/ {s+=$2} END {print s+0}' <<<"$metrics")
@@ -141,8 +144,8 @@ for mode in fresh reuse budget traced; do
   stop "edge-$mode"
 done
 
-printf '\n%-44s %12s\n' "server (wrk -t$threads -c$connections -d$duration)" "req/s"
-row() { printf '%-44s %12.0f\n' "$1" "${rps[$2]}"; }
+printf '\n%-44s %12s %14s\n' "server (wrk -t$threads -c$connections -d$duration)" "req/s" "server µs/req"
+row() { printf '%-44s %12.0f %14.1f\n' "$1" "${rps[$2]}" "${cpu[$2]}"; }
 row "bare hyper hello" hyper
 row "wasmtime serve fresh, WASIp2" wt_fresh_p2
 row "wasmtime serve fresh, WASIp3" wt_fresh_p3
@@ -171,6 +174,15 @@ ratio "CPU budget on / off, WASIp3 fresh" budget_p3 fresh_p3
 ratio "CPU budget on / off, full gateway fresh" budget_full fresh_full
 ratio "traces on / off, WASIp2 fresh" traced_p2 fresh_p2
 ratio "traces on / off, full gateway fresh" traced_full fresh_full
+# The same comparisons in the server's own CPU time per request (lower is better, so the
+# ratio is wasmtime serve's over alga-edge's: above 1 alga-edge is the cheaper).
+cpu_ratio() { awk -v a="${cpu[$2]}" -v b="${cpu[$3]}" -v l="$1" 'BEGIN { printf "%-44s %12.3f\n", l, a/b }'; }
+printf '\n%-44s %12s\n' "CPU per request" "x"
+cpu_ratio "fresh WASIp2: wasmtime serve / alga-edge" wt_fresh_p2 fresh_p2
+cpu_ratio "fresh WASIp3: wasmtime serve / alga-edge" wt_fresh_p3 fresh_p3
+cpu_ratio "reuse WASIp2: wasmtime serve / alga-edge" wt_reuse_p2 reuse_p2
+cpu_ratio "reuse WASIp3: wasmtime serve / alga-edge" wt_reuse_p3 reuse_p3
+cpu_ratio "fresh: dev route / full gateway (hello)" fresh_dev fresh_full
 printf '%s\n' "${summary[fresh]}" "${summary[reuse]}" "${summary[budget]}" "${summary[traced]}"
 spans=$(awk '/^alga_trace_spans_total/ {printf "%s ", $0}' <<<"${trace_metrics:-}")
 echo "traced mode: ${spans:-no span counts}"
