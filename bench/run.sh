@@ -158,7 +158,8 @@ for mode in fresh reuse budget traced; do
   row "alga-edge $mode, hello dev route" "${mode}_dev"
   row "alga-edge $mode, hello full gateway" "${mode}_full"
 done
-ratio() { awk -v a="${rps[$2]}" -v b="${rps[$3]}" -v l="$1" 'BEGIN { printf "%-44s %12.3f\n", l, a/b }'; }
+# ratio LABEL A B [ARRAY]: ARRAY[A] / ARRAY[B] (ARRAY: rps, or cpu for CPU per request).
+ratio() { local -n of=${4:-rps}; awk -v a="${of[$2]}" -v b="${of[$3]}" -v l="$1" 'BEGIN { printf "%-44s %12.3f\n", l, a/b }'; }
 printf '\n%-44s %12s\n' "ratio" "x"
 ratio "fresh WASIp2: alga-edge / wasmtime serve" fresh_p2 wt_fresh_p2
 ratio "fresh WASIp3: alga-edge / wasmtime serve" fresh_p3 wt_fresh_p3
@@ -176,13 +177,12 @@ ratio "traces on / off, WASIp2 fresh" traced_p2 fresh_p2
 ratio "traces on / off, full gateway fresh" traced_full fresh_full
 # The same comparisons in the server's own CPU time per request (lower is better, so the
 # ratio is wasmtime serve's over alga-edge's: above 1 alga-edge is the cheaper).
-cpu_ratio() { awk -v a="${cpu[$2]}" -v b="${cpu[$3]}" -v l="$1" 'BEGIN { printf "%-44s %12.3f\n", l, a/b }'; }
 printf '\n%-44s %12s\n' "CPU per request" "x"
-cpu_ratio "fresh WASIp2: wasmtime serve / alga-edge" wt_fresh_p2 fresh_p2
-cpu_ratio "fresh WASIp3: wasmtime serve / alga-edge" wt_fresh_p3 fresh_p3
-cpu_ratio "reuse WASIp2: wasmtime serve / alga-edge" wt_reuse_p2 reuse_p2
-cpu_ratio "reuse WASIp3: wasmtime serve / alga-edge" wt_reuse_p3 reuse_p3
-cpu_ratio "fresh: dev route / full gateway (hello)" fresh_dev fresh_full
+ratio "fresh WASIp2: wasmtime serve / alga-edge" wt_fresh_p2 fresh_p2 cpu
+ratio "fresh WASIp3: wasmtime serve / alga-edge" wt_fresh_p3 fresh_p3 cpu
+ratio "reuse WASIp2: wasmtime serve / alga-edge" wt_reuse_p2 reuse_p2 cpu
+ratio "reuse WASIp3: wasmtime serve / alga-edge" wt_reuse_p3 reuse_p3 cpu
+ratio "fresh: dev route / full gateway (hello)" fresh_dev fresh_full cpu
 printf '%s\n' "${summary[fresh]}" "${summary[reuse]}" "${summary[budget]}" "${summary[traced]}"
 spans=$(awk '/^alga_trace_spans_total/ {printf "%s ", $0}' <<<"${trace_metrics:-}")
 echo "traced mode: ${spans:-no span counts}"
