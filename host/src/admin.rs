@@ -49,8 +49,8 @@ use alga_edge_registry::secrets::Secrets;
 use alga_edge_registry::signing::TrustBundle;
 use alga_edge_registry::store::BundleStore;
 use alga_edge_registry::{
-    InstallPolicy, InstallRequest, Registry, RegistryError, USAGE_WINDOW_SECS, VersionInfo,
-    is_valid_tenant_id,
+    ExecutionStore, InstallPolicy, InstallRequest, Registry, RegistryError, USAGE_WINDOW_SECS,
+    VersionInfo, is_valid_tenant_id,
 };
 use http_body_util::BodyExt;
 
@@ -169,7 +169,7 @@ pub struct Admin {
     schedules: Option<Arc<ScheduleService>>,
     trigger: Option<Arc<ScheduleTrigger>>,
     registry: Arc<Registry>,
-    log_registry: Arc<Registry>,
+    executions: Arc<ExecutionStore>,
     read_only: Option<String>,
     store: BundleStore,
     trust: Option<Arc<TrustBundle>>,
@@ -235,10 +235,11 @@ struct UpdateBody {
 }
 
 impl Admin {
-    /// The admin API over `registry`, storing bundles in `store`, verifying publishes with
-    /// `trust`, and accepting `token`.
+    /// The admin API over `registry` and this node's `executions`, storing bundles in `store`,
+    /// verifying publishes with `trust`, and accepting `token`.
     pub fn new(
         registry: Arc<Registry>,
+        executions: Arc<ExecutionStore>,
         store: BundleStore,
         trust: Option<Arc<TrustBundle>>,
         token: &str,
@@ -248,7 +249,7 @@ impl Admin {
             kv: None,
             schedules: None,
             trigger: None,
-            log_registry: registry.clone(),
+            executions,
             read_only: None,
             registry,
             store,
@@ -292,9 +293,8 @@ impl Admin {
     }
 
     /// An edge's admin API: reads from the replica (`registry`) and the node's own execution
-    /// log (`log_registry`); every write is refused, naming the `primary`.
-    pub fn read_only(mut self, log_registry: Arc<Registry>, primary: String) -> Self {
-        self.log_registry = log_registry;
+    /// log; every write is refused, naming the `primary`.
+    pub fn read_only(mut self, primary: String) -> Self {
         self.read_only = Some(primary);
         self
     }
@@ -921,7 +921,7 @@ impl Admin {
             None => 100,
         };
         let rows = self
-            .log_registry
+            .executions
             .executions(
                 params.get("tenant"),
                 query.get("extension").map(String::as_str),
@@ -944,7 +944,7 @@ impl Admin {
             None => 0,
         };
         let usage = self
-            .log_registry
+            .executions
             .usage(params.get("tenant"), since)
             .await
             .map_err(registry_error)?;

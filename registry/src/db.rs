@@ -18,6 +18,9 @@ use libsql::{Builder, Connection, Database, Transaction, TransactionBehavior};
 use crate::RegistryError;
 
 /// Schema migrations, in order; never edit one that has shipped, add a new one.
+///
+/// `extension_execution_log` and `extension_quota_usage` are no longer written here: they moved
+/// to the node-local [`crate::ExecutionStore`], which adopts (and deletes) what older builds left.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE extension_registry (
@@ -167,7 +170,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Opens (creating if needed) the registry database at `path` and brings its schema up to date.
 pub(crate) async fn open(path: &Path) -> Result<(Database, Connection), RegistryError> {
     let (db, conn) = open_plain(path).await?;
-    migrate(&conn).await?;
+    migrate(&conn, MIGRATIONS).await?;
     Ok((db, conn))
 }
 
@@ -242,13 +245,14 @@ pub(crate) async fn check_replica_schema(conn: &Connection) -> Result<(), Regist
 }
 
 /// Runs a pragma; some answer with a row, which `execute` would refuse.
-async fn pragma(conn: &Connection, sql: &str) -> Result<(), RegistryError> {
+pub(crate) async fn pragma(conn: &Connection, sql: &str) -> Result<(), RegistryError> {
     let mut rows = conn.query(sql, ()).await?;
     while rows.next().await?.is_some() {}
     Ok(())
 }
 
-async fn migrate(conn: &Connection) -> Result<(), RegistryError> {
+/// Applies the `migrations` `conn`'s database has not had yet.
+pub(crate) async fn migrate(conn: &Connection, migrations: &[&str]) -> Result<(), RegistryError> {
     let current: i64 = {
         let mut rows = conn.query("PRAGMA user_version", ()).await?;
         match rows.next().await? {
@@ -257,13 +261,13 @@ async fn migrate(conn: &Connection) -> Result<(), RegistryError> {
         }
     };
     let current = usize::try_from(current).unwrap_or(0);
-    if current > MIGRATIONS.len() {
+    if current > migrations.len() {
         return Err(RegistryError::SchemaTooNew {
             found: current,
-            known: MIGRATIONS.len(),
+            known: migrations.len(),
         });
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (index, sql) in migrations.iter().enumerate().skip(current) {
         let tx = begin_write(conn).await?;
         tx.execute_batch(sql).await?;
         tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1))

@@ -10,7 +10,7 @@
 //! - [`secrets`]: install secrets sealed at rest with the node key.
 //! - [`install_policy`]: per-install overrides of the gateway policies.
 //! - [`schedules`]: cron schedules of installs and the state that fires each exactly once.
-//! - execution log and quota usage: [`Registry::record_executions`] and its queries.
+//! - [`ExecutionStore`]: the node-local execution log and quota usage (not replicated).
 //! - [`Registry`]: the libsql database with [`publish`](Registry::publish) and the per-tenant
 //!   install lifecycle ([`installs`]).
 
@@ -32,7 +32,7 @@ pub mod store;
 
 use std::path::Path;
 
-pub use executions::{ExecutionRecord, LoggedExecution, USAGE_WINDOW_SECS, Usage};
+pub use executions::{ExecutionRecord, ExecutionStore, LoggedExecution, USAGE_WINDOW_SECS, Usage};
 pub use install_policy::InstallPolicy;
 pub use installs::{Install, InstallRequest, ResolvedInstall, is_valid_tenant_id};
 pub use publish::{Published, VersionInfo};
@@ -53,8 +53,7 @@ pub struct Registry {
 }
 
 /// The writer connection, held for one catalog write; counts a change when released so
-/// readers' caches see it (execution-log writes use the connection directly: they change no
-/// catalog state).
+/// readers' caches see it.
 pub(crate) struct Writer<'a> {
     guard: tokio::sync::MutexGuard<'a, libsql::Connection>,
     changes: &'a std::sync::atomic::AtomicU64,
@@ -173,7 +172,7 @@ impl Registry {
         })
     }
 
-    /// The writer connection without counting a catalog change (execution log).
+    /// The writer connection without counting a catalog change (schedule run state, leases).
     pub(crate) async fn log_writer(
         &self,
     ) -> Result<tokio::sync::MutexGuard<'_, libsql::Connection>, RegistryError> {

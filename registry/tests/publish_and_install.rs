@@ -6,9 +6,7 @@ use std::path::Path;
 use alga_edge_registry::bundle::{self, ContentHash};
 use alga_edge_registry::signing::{BundleClaims, SigningKey, TrustBundle};
 use alga_edge_registry::store::BundleStore;
-use alga_edge_registry::{
-    ExecutionRecord, InstallPolicy, InstallRequest, Registry, RegistryError, USAGE_WINDOW_SECS,
-};
+use alga_edge_registry::{InstallPolicy, InstallRequest, Registry, RegistryError};
 use serde_json::json;
 
 mod common;
@@ -653,83 +651,6 @@ async fn install_policies_are_validated_stored_and_resolved_with_the_endpoints()
             .unwrap_err(),
         RegistryError::NotInstalled { .. }
     ));
-}
-
-#[tokio::test]
-async fn execution_records_land_in_the_log_and_the_usage_windows() {
-    let f = fixture().await;
-    let record = |tenant: &str, request_id: &str, status: u16, at: i64| ExecutionRecord {
-        tenant: tenant.into(),
-        extension: "com.acme.hello".into(),
-        version: "1.0.0".into(),
-        content_hash: format!("sha256:{}", "0".repeat(64)),
-        request_id: request_id.into(),
-        status,
-        duration_ms: 7,
-        error_class: (status >= 400).then(|| "extension_trap".to_string()),
-        at,
-        logs: if status >= 400 {
-            vec![
-                "ERROR sample: it broke".into(),
-                "INFO sample: \"quoted\"\nline".into(),
-            ]
-        } else {
-            Vec::new()
-        },
-        egress_bytes: u64::from(status),
-        trigger: (status < 400).then(|| "schedule".to_string()),
-        trace_id: (status < 400).then(|| "0af7651916cd43dd8448eb211c80319c".to_string()),
-    };
-    let hour = USAGE_WINDOW_SECS;
-    let records = [
-        record("a", "r1", 200, 10 * hour + 5),
-        record("a", "r2", 502, 10 * hour + 6),
-        record("a", "r3", 200, 11 * hour),
-        record("b", "r4", 200, 10 * hour),
-    ];
-    f.registry.record_executions(&records).await.unwrap();
-    f.registry.record_executions(&records[..1]).await.unwrap();
-
-    let logged = f.registry.executions("a", None, 10).await.unwrap();
-    let ids: Vec<_> = logged
-        .iter()
-        .map(|l| l.record.request_id.as_str())
-        .collect();
-    assert_eq!(ids, ["r1", "r3", "r2", "r1"], "newest first");
-    assert_eq!(logged[2].record, records[1]);
-    assert_eq!(f.registry.executions("a", None, 1).await.unwrap().len(), 1);
-    assert!(
-        f.registry
-            .executions("a", Some("other"), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-
-    let usage = f.registry.usage("a", 0).await.unwrap();
-    let windows: Vec<_> = usage
-        .iter()
-        .map(|u| (u.window_start, u.requests, u.cpu_ms, u.egress_bytes))
-        .collect();
-    assert_eq!(
-        windows,
-        [(10 * hour, 3, 21, 200 + 502 + 200), (11 * hour, 1, 7, 200)]
-    );
-
-    assert_eq!(f.registry.prune_executions(11 * hour).await.unwrap(), 4);
-    assert_eq!(f.registry.executions("a", None, 10).await.unwrap().len(), 1);
-    assert_eq!(f.registry.usage("a", 0).await.unwrap().len(), 1);
-
-    // A batch larger than one multi-row INSERT keeps every row, in order.
-    let many: Vec<_> = (0..450)
-        .map(|i| record("c", &format!("m{i}"), 200, 20 * hour))
-        .collect();
-    f.registry.record_executions(&many).await.unwrap();
-    let logged = f.registry.executions("c", None, 1000).await.unwrap();
-    assert_eq!(logged.len(), 450);
-    assert_eq!(logged[0].record.request_id, "m449");
-    assert_eq!(logged[449].record.request_id, "m0");
-    assert_eq!(f.registry.usage("c", 0).await.unwrap()[0].requests, 450);
 }
 
 /// Two processes on one registry (two handles on the same file): only the lease holder claims,

@@ -388,6 +388,22 @@ fn every_request_leaves_one_execution_log_row_and_metrics_count_them() {
         .sum();
     assert_eq!(total, requests as i64 + 1, "{usage}");
 
+    // The rows are in the node's own database, never in the replicated registry (each of
+    // whose generations would copy them).
+    let holds = |prefix: &str| {
+        std::fs::read_dir(fixture.data())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            .filter(|e| e.path().is_file())
+            .any(|e| {
+                let bytes = std::fs::read(e.path()).unwrap();
+                bytes.windows(8).any(|w| w == b"req-trap")
+            })
+    };
+    assert!(holds("executions.db"), "the log is in executions.db");
+    assert!(!holds("registry.db"), "the registry holds no log row");
+
     let (_, samples) = scrape(&node);
     let ok = sum(
         &samples,

@@ -528,7 +528,11 @@ fn install_secrets_are_sealed_at_rest_and_never_echoed() {
                     .flatten()
                     .map(|e| e.path()),
             );
-        } else if name.starts_with("registry.db") || name.ends_with(".log") {
+        } else if ["registry.db", "executions.db"]
+            .iter()
+            .any(|db| name.starts_with(db))
+            || name.ends_with(".log")
+        {
             files.push(entry.path());
         }
     }

@@ -3,6 +3,7 @@
 //! their replica when it is gone (reporting staleness), refuse admin writes, catch up when it
 //! returns; generations roll over and fresh and lagging edges converge to the primary's rows.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use alga_edge_e2e::metrics::scrape;
@@ -11,6 +12,7 @@ use alga_edge_e2e::publishing::{
     path, shared_token as token,
 };
 use alga_edge_e2e::{Node, client, request, send, wait_until};
+use alga_edge_registry::Registry;
 use serde_json::Value;
 
 /// Edges of these tests report themselves degraded once their replica is 1.5 s old.
@@ -537,4 +539,99 @@ fn concurrent_kv_writes_through_an_edge_are_never_refused_while_generations_roll
             &missing[..missing.len().min(5)]
         );
     }
+}
+
+/// Runs `work` on a one-thread runtime (the registry's API is async; these tests are not).
+fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(work)
+}
+
+/// What a build before `executions.db` left at `db` (a primary's `registry.db` or an edge's
+/// `local.db`): the registry schema with one execution-log row and its usage window.
+fn seed_legacy_log(db: &Path, tenant: &str, request_id: &str) {
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    block_on(async {
+        drop(Registry::open(db).await.unwrap());
+        let database = libsql::Builder::new_local(db).build().await.unwrap();
+        let conn = database.connect().unwrap();
+        conn.execute(
+            "INSERT INTO extension_execution_log (tenant_id, extension_name, version,
+               content_hash, request_id, status, duration_ms, created_at)
+             VALUES (?1, 'com.example.old', '0.9.0', 'sha256:00', ?2, 200, 3, unixepoch())",
+            libsql::params![tenant, request_id],
+        )
+        .await
+        .unwrap();
+        conn.execute(
+            "INSERT INTO extension_quota_usage VALUES
+               (?1, 'com.example.old', unixepoch() - unixepoch() % 3600, 1, 3, 0)",
+            libsql::params![tenant],
+        )
+        .await
+        .unwrap();
+    });
+}
+
+/// Rows left in `table` of the database at `db`.
+fn rows_left(db: &Path, table: &str) -> i64 {
+    block_on(async {
+        let database = libsql::Builder::new_local(db).build().await.unwrap();
+        let conn = database.connect().unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        let mut rows = conn
+            .query(&format!("SELECT count(*) FROM {table}"), ())
+            .await
+            .unwrap();
+        rows.next().await.unwrap().unwrap().get(0).unwrap()
+    })
+}
+
+/// Builds before `executions.db` logged into the registry database (a primary's, replicated
+/// with every generation) or an edge's `local.db`. Upgraded nodes move those rows into their
+/// own `executions.db` when they start: the admin API still shows them, the old places are
+/// emptied (the edge's file is removed), and nothing is counted twice.
+#[test]
+fn upgraded_nodes_move_the_old_execution_log_into_their_own_database() {
+    let fixture = Fixture::new();
+    let root = fixture.dir.path().to_owned();
+    seed_legacy_log(
+        &root.join("primary/registry.db"),
+        "tenant-old",
+        "old-on-primary",
+    );
+    seed_legacy_log(&root.join("edge/local.db"), "tenant-old", "old-on-edge");
+    let primary = fixture.start_node_in(&root.join("primary"), &[]);
+    let edge = fixture.start_edge_in(&root.join("edge"), &primary.base(), 200, &MAX_STALENESS);
+
+    for (node, request_id) in [(&primary, "old-on-primary"), (&edge, "old-on-edge")] {
+        let (code, answer) = admin_json(node, "GET", "tenants/tenant-old/executions", None);
+        assert_eq!(code, 200, "{answer}");
+        let ids: Vec<_> = answer["executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["request_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [request_id], "{answer}");
+        let (code, answer) = admin_json(node, "GET", "tenants/tenant-old/usage", None);
+        assert_eq!(code, 200, "{answer}");
+        assert_eq!(answer["usage"][0]["requests"], 1, "{answer}");
+        assert_eq!(answer["usage"].as_array().unwrap().len(), 1, "{answer}");
+    }
+    let registry = root.join("primary/registry.db");
+    assert_eq!(rows_left(&registry, "extension_execution_log"), 0);
+    assert_eq!(rows_left(&registry, "extension_quota_usage"), 0);
+    assert!(root.join("primary/executions.db").is_file());
+    assert!(!root.join("edge/local.db").exists());
+    assert!(root.join("edge/executions.db").is_file());
+
+    // A restart finds nothing more to move and keeps what moved.
+    drop(primary);
+    let primary = fixture.start_node_in(&root.join("primary"), &[]);
+    let (_, answer) = admin_json(&primary, "GET", "tenants/tenant-old/usage", None);
+    assert_eq!(answer["usage"][0]["requests"], 1, "{answer}");
 }

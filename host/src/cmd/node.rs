@@ -31,7 +31,6 @@ use alga_edge_gateway::telemetry::{
 };
 use alga_edge_gateway::tenant_auth::TenantAuth;
 use alga_edge_gateway::{Gateway, Runner, ScheduleTrigger, TriggerConfig};
-use alga_edge_registry::Registry;
 use alga_edge_registry::bundle::ContentHash;
 use alga_edge_registry::kv::KvStore;
 use alga_edge_registry::replication::{GenerationLog, PrimaryClient, ReplicaConfig};
@@ -39,6 +38,7 @@ use alga_edge_registry::schedules::ScheduleLimits;
 use alga_edge_registry::secrets::SecretSealer;
 use alga_edge_registry::signing::TrustBundle;
 use alga_edge_registry::store::BundleStore;
+use alga_edge_registry::{ExecutionStore, Registry};
 use alga_edge_ui_cache::{UiCache, UiCacheLimits};
 
 /// Everything a node needs to start.
@@ -187,8 +187,8 @@ const LOG_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 struct Data {
     /// The registry (a replica on edges).
     registry: Arc<Registry>,
-    /// Where this node's execution log goes (the registry on a primary, `local.db` on edges).
-    log_registry: Arc<Registry>,
+    /// This node's own execution log and usage windows (`executions.db`, never replicated).
+    executions: Arc<ExecutionStore>,
     /// The primary's registry generations.
     generations: Option<Arc<GenerationLog>>,
     /// The KV store (a replica on edges).
@@ -346,6 +346,7 @@ fn assemble_app(
     let ui = Arc::new(ui_route(settings, &data.registry, &gateway)?);
     let mut admin = Admin::new(
         data.registry.clone(),
+        data.executions.clone(),
         store.clone(),
         trust.clone(),
         &tokens.admin,
@@ -365,7 +366,7 @@ fn assemble_app(
     });
     let replication_api = match &settings.role {
         Role::Edge { primary } => {
-            admin = admin.read_only(data.log_registry.clone(), primary.clone());
+            admin = admin.read_only(primary.clone());
             start_edge_sync(settings, data);
             None
         }
@@ -437,19 +438,43 @@ async fn open_primary(settings: &NodeSettings, sealer: &SecretSealer) -> anyhow:
             .with_secret_sealer(sealer.clone()),
     );
     let registry_generations = generations(&path, "registry")?;
+    let executions = open_executions(data_dir, &registry, "registry.db").await?;
     Ok(Data {
         schedules: Arc::new(ScheduleService::new(
             registry.clone(),
             None,
             settings.schedules.limits,
         )),
-        log_registry: registry.clone(),
+        executions,
         registry,
         generations: Some(registry_generations),
         kv: Arc::new(KvService::new(kv_store.clone(), None)),
         kv_store,
         kv_generations: Some(kv_generations),
     })
+}
+
+/// Opens the node's execution store (`executions.db`) and moves into it whatever execution
+/// log and usage an older build left in `legacy`, the database file `source` of `data_dir`.
+async fn open_executions(
+    data_dir: &Path,
+    legacy: &Registry,
+    source: &str,
+) -> anyhow::Result<Arc<ExecutionStore>> {
+    let path = data_dir.join("executions.db");
+    let store = ExecutionStore::open(&path).await?;
+    let moved = store
+        .adopt(legacy, source)
+        .await
+        .with_context(|| format!("cannot move the execution log into {}", path.display()))?;
+    if moved > 0 {
+        tracing::info!(
+            rows = moved,
+            "execution log: moved from {source} into {}",
+            path.display()
+        );
+    }
+    Ok(Arc::new(store))
 }
 
 /// An edge's databases: replicas of the primary's registry and KV, plus its own execution log.
@@ -478,8 +503,24 @@ async fn open_edge(
     )
     .await?
     .with_secret_sealer(sealer.clone());
-    // Edges keep their own execution log: the replica is read-only.
-    let local = Registry::open(&data_dir.join("local.db")).await?;
+    // Older builds kept an edge's log in `local.db`, a registry-shaped file of its own.
+    let legacy_path = data_dir.join("local.db");
+    let executions = if legacy_path.exists() {
+        let legacy = Registry::open(&legacy_path).await?;
+        let executions = open_executions(data_dir, &legacy, "local.db").await?;
+        drop(legacy);
+        for suffix in ["", "-wal", "-shm"] {
+            let file = data_dir.join(format!("local.db{suffix}"));
+            if let Err(e) = std::fs::remove_file(&file)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!("cannot remove {} (its rows moved): {e}", file.display());
+            }
+        }
+        executions
+    } else {
+        Arc::new(ExecutionStore::open(&data_dir.join("executions.db")).await?)
+    };
     let registry = Arc::new(registry);
     Ok(Data {
         schedules: Arc::new(ScheduleService::new(
@@ -488,7 +529,7 @@ async fn open_edge(
             settings.schedules.limits,
         )),
         registry,
-        log_registry: Arc::new(local),
+        executions,
         generations: None,
         kv: Arc::new(KvService::new(kv_store.clone(), Some(primary))),
         kv_store,
@@ -559,7 +600,7 @@ async fn build_gateway(
         ));
     }
     let (log, log_writer) = ExecutionLog::start(
-        data.log_registry.clone(),
+        data.executions.clone(),
         settings.execution_log.clone(),
         metrics.log_written.clone(),
         metrics.log_dropped.clone(),

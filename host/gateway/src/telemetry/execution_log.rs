@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alga_edge_registry::{ExecutionRecord, Registry};
+use alga_edge_registry::{ExecutionRecord, ExecutionStore};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, oneshot};
 
@@ -51,9 +51,9 @@ pub struct LogWriter {
 }
 
 impl ExecutionLog {
-    /// Starts the writer over `registry`; `written` and `dropped` count rows.
+    /// Starts the writer over `store`; `written` and `dropped` count rows.
     pub fn start(
-        registry: Arc<Registry>,
+        store: Arc<ExecutionStore>,
         config: ExecutionLogConfig,
         written: Counter,
         dropped: Counter,
@@ -68,7 +68,7 @@ impl ExecutionLog {
             .name("execution-log".into())
             .spawn(move || {
                 runtime.block_on(write_loop(
-                    registry,
+                    store,
                     receiver,
                     stopped,
                     config.retention,
@@ -106,7 +106,7 @@ impl LogWriter {
 }
 
 async fn write_loop(
-    registry: Arc<Registry>,
+    store: Arc<ExecutionStore>,
     mut receiver: mpsc::Receiver<ExecutionRecord>,
     mut stopped: oneshot::Receiver<()>,
     retention: Duration,
@@ -135,11 +135,11 @@ async fn write_loop(
                         }
                     }
                 }
-                write(&registry, &mut batch, &written, &dropped).await;
+                write(&store, &mut batch, &written, &dropped).await;
             }
             _ = prune.tick() => {
                 let before = now() - i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
-                match registry.prune_executions(before).await {
+                match store.prune_executions(before).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(rows = n, "execution log: pruned rows past the retention"),
                     Err(e) => tracing::warn!("execution log: pruning failed: {e}"),
@@ -148,7 +148,7 @@ async fn write_loop(
             _ = &mut stopped => {
                 receiver.close();
                 while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                    write(&registry, &mut batch, &written, &dropped).await;
+                    write(&store, &mut batch, &written, &dropped).await;
                 }
                 return;
             }
@@ -157,7 +157,7 @@ async fn write_loop(
 }
 
 async fn write(
-    registry: &Registry,
+    store: &ExecutionStore,
     batch: &mut Vec<ExecutionRecord>,
     written: &Counter,
     dropped: &Counter,
@@ -165,10 +165,10 @@ async fn write(
     let count = batch.len() as u64;
     // One retry covers a transient busy database; a persistent failure must not stall the
     // queue, so the batch is then dropped and counted.
-    let mut result = registry.record_executions(batch).await;
+    let mut result = store.record_executions(batch).await;
     if result.is_err() {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        result = registry.record_executions(batch).await;
+        result = store.record_executions(batch).await;
     }
     match result {
         Ok(()) => {
