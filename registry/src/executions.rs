@@ -349,11 +349,11 @@ impl ExecutionStore {
                     )
                     .await?;
                 let already = match journaled.next().await? {
-                    Some(row) => (row.get::<i64>(0)?, row.get::<i64>(1)?, row.get::<i64>(2)?),
-                    None => (-1, -1, -1),
+                    Some(row) => Some((row.get::<i64>(0)?, row.get::<i64>(1)?, row.get::<i64>(2)?)),
+                    None => None,
                 };
                 drop(journaled);
-                if already == *counts {
+                if already == Some(*counts) {
                     continue;
                 }
                 add_usage(&tx, tenant, extension, *window, *counts).await?;

@@ -438,7 +438,7 @@ async fn open_primary(settings: &NodeSettings, sealer: &SecretSealer) -> anyhow:
             .with_secret_sealer(sealer.clone()),
     );
     let registry_generations = generations(&path, "registry")?;
-    let executions = open_executions(data_dir, &registry, "registry.db").await?;
+    let executions = open_executions(data_dir, Some((&registry, "registry.db"))).await?;
     Ok(Data {
         schedules: Arc::new(ScheduleService::new(
             registry.clone(),
@@ -455,14 +455,16 @@ async fn open_primary(settings: &NodeSettings, sealer: &SecretSealer) -> anyhow:
 }
 
 /// Opens the node's execution store (`executions.db`) and moves into it whatever execution
-/// log and usage an older build left in `legacy`, the database file `source` of `data_dir`.
+/// log and usage an older build left in `legacy` (a database and its file name in `data_dir`).
 async fn open_executions(
     data_dir: &Path,
-    legacy: &Registry,
-    source: &str,
+    legacy: Option<(&Registry, &str)>,
 ) -> anyhow::Result<Arc<ExecutionStore>> {
     let path = data_dir.join("executions.db");
     let store = ExecutionStore::open(&path).await?;
+    let Some((legacy, source)) = legacy else {
+        return Ok(Arc::new(store));
+    };
     let moved = store
         .adopt(legacy, source)
         .await
@@ -507,7 +509,7 @@ async fn open_edge(
     let legacy_path = data_dir.join("local.db");
     let executions = if legacy_path.exists() {
         let legacy = Registry::open(&legacy_path).await?;
-        let executions = open_executions(data_dir, &legacy, "local.db").await?;
+        let executions = open_executions(data_dir, Some((&legacy, "local.db"))).await?;
         drop(legacy);
         for suffix in ["", "-wal", "-shm"] {
             let file = data_dir.join(format!("local.db{suffix}"));
@@ -519,7 +521,7 @@ async fn open_edge(
         }
         executions
     } else {
-        Arc::new(ExecutionStore::open(&data_dir.join("executions.db")).await?)
+        open_executions(data_dir, None).await?
     };
     let registry = Arc::new(registry);
     Ok(Data {
