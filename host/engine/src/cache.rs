@@ -20,6 +20,7 @@ use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use alga_edge_capabilities::runner::bindings::RunnerPre;
 
+use super::Engines;
 use super::state::HostState;
 
 /// A component linked and ready to instantiate, once per request, by the wasi:http handler
@@ -34,6 +35,36 @@ pub enum Prepared {
     Runner(RunnerPre<HostState>),
 }
 
+impl Prepared {
+    /// The engine the component was compiled for, which its stores must be created in.
+    pub fn engine(&self) -> &wasmtime::Engine {
+        match self {
+            Prepared::P2(pre) => pre.instance_pre().engine(),
+            Prepared::P3(pre) => pre.instance_pre().engine(),
+            Prepared::Runner(pre) => pre.instance_pre().engine(),
+        }
+    }
+}
+
+/// Which of the [`Engines`] a component is compiled for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Plain,
+    Concurrent,
+}
+
+impl Kind {
+    /// Preferred first: the plain engine, whose host calls are cheaper.
+    const ALL: [Kind; 2] = [Kind::Plain, Kind::Concurrent];
+
+    fn engine(self, engines: &Engines) -> &wasmtime::Engine {
+        match self {
+            Kind::Plain => &engines.plain,
+            Kind::Concurrent => &engines.concurrent,
+        }
+    }
+}
+
 /// Which handler a component exports.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Export {
@@ -42,11 +73,14 @@ enum Export {
     Runner,
 }
 
-/// The linkers components are prepared with, one per handler ABI: a few interfaces share a
-/// name but differ in type between the two (spin-sdk 7 made Spin's key-value and variables
-/// functions `async` under the same package versions spin-sdk 5 imports synchronously).
+/// The linkers components are prepared with, one per handler ABI and engine: a few interfaces
+/// share a name but differ in type between the two ABIs (spin-sdk 7 made Spin's key-value and
+/// variables functions `async` under the same package versions spin-sdk 5 imports
+/// synchronously).
 pub struct Linkers {
-    /// For WASIp2 components.
+    /// For WASIp2 and runner-world components on the plain engine.
+    pub plain_p2: Linker<HostState>,
+    /// For WASIp2 and runner-world components that need the concurrent engine.
     pub p2: Linker<HostState>,
     /// For WASIp3 components (also links WASIp2 interfaces, which their std still imports).
     pub p3: Linker<HostState>,
@@ -94,9 +128,9 @@ pub enum LoadError {
 
 /// The handler `component` exports: Alga's `handler` function, a WASIp3 service, or (anything
 /// else) a WASIp2 proxy, whose pre-instantiation names what is missing.
-fn export_of(component: &Component, engine: &wasmtime::Engine) -> Export {
+fn export_of(component: &Component) -> Export {
     let mut export = Export::P2;
-    for (name, item) in component.component_type().exports(engine) {
+    for (name, item) in component.component_type().exports(component.engine()) {
         if name.starts_with(P3_HANDLER) {
             export = Export::P3;
         } else if name == RUNNER_HANDLER
@@ -124,7 +158,7 @@ pub struct CacheStats {
 
 /// The per-process cache of prepared components.
 pub struct ComponentCache {
-    engine: wasmtime::Engine,
+    engines: Engines,
     linkers: Arc<Linkers>,
     memory: Mutex<LruCache<String, Arc<OnceCell<Prepared>>>>,
     disk: Option<DiskCache>,
@@ -132,19 +166,19 @@ pub struct ComponentCache {
 }
 
 impl ComponentCache {
-    /// A cache compiling with `engine` and linking with `linkers`.
-    pub fn new(
-        engine: wasmtime::Engine,
+    /// A cache compiling with `engines` and linking with `linkers`.
+    pub(crate) fn new(
+        engines: Engines,
         linkers: Linkers,
         memory_entries: usize,
         disk: Option<(PathBuf, u64)>,
     ) -> Result<Self, LoadError> {
         let disk = disk
-            .map(|(dir, max_bytes)| DiskCache::open(&engine, dir, max_bytes))
+            .map(|(dir, max_bytes)| DiskCache::open(&engines, dir, max_bytes))
             .transpose()?;
         let entries = NonZeroUsize::new(memory_entries).unwrap_or(NonZeroUsize::MIN);
         Ok(Self {
-            engine,
+            engines,
             linkers: Arc::new(linkers),
             memory: Mutex::new(LruCache::new(entries)),
             disk,
@@ -195,10 +229,10 @@ impl ComponentCache {
         Fut: Future<Output = Result<Arc<[u8]>, LoadError>>,
     {
         let cached = match &self.disk {
-            Some(disk) => disk.load(&self.engine, &hex).await,
+            Some(disk) => disk.load(&self.engines, &hex).await,
             None => None,
         };
-        let component = match cached {
+        let (kind, component) = match cached {
             Some(component) => {
                 self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
                 component
@@ -213,10 +247,20 @@ impl ComponentCache {
             hash: hash.to_owned(),
             reason: format!("{e:#}"),
         };
-        let export = export_of(&component, &self.engine);
-        let linker = match export {
-            Export::P3 => &self.linkers.p3,
-            Export::P2 | Export::Runner => &self.linkers.p2,
+        let export = export_of(&component);
+        let linker = match (kind, export) {
+            (Kind::Concurrent, Export::P3) => &self.linkers.p3,
+            (Kind::Plain, Export::P2 | Export::Runner) => &self.linkers.plain_p2,
+            (Kind::Concurrent, Export::P2 | Export::Runner) => &self.linkers.p2,
+            // `compile` never does this (a WASIp3 handler does not validate without
+            // component-model async); say so rather than link across engines.
+            (Kind::Plain, Export::P3) => {
+                return Err(LoadError::Link {
+                    hash: hash.to_owned(),
+                    reason: "a WASIp3 handler was compiled without component-model concurrency"
+                        .into(),
+                });
+            }
         };
         let pre = linker.instantiate_pre(&component).map_err(link_error)?;
         Ok(match export {
@@ -226,29 +270,55 @@ impl ComponentCache {
         })
     }
 
+    /// Compiles `wasm` for the plain engine when it validates there (a WASIp3 handler never
+    /// does: its exports are async functions), else for the concurrent one, whose error is
+    /// the one reported.
     async fn compile(
         &self,
         hash: &str,
         hex: String,
         wasm: Arc<[u8]>,
-    ) -> Result<Component, LoadError> {
-        let engine = self.engine.clone();
+    ) -> Result<(Kind, Component), LoadError> {
+        let engines = self.engines.clone();
         let disk = self.disk.clone();
         let owned_hash = hash.to_owned();
         let compile_error = move |e: wasmtime::Error| LoadError::Compile {
             hash: owned_hash.clone(),
             reason: format!("{e:#}"),
         };
+        // The component for `kind`'s engine; `None` when it validates there but is a WASIp3
+        // handler, which only the concurrent engine can run.
+        let build = move |kind: Kind| -> Result<Option<Component>, LoadError> {
+            let engine = kind.engine(&engines);
+            let (component, artifact) = match &disk {
+                Some(_) => {
+                    let artifact = engine.precompile_component(&wasm).map_err(&compile_error)?;
+                    // SAFETY: `artifact` was produced by this engine a moment ago.
+                    let component = unsafe { Component::deserialize(engine, &artifact) }
+                        .map_err(&compile_error)?;
+                    (component, Some(artifact))
+                }
+                None => (Component::new(engine, &wasm).map_err(&compile_error)?, None),
+            };
+            if kind == Kind::Plain && export_of(&component) == Export::P3 {
+                return Ok(None);
+            }
+            if let (Some(disk), Some(artifact)) = (&disk, artifact) {
+                disk.store(kind, &hex, &artifact)?;
+            }
+            Ok(Some(component))
+        };
         // Compilation is CPU-bound (up to tens of seconds for interpreted-language components):
         // keep it off the request-serving workers.
-        tokio::task::spawn_blocking(move || match disk {
-            Some(disk) => {
-                let artifact = engine.precompile_component(&wasm).map_err(&compile_error)?;
-                disk.store(&hex, &artifact)?;
-                // SAFETY: `artifact` was produced by this engine a moment ago.
-                unsafe { Component::deserialize(&engine, &artifact) }.map_err(&compile_error)
-            }
-            None => Component::new(&engine, &wasm).map_err(compile_error),
+        let declined = LoadError::Link {
+            hash: hash.to_owned(),
+            reason: "the concurrent engine declined a component (a bug)".into(),
+        };
+        tokio::task::spawn_blocking(move || match build(Kind::Plain) {
+            Ok(Some(component)) => Ok((Kind::Plain, component)),
+            Ok(None) | Err(_) => build(Kind::Concurrent)?
+                .map(|component| (Kind::Concurrent, component))
+                .ok_or(declined),
         })
         .await
         .map_err(|e| LoadError::Compile {
@@ -258,62 +328,78 @@ impl ComponentCache {
     }
 }
 
-/// Precompiled artifacts on disk: `<dir>/<hex>-<engine compatibility>.cwasm`.
+/// Precompiled artifacts on disk: `<dir>/<hex>-<engine compatibility>.cwasm`, for whichever of
+/// the [`Engines`] compiled them (the hash covers wasm features and tunables, which differ
+/// between the two).
 ///
 /// Only this process writes the directory; loading an artifact executes it as native code, so the
 /// directory must never be writable by anyone the node does not trust.
 #[derive(Clone)]
 struct DiskCache {
     dir: PathBuf,
-    compatibility: String,
+    /// Per [`Kind`], in [`Kind::ALL`] order.
+    compatibility: [String; 2],
     max_bytes: u64,
 }
 
 impl DiskCache {
-    fn open(engine: &wasmtime::Engine, dir: PathBuf, max_bytes: u64) -> Result<Self, LoadError> {
+    fn open(engines: &Engines, dir: PathBuf, max_bytes: u64) -> Result<Self, LoadError> {
         fs::create_dir_all(&dir)
             .map_err(|e| LoadError::Disk(format!("cannot create {}: {e}", dir.display())))?;
-        let mut hasher = DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let compatibility = Kind::ALL.map(|kind| {
+            let mut hasher = DefaultHasher::new();
+            kind.engine(engines)
+                .precompile_compatibility_hash()
+                .hash(&mut hasher);
+            format!("{:016x}", hasher.finish())
+        });
         Ok(Self {
             dir,
-            compatibility: format!("{:016x}", hasher.finish()),
+            compatibility,
             max_bytes,
         })
     }
 
-    fn path(&self, hex: &str) -> PathBuf {
-        self.dir.join(format!("{hex}-{}.cwasm", self.compatibility))
+    fn path(&self, kind: Kind, hex: &str) -> PathBuf {
+        let compatibility = &self.compatibility[kind as usize];
+        self.dir.join(format!("{hex}-{compatibility}.cwasm"))
     }
 
-    async fn load(&self, engine: &wasmtime::Engine, hex: &str) -> Option<Component> {
-        let path = self.path(hex);
-        if !path.exists() {
-            return None;
-        }
-        let engine = engine.clone();
-        tokio::task::spawn_blocking(move || {
-            // SAFETY: files in this directory are written only by `store` below, by this engine
-            // version (the compatibility hash is in the name).
-            match unsafe { Component::deserialize_file(&engine, &path) } {
-                Ok(component) => {
-                    touch(&path);
-                    Some(component)
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), "discarding unusable precompiled component: {e:#}");
-                    let _ = fs::remove_file(&path);
-                    None
-                }
+    /// The artifact of `hex` for whichever engine has one, the plain engine's first.
+    async fn load(&self, engines: &Engines, hex: &str) -> Option<(Kind, Component)> {
+        for kind in Kind::ALL {
+            let path = self.path(kind, hex);
+            if !path.exists() {
+                continue;
             }
-        })
-        .await
-        .ok()
-        .flatten()
+            let engine = kind.engine(engines).clone();
+            let component = tokio::task::spawn_blocking(move || {
+                // SAFETY: files in this directory are written only by `store` below, by this
+                // engine version and settings (the compatibility hash is in the name).
+                match unsafe { Component::deserialize_file(&engine, &path) } {
+                    Ok(component) => {
+                        touch(&path);
+                        Some(component)
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), "discarding unusable precompiled component: {e:#}");
+                        let _ = fs::remove_file(&path);
+                        None
+                    }
+                }
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Some(component) = component {
+                return Some((kind, component));
+            }
+        }
+        None
     }
 
-    fn store(&self, hex: &str, artifact: &[u8]) -> Result<(), LoadError> {
-        let path = self.path(hex);
+    fn store(&self, kind: Kind, hex: &str, artifact: &[u8]) -> Result<(), LoadError> {
+        let path = self.path(kind, hex);
         let temp = self
             .dir
             .join(format!(".{hex}.{}.tmp", uuid::Uuid::new_v4()));

@@ -171,7 +171,7 @@ impl Engine {
                     config.guest_output_bytes,
                     self.memory.charge(tenant.clone()),
                 );
-                let mut store = Store::new(&self.engine, state);
+                let mut store = Store::new(component.engine(), state);
                 store.limiter(|state| &mut state.limiter);
                 (store, slot, None)
             }

@@ -1,7 +1,7 @@
-//! The component engine (DESIGN §3): one `wasmtime::Engine` with the pooling allocator and
-//! copy-on-write memory images, one epoch ticker, compile-once caches, and a fresh `Store` +
-//! instance per request (or, opt-in, a warm one of the same install) with memory, time and
-//! response-size limits. Its errors
+//! The component engine (DESIGN §3): two `wasmtime::Engine`s (see [`Engines`]) with the
+//! pooling allocator and copy-on-write memory images, one epoch ticker, compile-once caches, and
+//! a fresh `Store` + instance per request (or, opt-in, a warm one of the same install) with
+//! memory, time and response-size limits. Its errors
 //! ([`EngineError`] at start-up, [`InvokeError`] per call) know nothing of HTTP.
 //!
 //! - [`config`]: the engine's limits and cache settings.
@@ -71,9 +71,25 @@ pub enum EngineError {
     Ticker(std::io::Error),
 }
 
+/// The two wasmtime engines a node compiles components for. They differ in one setting:
+/// component-model concurrency (WASIp3's async lifts and lowers, streams, futures). With it
+/// on, wasmtime 48 wraps every guest-to-host call in a host task (created, entered, left and
+/// freed in its concurrent-state tables) and runs every call in an event loop; components
+/// that use none of it (WASIp2 and Alga `runner` ones, nearly all of them) run on the
+/// `plain` engine and skip that bookkeeping on each of their host calls. A component goes to
+/// `plain` when it validates there, else to `concurrent`. Both share the epoch ticker and the
+/// node's instance slots; each has its own instance pool (reserved address space, sized for
+/// every slot, since any mix of the two may run).
+#[derive(Clone)]
+pub(crate) struct Engines {
+    /// No component-model concurrency: WASIp2 and runner-world components.
+    pub plain: wasmtime::Engine,
+    /// Component-model concurrency on: WASIp3 components, and anything else that needs it.
+    pub concurrent: wasmtime::Engine,
+}
+
 /// Runs extension components; one per process, shared by all requests.
 pub struct Engine {
-    engine: wasmtime::Engine,
     cache: ComponentCache,
     config: EngineConfig,
     slots: Arc<Semaphore>,
@@ -89,17 +105,31 @@ use cache::{ComponentCache, Linkers};
 impl Engine {
     /// Builds the engine, its linker and caches, and starts the epoch ticker.
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
-        let engine = wasmtime::Engine::new(&wasmtime_config(&config)?)
-            .map_err(|e| EngineError::Config(format!("{e:#}")))?;
-        let linkers = host_linkers(&engine).map_err(|e| EngineError::Link(format!("{e:#}")))?;
+        // Each engine's pool reserves address space up front for every instance slot (about
+        // 16 GiB each: four memory slots of a 4 GiB reservation, which keeps bounds checks out
+        // of guest code), so a large --max-instances can run out of it; say which knob.
+        let build = |concurrent| {
+            wasmtime::Engine::new(&wasmtime_config(&config, concurrent)?).map_err(|e| {
+                EngineError::Config(format!(
+                    "{e:#} (the instance pools reserve about 32 GiB of address space per \
+                     instance slot; {} slots may not fit: lower --max-instances)",
+                    config.max_instances
+                ))
+            })
+        };
+        let engines = Engines {
+            plain: build(false)?,
+            concurrent: build(true)?,
+        };
+        let linkers = host_linkers(&engines).map_err(|e| EngineError::Link(format!("{e:#}")))?;
         let disk = config
             .cache_dir
             .clone()
             .map(|dir: PathBuf| (dir, config.disk_cache_bytes));
         let cache =
-            ComponentCache::new(engine.clone(), linkers, config.memory_cache_entries, disk)?;
-        let ticker =
-            EpochTicker::start(engine.clone(), config.epoch_tick).map_err(EngineError::Ticker)?;
+            ComponentCache::new(engines.clone(), linkers, config.memory_cache_entries, disk)?;
+        let ticker = EpochTicker::start(vec![engines.plain, engines.concurrent], config.epoch_tick)
+            .map_err(EngineError::Ticker)?;
         Ok(Self {
             slots: Arc::new(Semaphore::new(config.max_instances as usize)),
             scheduler: CpuScheduler::new(config.cpu_slots),
@@ -111,7 +141,6 @@ impl Engine {
             ),
             // 50 µs .. ~1.6 s
             instantiation: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
-            engine,
             cache,
             config,
             _ticker: ticker,
@@ -159,7 +188,12 @@ impl Engine {
     }
 }
 
-fn wasmtime_config(config: &EngineConfig) -> Result<wasmtime::Config, EngineError> {
+/// The wasmtime configuration of both [`Engines`]; `concurrent` turns component-model
+/// concurrency (and the async component-model features that need it) on.
+fn wasmtime_config(
+    config: &EngineConfig,
+    concurrent: bool,
+) -> Result<wasmtime::Config, EngineError> {
     let instances = config.max_instances.max(1);
     let memory_cap = usize::try_from(config.memory_limit_bytes)
         .map_err(|_| EngineError::Config("memory limit does not fit this platform".into()))?;
@@ -195,10 +229,12 @@ fn wasmtime_config(config: &EngineConfig) -> Result<wasmtime::Config, EngineErro
         // The async fiber stack must hold the wasm stack plus host frames.
         .async_stack_size(config.max_wasm_stack_bytes + (1 << 20))
         .wasm_component_model(true)
-        // WASIp3 components (async lifts/lowers, streams, futures); WASIp2 ones are unaffected.
-        .wasm_component_model_async(true)
-        .concurrency_support(true)
+        .concurrency_support(concurrent)
         .parallel_compilation(true);
+    if concurrent {
+        // WASIp3 components: async lifts/lowers, streams, futures.
+        wt.wasm_component_model_async(true);
+    }
     Ok(wt)
 }
 
@@ -208,9 +244,13 @@ fn wasmtime_config(config: &EngineConfig) -> Result<wasmtime::Config, EngineErro
 ///
 /// Linking does not depend on what an install was granted (ungranted capabilities are linked
 /// and deny at call time, DESIGN §2), so one prepared instance per content hash serves every
-/// install of that bundle.
-fn host_linkers(engine: &wasmtime::Engine) -> wasmtime::Result<Linkers> {
-    let base = |abi: capabilities::Abi| -> wasmtime::Result<Linker<HostState>> {
+/// install of that bundle. WASIp2 is linked for both [`Engines`] (a WASIp2 component lands on
+/// the concurrent one when it needs component-model async features), WASIp3 for the
+/// concurrent one only.
+fn host_linkers(engines: &Engines) -> wasmtime::Result<Linkers> {
+    let base = |engine: &wasmtime::Engine,
+                abi: capabilities::Abi|
+     -> wasmtime::Result<Linker<HostState>> {
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
@@ -220,9 +260,10 @@ fn host_linkers(engine: &wasmtime::Engine) -> wasmtime::Result<Linkers> {
         capabilities::add_to_linker(&mut linker, abi)?;
         Ok(linker)
     };
-    let p2 = base(capabilities::Abi::P2)?;
-    let mut p3 = base(capabilities::Abi::P3)?;
+    let plain_p2 = base(&engines.plain, capabilities::Abi::P2)?;
+    let p2 = base(&engines.concurrent, capabilities::Abi::P2)?;
+    let mut p3 = base(&engines.concurrent, capabilities::Abi::P3)?;
     wasmtime_wasi::p3::add_to_linker(&mut p3)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut p3)?;
-    Ok(Linkers { p2, p3 })
+    Ok(Linkers { plain_p2, p2, p3 })
 }

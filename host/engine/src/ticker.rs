@@ -1,4 +1,4 @@
-//! The single epoch ticker of the process: one dedicated thread advances the engine's epoch so
+//! The single epoch ticker of the process: one dedicated thread advances the engines' epochs so
 //! running guests reach their deadline checks (never a thread or timer per request).
 //!
 //! It is an OS thread, not a tokio task, on purpose: when every runtime worker is busy inside a
@@ -10,15 +10,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Advances the epoch of an engine every `period` until dropped.
+/// Advances the epoch of every engine of the node every `period` until dropped.
 pub struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    /// Starts the ticker thread for `engine`.
-    pub fn start(engine: wasmtime::Engine, period: Duration) -> std::io::Result<Self> {
+    /// Starts the ticker thread for `engines`.
+    pub fn start(engines: Vec<wasmtime::Engine>, period: Duration) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
@@ -26,7 +26,9 @@ impl EpochTicker {
             .spawn(move || {
                 while !stopping.load(Ordering::Relaxed) {
                     std::thread::sleep(period);
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                 }
             })?;
         Ok(Self {
