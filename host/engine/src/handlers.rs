@@ -16,7 +16,6 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Frame, SizeHint};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
-use tokio::task::JoinHandle;
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -59,6 +58,17 @@ impl Finished {
     fn clean(&self) -> bool {
         self.result.is_ok() && !self.memory_denied
     }
+
+    /// A run cancelled at its deadline while blocked outside wasm (its store went with it).
+    pub(super) fn cancelled() -> Self {
+        Self {
+            result: Err(wasmtime::Trap::Interrupt.into()),
+            memory_denied: false,
+            budget_refused: None,
+            stdout: (String::new(), 0),
+            stderr: (String::new(), 0),
+        }
+    }
 }
 
 /// What the guest answered: a response head with its streaming body (cut at the response cap),
@@ -69,10 +79,13 @@ pub(super) type Answer = Option<Result<http::Response<HostBody>, InvokeError>>;
 /// The guest's answer, once it has one.
 pub(super) type PendingAnswer = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
-/// A guest started on its own task: the task ends when the guest does (after streaming its
-/// body); `answer` resolves as soon as the response head is set.
+/// A guest run, to be spawned on its own task.
+pub(super) type GuestRun = Pin<Box<dyn Future<Output = Finished> + Send>>;
+
+/// A guest ready to start: `guest` ends when the guest does (after streaming its body);
+/// `answer` resolves as soon as the response head is set.
 pub(super) struct Started {
-    pub task: JoinHandle<Finished>,
+    pub guest: GuestRun,
     pub answer: PendingAnswer,
 }
 
@@ -197,6 +210,25 @@ pub(super) struct Run<B> {
     pub max_response_bytes: usize,
     /// With reuse on: the pool a clean instance goes back to.
     pub give_back: Option<GiveBack>,
+    /// Set once the caller has been handed an answer (a response head or an error): from then
+    /// on the run's output and any later failure are the guest task's to log.
+    pub responded: Responded,
+}
+
+/// Whether a run has handed its caller an answer (see [`Run::responded`]).
+#[derive(Clone, Default)]
+pub(super) struct Responded(Arc<std::sync::atomic::AtomicBool>);
+
+impl Responded {
+    /// Records that the caller has its answer.
+    fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the caller has its answer.
+    pub(super) fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 impl GiveBack {
@@ -208,12 +240,67 @@ impl GiveBack {
         live: Live,
         served: u32,
         slot: OwnedSemaphorePermit,
-        finished: &Finished,
+        clean: bool,
         delivered: bool,
     ) {
-        if finished.clean() && delivered {
+        if clean && delivered {
             self.pool
                 .put(&self.reuse, Warm::new(store, live, served + 1, slot));
+        }
+    }
+}
+
+/// Where a WASIp2 guest that returned meets the end of its response body: whichever of the
+/// two comes second decides whether the instance goes back to the pool. The guest's task
+/// thus ends when the guest returns instead of waking again when the client has the body.
+struct Handback {
+    state: std::sync::Mutex<HandbackState>,
+}
+
+enum HandbackState {
+    /// Neither the guest returned cleanly nor the body ended yet.
+    Open,
+    /// The body ended: `true` when the client got all of it.
+    Delivered(bool),
+    /// The guest returned; its instance waits for the body's end.
+    Parked(Box<dyn FnOnce(bool) + Send>),
+}
+
+impl Handback {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            state: std::sync::Mutex::new(HandbackState::Open),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HandbackState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The guest returned cleanly: `give_back` runs now if the body already ended, or when
+    /// it does.
+    fn guest_returned(&self, give_back: impl FnOnce(bool) + Send + 'static) {
+        let mut state = self.lock();
+        match *state {
+            HandbackState::Delivered(whole) => {
+                drop(state);
+                give_back(whole);
+            }
+            _ => *state = HandbackState::Parked(Box::new(give_back)),
+        }
+    }
+
+    /// The body ended (`whole`: the client got all of it).
+    fn body_ended(&self, whole: bool) {
+        let parked = {
+            let mut state = self.lock();
+            match std::mem::replace(&mut *state, HandbackState::Delivered(whole)) {
+                HandbackState::Parked(give_back) => Some(give_back),
+                _ => None,
+            }
+        };
+        if let Some(give_back) = parked {
+            give_back(whole);
         }
     }
 }
@@ -235,6 +322,7 @@ where
         turn,
         max_response_bytes,
         give_back,
+        responded,
     } = run;
     let (response_tx, mut response_rx) = oneshot::channel();
     let incoming = store
@@ -245,8 +333,9 @@ where
     // The task forwards the response head as soon as the guest sets it, and knows after the
     // call whether it ever did (an unset outparam of a store that lives on would never say).
     let (head_tx, head_rx) = oneshot::channel();
-    let (delivered_tx, delivered_rx) = oneshot::channel();
-    let task = tokio::spawn(guest_task(turn, async move {
+    let handback = give_back.as_ref().map(|_| Handback::new());
+    let body_end = handback.clone();
+    let guest = Box::pin(guest_task(turn, async move {
         let (proxy, served) = match source.instance(&mut store, &instantiation).await {
             Ok(instance) => instance,
             Err(error) => return Finished::of(&store, Err(error)),
@@ -262,41 +351,49 @@ where
                     result = &mut call => break result,
                     head = &mut response_rx, if head_tx.is_some() => {
                         if let (Some(tx), Ok(head)) = (head_tx.take(), head) {
+                            responded.set();
                             let _ = tx.send(head);
                         }
                     }
                 }
             }
         };
-        let mut answered = head_tx.is_none();
         if let Some(tx) = head_tx.take()
             && let Ok(head) = response_rx.try_recv()
         {
+            responded.set();
             let _ = tx.send(head);
-            answered = true;
         }
+        let answered = head_tx.is_none();
         let finished = Finished::of(&store, result);
-        if let Some(give_back) = give_back
+        if let (Some(give_back), Some(handback)) = (give_back, handback)
             && finished.clean()
             && answered
         {
-            // The guest returned; its instance is reusable once the client has the whole body.
-            let delivered = delivered_rx.await.unwrap_or(false);
-            give_back.offer(store, Live::P2(proxy), served, slot, &finished, delivered);
+            // Reusable once the client has the whole body, which may already be the case.
+            handback.guest_returned(move |delivered| {
+                give_back.offer(store, Live::P2(proxy), served, slot, true, delivered);
+            });
         }
         finished
     }));
     let answer = Box::pin(async move {
         match head_rx.await {
             Ok(Ok(response)) => Some(Ok(response.map(|body| {
-                Delivered::new(Limited::new(body, max_response_bytes), delivered_tx).boxed_unsync()
+                let body = Limited::new(body, max_response_bytes);
+                match body_end {
+                    Some(handback) => {
+                        Delivered::new(body, move |whole| handback.body_ended(whole)).boxed_unsync()
+                    }
+                    None => body.boxed_unsync(),
+                }
             }))),
             Ok(Err(code)) => Some(Err(answered_error(format!("{code:?}")))),
             // The guest ended without setting a response.
             Err(_unset) => None,
         }
     });
-    Ok(Started { task, answer })
+    Ok(Started { guest, answer })
 }
 
 /// Starts a WASIp3 component: `wasi:http/handler.handle(request) -> result<response, error-code>`.
@@ -319,10 +416,11 @@ where
         turn,
         max_response_bytes,
         give_back,
+        responded,
     } = run;
     let (answer_tx, answer_rx) =
         oneshot::channel::<Result<http::Response<HostBody>, InvokeError>>();
-    let task = tokio::spawn(guest_task(turn, async move {
+    let guest = Box::pin(guest_task(turn, async move {
         let (service, served) = match source.instance(&mut store, &instantiation).await {
             Ok(instance) => instance,
             Err(error) => return Finished::of(&store, Err(error)),
@@ -335,6 +433,7 @@ where
                 let response = match handle.handle(accessor, request).await? {
                     Ok(response) => response,
                     Err(code) => {
+                        responded.set();
                         let _ = answer_tx.send(Err(answered_error(format!("{code:?}"))));
                         return Ok(false);
                     }
@@ -343,9 +442,12 @@ where
                 // Resolves with the body: when the client has read all of it, or left.
                 let (delivered_tx, delivered_rx) = oneshot::channel();
                 let response = response.map(|body| {
-                    Delivered::new(Limited::new(body, max_response_bytes), delivered_tx)
-                        .boxed_unsync()
+                    Delivered::new(Limited::new(body, max_response_bytes), move |whole| {
+                        let _ = delivered_tx.send(whole);
+                    })
+                    .boxed_unsync()
                 });
+                responded.set();
                 if answer_tx.send(Ok(response)).is_err() {
                     return Ok(false);
                 }
@@ -359,12 +461,13 @@ where
         };
         let finished = Finished::of(&store, result);
         if let Some(give_back) = give_back {
-            give_back.offer(store, Live::P3(service), served, slot, &finished, delivered);
+            let clean = finished.clean();
+            give_back.offer(store, Live::P3(service), served, slot, clean, delivered);
         }
         finished
     }));
     let answer = Box::pin(async move { answer_rx.await.ok() });
-    Ok(Started { task, answer })
+    Ok(Started { guest, answer })
 }
 
 /// The guest answered with a wasi:http error code instead of a response.
@@ -391,14 +494,16 @@ where
         turn,
         max_response_bytes,
         give_back,
+        responded,
     } = run;
     let (answer_tx, answer_rx) =
         oneshot::channel::<Result<http::Response<HostBody>, InvokeError>>();
-    let task = tokio::spawn(guest_task(turn, async move {
+    let guest = Box::pin(guest_task(turn, async move {
         let context = store.data().context.context().clone();
         let request = match runner::execute_request(request, &context).await {
             Ok(request) => request,
             Err(error) => {
+                responded.set();
                 let _ = answer_tx.send(Err(error));
                 return Finished::of(&store, Ok(()));
             }
@@ -411,6 +516,7 @@ where
             Ok(response) => {
                 let response = runner::http_response(response, max_response_bytes);
                 let whole = response.is_ok();
+                responded.set();
                 let _ = answer_tx.send(response);
                 (Ok(()), whole)
             }
@@ -418,31 +524,25 @@ where
         };
         let finished = Finished::of(&store, result);
         if let Some(give_back) = give_back {
-            give_back.offer(
-                store,
-                Live::Runner(runner),
-                served,
-                slot,
-                &finished,
-                delivered,
-            );
+            let clean = finished.clean();
+            give_back.offer(store, Live::Runner(runner), served, slot, clean, delivered);
         }
         finished
     }));
     let answer = Box::pin(async move { answer_rx.await.ok() });
-    Ok(Started { task, answer })
+    Ok(Started { guest, answer })
 }
 
 /// A response body that reports, once, whether it reached its end: `true` when the client got
 /// all of it, `false` when it failed (cut at the response cap, the guest's stream broke) or
 /// was dropped before its end (the client left).
-struct Delivered<B: Body> {
+struct Delivered<B: Body, R: FnOnce(bool)> {
     inner: B,
-    report: Option<oneshot::Sender<bool>>,
+    report: Option<R>,
 }
 
-impl<B: Body> Delivered<B> {
-    fn new(inner: B, report: oneshot::Sender<bool>) -> Self {
+impl<B: Body, R: FnOnce(bool)> Delivered<B, R> {
+    fn new(inner: B, report: R) -> Self {
         Self {
             inner,
             report: Some(report),
@@ -451,12 +551,12 @@ impl<B: Body> Delivered<B> {
 
     fn report(&mut self, whole: bool) {
         if let Some(report) = self.report.take() {
-            let _ = report.send(whole);
+            report(whole);
         }
     }
 }
 
-impl<B: Body + Unpin> Body for Delivered<B> {
+impl<B: Body + Unpin, R: FnOnce(bool) + Unpin> Body for Delivered<B, R> {
     type Data = B::Data;
     type Error = B::Error;
 
@@ -482,12 +582,10 @@ impl<B: Body + Unpin> Body for Delivered<B> {
     }
 }
 
-impl<B: Body> Drop for Delivered<B> {
+impl<B: Body, R: FnOnce(bool)> Drop for Delivered<B, R> {
     fn drop(&mut self) {
         // The server stops polling a body that says it has ended.
         let whole = self.inner.is_end_stream();
-        if let Some(report) = self.report.take() {
-            let _ = report.send(whole);
-        }
+        self.report(whole);
     }
 }

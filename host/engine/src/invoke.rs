@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::Body;
-use tokio::task::JoinHandle;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
 use super::cpu::CpuBudgetExceeded;
-use super::handlers::{self, Finished, GiveBack, Run, Source, Started};
+use super::handlers::{self, Finished, GiveBack, Responded, Run, Source, Started};
 use super::memory::MemoryRefusal;
 use super::reuse::{Live, Reuse, Warm};
 use super::{Engine, HostState, Prepared};
@@ -195,6 +194,7 @@ impl Engine {
             Ok(UpdateDeadline::YieldCustom(1, yields.yield_turn()))
         });
 
+        let responded = Responded::default();
         let run = Run {
             store,
             request,
@@ -206,6 +206,7 @@ impl Engine {
                 pool: self.warm.clone(),
                 reuse,
             }),
+            responded: responded.clone(),
         };
         fn source<P: Clone>(pre: &P, warm: Option<(Live, u32)>) -> Source<P> {
             match warm {
@@ -213,32 +214,36 @@ impl Engine {
                 None => Source::Fresh(pre.clone()),
             }
         }
-        let Started { task, answer } = match component {
+        let Started { guest, answer } = match component {
             Prepared::P2(pre) => handlers::start_p2(source(pre, warm), run),
             Prepared::P3(pre) => handlers::start_p3(source(pre, warm), run),
             Prepared::Runner(pre) => handlers::start_runner(source(pre, warm), run),
         }
         .map_err(|e| InvokeError::Internal(format!("{e:#}")))?;
 
-        let abort = task.abort_handle();
         let limits = Limits::of(self, timeout);
         let cancel_at = tokio::time::Instant::from_std(deadline + CANCEL_GRACE);
+        let task = tokio::spawn(guest_task(
+            guest,
+            responded,
+            request_id.clone(),
+            limits,
+            cancel_at,
+        ));
+        let abort = task.abort_handle();
         match tokio::time::timeout_at(cancel_at, answer).await {
-            Ok(Some(Ok(response))) => {
-                tokio::spawn(watch(task, request_id, limits, cancel_at));
-                Ok(response)
-            }
-            Ok(Some(Err(error))) => {
-                tokio::spawn(watch(task, request_id, limits, cancel_at));
-                Err(error)
-            }
+            // The guest task logs how the rest of the run goes.
+            Ok(Some(answer)) => answer,
             Ok(None) => match tokio::time::timeout_at(cancel_at, task).await {
-                Ok(Ok(finished)) => {
+                Ok(Ok(Some(finished))) => {
                     log_guest_output(&request_id, &finished);
                     let error = classify(&finished, limits);
                     tracing::warn!(%request_id, error = error.code(), "extension failed: {}", describe(&finished));
                     Err(error)
                 }
+                Ok(Ok(None)) => Err(InvokeError::Internal(
+                    "the extension task answered nobody".into(),
+                )),
                 Ok(Err(join)) => Err(InvokeError::Internal(format!(
                     "extension task failed: {join}"
                 ))),
@@ -253,6 +258,34 @@ impl Engine {
             }
         }
     }
+}
+
+/// The guest's own task: runs `guest` until it ends or `cancel_at` passes. Once the guest has
+/// answered, the caller is gone with the response, so this task logs the guest's output and
+/// any later failure (a trap or timeout mid-body) itself, and yields `None`; otherwise it
+/// hands the run's end to the caller to classify. One task per request, and nobody is woken
+/// when it ends after answering.
+async fn guest_task(
+    guest: handlers::GuestRun,
+    responded: Responded,
+    request_id: String,
+    limits: Limits,
+    cancel_at: tokio::time::Instant,
+) -> Option<Finished> {
+    let finished = tokio::time::timeout_at(cancel_at, guest).await;
+    if !responded.get() {
+        return Some(finished.unwrap_or_else(|_| Finished::cancelled()));
+    }
+    let Ok(finished) = finished else {
+        tracing::warn!(%request_id, error = "extension_timeout", "extension cancelled while streaming its response");
+        return None;
+    };
+    log_guest_output(&request_id, &finished);
+    if finished.result.is_err() {
+        let error = classify(&finished, limits);
+        tracing::warn!(%request_id, error = error.code(), "extension failed after responding: {}", describe(&finished));
+    }
+    None
 }
 
 impl Engine {
@@ -293,31 +326,6 @@ impl Limits {
     fn timeout(self) -> InvokeError {
         InvokeError::Timeout {
             timeout_ms: self.timeout_ms,
-        }
-    }
-}
-
-/// Follows a guest that already sent its response head until it finishes streaming, so traps
-/// and timeouts mid-body are still logged.
-async fn watch(
-    task: JoinHandle<Finished>,
-    request_id: String,
-    limits: Limits,
-    cancel_at: tokio::time::Instant,
-) {
-    let abort = task.abort_handle();
-    match tokio::time::timeout_at(cancel_at, task).await {
-        Ok(Ok(finished)) => {
-            log_guest_output(&request_id, &finished);
-            if finished.result.is_err() {
-                let error = classify(&finished, limits);
-                tracing::warn!(%request_id, error = error.code(), "extension failed after responding: {}", describe(&finished));
-            }
-        }
-        Ok(Err(join)) => tracing::error!(%request_id, "extension task failed: {join}"),
-        Err(_) => {
-            abort.abort();
-            tracing::warn!(%request_id, error = "extension_timeout", "extension cancelled while streaming its response");
         }
     }
 }
