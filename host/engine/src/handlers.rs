@@ -225,9 +225,34 @@ impl Responded {
         self.0.store(true, std::sync::atomic::Ordering::Release);
     }
 
+    /// A channel for the caller's answer whose sender records, as it sends, that the caller
+    /// has it: no send path can forget to.
+    fn answering<T>(&self) -> (Answering<T>, oneshot::Receiver<T>) {
+        let (tx, rx) = oneshot::channel();
+        let answering = Answering {
+            tx,
+            responded: self.clone(),
+        };
+        (answering, rx)
+    }
+
     /// Whether the caller has its answer.
     pub(super) fn get(&self) -> bool {
         self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// The sending half of the caller's answer (see [`Responded::answering`]).
+pub(super) struct Answering<T> {
+    tx: oneshot::Sender<T>,
+    responded: Responded,
+}
+
+impl<T> Answering<T> {
+    /// Hands the caller its answer; `false` when the caller is gone.
+    fn send(self, answer: T) -> bool {
+        self.responded.set();
+        self.tx.send(answer).is_ok()
     }
 }
 
@@ -332,7 +357,7 @@ where
     let outparam = store.data_mut().http().new_response_outparam(response_tx)?;
     // The task forwards the response head as soon as the guest sets it, and knows after the
     // call whether it ever did (an unset outparam of a store that lives on would never say).
-    let (head_tx, head_rx) = oneshot::channel();
+    let (head_tx, head_rx) = responded.answering();
     let handback = give_back.as_ref().map(|_| Handback::new());
     let body_end = handback.clone();
     let guest = Box::pin(guest_task(turn, async move {
@@ -351,8 +376,7 @@ where
                     result = &mut call => break result,
                     head = &mut response_rx, if head_tx.is_some() => {
                         if let (Some(tx), Ok(head)) = (head_tx.take(), head) {
-                            responded.set();
-                            let _ = tx.send(head);
+                            tx.send(head);
                         }
                     }
                 }
@@ -361,8 +385,7 @@ where
         if let Some(tx) = head_tx.take()
             && let Ok(head) = response_rx.try_recv()
         {
-            responded.set();
-            let _ = tx.send(head);
+            tx.send(head);
         }
         let answered = head_tx.is_none();
         let finished = Finished::of(&store, result);
@@ -419,7 +442,7 @@ where
         responded,
     } = run;
     let (answer_tx, answer_rx) =
-        oneshot::channel::<Result<http::Response<HostBody>, InvokeError>>();
+        responded.answering::<Result<http::Response<HostBody>, InvokeError>>();
     let guest = Box::pin(guest_task(turn, async move {
         let (service, served) = match source.instance(&mut store, &instantiation).await {
             Ok(instance) => instance,
@@ -433,8 +456,7 @@ where
                 let response = match handle.handle(accessor, request).await? {
                     Ok(response) => response,
                     Err(code) => {
-                        responded.set();
-                        let _ = answer_tx.send(Err(answered_error(format!("{code:?}"))));
+                        answer_tx.send(Err(answered_error(format!("{code:?}"))));
                         return Ok(false);
                     }
                 };
@@ -447,8 +469,7 @@ where
                     })
                     .boxed_unsync()
                 });
-                responded.set();
-                if answer_tx.send(Ok(response)).is_err() {
+                if !answer_tx.send(Ok(response)) {
                     return Ok(false);
                 }
                 wasmtime::Result::<bool>::Ok(delivered_rx.await.unwrap_or(false))
@@ -497,14 +518,13 @@ where
         responded,
     } = run;
     let (answer_tx, answer_rx) =
-        oneshot::channel::<Result<http::Response<HostBody>, InvokeError>>();
+        responded.answering::<Result<http::Response<HostBody>, InvokeError>>();
     let guest = Box::pin(guest_task(turn, async move {
         let context = store.data().context.context().clone();
         let request = match runner::execute_request(request, &context).await {
             Ok(request) => request,
             Err(error) => {
-                responded.set();
-                let _ = answer_tx.send(Err(error));
+                answer_tx.send(Err(error));
                 return Finished::of(&store, Ok(()));
             }
         };
@@ -516,8 +536,7 @@ where
             Ok(response) => {
                 let response = runner::http_response(response, max_response_bytes);
                 let whole = response.is_ok();
-                responded.set();
-                let _ = answer_tx.send(response);
+                answer_tx.send(response);
                 (Ok(()), whole)
             }
             Err(error) => (Err(error), false),

@@ -223,7 +223,7 @@ impl Engine {
 
         let limits = Limits::of(self, timeout);
         let cancel_at = tokio::time::Instant::from_std(deadline + CANCEL_GRACE);
-        let task = tokio::spawn(guest_task(
+        let task = tokio::spawn(follow_guest(
             guest,
             responded,
             request_id.clone(),
@@ -265,7 +265,7 @@ impl Engine {
 /// any later failure (a trap or timeout mid-body) itself, and yields `None`; otherwise it
 /// hands the run's end to the caller to classify. One task per request, and nobody is woken
 /// when it ends after answering.
-async fn guest_task(
+async fn follow_guest(
     guest: handlers::GuestRun,
     responded: Responded,
     request_id: String,
