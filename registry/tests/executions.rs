@@ -79,16 +79,18 @@ async fn execution_records_land_in_the_log_and_the_usage_windows() {
     assert_eq!(store.executions("a", None, 10).await.unwrap().len(), 1);
     assert_eq!(store.usage("a", 0).await.unwrap().len(), 1);
 
-    // A batch larger than one multi-row INSERT keeps every row, in order.
-    let many: Vec<_> = (0..450)
+    // A batch of several multi-row INSERTs (the full-size one reused) and a remainder keeps
+    // every row, whole and in order.
+    let many: Vec<_> = (0..650)
         .map(|i| record("c", &format!("m{i}"), 200, 20 * hour))
         .collect();
     store.record_executions(&many).await.unwrap();
     let logged = store.executions("c", None, 1000).await.unwrap();
-    assert_eq!(logged.len(), 450);
-    assert_eq!(logged[0].record.request_id, "m449");
-    assert_eq!(logged[449].record.request_id, "m0");
-    assert_eq!(store.usage("c", 0).await.unwrap()[0].requests, 450);
+    assert_eq!(logged.len(), 650);
+    assert_eq!(logged[0].record.request_id, "m649");
+    assert_eq!(logged[649].record.request_id, "m0");
+    assert_eq!(logged[649 - 401].record, many[401]);
+    assert_eq!(store.usage("c", 0).await.unwrap()[0].requests, 650);
 }
 
 async fn count(conn: &libsql::Connection, table: &str) -> i64 {
