@@ -899,8 +899,16 @@ fn init_tracing(format: LogFormat) -> alga_edge::log_writer::FlushOnDrop {
         tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
     });
     // Colour only for a person at a terminal; log files and collectors get plain text.
+    let ansi = std::io::stderr().is_terminal();
+    if !ansi {
+        let format = match format {
+            LogFormat::Text => alga_edge::log_writer::LineFormat::Text,
+            LogFormat::Json => alga_edge::log_writer::LineFormat::Json,
+        };
+        alga_edge::log_writer::NodeLog::install(writer.clone(), format);
+    }
     let builder = tracing_subscriber::fmt()
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(ansi)
         .with_env_filter(filter)
         .with_writer(writer);
     match format {

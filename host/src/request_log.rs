@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::log_writer::{LineFormat, NodeLog, node_log};
 use alga_edge_gateway::policy::RateLimiter;
 use alga_edge_http::CallerIdentified;
 use alga_edge_http::trace_context::TraceId;
@@ -83,16 +84,133 @@ impl RequestLog {
         let trace_id = response
             .extensions()
             .get::<TraceId>()
-            .map(|id| tracing::field::display(id.0.as_str()));
-        if suppressed > 0 {
-            tracing::info!(request_id = %line.request_id, %method, %path, status, ms = line.ms,
-                identified, trace_id, suppressed_before = suppressed, "{kind} request");
-        } else {
-            tracing::info!(request_id = %line.request_id, %method, %path, status, ms = line.ms,
-                identified, trace_id, "{kind} request");
+            .map(|id| id.0.as_str());
+        let fields = Fields {
+            message: Message(kind),
+            request_id: line.request_id,
+            method: &method,
+            path: &path,
+            status,
+            ms: line.ms,
+            identified,
+            trace_id,
+            suppressed_before: (suppressed > 0).then_some(suppressed),
+        };
+        match node_log() {
+            Some(log) if tracing::enabled!(tracing::Level::INFO) => write_line(log, &fields),
+            Some(_) => {}
+            None => fields.emit(),
         }
     }
 }
+
+/// One line's fields, in the order the log shows them.
+#[derive(Clone, Copy, serde::Serialize)]
+struct Fields<'a> {
+    #[serde(serialize_with = "display")]
+    message: Message<'a>,
+    request_id: &'a str,
+    method: &'a str,
+    path: &'a str,
+    status: u16,
+    ms: u64,
+    identified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suppressed_before: Option<u64>,
+}
+
+/// The line's message: `{kind} request`.
+#[derive(Clone, Copy)]
+struct Message<'a>(&'a str);
+
+impl std::fmt::Display for Message<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} request", self.0)
+    }
+}
+
+fn display<S: serde::Serializer>(value: &Message<'_>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+impl Fields<'_> {
+    /// As a `tracing` event (when the node log is not set up: colour, tests).
+    fn emit(&self) {
+        let Fields {
+            message,
+            request_id,
+            method,
+            path,
+            status,
+            ms,
+            identified,
+            trace_id,
+            suppressed_before,
+        } = self;
+        let trace_id = trace_id.map(tracing::field::display);
+        tracing::info!(request_id = %request_id, method = %method, path = %path, status, ms,
+            identified, trace_id, suppressed_before, "{message}");
+    }
+}
+
+/// Writes `fields` as the INFO line `tracing`'s text or JSON formatter would, straight to the
+/// node log (see [`crate::log_writer::node_log`] for why).
+fn write_line(log: &NodeLog, fields: &Fields<'_>) {
+    if let Some(line) = render(log.format(), fields) {
+        log.write_line(line.as_bytes());
+    }
+}
+
+/// `fields` as one log line in `format`, ending with a newline.
+fn render(format: LineFormat, fields: &Fields<'_>) -> Option<String> {
+    use std::fmt::Write as _;
+    let timestamp = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+    let mut line = String::with_capacity(256);
+    match format {
+        LineFormat::Text => {
+            let _ = write!(
+                line,
+                "{timestamp}  INFO {TARGET}: {} request_id={} method={} path={} status={} ms={} identified={}",
+                fields.message,
+                fields.request_id,
+                fields.method,
+                fields.path,
+                fields.status,
+                fields.ms,
+                fields.identified
+            );
+            if let Some(trace_id) = fields.trace_id {
+                let _ = write!(line, " trace_id={trace_id}");
+            }
+            if let Some(suppressed) = fields.suppressed_before {
+                let _ = write!(line, " suppressed_before={suppressed}");
+            }
+        }
+        LineFormat::Json => {
+            #[derive(serde::Serialize)]
+            struct Event<'a> {
+                timestamp: String,
+                level: &'static str,
+                fields: &'a Fields<'a>,
+                target: &'static str,
+            }
+            let event = Event {
+                timestamp: timestamp.to_string(),
+                level: "INFO",
+                fields,
+                target: TARGET,
+            };
+            line = serde_json::to_string(&event).ok()?;
+        }
+    }
+    line.push('\n');
+    Some(line)
+}
+
+/// The target request log lines carry (what `RUST_LOG` filters on).
+const TARGET: &str = module_path!();
 
 /// `text` cut to at most `max` bytes (at a character boundary), with the length of the rest.
 pub fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
@@ -109,6 +227,7 @@ pub fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
 
     fn answer(identified: bool) -> Response<()> {
         let mut response = Response::builder().status(401).body(()).unwrap();
@@ -146,6 +265,74 @@ mod tests {
             left_out,
             "identified callers are never left out"
         );
+    }
+
+    /// What `tracing`'s formatter writes for `fields`, with the given subscriber builder.
+    fn through_tracing(json: bool, fields: &Fields<'_>) -> String {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let out = captured.clone();
+        let builder = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || out.clone());
+        if json {
+            tracing::subscriber::with_default(builder.json().finish(), || fields.emit());
+        } else {
+            tracing::subscriber::with_default(builder.finish(), || fields.emit());
+        }
+        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn lines_written_directly_read_as_tracing_would_write_them() {
+        let all = Fields {
+            message: Message("gateway"),
+            request_id: "3f1e4ea0-0271",
+            method: "GET",
+            path: "/api/ext/hello/a \"b\"",
+            status: 200,
+            ms: 8,
+            identified: true,
+            trace_id: Some("0af7651916cd43dd8448eb211c80319c"),
+            suppressed_before: Some(3),
+        };
+        let fewer = Fields {
+            trace_id: None,
+            suppressed_before: None,
+            status: 401,
+            identified: false,
+            ..all
+        };
+        for fields in [&all, &fewer] {
+            // Text: the same line after the timestamp.
+            let ours = render(LineFormat::Text, fields).unwrap();
+            let theirs = through_tracing(false, fields);
+            let after_time = |line: &str| line.split_once(' ').unwrap().1.to_owned();
+            assert_eq!(after_time(&ours), after_time(&theirs));
+            // JSON: the same object apart from the timestamp, keys in the same order.
+            let mut ours: serde_json::Value =
+                serde_json::from_str(&render(LineFormat::Json, fields).unwrap()).unwrap();
+            let mut theirs: serde_json::Value =
+                serde_json::from_str(&through_tracing(true, fields)).unwrap();
+            for value in [&mut ours, &mut theirs] {
+                let stamp = value["timestamp"].take();
+                assert!(
+                    humantime::parse_rfc3339(stamp.as_str().unwrap()).is_ok(),
+                    "{stamp}"
+                );
+            }
+            assert_eq!(ours, theirs);
+        }
     }
 
     #[test]
