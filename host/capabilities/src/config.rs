@@ -43,7 +43,7 @@ impl ConfigError {
 pub struct ConfigState {
     granted: bool,
     values: Arc<BTreeMap<String, String>>,
-    metrics: CapabilityMetrics,
+    metrics: Arc<CapabilityMetrics>,
 }
 
 impl ConfigState {
@@ -51,7 +51,7 @@ impl ConfigState {
     pub fn new(
         granted: bool,
         values: Arc<BTreeMap<String, String>>,
-        metrics: CapabilityMetrics,
+        metrics: Arc<CapabilityMetrics>,
     ) -> Self {
         Self {
             granted,

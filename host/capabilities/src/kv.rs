@@ -68,7 +68,7 @@ pub struct KvState {
     tenant: String,
     extension: String,
     max_keys: u64,
-    metrics: CapabilityMetrics,
+    metrics: Arc<CapabilityMetrics>,
 }
 
 impl KvState {
@@ -79,7 +79,7 @@ impl KvState {
         tenant: &str,
         extension: &str,
         max_keys: u64,
-        metrics: CapabilityMetrics,
+        metrics: Arc<CapabilityMetrics>,
     ) -> Self {
         Self {
             service,

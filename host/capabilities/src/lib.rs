@@ -173,7 +173,8 @@ pub struct Capabilities {
     egress: Arc<egress::EgressClient>,
     node_allowlist: Option<Arc<egress::Allowlist>>,
     limits: CapabilityLimits,
-    metrics: CapabilityMetrics,
+    /// Shared by every request's states: one reference count per state, not one per family.
+    metrics: Arc<CapabilityMetrics>,
 }
 
 /// One request's install, as the gateway resolved it.
@@ -248,7 +249,7 @@ impl Capabilities {
             egress: Arc::new(egress::EgressClient::new()),
             node_allowlist: node_allowlist.map(Arc::new),
             limits,
-            metrics,
+            metrics: Arc::new(metrics),
         }
     }
 
@@ -263,7 +264,7 @@ impl Capabilities {
     pub fn with_platform(mut self, settings: platform_broker::PlatformSettings) -> Self {
         self.platform = Arc::new(platform_broker::PlatformBroker::new(
             settings,
-            self.metrics.clone(),
+            CapabilityMetrics::clone(&self.metrics),
         ));
         self
     }

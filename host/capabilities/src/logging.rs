@@ -60,7 +60,7 @@ pub struct LoggingState {
     extension: String,
     max_message_bytes: usize,
     journal: Arc<Journal>,
-    metrics: CapabilityMetrics,
+    metrics: Arc<CapabilityMetrics>,
 }
 
 impl LoggingState {
@@ -70,7 +70,7 @@ impl LoggingState {
         granted: bool,
         grant: &Grant,
         max_message_bytes: usize,
-        metrics: CapabilityMetrics,
+        metrics: Arc<CapabilityMetrics>,
     ) -> Self {
         Self {
             granted,

@@ -19,7 +19,7 @@ pub struct SecretsState {
     sealer: Option<SecretSealer>,
     opened: Option<Secrets>,
     journal: Arc<Journal>,
-    metrics: CapabilityMetrics,
+    metrics: Arc<CapabilityMetrics>,
 }
 
 impl SecretsState {
@@ -33,7 +33,7 @@ impl SecretsState {
         sealer: Option<SecretSealer>,
         call: Option<Arc<Secrets>>,
         journal: Arc<Journal>,
-        metrics: CapabilityMetrics,
+        metrics: Arc<CapabilityMetrics>,
     ) -> Self {
         let opened = call.map(|secrets| (*secrets).clone());
         if let Some(opened) = &opened {

@@ -104,7 +104,7 @@ pub struct EgressHooks {
     client: Arc<EgressClient>,
     extension: String,
     journal: Arc<Journal>,
-    metrics: CapabilityMetrics,
+    metrics: Arc<CapabilityMetrics>,
     sent: u32,
 }
 
@@ -116,7 +116,7 @@ impl EgressHooks {
         client: Arc<EgressClient>,
         extension: String,
         journal: Arc<Journal>,
-        metrics: CapabilityMetrics,
+        metrics: Arc<CapabilityMetrics>,
     ) -> Self {
         Self {
             granted,

@@ -58,7 +58,7 @@ pub struct RunnerState {
     journal: Arc<crate::Journal>,
     /// Platform calls this request made (the broker bounds them).
     platform_calls: std::sync::atomic::AtomicU32,
-    metrics: CapabilityMetrics,
+    metrics: Arc<CapabilityMetrics>,
 }
 
 /// Which of the runner-only capabilities the install holds.
@@ -79,7 +79,7 @@ impl RunnerState {
         has: impl Fn(&str) -> bool,
         schedules: Option<Arc<crate::schedule_service::ScheduleService>>,
         platform: Arc<crate::platform_broker::PlatformBroker>,
-        metrics: CapabilityMetrics,
+        metrics: Arc<CapabilityMetrics>,
     ) -> Self {
         Self {
             context: types::ContextData {
