@@ -179,30 +179,30 @@ pub struct Capabilities {
 
 /// One request's install, as the gateway resolved it.
 #[derive(Debug, Clone)]
-pub struct Grant {
+pub struct Grant<'a> {
     /// Tenant.
-    pub tenant: String,
+    pub tenant: &'a str,
     /// Extension id.
-    pub extension: String,
+    pub extension: &'a str,
     /// The install (secrets are sealed to it).
-    pub install_id: String,
+    pub install_id: &'a str,
     /// Request id (in log lines).
-    pub request_id: String,
+    pub request_id: &'a str,
     /// The version's id, as the runner world's context reports it.
-    pub version_id: Option<String>,
+    pub version_id: Option<&'a str>,
     /// The end user, when the caller named one.
     pub user: Option<Arc<runner::EndUser>>,
     /// Granted capabilities (`cap:*`).
-    pub granted: Vec<String>,
+    pub granted: &'a [String],
     /// The install's config.
-    pub config: Arc<BTreeMap<String, String>>,
+    pub config: &'a Arc<BTreeMap<String, String>>,
     /// The install's sealed secrets envelope.
-    pub sealed_secrets: Option<Arc<[u8]>>,
+    pub sealed_secrets: Option<&'a Arc<[u8]>>,
     /// Secrets the caller supplied for this one call (the runner envelope's
     /// `secret_envelope`); they replace the install's.
     pub call_secrets: Option<Arc<alga_edge_registry::secrets::Secrets>>,
-    /// The install's outbound HTTP allowlist entries.
-    pub egress_allow: Vec<String>,
+    /// The install's outbound HTTP allowlist, parsed when the install was resolved.
+    pub egress_allow: &'a egress::InstallAllowlist,
     /// Overrides of the node's limits by the install's policy.
     pub limits: GrantLimits,
     /// Where log lines and egress bytes of the request are collected.
@@ -289,8 +289,8 @@ impl Capabilities {
             kv: kv::KvState::new(
                 has(names::KV).then(|| self.kv.clone()).flatten(),
                 has(names::KV),
-                &grant.tenant,
-                &grant.extension,
+                grant.tenant,
+                grant.extension,
                 tighter(limits.kv_max_keys, grant.limits.kv_max_keys),
                 self.metrics.clone(),
             ),
@@ -301,8 +301,8 @@ impl Capabilities {
             ),
             secrets: secrets::SecretsState::new(
                 has(names::SECRETS),
-                grant.install_id.clone(),
-                grant.sealed_secrets.clone(),
+                grant.install_id.to_owned(),
+                grant.sealed_secrets.cloned(),
                 self.sealer.clone(),
                 grant.call_secrets.clone(),
                 grant.journal.clone(),
@@ -324,12 +324,12 @@ impl Capabilities {
             egress: egress::EgressHooks::new(
                 has(names::HTTP),
                 egress::EgressPolicy::new(
-                    &grant.egress_allow,
+                    grant.egress_allow.clone(),
                     self.node_allowlist.clone(),
                     limits.egress.tightened(&grant.limits),
                 ),
                 self.egress.clone(),
-                grant.extension.clone(),
+                grant.extension.to_owned(),
                 grant.journal.clone(),
                 self.metrics.clone(),
             ),

@@ -74,9 +74,9 @@ impl LoggingState {
     ) -> Self {
         Self {
             granted,
-            request_id: grant.request_id.clone(),
-            tenant: grant.tenant.clone(),
-            extension: grant.extension.clone(),
+            request_id: grant.request_id.to_owned(),
+            tenant: grant.tenant.to_owned(),
+            extension: grant.extension.to_owned(),
             max_message_bytes,
             journal: grant.journal.clone(),
             metrics,

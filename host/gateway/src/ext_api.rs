@@ -244,7 +244,7 @@ impl Gateway {
     /// component sees. Shared by the gateway route and the runner API.
     pub async fn run<B>(
         &self,
-        extension: Resolved,
+        extension: Arc<Resolved>,
         request: Request<B>,
         path: String,
         caller: CallerContext,
@@ -295,7 +295,7 @@ impl Gateway {
         let reuse = (effective.instance_reuse >= 2).then(|| Self::reuse(&extension, &effective));
         let tenant = extension.tenant.clone();
         let journal = trace.journal(self.capabilities.limits().log_max_lines);
-        let (capabilities, context) = self.grant(extension, request_id, caller, journal);
+        let (capabilities, context) = self.grant(&extension, request_id, caller, journal);
         let mut response = self
             .engine
             .run(
@@ -401,24 +401,24 @@ impl Gateway {
     /// What the install was granted for this one request, and the context the component sees.
     fn grant(
         &self,
-        extension: Resolved,
+        extension: &Resolved,
         request_id: &str,
         caller: CallerContext,
         journal: Arc<Journal>,
     ) -> (RequestCapabilities, RequestContext) {
         let user_id = caller.user.as_ref().map(|user| user.user_id.clone());
         let capabilities = self.capabilities.for_request(Grant {
-            tenant: extension.tenant.clone(),
-            extension: extension.extension_id.clone(),
-            install_id: extension.install_id.clone(),
-            request_id: request_id.to_owned(),
-            version_id: Some(extension.version_id.clone()),
+            tenant: &extension.tenant,
+            extension: &extension.extension_id,
+            install_id: &extension.install_id,
+            request_id,
+            version_id: Some(&extension.version_id),
             user: caller.user,
-            granted: extension.grants,
-            config: extension.config,
-            sealed_secrets: extension.sealed_secrets,
+            granted: &extension.grants,
+            config: &extension.config,
+            sealed_secrets: extension.sealed_secrets.as_ref(),
             call_secrets: caller.secrets,
-            egress_allow: extension.policy.egress_allow.clone().unwrap_or_default(),
+            egress_allow: &extension.egress_allow,
             limits: GrantLimits {
                 kv_max_keys: extension.policy.kv_max_keys,
                 egress_max_requests: extension.policy.egress_max_requests,
@@ -428,11 +428,11 @@ impl Gateway {
             journal,
         });
         let context = RequestContext {
-            tenant_id: extension.tenant,
-            extension_id: extension.extension_id,
-            install_id: extension.install_id,
-            version_id: extension.version_id,
-            content_hash: extension.content_hash,
+            tenant_id: extension.tenant.clone(),
+            extension_id: extension.extension_id.clone(),
+            install_id: extension.install_id.clone(),
+            version_id: extension.version_id.clone(),
+            content_hash: extension.content_hash.clone(),
             request_id: request_id.to_owned(),
             user_id,
         };

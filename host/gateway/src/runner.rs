@@ -342,7 +342,7 @@ impl Runner {
             _ => request_id,
         };
         self.gateway
-            .run(resolved, inner, path, caller, request_id, trace)
+            .run(Arc::new(resolved), inner, path, caller, request_id, trace)
             .await
     }
 
@@ -457,7 +457,7 @@ fn overridden(
         );
     }
     // What the envelope changed is part of what a warm instance may have seen.
-    Ok(resolved.with_generation())
+    Ok(resolved.finish())
 }
 
 /// The end user of the call: the envelope's `user`, or one known only by `context.user_id`.

@@ -63,19 +63,34 @@ impl EgressLimits {
     }
 }
 
+/// An install's own allowlist, parsed once when the install is resolved (not per request);
+/// `Err` holds why its entries did not parse (then nothing is allowed).
+pub type InstallAllowlist = Arc<Result<Allowlist, String>>;
+
+/// Parses an install's allowlist `entries` (none: nothing is allowed).
+pub fn install_allowlist(entries: Option<&[String]>) -> InstallAllowlist {
+    Arc::new(Allowlist::from_entries(
+        entries.unwrap_or_default().iter().map(String::as_str),
+    ))
+}
+
 /// What one request may reach.
 #[derive(Debug, Clone)]
 pub struct EgressPolicy {
-    install: Result<Allowlist, String>,
+    install: InstallAllowlist,
     node: Option<Arc<Allowlist>>,
     limits: EgressLimits,
 }
 
 impl EgressPolicy {
-    /// The install's `entries` (an unparsable list allows nothing), within `node` when set.
-    pub fn new(entries: &[String], node: Option<Arc<Allowlist>>, limits: EgressLimits) -> Self {
+    /// The install's allowlist (an unparsable list allows nothing), within `node` when set.
+    pub fn new(
+        install: InstallAllowlist,
+        node: Option<Arc<Allowlist>>,
+        limits: EgressLimits,
+    ) -> Self {
         Self {
-            install: Allowlist::from_entries(entries.iter().map(String::as_str)),
+            install,
             node,
             limits,
         }
@@ -84,6 +99,7 @@ impl EgressPolicy {
     /// Whether both lists allow `destination`.
     pub fn allows(&self, destination: &Destination) -> bool {
         self.install
+            .as_ref()
             .as_ref()
             .is_ok_and(|list| list.allows(destination))
             && self

@@ -83,11 +83,11 @@ impl RunnerState {
     ) -> Self {
         Self {
             context: types::ContextData {
-                request_id: Some(grant.request_id.clone()),
-                tenant_id: grant.tenant.clone(),
-                extension_id: grant.extension.clone(),
-                install_id: Some(grant.install_id.clone()).filter(|id| !id.is_empty()),
-                version_id: grant.version_id.clone(),
+                request_id: Some(grant.request_id.to_owned()),
+                tenant_id: grant.tenant.to_owned(),
+                extension_id: grant.extension.to_owned(),
+                install_id: Some(grant.install_id.to_owned()).filter(|id| !id.is_empty()),
+                version_id: grant.version_id.map(str::to_owned),
             },
             user: grant.user.clone(),
             granted: Granted {

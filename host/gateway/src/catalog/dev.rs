@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use alga_edge_registry::bundle::ContentHash;
 
-use super::{ComponentSource, Resolved, is_valid_extension_id};
+use super::{ComponentSource, Resolved, install_allowlist, is_valid_extension_id};
 
 /// A bad `--component` mapping.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +33,7 @@ pub enum CatalogError {
 
 /// The dev catalog: components from local files, each resolved for the fixed dev tenant.
 pub struct DevCatalog {
-    extensions: HashMap<String, Resolved>,
+    extensions: HashMap<String, Arc<Resolved>>,
 }
 
 impl DevCatalog {
@@ -47,7 +48,7 @@ impl DevCatalog {
             if !is_valid_extension_id(id) {
                 return Err(CatalogError::BadId(id.to_owned()));
             }
-            let resolved = read_component(tenant, id, Path::new(path))?;
+            let resolved = Arc::new(read_component(tenant, id, Path::new(path))?);
             if extensions.insert(id.to_owned(), resolved).is_some() {
                 return Err(CatalogError::Duplicate(id.to_owned()));
             }
@@ -56,13 +57,13 @@ impl DevCatalog {
     }
 
     /// The dev-mapped extension `extension_id`, if there is one.
-    pub fn get(&self, extension_id: &str) -> Option<&Resolved> {
+    pub fn get(&self, extension_id: &str) -> Option<&Arc<Resolved>> {
         self.extensions.get(extension_id)
     }
 
     /// Every mapped extension.
     pub fn extensions(&self) -> impl Iterator<Item = &Resolved> {
-        self.extensions.values()
+        self.extensions.values().map(|resolved| &**resolved)
     }
 }
 
@@ -91,8 +92,9 @@ fn read_component(tenant: &str, id: &str, path: &Path) -> Result<Resolved, Catal
         config: Default::default(),
         sealed_secrets: None,
         generation: 0,
+        egress_allow: install_allowlist(None),
     }
-    .with_generation())
+    .finish())
 }
 
 #[cfg(test)]

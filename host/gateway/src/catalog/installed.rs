@@ -13,7 +13,7 @@ use alga_edge_registry::bundle::{self, ContentHash, UnpackLimits};
 use alga_edge_registry::signing::{BundleClaims, TrustBundle};
 use alga_edge_registry::store::BundleStore;
 
-use super::{ComponentSource, Resolved};
+use super::{ComponentSource, Resolved, install_allowlist};
 use crate::error::GatewayError;
 use alga_edge_engine::LoadError;
 use alga_edge_registry::replication::PrimaryClient;
@@ -25,7 +25,7 @@ const VERIFIED_CAP: usize = 100_000;
 /// (tenant, extension) resolutions remembered between registry changes.
 const RESOLVED_CAP: usize = 10_000;
 
-type ResolvedCache = LruCache<(String, String), (u64, Option<Resolved>)>;
+type ResolvedCache = LruCache<(String, String), (u64, Option<Arc<Resolved>>)>;
 
 /// Resolves installs through the registry. Resolutions (found or not) are cached until the
 /// registry's change count moves, so the hot path does no SQL while the catalog is unchanged.
@@ -85,12 +85,12 @@ impl InstalledCatalog {
     }
 
     /// `tenant`'s enabled install of `extension_id`, its signature verified; `None` when the
-    /// tenant has no enabled install.
+    /// tenant has no enabled install. Shared with the cache: a request copies nothing of it.
     pub async fn resolve(
         &self,
         tenant: &str,
         extension_id: &str,
-    ) -> Result<Option<Resolved>, GatewayError> {
+    ) -> Result<Option<Arc<Resolved>>, GatewayError> {
         // Read the change count before the registry, so a change racing this lookup leaves the
         // entry stale rather than wrong.
         let changes = self.registry.change_count();
@@ -100,14 +100,14 @@ impl InstalledCatalog {
         {
             return Ok(resolved.clone());
         }
-        let mut resolved = self.lookup(tenant, extension_id).await?;
+        let mut resolved = self.lookup(tenant, extension_id).await?.map(Arc::new);
         // An edge may simply not have synced the install yet: pull once (rate-limited) and look
         // again before answering 404.
         if resolved.is_none() && self.registry.replica().is_some() {
             match self.registry.sync_on_demand().await {
                 Ok(true) => {
                     let changes = self.registry.change_count();
-                    resolved = self.lookup(tenant, extension_id).await?;
+                    resolved = self.lookup(tenant, extension_id).await?.map(Arc::new);
                     self.cache().put(key, (changes, resolved.clone()));
                     return Ok(resolved);
                 }
@@ -158,8 +158,9 @@ impl InstalledCatalog {
                 content_hash: found.content_hash.to_string(),
                 source: ComponentSource::Bundle,
                 generation: 0,
+                egress_allow: install_allowlist(None),
             }
-            .with_generation(),
+            .finish(),
         ))
     }
 
@@ -240,8 +241,9 @@ impl InstalledCatalog {
             config: Arc::new(config),
             sealed_secrets,
             generation: 0,
+            egress_allow: install_allowlist(None),
         }
-        .with_generation();
+        .finish();
         Ok(Some((resolved, requested)))
     }
 

@@ -10,6 +10,7 @@ pub mod installed;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use alga_edge_capabilities::egress::{InstallAllowlist, install_allowlist};
 use alga_edge_registry::InstallPolicy;
 use alga_edge_registry::manifest::Endpoint;
 
@@ -44,17 +45,22 @@ pub struct Resolved {
     /// The install's secrets, sealed with the node key.
     pub sealed_secrets: Option<Arc<[u8]>>,
     /// A digest of everything about the install a warm instance may have seen (see
-    /// [`Resolved::with_generation`]); computed once per resolution, not per request.
+    /// [`Resolved::finish`]); computed once per resolution, not per request.
     pub generation: u64,
+    /// The policy's outbound HTTP allowlist, parsed once per resolution (see
+    /// [`Resolved::finish`]), not per request.
+    pub egress_allow: InstallAllowlist,
 }
 
 impl Resolved {
-    /// Sets `generation`: a digest of everything about the install a warm instance may have
-    /// seen (version, bundle, grants, config, sealed secrets and policy). Instances are
-    /// reused only within one generation, so any change to the install retires them. Every
-    /// constructor ends with it.
-    pub fn with_generation(mut self) -> Self {
+    /// Derives what every request of this resolution shares, so no request recomputes it:
+    /// `generation`, a digest of everything about the install a warm instance may have seen
+    /// (version, bundle, grants, config, sealed secrets and policy; instances are reused only
+    /// within one generation, so any change to the install retires them), and the parsed
+    /// `egress_allow`. Every constructor, and every change to a resolution, ends with it.
+    pub fn finish(mut self) -> Self {
         self.generation = self.digest();
+        self.egress_allow = install_allowlist(self.policy.egress_allow.as_deref());
         self
     }
 
