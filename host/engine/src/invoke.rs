@@ -230,31 +230,31 @@ impl Engine {
             limits,
             cancel_at,
         ));
-        let abort = task.abort_handle();
-        match tokio::time::timeout_at(cancel_at, answer).await {
+        // No timer of its own on the answer: the guest task ends by `cancel_at` whatever the
+        // guest does, and its end drops the answer's sender.
+        match answer.await {
             // The guest task logs how the rest of the run goes.
-            Ok(Some(answer)) => answer,
-            Ok(None) => match tokio::time::timeout_at(cancel_at, task).await {
-                Ok(Ok(Some(finished))) => {
-                    log_guest_output(&request_id, &finished);
-                    let error = classify(&finished, limits);
-                    tracing::warn!(%request_id, error = error.code(), "extension failed: {}", describe(&finished));
-                    Err(error)
+            Some(answer) => answer,
+            None => {
+                let abort = task.abort_handle();
+                match tokio::time::timeout_at(cancel_at, task).await {
+                    Ok(Ok(Some(finished))) => {
+                        log_guest_output(&request_id, &finished);
+                        let error = classify(&finished, limits);
+                        tracing::warn!(%request_id, error = error.code(), "extension failed: {}", describe(&finished));
+                        Err(error)
+                    }
+                    Ok(Ok(None)) => Err(InvokeError::Internal(
+                        "the extension task answered nobody".into(),
+                    )),
+                    Ok(Err(join)) => Err(InvokeError::Internal(format!(
+                        "extension task failed: {join}"
+                    ))),
+                    Err(_) => {
+                        abort.abort();
+                        Err(limits.timeout())
+                    }
                 }
-                Ok(Ok(None)) => Err(InvokeError::Internal(
-                    "the extension task answered nobody".into(),
-                )),
-                Ok(Err(join)) => Err(InvokeError::Internal(format!(
-                    "extension task failed: {join}"
-                ))),
-                Err(_) => {
-                    abort.abort();
-                    Err(limits.timeout())
-                }
-            },
-            Err(_elapsed) => {
-                abort.abort();
-                Err(limits.timeout())
             }
         }
     }
