@@ -179,9 +179,16 @@ impl Engine {
         // never monopolises a runtime worker, and gives its run slot to the next tenant's
         // guest waiting for one (see `CpuScheduler`). The callback runs inside the guest's
         // poll, on its thread, so the meter sees the running slice.
+        //
+        // Only a guest that has run for a good part of a slice in its current poll yields. The
+        // callback also fires the first time wasm runs after a tick that passed while the
+        // guest waited (on the client, on host I/O): under load nearly every request spans a
+        // tick, and yielding there (a round of cheap yields, see `yield_turn`) cost a request
+        // that never used a slice several extra polls of its task.
         store.set_epoch_deadline(1);
         let turn = self.scheduler.guest(tenant, cpu_budget.is_some());
         let yields = turn.clone();
+        let slice = config.epoch_tick / 2;
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
                 return Ok(UpdateDeadline::Interrupt);
@@ -190,6 +197,9 @@ impl Engine {
                 && yields.cpu_used().is_some_and(|used| used >= budget)
             {
                 return Err(CpuBudgetExceeded { budget }.into());
+            }
+            if yields.running_for() < slice {
+                return Ok(UpdateDeadline::Continue(1));
             }
             Ok(UpdateDeadline::YieldCustom(1, yields.yield_turn()))
         });

@@ -5,8 +5,10 @@
 //! starts (instantiation and the first call) and whenever it resumes after host I/O, and keeps
 //! it while it runs or is runnable. It gives it back
 //! - when it waits on host I/O (a poll that returns pending without the guest yielding), and
-//! - at every epoch tick (the engine's epoch callback returns [`GuestTurn::yield_turn`]) if
-//!   another guest waits: the slot goes to that guest and the yielding one waits in line.
+//! - at an epoch tick, once its current poll has run for half a tick or more (the engine's
+//!   epoch callback returns [`GuestTurn::yield_turn`]), if another guest waits: the slot goes
+//!   to that guest and the yielding one waits in line. A guest that only resumed since the
+//!   tick has used no slice and carries on ([`GuestTurn::running_for`]).
 //!   With nobody waiting it keeps its slot and only yields to the runtime once, so the
 //!   node's own tasks (connections, the registry) still run between slices.
 //!
@@ -26,11 +28,14 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use crate::cpu::CpuMeter;
 
 /// Hands run slots to guests, round-robin across tenants.
 pub struct CpuScheduler {
+    /// What guests' poll start times count from (see [`GuestTurn::running_for`]).
+    base: Instant,
     slots: usize,
     state: Mutex<State>,
     waits: AtomicU64,
@@ -74,6 +79,7 @@ impl CpuScheduler {
     pub fn new(slots: usize) -> Arc<Self> {
         let slots = slots.max(1);
         Arc::new(Self {
+            base: Instant::now(),
             slots,
             state: Mutex::new(State {
                 free: slots,
@@ -121,11 +127,16 @@ impl CpuScheduler {
             tenant,
             id,
             meter: metered.then(CpuMeter::default),
+            poll_started: AtomicU64::new(0),
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn nanos_since_base(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
@@ -184,6 +195,8 @@ pub struct GuestTurn {
     tenant: Arc<str>,
     id: u64,
     meter: Option<CpuMeter>,
+    /// When the task's current poll began, in nanoseconds from the scheduler's base.
+    poll_started: AtomicU64,
 }
 
 impl GuestTurn {
@@ -194,6 +207,8 @@ impl GuestTurn {
             if !self.take(cx) {
                 return Poll::Pending;
             }
+            self.poll_started
+                .store(self.scheduler.nanos_since_base(), Ordering::Relaxed);
             let polled = match &self.meter {
                 Some(meter) => meter.measure(|| future.as_mut().poll(cx)),
                 None => future.as_mut().poll(cx),
@@ -202,6 +217,14 @@ impl GuestTurn {
             polled
         })
         .await
+    }
+
+    /// How long the guest's task has been in its current poll (running wasm or host code it
+    /// calls synchronously). Called from the epoch callback, which runs inside that poll: a
+    /// guest that only resumed since the last tick has not used a slice and need not yield.
+    pub fn running_for(&self) -> Duration {
+        let started = self.poll_started.load(Ordering::Relaxed);
+        Duration::from_nanos(self.scheduler.nanos_since_base().saturating_sub(started))
     }
 
     /// CPU time the guest's task used so far, when it is metered (see [`CpuMeter::used`]).
