@@ -180,11 +180,11 @@ impl Engine {
         // guest waiting for one (see `CpuScheduler`). The callback runs inside the guest's
         // poll, on its thread, so the meter sees the running slice.
         //
-        // Only a guest that has run for a good part of a slice in its current poll yields. The
-        // callback also fires the first time wasm runs after a tick that passed while the
-        // guest waited (on the client, on host I/O): under load nearly every request spans a
-        // tick, and yielding there (a round of cheap yields, see `yield_turn`) cost a request
-        // that never used a slice several extra polls of its task.
+        // The callback also fires the first time wasm runs after a tick that passed while the
+        // guest waited (on its client, on host I/O); under load nearly every request spans a
+        // tick. Such a guest has not held its worker for a slice: it gives its slot on when a
+        // guest waits for one (turns stay round-robin) and otherwise carries on, skipping the
+        // round of runtime yields that would cost its task several extra polls.
         store.set_epoch_deadline(1);
         let turn = self.scheduler.guest(tenant, cpu_budget.is_some());
         let yields = turn.clone();
@@ -199,7 +199,10 @@ impl Engine {
                 return Err(CpuBudgetExceeded { budget }.into());
             }
             if yields.running_for() < slice {
-                return Ok(UpdateDeadline::Continue(1));
+                if !yields.others_waiting() {
+                    return Ok(UpdateDeadline::Continue(1));
+                }
+                return Ok(UpdateDeadline::YieldCustom(1, yields.hand_off_turn()));
             }
             Ok(UpdateDeadline::YieldCustom(1, yields.yield_turn()))
         });

@@ -5,10 +5,12 @@
 //! starts (instantiation and the first call) and whenever it resumes after host I/O, and keeps
 //! it while it runs or is runnable. It gives it back
 //! - when it waits on host I/O (a poll that returns pending without the guest yielding), and
-//! - at an epoch tick, once its current poll has run for half a tick or more (the engine's
-//!   epoch callback returns [`GuestTurn::yield_turn`]), if another guest waits: the slot goes
-//!   to that guest and the yielding one waits in line. A guest that only resumed since the
-//!   tick has used no slice and carries on ([`GuestTurn::running_for`]).
+//! - at every epoch tick (the engine's epoch callback returns [`GuestTurn::yield_turn`]) if
+//!   another guest waits: the slot goes to that guest and the yielding one waits in line.
+//!   A guest whose current poll began less than half a tick ago ([`GuestTurn::running_for`])
+//!   only resumed since the tick (from waiting on its client or on host I/O): it hands its
+//!   slot on the same way when another guest waits ([`GuestTurn::hand_off_turn`]), and
+//!   otherwise carries on without the yields to the runtime below.
 //!   With nobody waiting it keeps its slot and only yields to the runtime once, so the
 //!   node's own tasks (connections, the registry) still run between slices.
 //!
@@ -232,17 +234,35 @@ impl GuestTurn {
         self.meter.as_ref().map(CpuMeter::used)
     }
 
-    /// What the guest awaits at an epoch tick: with another guest waiting it gives its slot to
-    /// the next in round-robin order and waits for its own turn; otherwise it keeps the slot
-    /// and only lets the runtime run other tasks once.
+    /// What a guest that used its slice awaits at an epoch tick: with another guest waiting it
+    /// gives its slot to the next in round-robin order and waits for its own turn; otherwise it
+    /// keeps the slot and only lets the runtime run other tasks once.
     pub fn yield_turn(self: &Arc<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let turn = self.clone();
-        let mut started = false;
         // A whole slice ran in one task poll. Yield to the runtime that many times over (each
         // a cheap poll) before anything else, so the worker reaches its next look for I/O
         // events now: otherwise, with every worker running guests, a new request or
         // connection waits up to `RUNTIME_EVENT_INTERVAL` slices to be noticed.
-        let mut ticks = crate::config::RUNTIME_EVENT_INTERVAL;
+        self.yield_after(crate::config::RUNTIME_EVENT_INTERVAL)
+    }
+
+    /// What a guest that resumed since the last tick awaits at the tick when another guest
+    /// waits ([`Self::others_waiting`]): it gives its slot to the next in round-robin order,
+    /// as at the end of a slice, but owes the runtime no yields (it has not held the worker
+    /// for a slice).
+    pub fn hand_off_turn(self: &Arc<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        self.yield_after(1)
+    }
+
+    /// Whether some guest waits for a run slot now.
+    pub fn others_waiting(&self) -> bool {
+        !self.scheduler.lock().rotation.is_empty()
+    }
+
+    /// [`Self::yield_turn`] with `ticks - 1` yields to the runtime first.
+    fn yield_after(self: &Arc<Self>, ticks: u32) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let turn = self.clone();
+        let mut started = false;
+        let mut ticks = ticks;
         Box::pin(poll_fn(move |cx| {
             let scheduler = &turn.scheduler;
             if ticks > 1 {
@@ -517,5 +537,31 @@ mod tests {
         let state = scheduler.lock();
         assert_eq!(state.free, 1);
         assert!(state.guests.is_empty() && state.queues.is_empty());
+    }
+
+    #[test]
+    fn a_guest_that_resumed_since_the_tick_hands_its_slot_on_without_runtime_yields() {
+        let scheduler = CpuScheduler::new(1);
+        let a = scheduler.guest("a".into(), false);
+        let b = scheduler.guest("b".into(), false);
+        assert!(a.take(&mut cx()));
+        assert!(!a.others_waiting(), "nobody waits yet: a carries on");
+        assert!(!b.take(&mut cx()));
+        assert!(a.others_waiting());
+        // Its first poll gives the slot to b at once: no yields to the runtime before it.
+        let mut handing = a.hand_off_turn();
+        assert!(handing.as_mut().poll(&mut cx()).is_pending());
+        a.after_poll(false);
+        assert_eq!(phase(&a), Phase::Waiting);
+        assert_eq!(phase(&b), Phase::Holding);
+        // b's slice ends and a gets its turn back.
+        assert!(
+            !b.take(&mut cx()),
+            "b first yields once to the back of the run queue"
+        );
+        assert!(b.take(&mut cx()));
+        b.after_poll(true);
+        assert_eq!(phase(&a), Phase::Holding);
+        assert!(handing.as_mut().poll(&mut cx()).is_ready());
     }
 }
