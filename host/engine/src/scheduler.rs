@@ -411,6 +411,16 @@ mod tests {
         turn.scheduler.lock().guests[&turn.id].phase
     }
 
+    /// A guest just handed the slot by another's poll yields once to the back of the run
+    /// queue, keeping the slot, and runs on its next poll.
+    fn take_handed_slot(turn: &GuestTurn) {
+        assert!(
+            !turn.take(&mut cx()),
+            "a guest handed the slot first goes to the back of the run queue once"
+        );
+        assert!(turn.take(&mut cx()), "and runs on its next poll");
+    }
+
     /// Polls `yielding` through its yields to the runtime, which come first and keep the slot
     /// even with other guests waiting; the next poll acts on the scheduler.
     fn yield_to_runtime(turn: &GuestTurn, yielding: &mut Pin<Box<dyn Future<Output = ()> + Send>>) {
@@ -452,9 +462,7 @@ mod tests {
             assert_eq!(holders.len(), 1, "one slot, one holder");
             current = holders[0];
             order.push(&*turns[current].tenant == "b");
-            // The new holder yields once to the back of the run queue, then resumes.
-            assert!(!turns[current].take(&mut cx()));
-            assert!(turns[current].take(&mut cx()));
+            take_handed_slot(&turns[current]);
         }
         // b, queued behind seven of a's spinners, got the second turn, and every other one
         // after that: one turn per tenant per round.
@@ -486,11 +494,7 @@ mod tests {
         a.after_poll(false);
         assert_eq!(phase(&a), Phase::Idle);
         assert_eq!(phase(&b), Phase::Holding);
-        assert!(
-            !b.take(&mut cx()),
-            "b goes to the back of the run queue once"
-        );
-        assert!(b.take(&mut cx()));
+        take_handed_slot(&b);
     }
 
     #[test]
@@ -554,12 +558,8 @@ mod tests {
         a.after_poll(false);
         assert_eq!(phase(&a), Phase::Waiting);
         assert_eq!(phase(&b), Phase::Holding);
-        // b's slice ends and a gets its turn back.
-        assert!(
-            !b.take(&mut cx()),
-            "b first yields once to the back of the run queue"
-        );
-        assert!(b.take(&mut cx()));
+        // b runs, ends, and a gets its turn back.
+        take_handed_slot(&b);
         b.after_poll(true);
         assert_eq!(phase(&a), Phase::Holding);
         assert!(handing.as_mut().poll(&mut cx()).is_ready());
