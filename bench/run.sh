@@ -169,8 +169,8 @@ for mode in fresh reuse budget traced; do
   stop "edge-$mode"
 done
 
-printf '\n%-44s %12s %14s\n' "server (wrk -t$threads -c$connections -d$duration)" "req/s" "server µs/req"
-row() { printf '%-44s %12.0f %14.1f\n' "$1" "${rps[$2]}" "${cpu[$2]}"; }
+printf '\n%-48s %12s %14s\n' "server (wrk -t$threads -c$connections -d$duration)" "req/s" "server µs/req"
+row() { printf '%-48s %12.0f %14.1f\n' "$1" "${rps[$2]}" "${cpu[$2]}"; }
 row "bare hyper hello" hyper
 row "wasmtime serve fresh, WASIp2" wt_fresh_p2
 row "wasmtime serve fresh, WASIp3" wt_fresh_p3
