@@ -443,6 +443,7 @@ where
     } = run;
     let (answer_tx, answer_rx) =
         responded.answering::<Result<http::Response<HostBody>, InvokeError>>();
+    let passes = turn.clone();
     let guest = Box::pin(guest_task(turn, async move {
         let (service, served) = match source.instance(&mut store, &instantiation).await {
             Ok(instance) => instance,
@@ -461,14 +462,33 @@ where
                     }
                 };
                 let response = accessor.with(|access| response.into_http(access, request_body))?;
+                let (head, body) = response.into_parts();
+                let mut body = Prefetched::new(Limited::new(body, max_response_bytes));
+                // A few passes of the event loop (three for a wstd guest's short answer) let
+                // the guest write what it has ready, often its whole body. Taken now, that body
+                // goes out with the head in one write and the instance is done before the
+                // client reads; otherwise the caller, woken first, would flush the head alone
+                // and wake again for each frame. A guest that streams slowly costs at most
+                // `PREFETCH_PASSES` cheap polls, run slot kept, before its head is sent.
+                let mut filled = false;
+                for _ in 0..PREFETCH_PASSES {
+                    if !body.may_take_more(PREFETCH_BYTES) {
+                        break;
+                    }
+                    passes.pass().await;
+                    filled = body.fill(PREFETCH_BYTES);
+                }
+                if filled {
+                    let sent =
+                        answer_tx.send(Ok(http::Response::from_parts(head, body.boxed_unsync())));
+                    return wasmtime::Result::<bool>::Ok(sent);
+                }
                 // Resolves with the body: when the client has read all of it, or left.
                 let (delivered_tx, delivered_rx) = oneshot::channel();
-                let response = response.map(|body| {
-                    Delivered::new(Limited::new(body, max_response_bytes), move |whole| {
-                        let _ = delivered_tx.send(whole);
-                    })
-                    .boxed_unsync()
+                let body = Delivered::new(body, move |whole| {
+                    let _ = delivered_tx.send(whole);
                 });
+                let response = http::Response::from_parts(head, body.boxed_unsync());
                 if !answer_tx.send(Ok(response)) {
                     return Ok(false);
                 }
@@ -552,6 +572,114 @@ where
     Ok(Started { guest, answer })
 }
 
+/// Most of a guest's response body [`Prefetched::fill`] takes before the head is sent.
+const PREFETCH_BYTES: usize = 64 << 10;
+
+/// Event-loop passes a WASIp3 guest gets to write its body before the head is sent.
+const PREFETCH_PASSES: usize = 8;
+
+/// A response body whose first frames may already be taken from the guest's stream (see
+/// [`Prefetched::fill`]); it yields those first, then the rest of the stream.
+struct Prefetched<B: Body> {
+    taken: std::collections::VecDeque<Result<Frame<B::Data>, B::Error>>,
+    /// Data bytes taken so far.
+    bytes: usize,
+    /// The rest of the stream; `None` once it ended or failed.
+    rest: Option<B>,
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Prefetched<B> {
+    fn new(body: B) -> Self {
+        Self {
+            taken: std::collections::VecDeque::new(),
+            bytes: 0,
+            rest: Some(body),
+        }
+    }
+
+    /// Whether [`Self::fill`] could take more: the stream goes on and less than `max` bytes
+    /// are taken.
+    fn may_take_more(&self, max: usize) -> bool {
+        self.rest.is_some() && self.bytes < max
+    }
+
+    /// Takes the frames the stream has ready now, until about `max` bytes of data are taken
+    /// in all; true when that reached its clean end (the whole body is taken and no longer
+    /// needs the guest).
+    fn fill(&mut self, max: usize) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        while self.bytes < max {
+            let Some(rest) = self.rest.as_mut() else {
+                break;
+            };
+            match Pin::new(rest).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    self.bytes += frame.data_ref().map_or(0, Bytes::len);
+                    self.taken.push_back(Ok(frame));
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    self.taken.push_back(Err(error));
+                    self.rest = None;
+                    return false;
+                }
+                Poll::Ready(None) => {
+                    self.rest = None;
+                    return true;
+                }
+                Poll::Pending => break,
+            }
+        }
+        false
+    }
+}
+
+impl<B> Body for Prefetched<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        if let Some(frame) = self.taken.pop_front() {
+            return Poll::Ready(Some(frame));
+        }
+        match self.rest.as_mut() {
+            Some(rest) => Pin::new(rest).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.taken.is_empty() && self.rest.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let taken: u64 = self
+            .taken
+            .iter()
+            .filter_map(|frame| frame.as_ref().ok()?.data_ref())
+            .map(|data| data.len() as u64)
+            .sum();
+        match &self.rest {
+            None => SizeHint::with_exact(taken),
+            Some(rest) => {
+                let rest = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower() + taken);
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + taken);
+                }
+                hint
+            }
+        }
+    }
+}
+
 /// A response body that reports, once, whether it reached its end: `true` when the client got
 /// all of it, `false` when it failed (cut at the response cap, the guest's stream broke) or
 /// was dropped before its end (the client left).
@@ -606,5 +734,82 @@ impl<B: Body, R: FnOnce(bool)> Drop for Delivered<B, R> {
         // The server stops polling a body that says it has ended.
         let whole = self.inner.is_end_stream();
         self.report(whole);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+    use std::collections::VecDeque;
+
+    /// A body that answers its polls from a script: a data frame, an error, or not ready yet
+    /// (`None`); past the script it has ended.
+    struct Scripted(VecDeque<Option<Result<&'static [u8], &'static str>>>);
+
+    impl Body for Scripted {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+            match self.0.pop_front() {
+                None => Poll::Ready(None),
+                Some(None) => Poll::Pending,
+                Some(Some(Ok(data))) => Poll::Ready(Some(Ok(Frame::data(Bytes::from(data))))),
+                Some(Some(Err(error))) => Poll::Ready(Some(Err(std::io::Error::other(error)))),
+            }
+        }
+    }
+
+    /// Reads a body to its end: its data, or the first error.
+    async fn read_all<B: Body<Data = Bytes> + Unpin>(body: B) -> Result<Vec<u8>, B::Error> {
+        Ok(body.collect().await?.to_bytes().to_vec())
+    }
+
+    #[tokio::test]
+    async fn a_body_ready_whole_is_taken_and_replayed_with_its_exact_size() {
+        let mut body = Prefetched::new(Full::new(Bytes::from_static(b"ok\n")));
+        assert!(body.fill(PREFETCH_BYTES));
+        assert!(!body.may_take_more(PREFETCH_BYTES));
+        assert_eq!(body.size_hint().exact(), Some(3));
+        assert!(!body.is_end_stream());
+        assert_eq!(read_all(body).await.unwrap(), b"ok\n");
+    }
+
+    #[tokio::test]
+    async fn a_stream_not_ready_is_taken_in_part_and_the_rest_follows() {
+        let script = [Some(Ok(&b"first "[..])), None, Some(Ok(&b"second"[..]))];
+        let mut body = Prefetched::new(Scripted(script.into()));
+        assert!(!body.fill(PREFETCH_BYTES), "the stream goes on");
+        assert!(body.may_take_more(PREFETCH_BYTES));
+        assert_eq!(body.bytes, 6);
+        assert_eq!(body.size_hint().exact(), None);
+        assert_eq!(read_all(body).await.unwrap(), b"first second");
+    }
+
+    #[tokio::test]
+    async fn taking_stops_at_the_byte_bound_and_at_an_error() {
+        let script = [Some(Ok(&[7u8; 10][..])); 4];
+        let mut body = Prefetched::new(Scripted(script.into()));
+        assert!(!body.fill(15));
+        assert_eq!(body.bytes, 20, "two frames reach the bound of 15");
+        assert!(!body.may_take_more(15));
+        assert_eq!(read_all(body).await.unwrap().len(), 40);
+
+        let script = [
+            Some(Ok(&b"a"[..])),
+            Some(Err("broken")),
+            Some(Ok(&b"b"[..])),
+        ];
+        let mut body = Prefetched::new(Scripted(script.into()));
+        assert!(
+            !body.fill(PREFETCH_BYTES),
+            "a failed stream is not a whole body"
+        );
+        assert!(!body.may_take_more(PREFETCH_BYTES));
+        assert!(read_all(body).await.is_err(), "the error is replayed");
     }
 }

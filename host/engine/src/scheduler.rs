@@ -253,6 +253,24 @@ impl GuestTurn {
         self.yield_after(1)
     }
 
+    /// One yield to the runtime that keeps this guest's run slot, for a guest that only lets
+    /// its store's event loop take another pass (it has used no slice and waits on no I/O):
+    /// it resumes without queueing for a slot again.
+    pub fn pass(self: &Arc<Self>) -> impl Future<Output = ()> + Send + use<> {
+        let turn = self.clone();
+        let mut yielded = false;
+        poll_fn(move |cx| {
+            if yielded {
+                return Poll::Ready(());
+            }
+            yielded = true;
+            // Keeping the slot: this pending poll is no I/O wait (see `after_poll`).
+            turn.scheduler.lock().guest(turn.id).yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        })
+    }
+
     /// Whether some guest waits for a run slot now.
     pub fn others_waiting(&self) -> bool {
         !self.scheduler.lock().rotation.is_empty()
@@ -468,6 +486,26 @@ mod tests {
         // after that: one turn per tenant per round.
         assert_eq!(order, [false, true, false, true, false, true]);
         assert_eq!(scheduler.waits(), 8 + 6);
+    }
+
+    #[test]
+    fn a_pass_keeps_the_slot_even_with_others_waiting() {
+        let scheduler = CpuScheduler::new(1);
+        let a = scheduler.guest("a".into(), false);
+        let b = scheduler.guest("b".into(), false);
+        assert!(a.take(&mut cx()));
+        assert!(!b.take(&mut cx()), "b waits for the one slot");
+        let mut pass = Box::pin(a.pass());
+        assert!(pass.as_mut().poll(&mut cx()).is_pending());
+        a.after_poll(false);
+        assert_eq!(phase(&a), Phase::Holding, "kept through the pass");
+        assert_eq!(phase(&b), Phase::Waiting);
+        assert!(a.take(&mut cx()), "and polled again at once");
+        assert!(pass.as_mut().poll(&mut cx()).is_ready());
+        // Waiting on I/O afterwards frees the slot, for b.
+        a.after_poll(false);
+        assert_eq!(phase(&a), Phase::Idle);
+        assert_eq!(phase(&b), Phase::Holding);
     }
 
     #[test]
