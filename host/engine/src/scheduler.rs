@@ -264,10 +264,7 @@ impl GuestTurn {
                 return Poll::Ready(());
             }
             yielded = true;
-            // Keeping the slot: this pending poll is no I/O wait (see `after_poll`).
-            turn.scheduler.lock().guest(turn.id).yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
+            turn.keep_slot_pending(turn.scheduler.lock(), cx)
         })
     }
 
@@ -285,10 +282,7 @@ impl GuestTurn {
             let scheduler = &turn.scheduler;
             if ticks > 1 {
                 ticks -= 1;
-                // Keeping the slot: this pending poll is no I/O wait.
-                scheduler.lock().guest(turn.id).yielded = true;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
+                return turn.keep_slot_pending(scheduler.lock(), cx);
             }
             let mut state = scheduler.lock();
             if started {
@@ -308,10 +302,7 @@ impl GuestTurn {
             }
             started = true;
             if state.rotation.is_empty() {
-                state.guest(turn.id).yielded = true;
-                drop(state);
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
+                return turn.keep_slot_pending(state, cx);
             }
             // In line first, then hand the slot on: a tenant whose other guests already wait
             // keeps its place in the rotation, and one that had none joins at its end. The
@@ -326,6 +317,19 @@ impl GuestTurn {
             }
             Poll::Pending
         }))
+    }
+
+    /// Returns `Pending` for a yield to the runtime that keeps this guest's slot: the pending
+    /// poll is marked as no I/O wait (see `after_poll`) and the task is woken to run again.
+    fn keep_slot_pending(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        state.guest(self.id).yielded = true;
+        drop(state);
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// Takes a slot for this poll (or keeps the one held), or waits in line.
