@@ -443,6 +443,18 @@ mod tests {
         assert!(turn.take(&mut cx()), "and runs on its next poll");
     }
 
+    /// One slot, guest a (tenant a) holding it and guest b (tenant b) waiting for it.
+    fn a_holding_b_waiting() -> (Arc<CpuScheduler>, Arc<GuestTurn>, Arc<GuestTurn>) {
+        let scheduler = CpuScheduler::new(1);
+        let a = scheduler.guest("a".into(), false);
+        let b = scheduler.guest("b".into(), false);
+        assert!(a.take(&mut cx()));
+        assert!(!a.others_waiting(), "nobody waits yet: a carries on");
+        assert!(!b.take(&mut cx()), "b waits for the one slot");
+        assert!(a.others_waiting());
+        (scheduler, a, b)
+    }
+
     /// Polls `yielding` through its yields to the runtime, which come first and keep the slot
     /// even with other guests waiting; the next poll acts on the scheduler.
     fn yield_to_runtime(turn: &GuestTurn, yielding: &mut Pin<Box<dyn Future<Output = ()> + Send>>) {
@@ -494,11 +506,7 @@ mod tests {
 
     #[test]
     fn a_pass_keeps_the_slot_even_with_others_waiting() {
-        let scheduler = CpuScheduler::new(1);
-        let a = scheduler.guest("a".into(), false);
-        let b = scheduler.guest("b".into(), false);
-        assert!(a.take(&mut cx()));
-        assert!(!b.take(&mut cx()), "b waits for the one slot");
+        let (_scheduler, a, b) = a_holding_b_waiting();
         let mut pass = Box::pin(a.pass());
         assert!(pass.as_mut().poll(&mut cx()).is_pending());
         a.after_poll(false);
@@ -587,13 +595,7 @@ mod tests {
 
     #[test]
     fn a_guest_that_resumed_since_the_tick_hands_its_slot_on_without_runtime_yields() {
-        let scheduler = CpuScheduler::new(1);
-        let a = scheduler.guest("a".into(), false);
-        let b = scheduler.guest("b".into(), false);
-        assert!(a.take(&mut cx()));
-        assert!(!a.others_waiting(), "nobody waits yet: a carries on");
-        assert!(!b.take(&mut cx()));
-        assert!(a.others_waiting());
+        let (_scheduler, a, b) = a_holding_b_waiting();
         // Its first poll gives the slot to b at once: no yields to the runtime before it.
         let mut handing = a.hand_off_turn();
         assert!(handing.as_mut().poll(&mut cx()).is_pending());
