@@ -136,7 +136,9 @@ impl Gateway {
 
     /// Whether `extension` is a dev mapping (`--component`) served to `tenant`.
     pub fn is_dev_mapped(&self, tenant: &str, extension: &str) -> bool {
-        self.dev.get(extension).is_some_and(|r| r.tenant == tenant)
+        self.dev
+            .get(extension)
+            .is_some_and(|r| *r.tenant == *tenant)
     }
 
     /// Compiles every dev-mapped component now, so broken components fail at startup.
@@ -256,8 +258,8 @@ impl Gateway {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         trace.resolved(Target {
-            tenant: extension.tenant.clone(),
-            extension: extension.extension_id.clone(),
+            tenant: extension.tenant.to_string(),
+            extension: extension.extension_id.to_string(),
             version: extension.version.clone(),
             content_hash: extension.content_hash.clone(),
         });
@@ -329,9 +331,9 @@ impl Gateway {
     /// Which warm instances `extension`'s request may run on.
     fn reuse(extension: &Resolved, effective: &Effective) -> Reuse {
         Reuse {
-            install_id: extension.install_id.as_str().into(),
-            tenant: extension.tenant.as_str().into(),
-            extension: extension.extension_id.as_str().into(),
+            install_id: extension.install_id.clone(),
+            tenant: extension.tenant.clone(),
+            extension: extension.extension_id.clone(),
             generation: extension.generation,
             max_requests: effective.instance_reuse,
         }
@@ -428,9 +430,9 @@ impl Gateway {
             journal,
         });
         let context = RequestContext {
-            tenant_id: extension.tenant.clone(),
-            extension_id: extension.extension_id.clone(),
-            install_id: extension.install_id.clone(),
+            tenant_id: extension.tenant.to_string(),
+            extension_id: extension.extension_id.to_string(),
+            install_id: extension.install_id.to_string(),
             version_id: extension.version_id.clone(),
             content_hash: extension.content_hash.clone(),
             request_id: request_id.to_owned(),
@@ -453,6 +455,10 @@ pub struct CallerContext {
 /// Drops every response header outside [`RETURNED_HEADERS`], `x-ext-*` and private
 /// `cache-control`.
 pub fn filter_response_headers(headers: &mut HeaderMap) {
+    // Most responses carry only returned headers: keep their map as it is.
+    if headers.iter().all(|(name, value)| returned(name, value)) {
+        return;
+    }
     let kept = std::mem::take(headers);
     let mut name = None;
     for (next, value) in kept {
@@ -461,17 +467,22 @@ pub fn filter_response_headers(headers: &mut HeaderMap) {
             name = Some(next);
         }
         let Some(name) = name.as_ref() else { continue };
-        let allowed = RETURNED_HEADERS.contains(name)
-            || name.as_str().starts_with("x-ext-")
-            || (name == header::CACHE_CONTROL
-                && !value
-                    .to_str()
-                    .map(|v| v.to_ascii_lowercase().contains("public"))
-                    .unwrap_or(true));
-        if allowed {
+        if returned(name, &value) {
             headers.append(name.clone(), value);
         }
     }
+}
+
+/// Whether a response header reaches the caller (see [`filter_response_headers`]).
+fn returned(name: &HeaderName, value: &HeaderValue) -> bool {
+    RETURNED_HEADERS.contains(name)
+        || name.as_str().starts_with("x-ext-")
+        || (name == header::CACHE_CONTROL
+            && !value.to_str().map_or(true, |v| {
+                v.as_bytes()
+                    .windows(6)
+                    .any(|w| w.eq_ignore_ascii_case(b"public"))
+            }))
 }
 
 /// Splits `/api/ext/{id}/{rest…}` into the extension id and the path the component sees
@@ -536,12 +547,22 @@ pub fn forward<B>(
         HeaderValue::from_str(s)
             .map_err(|_| GatewayError::BadRequest(format!("invalid header value '{s}'")))
     };
-    headers.insert("x-request-id", value(request_id)?);
-    headers.insert("x-alga-tenant", value(tenant)?);
-    headers.insert("x-alga-extension", value(extension_id)?);
+    // Names from `from_static` are not copied into each request's map, as `&str` names are.
+    headers.insert(HeaderName::from_static("x-request-id"), value(request_id)?);
+    headers.insert(HeaderName::from_static("x-alga-tenant"), value(tenant)?);
+    headers.insert(
+        HeaderName::from_static("x-alga-extension"),
+        value(extension_id)?,
+    );
     if let Some(trigger) = parts.extensions.get::<ScheduledTrigger>() {
-        headers.insert(TRIGGER_HEADER, HeaderValue::from_static("schedule"));
-        headers.insert(SCHEDULE_ID_HEADER, value(&trigger.schedule_id)?);
+        headers.insert(
+            HeaderName::from_static(TRIGGER_HEADER),
+            HeaderValue::from_static("schedule"),
+        );
+        headers.insert(
+            HeaderName::from_static(SCHEDULE_ID_HEADER),
+            value(&trigger.schedule_id)?,
+        );
     }
     parts.headers = headers;
     Ok(Request::from_parts(parts, body))
@@ -601,6 +622,20 @@ mod tests {
         );
         filter_response_headers(&mut private);
         assert_eq!(private["cache-control"], "private, max-age=5");
+        let mut shouted = HeaderMap::new();
+        shouted.insert(
+            "cache-control",
+            HeaderValue::from_static("max-age=5, PUBLIC"),
+        );
+        filter_response_headers(&mut shouted);
+        assert!(shouted.is_empty(), "public in any case is dropped");
+        let mut returned = HeaderMap::new();
+        returned.insert("content-type", HeaderValue::from_static("text/plain"));
+        returned.append("x-ext-a", HeaderValue::from_static("1"));
+        returned.append("x-ext-a", HeaderValue::from_static("2"));
+        let before = returned.clone();
+        filter_response_headers(&mut returned);
+        assert_eq!(returned, before, "only returned headers: kept as they are");
     }
 
     #[test]

@@ -74,9 +74,9 @@ fn read_component(tenant: &str, id: &str, path: &Path) -> Result<Resolved, Catal
     })?;
     let content_hash = ContentHash::of(&bytes).to_string();
     Ok(Resolved {
-        tenant: tenant.to_owned(),
-        extension_id: id.to_owned(),
-        install_id: format!("dev-install-{id}"),
+        tenant: tenant.into(),
+        extension_id: id.into(),
+        install_id: format!("dev-install-{id}").into(),
         version: "0.0.0-dev".to_owned(),
         version_id: "dev".to_owned(),
         content_hash,
@@ -130,7 +130,7 @@ mod tests {
         let catalog =
             DevCatalog::from_specs("dev", &[format!("hello={}", file.display())]).unwrap();
         let hello = catalog.get("hello").unwrap();
-        assert_eq!(hello.tenant, "dev");
+        assert_eq!(&*hello.tenant, "dev");
         // sha256("abc")
         assert_eq!(
             hello.content_hash,

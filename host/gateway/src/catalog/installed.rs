@@ -145,14 +145,14 @@ impl InstalledCatalog {
         self.verify_signature(&claims, &found.signature)?;
         Ok(Some(
             Resolved {
-                tenant: tenant.to_owned(),
-                extension_id: found.install.extension,
+                tenant: tenant.into(),
+                extension_id: found.install.extension.into(),
                 policy: found.install.policy,
                 endpoints: found.endpoints,
                 grants: found.install.grants,
                 config: Arc::new(found.install.config),
                 sealed_secrets: found.sealed_secrets.map(Arc::from),
-                install_id: found.install.id,
+                install_id: found.install.id.into(),
                 version: found.install.version,
                 version_id: found.version_id,
                 content_hash: found.content_hash.to_string(),
@@ -224,9 +224,9 @@ impl InstalledCatalog {
         };
         let requested = version.manifest.capability_set();
         let resolved = Resolved {
-            tenant: tenant.to_owned(),
-            extension_id: version.name,
-            install_id,
+            tenant: tenant.into(),
+            extension_id: version.name.into(),
+            install_id: install_id.into(),
             version: version.version,
             version_id: version.id,
             content_hash: version.content_hash.to_string(),

@@ -21,11 +21,11 @@ pub use installed::{BundleFetcher, InstalledCatalog};
 #[derive(Debug, Clone)]
 pub struct Resolved {
     /// Tenant the request runs as.
-    pub tenant: String,
+    pub tenant: Arc<str>,
     /// The extension id of the route (the manifest name for registry installs).
-    pub extension_id: String,
+    pub extension_id: Arc<str>,
     /// The tenant's install of it.
-    pub install_id: String,
+    pub install_id: Arc<str>,
     /// Installed version.
     pub version: String,
     /// Registry id of that version.

@@ -7,29 +7,32 @@ use std::sync::{Arc, Mutex};
 /// In-flight counters per key; each entry names its cap.
 #[derive(Default)]
 pub struct InFlight {
-    counts: Arc<Mutex<HashMap<String, u32>>>,
+    counts: Arc<Mutex<Counts>>,
 }
+
+/// Requests in flight by key. A slot shares its key with the map's entry, so only a key's
+/// first request in flight copies it.
+type Counts = HashMap<Arc<str>, u32>;
 
 /// One request's slot; released on drop.
 pub struct InFlightGuard {
-    key: String,
-    counts: Arc<Mutex<HashMap<String, u32>>>,
+    key: Arc<str>,
+    counts: Arc<Mutex<Counts>>,
 }
 
 impl InFlight {
     /// A slot for `key`, or `None` when it already has `cap` in flight.
     pub fn try_enter(&self, key: &str, cap: u32) -> Option<InFlightGuard> {
         let mut counts = lock(&self.counts);
-        let count = counts.entry(key.to_owned()).or_insert(0);
-        if *count >= cap {
-            if *count == 0 {
-                counts.remove(key);
-            }
-            return None;
-        }
-        *count += 1;
+        let key = match counts.get_key_value(key) {
+            Some((_, &count)) if count >= cap => return None,
+            Some((key, _)) => key.clone(),
+            None if cap == 0 => return None,
+            None => Arc::from(key),
+        };
+        *counts.entry(key.clone()).or_insert(0) += 1;
         Some(InFlightGuard {
-            key: key.to_owned(),
+            key,
             counts: self.counts.clone(),
         })
     }
@@ -52,7 +55,7 @@ impl Drop for InFlightGuard {
     }
 }
 
-fn lock(counts: &Mutex<HashMap<String, u32>>) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+fn lock(counts: &Mutex<Counts>) -> std::sync::MutexGuard<'_, Counts> {
     counts.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -74,6 +77,27 @@ mod tests {
             in_flight.in_flight("a"),
             1,
             "the temporary slot was released"
+        );
+    }
+
+    #[test]
+    fn holds_only_keys_with_requests_in_flight() {
+        let in_flight = InFlight::default();
+        assert!(
+            in_flight.try_enter("none", 0).is_none(),
+            "a cap of 0 admits none"
+        );
+        let a1 = in_flight.try_enter("a", 2).unwrap();
+        let a2 = in_flight.try_enter("a", 2).unwrap();
+        assert!(
+            Arc::ptr_eq(&a1.key, &a2.key),
+            "a second slot shares the key"
+        );
+        assert_eq!(lock(&in_flight.counts).len(), 1);
+        drop((a1, a2));
+        assert!(
+            lock(&in_flight.counts).is_empty(),
+            "the last slot removes its key"
         );
     }
 }
